@@ -1,0 +1,37 @@
+"""raftcache: a Raft-replicated, strongly consistent key-value cache.
+
+Embed a replica with :class:`Cache` / :class:`AsyncCache`, run servers with ``raftcache serve``
+and talk to them with any Redis client.
+"""
+
+from .cache import AsyncCache, Cache
+from .errors import (
+    ClusterError,
+    CommandError,
+    ConfigError,
+    NodeClosedError,
+    NoLeaderError,
+    NotAppliedError,
+    OutcomeUnknownError,
+    RaftCacheError,
+    StorageError,
+)
+from .replica import NodeStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncCache",
+    "Cache",
+    "ClusterError",
+    "CommandError",
+    "ConfigError",
+    "NodeClosedError",
+    "NoLeaderError",
+    "NotAppliedError",
+    "NodeStatus",
+    "OutcomeUnknownError",
+    "RaftCacheError",
+    "StorageError",
+    "__version__",
+]

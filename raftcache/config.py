@@ -1,0 +1,216 @@
+"""Cluster configuration: TOML -> frozen dataclasses, validated field by field.
+
+Each section is a dataclass whose fields carry their own check and documentation, so the
+loader is one loop and every error names the file, the key and the problem::
+
+    cluster.toml: raft.heartbeat_ms: must be an integer >= 1 (got "fast")
+
+Unknown keys are errors too (with a did-you-mean), because a misspelt timeout silently
+ignored is worse than a refusal to start. Relative ``data_dir`` paths are resolved against
+the directory of the config file, so a cluster starts the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+Check = Callable[[Any], str | None]
+
+
+def _opt(default: Any, check: Check | None = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+def _req(check: Check | None = None, doc: str = "") -> Any:
+    return field(metadata={"check": check, "doc": doc, "required": True})
+
+
+def _int_min(low: int) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            return f"must be an integer >= {low}"
+        return None
+
+    return check
+
+
+def _number_min(low: float) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low:
+            return f"must be a number >= {low}"
+        return None
+
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _string(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
+def _nonempty_string(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _address(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a \"host:port\" string"
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"must be host:port with a port in 1-65535 (got {v!r})"
+    if host.strip("[]") in ("0.0.0.0", "::"):
+        return f"must be an address peers can reach, not the wildcard {host}"
+    return None
+
+
+# ------------------------------------------------------------------------------ sections
+@dataclass(frozen=True)
+class ClusterSection:
+    secret: str = _opt("", _string, "authenticates and encrypts peer (raft) traffic; required unless all raft addresses are loopback")
+    fsync: str = _opt("always", _one_of("always", "no"), "journal fsync policy for nodes with a data_dir")
+    request_timeout_ms: int = _opt(5000, _int_min(1), "deadline of one client command, retries included")
+
+
+@dataclass(frozen=True)
+class RaftSection:
+    heartbeat_ms: int = _opt(50, _int_min(1), "leader heartbeat interval")
+    election_timeout_min_ms: int = _opt(1000, _int_min(10), "randomised election timeout, lower bound")
+    election_timeout_max_ms: int = _opt(2000, _int_min(20), "randomised election timeout, upper bound")
+    leader_lease_ms: int = _opt(2500, _int_min(10), "a leader without majority contact this long steps down")
+    entry_timeout_ms: int = _opt(2000, _int_min(10), "a proposal silent this long is retried (outcome unknown)")
+    max_inflight_batches: int = _opt(1, _int_min(1), "group-commit entries in flight per node")
+    max_batch_commands: int = _opt(8192, _int_min(1), "client commands per Raft entry")
+    max_batch_bytes: int = _opt(1 << 20, _int_min(1024), "bytes per Raft entry (a bigger single command gets its own)")
+    clock_interval_ms: int = _opt(100, _int_min(10), "the leader proposes its time when idle this long (TTL precision)")
+
+
+@dataclass(frozen=True)
+class SnapshotSection:
+    min_entries: int = _opt(20_000, _int_min(2), "compact the log after this many entries")
+    min_interval_s: float = _opt(600.0, _number_min(1), "... or after this long since the last snapshot")
+    max_log_mb: int = _opt(64, _int_min(1), "... or when the journal holds this many MiB")
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    id: str = _req(_nonempty_string, "node name, unique in the cluster")
+    raft: str = _req(_address, "peer (raft) address")
+    client: str = _opt("", lambda v: None if v == "" else _address(v), "RESP address for clients")
+    data_dir: str | None = _opt(None, _nonempty_string, "journal and snapshots; absent = memory only")
+    metrics: str = _opt("", lambda v: None if v == "" else _address(v), "Prometheus metrics address")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    path: str
+    cluster: ClusterSection
+    raft: RaftSection
+    snapshot: SnapshotSection
+    nodes: tuple[NodeSection, ...]
+
+    def node(self, node_id: str) -> NodeSection:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        known = ", ".join(n.id for n in self.nodes)
+        raise ConfigError(f"no node with id {node_id!r} (nodes: {known})", file=self.path, key="nodes")
+
+    def peers_of(self, node_id: str) -> tuple[str, ...]:
+        return tuple(n.raft for n in self.nodes if n.id != node_id)
+
+
+_SECTIONS: dict[str, type] = {"cluster": ClusterSection, "raft": RaftSection, "snapshot": SnapshotSection}
+
+
+def _build(cls: type, table: Mapping[str, Any], file: str, prefix: str) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError("must be a table", file=file, key=prefix)
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            problem = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            raise ConfigError(problem, file=file, key=f"{prefix}.{key}")
+    values = {}
+    for name, f in known.items():
+        dotted = f"{prefix}.{name}"
+        if name not in table:
+            if f.metadata.get("required"):
+                raise ConfigError("is required", file=file, key=dotted)
+            continue
+        value = table[name]
+        check = f.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{problem} (got {value!r})", file=file, key=dotted)
+        values[name] = value
+    return cls(**values)
+
+
+def load_config(path: str) -> ClusterConfig:
+    """Read and validate a cluster TOML file; raises ConfigError naming file, key and problem."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=path) from None
+    return config_from_mapping(data, path)
+
+
+def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> ClusterConfig:
+    for key in data:
+        if key not in _SECTIONS and key != "nodes":
+            hint = difflib.get_close_matches(key, [*_SECTIONS, "nodes"], n=1)
+            raise ConfigError("unknown section" + (f" (did you mean {hint[0]!r}?)" if hint else ""), file=path, key=key)
+    sections = {name: _build(cls, data.get(name, {}), path, name) for name, cls in _SECTIONS.items()}
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise ConfigError("at least one [[nodes]] entry is required", file=path, key="nodes")
+    base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
+    nodes = []
+    for i, table in enumerate(raw_nodes):
+        node = _build(NodeSection, table, path, f"nodes[{i}]")
+        if node.data_dir is not None and not os.path.isabs(node.data_dir):
+            node = NodeSection(**{**node.__dict__, "data_dir": os.path.normpath(os.path.join(base, node.data_dir))})
+        nodes.append(node)
+    _check_unique(nodes, path)
+    raft: RaftSection = sections["raft"]
+    if raft.election_timeout_min_ms <= 3 * raft.heartbeat_ms:
+        raise ConfigError("must exceed 3 x raft.heartbeat_ms", file=path, key="raft.election_timeout_min_ms")
+    if raft.election_timeout_max_ms <= raft.election_timeout_min_ms:
+        raise ConfigError("must exceed raft.election_timeout_min_ms", file=path, key="raft.election_timeout_max_ms")
+    return ClusterConfig(path=path, nodes=tuple(nodes), **sections)
+
+
+def _check_unique(nodes: list[NodeSection], path: str) -> None:
+    for attr in ("id", "raft", "client", "metrics", "data_dir"):
+        seen: dict[Any, int] = {}
+        for i, node in enumerate(nodes):
+            value = getattr(node, attr)
+            if value in ("", None):
+                continue
+            if value in seen:
+                raise ConfigError(
+                    f"{value!r} is already used by nodes[{seen[value]}]", file=path, key=f"nodes[{i}].{attr}"
+                )
+            seen[value] = i

@@ -1,0 +1,191 @@
+"""One exception tree for raftcache, and the RESP error prefix of each class.
+
+::
+
+    RaftCacheError
+    ├── ConfigError                bad config file or option (names the file, key and problem)
+    ├── CommandError               the command was rejected; nothing was applied
+    │   ├── SyntaxError_           malformed arguments ("syntax error")
+    │   ├── NotIntegerError        "value is not an integer or out of range"
+    │   ├── IntegerOverflowError   "increment or decrement would overflow"
+    │   ├── InvalidExpireError     "invalid expire time in '<cmd>' command"
+    │   ├── ValueTooLargeError     value or key above the configured limit
+    │   └── SessionExpiredError    a retried write whose client session was forgotten
+    ├── ClusterError               the cluster could not settle the command
+    │   ├── NotAppliedError        definitely NOT applied: safe to retry
+    │   │   ├── NoLeaderError      no leader / no quorum reachable in time
+    │   │   ├── OverloadedError    proposal queue full
+    │   │   └── NodeClosedError    this node is closed or stopping
+    │   └── OutcomeUnknownError    may or may not have been applied (timeout, leader change)
+    ├── StorageError               local disk failure (disk full, fsync error): the node stops
+    └── ProtocolError              malformed RESP from a peer ("Protocol error: ..."); the
+                                   server answers it and closes the connection
+
+`CommandError`s come out of the deterministic state machine (or input validation before
+proposing), so every replica produces the same one; they are stored in the exactly-once
+session table and therefore have a stable ``code`` that survives snapshots.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RaftCacheError",
+    "ConfigError",
+    "CommandError",
+    "SyntaxError_",
+    "NotIntegerError",
+    "IntegerOverflowError",
+    "InvalidExpireError",
+    "ValueTooLargeError",
+    "SessionExpiredError",
+    "ClusterError",
+    "NotAppliedError",
+    "NoLeaderError",
+    "OverloadedError",
+    "NodeClosedError",
+    "OutcomeUnknownError",
+    "StorageError",
+    "ProtocolError",
+    "command_error_from_code",
+    "resp_prefix",
+]
+
+
+class RaftCacheError(Exception):
+    """Base class of every error raftcache raises on purpose."""
+
+
+class ConfigError(RaftCacheError):
+    """A configuration file or option is invalid."""
+
+    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.problem = problem
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class CommandError(RaftCacheError):
+    """The command was rejected by validation or by the state machine; nothing changed."""
+
+    code = "ERR"
+    default_message = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.message == self.message  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.message))
+
+    def __reduce__(self):  # keep pickling (e.g. multiprocessing in tests) working with the kw-less init
+        return (type(self), (self.message,))
+
+
+class SyntaxError_(CommandError):  # noqa: N801 - avoid shadowing the builtin
+    code = "SYNTAX"
+    default_message = "syntax error"
+
+
+class NotIntegerError(CommandError):
+    code = "NOTINT"
+    default_message = "value is not an integer or out of range"
+
+
+class IntegerOverflowError(CommandError):
+    code = "OVERFLOW"
+    default_message = "increment or decrement would overflow"
+
+
+class InvalidExpireError(CommandError):
+    code = "BADEXPIRE"
+    default_message = "invalid expire time"
+
+
+class ValueTooLargeError(CommandError):
+    code = "TOOBIG"
+    default_message = "string exceeds maximum allowed size"
+
+
+class SessionExpiredError(CommandError):
+    code = "SESSION"
+    default_message = "client session expired; the outcome of the retried write is unknown"
+
+
+class ClusterError(RaftCacheError):
+    """The cluster could not settle the command."""
+
+
+class NotAppliedError(ClusterError):
+    """The command was definitely not applied; retrying it is safe."""
+
+
+class NoLeaderError(NotAppliedError):
+    """No leader (or no quorum) could be reached before the deadline."""
+
+
+class OverloadedError(NotAppliedError):
+    """The node's proposal queue is full."""
+
+
+class NodeClosedError(NotAppliedError):
+    """The node is closed or stopping."""
+
+
+class OutcomeUnknownError(ClusterError):
+    """The command may or may not have been applied (timeout after proposing, leader change)."""
+
+
+class StorageError(RaftCacheError):
+    """The node's disk failed it (disk full, fsync error); the node stops to stay safe."""
+
+
+class ProtocolError(RaftCacheError):
+    """Malformed RESP input; ``str(error)`` is the full Redis-style message
+    (``Protocol error: invalid bulk length``)."""
+
+
+_COMMAND_ERRORS: dict[str, type[CommandError]] = {
+    cls.code: cls
+    for cls in (
+        CommandError,
+        SyntaxError_,
+        NotIntegerError,
+        IntegerOverflowError,
+        InvalidExpireError,
+        ValueTooLargeError,
+        SessionExpiredError,
+    )
+}
+
+
+def command_error_from_code(code: str, message: str) -> CommandError:
+    """Rebuild a stored state-machine error (e.g. from a snapshot's session table)."""
+    return _COMMAND_ERRORS.get(code, CommandError)(message)
+
+
+# RESP error prefix per class (first match along the MRO wins). Clients such as redis-py map
+# CLUSTERDOWN / TRYAGAIN to their own exception classes, so we reuse those words.
+_RESP_PREFIXES: dict[type[BaseException], str] = {
+    CommandError: "ERR",
+    NoLeaderError: "CLUSTERDOWN",
+    OverloadedError: "TRYAGAIN",
+    NodeClosedError: "CLUSTERDOWN",
+    OutcomeUnknownError: "UNKNOWN",
+    StorageError: "MISCONF",
+    ConfigError: "ERR",
+    ProtocolError: "ERR",
+}
+
+
+def resp_prefix(error: BaseException) -> str:
+    """The RESP error word (``ERR``, ``CLUSTERDOWN``, ...) for an exception."""
+    for cls in type(error).__mro__:
+        prefix = _RESP_PREFIXES.get(cls)
+        if prefix is not None:
+            return prefix
+    return "ERR"

@@ -1,0 +1,518 @@
+"""The replica: the cache state machine driven by Raft. Everything user-facing sits on this.
+
+Responsibilities (none of them pysyncobj-specific; that lives in ``replication``):
+
+* **Group commit** — writes from every caller queue up; one Raft entry carries many of them
+  (up to ``max_batch_commands`` / ``max_batch_bytes``), with ``max_inflight`` entries in
+  flight per node. Under load batches grow by themselves; idle, a write goes out at once.
+* **Linearizable reads** — a read waits for the next entry this node proposes (an empty one
+  if no write is pending) and runs right after that entry is applied here. A deposed
+  leader cannot commit it, so it can never answer. ``consistency="stale"`` reads local state.
+* **Exactly-once writes** — each write carries (client id, seq, ack). Proposals whose outcome
+  is unknown (timeout, leader change) are retried with the same tag until the request's
+  deadline; the state machine answers a retry from its session table.
+* **Replicated clock and expiry** — every entry carries this node's wall time; the leader
+  proposes an entry when idle for ``clock_interval_s`` and a ``Sweep`` when keys expired.
+
+Threading: ``submit`` is thread-safe. Results are delivered by calling ``on_done(result)``
+where ``result`` is a value or an exception instance, on the Raft thread (or on the caller's
+thread for stale reads and immediate refusals). Callers hop threads themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import commands as c
+from .clock import Clock, SystemClock
+from .errors import (
+    CommandError,
+    NodeClosedError,
+    NoLeaderError,
+    OutcomeUnknownError,
+    OverloadedError,
+    SessionExpiredError,
+    StorageError,
+)
+from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
+from .snapshot import SnapshotReader, write_snapshot
+from .statemachine import CacheStateMachine
+
+log = logging.getLogger(__name__)
+
+LINEARIZABLE = "linearizable"
+STALE = "stale"
+CONSISTENCY_LEVELS = (LINEARIZABLE, STALE)
+
+OnDone = Callable[[Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaOptions:
+    raft: RaftSettings
+    request_timeout_s: float = 5.0  # default deadline of one request, retries included
+    entry_timeout_s: float = 2.0  # a proposal silent this long is treated as outcome-unknown
+    max_inflight: int = 1  # entries in flight per node (1 keeps per-connection order on retry)
+    max_batch_commands: int = 8192
+    max_batch_bytes: int = 1 << 20
+    clock_interval_s: float = 0.1  # the leader proposes its time when idle this long
+    sweep_limit: int = 1000  # expired keys deleted per Sweep
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """Typed status of one node (what `Cache.status()` and INFO raft report)."""
+
+    id: str
+    address: str
+    role: str
+    leader: str | None
+    term: int
+    commit_index: int
+    applied_index: int
+    log_len: int
+    last_snapshot_index: int
+    keys: int
+    members: tuple[str, ...]
+    revision: int
+    replicated_time_ms: int
+    snapshots_taken: int
+    last_snapshot_seconds: float | None
+    inflight_entries: int
+    queued_requests: int
+
+
+class _Request:
+    __slots__ = ("command", "on_done", "deadline", "size", "client_id", "seq", "ack", "maybe_applied", "failure")
+
+    def __init__(self, command: Any, on_done: OnDone, deadline: float) -> None:
+        self.command = command
+        self.on_done = on_done
+        self.deadline = deadline
+        self.size = 0
+        self.client_id: int | None = None  # None: untagged (reads, internal writes)
+        self.seq = 0
+        self.ack = 0  # only for caller-provided tags; own-session acks are computed at encode
+        self.maybe_applied = False
+        self.failure: Failure | None = None
+
+
+@dataclass(slots=True)
+class _Entry:
+    writes: list[_Request]
+    reads: list[_Request]
+    deadline: float
+
+
+class _OwnSession:
+    """This node's exactly-once session: seqs issued to writes without a caller tag."""
+
+    def __init__(self) -> None:
+        self.client_id = 0
+        self.rotate()
+
+    def rotate(self) -> None:
+        self.client_id = secrets.randbits(63)
+        self.next_seq = 1
+        self.low = 1  # every seq below has been answered
+        self.outstanding: set[int] = set()
+
+    def issue(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        self.outstanding.add(seq)
+        return seq
+
+    def answered(self, seq: int) -> None:
+        self.outstanding.discard(seq)
+        while self.low < self.next_seq and self.low not in self.outstanding:
+            self.low += 1
+
+
+def _ignore(result: Any) -> None:
+    pass
+
+
+class Replica:
+    """One cache replica: state machine + Raft + batching. See the module docstring."""
+
+    def __init__(self, options: ReplicaOptions, *, node_id: str | None = None, clock: Clock | None = None) -> None:
+        self.options = options
+        self.node_id = node_id or options.raft.address
+        self.clock: Clock = clock or SystemClock()
+        self.fsm = CacheStateMachine()
+        self._fsm_lock = threading.Lock()  # apply vs. stale reads on other threads
+        self._lock = threading.Lock()  # batching state below
+        self._writes: deque[_Request] = deque()
+        self._reads: list[_Request] = []
+        self._inflight: dict[int, _Entry] = {}
+        self._entry_ids = 0
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._session = _OwnSession()
+        self._retired_sessions: set[int] = set()
+        self._last_proposal = 0.0
+        self._sweeping = False
+        self._next_expiry_check = 0.0
+        self._closed = False
+        self._fatal: BaseException | None = None
+        self._fatal_listeners: list[Callable[[BaseException], None]] = []
+        # proposals, commits, per-failure counts and retried writes (metrics, tests)
+        self.counters: Counter[str] = Counter()
+        self.raft = RaftNode(
+            options.raft,
+            apply=self._apply,
+            write_state=self._write_state,
+            load_state=self._load_state,
+            on_tick=self._on_tick,
+            on_fatal=self._on_fatal,
+        )
+
+    # ------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.raft.start()
+
+    def close(self) -> None:
+        """Stop the node; pending requests fail with NodeClosedError (not applied) or
+        OutcomeUnknownError (proposed, outcome unknown)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.raft.close()
+        self._fail_everything(NodeClosedError("node closed"))
+
+    def on_fatal(self, listener: Callable[[BaseException], None]) -> None:
+        """Register a callback for a fatal storage error (the node has stopped serving)."""
+        self._fatal_listeners.append(listener)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._fatal is not None
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        """Raft-thread callback: the node cannot go on safely (disk full, corrupt snapshot)."""
+        self._fatal = exc
+        error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+        self._fail_everything(error)
+        # Release the port and threads; close() joins the Raft thread, so not from here.
+        threading.Thread(target=self.raft.close, name="raft-fatal-stop", daemon=True).start()
+        for listener in self._fatal_listeners:
+            try:
+                listener(error)
+            except Exception:
+                log.exception("fatal listener failed")
+
+    def _fail_everything(self, error: BaseException) -> None:
+        """Answer every pending request: queued ones were never applied; proposed writes
+        may have been."""
+        with self._lock:
+            queued = list(self._writes) + self._reads
+            proposed: list[_Request] = []
+            for entry in self._inflight.values():
+                proposed.extend(entry.writes)
+                queued.extend(entry.reads)
+            self._writes.clear()
+            self._reads = []
+            self._inflight.clear()
+        unknown = OutcomeUnknownError(f"outcome unknown: {error}")
+        for req in queued:
+            _deliver(req, unknown if req.maybe_applied else error)
+        for req in proposed:
+            _deliver(req, unknown)
+
+    # ---------------------------------------------------------------------- submit
+    def submit(
+        self,
+        command: Any,
+        on_done: OnDone,
+        *,
+        consistency: str = LINEARIZABLE,
+        timeout: float | None = None,
+        tag: c.SessionTag | None = None,
+    ) -> None:
+        """Execute a command; `on_done(result_or_exception)` is called exactly once."""
+        if self._fatal is not None:
+            on_done(self._fatal)
+            return
+        if self._closed:
+            on_done(NodeClosedError("node closed"))
+            return
+        write = c.is_write(command)
+        if not write and consistency == STALE:
+            on_done(self.read_local(command))
+            return
+        req = _Request(command, on_done, time.monotonic() + (timeout or self.options.request_timeout_s))
+        with self._lock:
+            if write:
+                req.size = c.size_hint(command)
+                if tag is not None:
+                    req.client_id, req.seq, req.ack = tag
+                elif type(command) is not c.Sweep:
+                    req.client_id = self._session.client_id
+                    req.seq = self._session.issue()
+                self._writes.append(req)
+            else:
+                self._reads.append(req)
+            self._flush_locked()
+
+    def read_local(self, command: Any) -> Any:
+        """Answer a read from this replica's state now (stale; no Raft round)."""
+        try:
+            with self._fsm_lock:
+                return self.fsm.read(command)
+        except CommandError as err:
+            return err
+
+    # ------------------------------------------------------------------- batching
+    def _flush_locked(self) -> None:
+        """Propose queued work while the window allows. Caller holds self._lock."""
+        opts = self.options
+        now = time.monotonic()
+        while (self._writes or self._reads) and len(self._inflight) < opts.max_inflight and now >= self._retry_at:
+            writes: list[_Request] = []
+            size = 0
+            queue = self._writes
+            while queue and len(writes) < opts.max_batch_commands and (not writes or size + queue[0].size <= opts.max_batch_bytes):
+                req = queue.popleft()
+                writes.append(req)
+                size += req.size
+            reads, self._reads = self._reads, []
+            session = self._session
+            rows = []
+            for req in writes:
+                if req.client_id is None:
+                    rows.append((None, req.command))
+                elif req.client_id == session.client_id:
+                    rows.append((c.SessionTag(req.client_id, req.seq, session.low), req.command))
+                else:
+                    rows.append((c.SessionTag(req.client_id, req.seq, req.ack), req.command))
+            payload = c.encode_batch(self.clock.now_ms(), rows)
+            self._entry_ids += 1
+            entry_id = self._entry_ids
+            deadline = min([now + opts.entry_timeout_s] + [r.deadline for r in writes] + [r.deadline for r in reads])
+            entry = self._inflight[entry_id] = _Entry(writes, reads, deadline)
+            self._last_proposal = now
+            self.counters["proposed"] += 1
+            refused = self.raft.propose(payload, lambda result, failure, i=entry_id: self._entry_done(i, result, failure))
+            if refused is not None:
+                del self._inflight[entry_id]
+                self._requeue_locked(entry, refused)
+                if refused is Failure.STOPPED:
+                    return
+
+    def _requeue_locked(self, entry: _Entry, failure: Failure) -> None:
+        self.counters[f"failed_{failure.name.lower()}"] += 1
+        self.counters["retried_writes"] += len(entry.writes)
+        if entry.writes or failure is not Failure.NO_LEADER:
+            log.info("entry with %d writes, %d reads not committed (%s); retrying", len(entry.writes), len(entry.reads), failure.reason)
+        for req in entry.writes:
+            req.failure = failure
+            if not failure.definite:
+                req.maybe_applied = True
+        for req in entry.reads:
+            req.failure = failure
+        self._writes.extendleft(reversed(entry.writes))
+        self._reads[:0] = entry.reads
+        if failure.definite or failure is Failure.LEADER_CHANGED:
+            # No leader right now: give the election a moment instead of spinning.
+            self._backoff = min(0.2, max(0.01, self._backoff * 2))
+            self._retry_at = time.monotonic() + self._backoff
+
+    def _entry_done(self, entry_id: int, result: Any, failure: Failure | None) -> None:
+        """Raft-thread callback: entry committed and applied here (or failed)."""
+        delivered: list[tuple[_Request, Any]] = []
+        with self._lock:
+            entry = self._inflight.pop(entry_id, None)
+            if entry is None:
+                return  # it timed out earlier and its requests were requeued
+            if failure is None and isinstance(result, list) and len(result) == len(entry.writes):
+                self._backoff = 0.0
+                self.counters["committed"] += 1
+                for req, res in zip(entry.writes, result):
+                    if isinstance(res, SessionExpiredError) and self._retry_in_new_session(req):
+                        continue
+                    if req.client_id == self._session.client_id:
+                        self._session.answered(req.seq)
+                    if type(req.command) is c.Sweep:
+                        self._sweeping = False
+                    delivered.append((req, res))
+                reads = entry.reads
+            else:
+                self._requeue_locked(entry, failure or Failure.UNKNOWN)
+                reads = []
+            self._flush_locked()
+        # Still on the Raft thread, right after this entry was applied: the state is exactly
+        # what the barrier promises, so reads run now (no lock: only this thread mutates).
+        for req in reads:
+            try:
+                delivered.append((req, self.fsm.read(req.command)))
+            except CommandError as err:
+                delivered.append((req, err))
+        for req, res in delivered:
+            _deliver(req, res)
+
+    def _retry_in_new_session(self, req: _Request) -> bool:
+        """Our session was forgotten (idle past its TTL, or evicted). A write that was never
+        possibly applied is re-issued under a fresh session; otherwise its outcome is unknown
+        and the caller hears so. Caller-provided sessions are the caller's business."""
+        if req.maybe_applied or req.client_id is None:
+            return False
+        session = self._session
+        if req.client_id == session.client_id:
+            old = session.client_id
+            self._retired_sessions.add(old)
+            session.rotate()
+            log.info("client session %x expired; continuing as %x", old, session.client_id)
+            for queued in self._writes:  # none of these can have been applied
+                if queued.client_id == old and not queued.maybe_applied:
+                    queued.client_id, queued.seq = session.client_id, session.issue()
+        elif req.client_id not in self._retired_sessions:
+            return False
+        req.client_id, req.seq = session.client_id, session.issue()
+        self._writes.appendleft(req)
+        return True
+
+    # -------------------------------------------------------------------- Raft hooks
+    def _apply(self, payload: bytes) -> list[Any]:
+        batch = c.decode_batch(payload)  # MalformedBatch stops the node (adapter)
+        with self._fsm_lock:
+            return self.fsm.apply(batch)
+
+    def _on_tick(self) -> None:
+        """Raft-thread housekeeping: deadlines, retries, leader clock and expiry sweeps."""
+        now = time.monotonic()
+        expired: list[tuple[_Request, BaseException]] = []
+        with self._lock:
+            for entry_id, entry in list(self._inflight.items()):
+                if entry.deadline <= now:
+                    del self._inflight[entry_id]
+                    self._requeue_locked(entry, Failure.TIMEOUT)
+            if self._writes or self._reads:
+                expired = self._expire_locked(now)
+            if self.raft.role is Role.LEADER:
+                self._leader_duties_locked(now)
+            self._flush_locked()
+        for req, error in expired:
+            _deliver(req, error)
+
+    def _expire_locked(self, now: float) -> list[tuple[_Request, BaseException]]:
+        expired = []
+        keep_writes: deque[_Request] = deque()
+        for req in self._writes:
+            if req.deadline <= now:
+                expired.append((req, _timeout_error(req)))
+                if req.client_id == self._session.client_id:
+                    # Given up: let the ack move past it. Should an old proposal of it still
+                    # commit later, the session table refuses it (seq below the floor).
+                    self._session.answered(req.seq)
+            else:
+                keep_writes.append(req)
+        self._writes = keep_writes
+        keep_reads = []
+        for req in self._reads:
+            if req.deadline <= now:
+                expired.append((req, _timeout_error(req)))
+            else:
+                keep_reads.append(req)
+        self._reads = keep_reads
+        for req, _ in expired:
+            if type(req.command) is c.Sweep:
+                self._sweeping = False
+        return expired
+
+    def _leader_duties_locked(self, now: float) -> None:
+        opts = self.options
+        deadline = now + opts.request_timeout_s
+        if not self._sweeping and now >= self._next_expiry_check:
+            self._next_expiry_check = now + opts.clock_interval_s / 2
+            if self.fsm.next_expiry_due():  # Raft thread: the state machine is ours to read
+                self._sweeping = True
+                sweep = _Request(c.Sweep(opts.sweep_limit), _ignore, deadline)
+                sweep.size = 16
+                self._writes.append(sweep)
+        if not self._inflight and not self._writes and not self._reads and now - self._last_proposal >= opts.clock_interval_s:
+            self._reads.append(_Request(c.Barrier(), _ignore, deadline))  # carries the leader's time
+
+    # -------------------------------------------------------------------- snapshots
+    def _write_state(self, path: str, meta: SnapshotMeta) -> None:
+        """Runs in the forked snapshot child: a frozen copy of the state machine."""
+        header = {
+            "kind": "raft-snapshot",
+            "last": [meta.last.index, meta.last.term],
+            "prev": [meta.prev.index, meta.prev.term],
+            "last_command": meta.last.command,
+            "prev_command": meta.prev.command,
+            "members": list(meta.members),
+            "keys": len(self.fsm),
+            "created_ms": self.clock.now_ms(),
+        }
+        write_snapshot(path, header, self.fsm.snapshot_sections(), fsync=self.options.raft.fsync)
+
+    def _load_state(self, path: str) -> SnapshotMeta:
+        reader = SnapshotReader(path)
+        h = reader.header
+        if h.get("kind") != "raft-snapshot":
+            raise StorageError(f"{path} is not a raft snapshot (kind {h.get('kind')!r})")
+        with self._fsm_lock:
+            self.fsm.restore(reader.sections())
+        log.info("restored %d keys from snapshot at index %d", len(self.fsm), h["last"][0])
+        return SnapshotMeta(
+            last=LogPosition(h["last"][0], h["last"][1], h["last_command"]),
+            prev=LogPosition(h["prev"][0], h["prev"][1], h["prev_command"]),
+            members=tuple(h["members"]),
+        )
+
+    # ------------------------------------------------------------------------ status
+    def status(self) -> NodeStatus:
+        raft: RaftStatus = self.raft.status()
+        with self._lock:
+            inflight = len(self._inflight)
+            queued = len(self._writes) + len(self._reads)
+        return NodeStatus(
+            id=self.node_id,
+            address=raft.address,
+            role=raft.role.value,
+            leader=raft.leader,
+            term=raft.term,
+            commit_index=raft.commit_index,
+            applied_index=raft.applied_index,
+            log_len=raft.log_len,
+            last_snapshot_index=raft.last_snapshot_index,
+            keys=len(self.fsm),
+            members=raft.members,
+            revision=self.fsm.revision,
+            replicated_time_ms=self.fsm.now_ms,
+            snapshots_taken=raft.snapshots_taken,
+            last_snapshot_seconds=raft.last_snapshot_seconds,
+            inflight_entries=inflight,
+            queued_requests=queued,
+        )
+
+    def digest(self) -> tuple[int, str]:
+        """(applied index, state digest), taken atomically: replicas at the same applied index
+        must report the same digest."""
+        with self._fsm_lock:
+            return self.raft.applied_index, self.fsm.digest()
+
+
+def _deliver(req: _Request, result: Any) -> None:
+    try:
+        req.on_done(result)
+    except Exception:
+        log.exception("result callback failed")
+
+
+def _timeout_error(req: _Request) -> BaseException:
+    reason = req.failure.reason if req.failure is not None else "no quorum answered"
+    if req.maybe_applied:
+        return OutcomeUnknownError(f"outcome unknown: {reason}; the write may or may not have been applied")
+    if req.failure is Failure.QUEUE_FULL:
+        return OverloadedError(f"not applied: {reason}")
+    return NoLeaderError(f"not applied: cluster unavailable ({reason})")

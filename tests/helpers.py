@@ -1,0 +1,230 @@
+"""Shared test helpers: deadlines instead of sleeps, OS-assigned ports, real processes."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # keep polling; report the last failure at the deadline
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else ""))
+        time.sleep(interval)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the OS reports free (held open together so they are distinct)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class RemoteError(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+class EmbeddedNode:
+    """An OS process embedding one Cache replica (tests/cluster/embedded_node.py)."""
+
+    def __init__(self, address: str, peers: list[str], log_path: Path, data_dir: Path | None = None, **options: Any) -> None:
+        self.address = address
+        self.peers = peers
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.options = options
+        self.proc: subprocess.Popen[str] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Future[Any]] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> "EmbeddedNode":
+        cmd = [sys.executable, "-m", "tests.cluster.embedded_node", "--address", self.address]
+        for peer in self.peers:
+            cmd += ["--peer", peer]
+        if self.data_dir is not None:
+            cmd += ["--data-dir", str(self.data_dir)]
+        for key, value in self.options.items():
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
+        )
+        log.close()
+        started: Future[Any] = Future()
+        self._pending = {0: started}
+        threading.Thread(target=self._read_replies, args=(self.proc,), daemon=True).start()
+        started.result(timeout=30)
+        return self
+
+    def _read_replies(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            message = json.loads(line)
+            with self._lock:
+                future = self._pending.pop(message.get("id"), None)
+            if future is None:
+                continue
+            if "error" in message:
+                future.set_exception(RemoteError(message["error"], message["message"]))
+            else:
+                future.set_result(_decode(message["ok"]))
+        with self._lock:  # the process is gone: nobody will answer these
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(RemoteError("ProcessGone", f"node {self.address} exited"))
+
+    def call_async(self, op: str, *args: Any, **kwargs: Any) -> Future[Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        rid = next(self._ids)
+        future: Future[Any] = Future()
+        with self._lock:
+            self._pending[rid] = future
+        line = json.dumps({"id": rid, "op": op, "args": _encode(list(args)), "kwargs": {k: _encode(v) for k, v in kwargs.items()}})
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            with self._lock:
+                self._pending.pop(rid, None)
+            future.set_exception(RemoteError("ProcessGone", f"node {self.address} exited"))
+        return future
+
+    def call(self, op: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
+        return self.call_async(op, *args, **kwargs).result(timeout=timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        if not self.alive:
+            return
+        assert self.proc is not None
+        self.resume()
+        try:
+            self.call("close", timeout=10)
+            self.proc.wait(10)
+        except Exception:
+            self.kill()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class EmbeddedCluster:
+    """N embedded replicas on 127.0.0.1 with OS-assigned ports, data under `root`."""
+
+    def __init__(self, root: Path, size: int = 3, *, persistent: bool = True, **options: Any) -> None:
+        ports = free_ports(size)
+        self.addresses = [f"127.0.0.1:{p}" for p in ports]
+        self.nodes: list[EmbeddedNode] = []
+        for i, address in enumerate(self.addresses):
+            peers = [a for a in self.addresses if a != address]
+            data_dir = root / f"n{i}" if persistent else None
+            self.nodes.append(EmbeddedNode(address, peers, root / f"n{i}.log", data_dir, **options))
+
+    def start(self) -> "EmbeddedCluster":
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            node.call("wait_ready", 20, timeout=30)
+        return self
+
+    def status(self, node: EmbeddedNode) -> dict[str, Any]:
+        return node.call("status", timeout=10)
+
+    def leader(self, timeout: float = 20.0) -> EmbeddedNode:
+        def find() -> EmbeddedNode | None:
+            leaders = [n for n in self.nodes if n.alive and self.status(n)["role"] == "leader"]
+            return leaders[0] if len(leaders) == 1 else None
+
+        return wait_until(find, timeout, 0.05, "a single leader")
+
+    def followers(self) -> list[EmbeddedNode]:
+        leader = self.leader()
+        return [n for n in self.nodes if n is not leader]
+
+    def converged(self, nodes: list[EmbeddedNode] | None = None, timeout: float = 20.0) -> tuple[int, str]:
+        """Wait until the nodes report the same (applied index, digest); return it."""
+        nodes = nodes or [n for n in self.nodes if n.alive]
+
+        def same() -> tuple[int, str] | None:
+            digests = {tuple(n.call("digest", timeout=10)) for n in nodes}
+            return digests.pop() if len(digests) == 1 else None
+
+        return wait_until(same, timeout, 0.05, "replicas to converge")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            try:
+                node.close()
+            finally:
+                node.kill()
