@@ -5,6 +5,7 @@ and talk to them with any Redis client.
 """
 
 from .cache import AsyncCache, Cache
+from .client import AsyncClient, Client, RetryPolicy
 from .errors import (
     ClusterError,
     CommandError,
@@ -22,7 +23,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncCache",
+    "AsyncClient",
     "Cache",
+    "Client",
+    "RetryPolicy",
     "ClusterError",
     "CommandError",
     "ConfigError",

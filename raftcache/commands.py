@@ -68,7 +68,7 @@ class Expire(NamedTuple):
     key: bytes
     when_ms: int  # relative ttl, or absolute time when `absolute`
     absolute: bool = False
-    cond: str = COND_NONE  # "", "nx", "xx", "gt", "lt"
+    cond: str = COND_NONE  # "", "nx", "xx", "gt", "lt", or "xx"+"gt" / "xx"+"lt" combined
 
 
 class Persist(NamedTuple):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
@@ -108,6 +108,26 @@ class SnapshotSection:
 
 
 @dataclass(frozen=True)
+class ServerSection:
+    requirepass: str = _opt("", _string, "clients must AUTH with this password (empty: no auth)")
+    maxclients: int = _opt(10_000, _int_min(1), "connections beyond this get an error and are closed")
+    frame_timeout_s: float = _opt(10.0, _number_min(0.1), "close a connection that leaves a command half-sent this long")
+    idle_timeout_s: float = _opt(0.0, _number_min(0), "close connections idle this long (0: never, as Redis)")
+    max_pending_per_client: int = _opt(10_000, _int_min(1), "pipelined commands in flight per connection before reading pauses")
+    debug_commands: bool = _opt(False, _bool, "allow RAFTCACHE DEBUG (fault injection: clock offset); tests only")
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_value_bytes: int = _opt(1 << 20, _int_min(1), "largest value a client may store")
+    max_key_bytes: int = _opt(64 * 1024, _int_min(1), "largest key")
+    max_bulk_bytes: int = _opt(8 << 20, _int_min(1), "largest RESP bulk string accepted (protocol error above)")
+    max_array_len: int = _opt(1024 * 1024, _int_min(1), "most arguments in one command")
+    max_inline_bytes: int = _opt(64 * 1024, _int_min(16), "longest inline command / RESP header line")
+    max_query_buffer_bytes: int = _opt(64 << 20, _int_min(1024), "unparsed input held per connection before it is closed")
+
+
+@dataclass(frozen=True)
 class NodeSection:
     id: str = _req(_nonempty_string, "node name, unique in the cluster")
     raft: str = _req(_address, "peer (raft) address")
@@ -122,6 +142,8 @@ class ClusterConfig:
     cluster: ClusterSection
     raft: RaftSection
     snapshot: SnapshotSection
+    server: ServerSection
+    limits: LimitsSection
     nodes: tuple[NodeSection, ...]
 
     def node(self, node_id: str) -> NodeSection:
@@ -135,7 +157,13 @@ class ClusterConfig:
         return tuple(n.raft for n in self.nodes if n.id != node_id)
 
 
-_SECTIONS: dict[str, type] = {"cluster": ClusterSection, "raft": RaftSection, "snapshot": SnapshotSection}
+_SECTIONS: dict[str, type] = {
+    "cluster": ClusterSection,
+    "raft": RaftSection,
+    "snapshot": SnapshotSection,
+    "server": ServerSection,
+    "limits": LimitsSection,
+}
 
 
 def _build(cls: type, table: Mapping[str, Any], file: str, prefix: str) -> Any:
@@ -191,9 +219,12 @@ def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> Clus
     for i, table in enumerate(raw_nodes):
         node = _build(NodeSection, table, path, f"nodes[{i}]")
         if node.data_dir is not None and not os.path.isabs(node.data_dir):
-            node = NodeSection(**{**node.__dict__, "data_dir": os.path.normpath(os.path.join(base, node.data_dir))})
+            node = replace(node, data_dir=os.path.normpath(os.path.join(base, node.data_dir)))
         nodes.append(node)
     _check_unique(nodes, path)
+    limits: LimitsSection = sections["limits"]
+    if limits.max_bulk_bytes < limits.max_value_bytes:
+        raise ConfigError("must be at least limits.max_value_bytes", file=path, key="limits.max_bulk_bytes")
     raft: RaftSection = sections["raft"]
     if raft.election_timeout_min_ms <= 3 * raft.heartbeat_ms:
         raise ConfigError("must exceed 3 x raft.heartbeat_ms", file=path, key="raft.election_timeout_min_ms")
@@ -203,14 +234,13 @@ def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> Clus
 
 
 def _check_unique(nodes: list[NodeSection], path: str) -> None:
-    for attr in ("id", "raft", "client", "metrics", "data_dir"):
-        seen: dict[Any, int] = {}
+    for attrs in (("id",), ("data_dir",), ("raft", "client", "metrics")):  # one address, one use
+        seen: dict[Any, str] = {}
         for i, node in enumerate(nodes):
-            value = getattr(node, attr)
-            if value in ("", None):
-                continue
-            if value in seen:
-                raise ConfigError(
-                    f"{value!r} is already used by nodes[{seen[value]}]", file=path, key=f"nodes[{i}].{attr}"
-                )
-            seen[value] = i
+            for attr in attrs:
+                value = getattr(node, attr)
+                if value in ("", None):
+                    continue
+                if value in seen:
+                    raise ConfigError(f"{value!r} is already used by {seen[value]}", file=path, key=f"nodes[{i}].{attr}")
+                seen[value] = f"nodes[{i}].{attr}"

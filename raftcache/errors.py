@@ -10,7 +10,8 @@
     │   ├── IntegerOverflowError   "increment or decrement would overflow"
     │   ├── InvalidExpireError     "invalid expire time in '<cmd>' command"
     │   ├── ValueTooLargeError     value or key above the configured limit
-    │   └── SessionExpiredError    a retried write whose client session was forgotten
+    │   ├── SessionExpiredError    a retried write whose client session was forgotten
+    │   └── WrongPassError, NoAuthError, NoProtoError   connection handshake refusals
     ├── ClusterError               the cluster could not settle the command
     │   ├── NotAppliedError        definitely NOT applied: safe to retry
     │   │   ├── NoLeaderError      no leader / no quorum reachable in time
@@ -18,6 +19,7 @@
     │   │   └── NodeClosedError    this node is closed or stopping
     │   └── OutcomeUnknownError    may or may not have been applied (timeout, leader change)
     ├── StorageError               local disk failure (disk full, fsync error): the node stops
+    ├── BindError                  an address this node must listen on is unavailable
     └── ProtocolError              malformed RESP from a peer ("Protocol error: ..."); the
                                    server answers it and closes the connection
 
@@ -38,6 +40,9 @@ __all__ = [
     "InvalidExpireError",
     "ValueTooLargeError",
     "SessionExpiredError",
+    "WrongPassError",
+    "NoAuthError",
+    "NoProtoError",
     "ClusterError",
     "NotAppliedError",
     "NoLeaderError",
@@ -46,7 +51,9 @@ __all__ = [
     "OutcomeUnknownError",
     "StorageError",
     "ProtocolError",
+    "BindError",
     "command_error_from_code",
+    "error_from_resp",
     "resp_prefix",
 ]
 
@@ -116,6 +123,21 @@ class SessionExpiredError(CommandError):
     default_message = "client session expired; the outcome of the retried write is unknown"
 
 
+class WrongPassError(CommandError):
+    code = "WRONGPASS"
+    default_message = "invalid username-password pair or user is disabled."
+
+
+class NoAuthError(CommandError):
+    code = "NOAUTH"
+    default_message = "Authentication required."
+
+
+class NoProtoError(CommandError):
+    code = "NOPROTO"
+    default_message = "sorry, this protocol version is not supported."
+
+
 class ClusterError(RaftCacheError):
     """The cluster could not settle the command."""
 
@@ -142,6 +164,10 @@ class OutcomeUnknownError(ClusterError):
 
 class StorageError(RaftCacheError):
     """The node's disk failed it (disk full, fsync error); the node stops to stay safe."""
+
+
+class BindError(RaftCacheError):
+    """An address this node must listen on is unavailable (in use, not local)."""
 
 
 class ProtocolError(RaftCacheError):
@@ -172,6 +198,9 @@ def command_error_from_code(code: str, message: str) -> CommandError:
 # CLUSTERDOWN / TRYAGAIN to their own exception classes, so we reuse those words.
 _RESP_PREFIXES: dict[type[BaseException], str] = {
     CommandError: "ERR",
+    WrongPassError: "WRONGPASS",
+    NoAuthError: "NOAUTH",
+    NoProtoError: "NOPROTO",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -189,3 +218,39 @@ def resp_prefix(error: BaseException) -> str:
         if prefix is not None:
             return prefix
     return "ERR"
+
+
+# The reverse direction, for clients: a RESP error line back to our exception classes.
+_FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
+    "CLUSTERDOWN": NoLeaderError,
+    "TRYAGAIN": OverloadedError,
+    "UNKNOWN": OutcomeUnknownError,
+    "MISCONF": StorageError,
+    "WRONGPASS": WrongPassError,
+    "NOAUTH": NoAuthError,
+    "NOPROTO": NoProtoError,
+}
+_FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
+    (NotIntegerError.default_message, NotIntegerError),
+    (IntegerOverflowError.default_message, IntegerOverflowError),
+    (SyntaxError_.default_message, SyntaxError_),
+    ("invalid expire time", InvalidExpireError),
+    ("string exceeds maximum allowed size", ValueTooLargeError),
+    ("key of ", ValueTooLargeError),
+    ("client session expired", SessionExpiredError),
+    ("duplicate of an already answered request", SessionExpiredError),
+)
+
+
+def error_from_resp(prefix: str, message: str) -> RaftCacheError:
+    """Rebuild the exception a server error reply stands for (``-CLUSTERDOWN ...`` ->
+    NoLeaderError, ``-ERR value is not an integer ...`` -> NotIntegerError, ...)."""
+    cls = _FROM_RESP_PREFIX.get(prefix)
+    if cls is not None:
+        return cls(message) if issubclass(cls, CommandError) or message else cls()
+    if prefix == "ERR":
+        for start, command_cls in _FROM_ERR_MESSAGE:
+            if message.startswith(start):
+                return command_cls(message)
+        return CommandError(message)
+    return CommandError(f"{prefix} {message}".strip())

@@ -22,7 +22,6 @@ thread for stale reads and immediate refusals). Callers hop threads themselves.
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections import Counter, deque
@@ -40,6 +39,7 @@ from .errors import (
     SessionExpiredError,
     StorageError,
 )
+from .session import ClientSession
 from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
 from .snapshot import SnapshotReader, write_snapshot
 from .statemachine import CacheStateMachine
@@ -110,31 +110,6 @@ class _Entry:
     deadline: float
 
 
-class _OwnSession:
-    """This node's exactly-once session: seqs issued to writes without a caller tag."""
-
-    def __init__(self) -> None:
-        self.client_id = 0
-        self.rotate()
-
-    def rotate(self) -> None:
-        self.client_id = secrets.randbits(63)
-        self.next_seq = 1
-        self.low = 1  # every seq below has been answered
-        self.outstanding: set[int] = set()
-
-    def issue(self) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
-        self.outstanding.add(seq)
-        return seq
-
-    def answered(self, seq: int) -> None:
-        self.outstanding.discard(seq)
-        while self.low < self.next_seq and self.low not in self.outstanding:
-            self.low += 1
-
-
 def _ignore(result: Any) -> None:
     pass
 
@@ -155,7 +130,7 @@ class Replica:
         self._entry_ids = 0
         self._retry_at = 0.0
         self._backoff = 0.0
-        self._session = _OwnSession()
+        self._session = ClientSession()
         self._retired_sessions: set[int] = set()
         self._last_proposal = 0.0
         self._sweeping = False

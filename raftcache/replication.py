@@ -34,6 +34,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -50,7 +51,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
 
-from .errors import ConfigError, StorageError
+from .errors import BindError, ConfigError, StorageError
 from .wal import Entry, LogFile, MetaFile
 
 log = logging.getLogger(__name__)
@@ -406,6 +407,7 @@ class RaftNode:
     def start(self) -> None:
         """Start ticking. The SyncObj is built on an owner thread that lives until close():
         pysyncobj stops its tick thread when the thread that built it exits."""
+        _check_bindable(self.settings.address)
         built = threading.Event()
         errors: list[BaseException] = []
 
@@ -837,6 +839,19 @@ def _check_settings(settings: RaftSettings) -> None:
         raise ConfigError("leader lease must exceed the heartbeat interval")
     if settings.snapshot_min_entries < 2:
         raise ConfigError("snapshot min_entries must be at least 2")
+
+
+def _check_bindable(address: str) -> None:
+    """pysyncobj retries a failed bind forever without a word; say it now instead."""
+    host, port = address.rsplit(":", 1)
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, int(port)))
+    except OSError as exc:
+        raise BindError(f"cannot listen on raft address {address}: {exc.strerror or exc}") from None
 
 
 def _unlink_quietly(path: str) -> None:

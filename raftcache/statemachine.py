@@ -362,12 +362,12 @@ class CacheStateMachine:
         if self._live(cmd.key) is None:
             return 0
         current = self._expires.get(cmd.key)  # None means "never", i.e. +infinity
-        cond = cmd.cond
+        cond = cmd.cond  # flags may combine as in Redis: "xx" with "gt" or "lt"
         if (
-            (cond == c.COND_NX and current is not None)
-            or (cond == c.COND_XX and current is None)
-            or (cond == c.COND_GT and (current is None or when <= current))
-            or (cond == c.COND_LT and current is not None and when >= current)
+            (c.COND_NX in cond and current is not None)
+            or (c.COND_XX in cond and current is None)
+            or (c.COND_GT in cond and (current is None or when <= current))
+            or (c.COND_LT in cond and current is not None and when >= current)
         ):
             return 0
         if when <= self._now:

@@ -228,3 +228,159 @@ class EmbeddedCluster:
                 node.close()
             finally:
                 node.kill()
+
+
+# ------------------------------------------------------------------ raftcache serve clusters
+def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None) -> Path:
+    """A cluster TOML under `root` with OS-assigned ports; returns its path."""
+    ports = free_ports(2 * size)
+    lines = []
+    sections = {"cluster": {"secret": "test-secret"}, **(sections or {})}
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    for i in range(size):
+        lines += ["[[nodes]]", f'id = "n{i + 1}"', f'raft = "127.0.0.1:{ports[2 * i]}"', f'client = "127.0.0.1:{ports[2 * i + 1]}"']
+        if persistent:
+            lines.append(f'data_dir = "data/n{i + 1}"')
+        lines.append("")
+    path = root / "cluster.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+class ServerNode:
+    """One `raftcache serve` process."""
+
+    def __init__(self, config: Path, node_id: str, client: str, raft: str, data_dir: Path | None, password: str = "") -> None:
+        self.config = config
+        self.password = password or None
+        self.id = node_id
+        self.client_address = client
+        self.raft = raft
+        self.port = int(client.rsplit(":", 1)[1])
+        self.data_dir = data_dir
+        self.log_path = config.parent / f"{node_id}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ServerNode":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "raftcache", "serve", "--config", str(self.config), "--node", self.id],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+        log.close()
+        wait_until(self._accepting, 30, 0.05, f"{self.id} to accept connections")
+        return self
+
+    def _accepting(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.id} exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def redis(self, **kwargs: Any) -> Any:
+        import redis
+
+        kwargs.setdefault("socket_timeout", 30)
+        kwargs.setdefault("password", self.password)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def info(self, section: str = "raft") -> dict[str, Any]:
+        with self.redis(socket_timeout=5) as r:
+            return r.info(section)
+
+    def kill(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.alive:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ServerCluster:
+    """A cluster of `raftcache serve` processes described by a config file under `root`."""
+
+    def __init__(self, root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None) -> None:
+        from raftcache.config import load_config
+
+        self.config_path = write_cluster_config(root, size, persistent=persistent, sections=sections)
+        self.config = load_config(str(self.config_path))
+        self.nodes = [
+            ServerNode(self.config_path, n.id, n.client, n.raft, Path(n.data_dir) if n.data_dir else None, self.config.server.requirepass)
+            for n in self.config.nodes
+        ]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.client_address for n in self.nodes]
+
+    def start(self) -> "ServerCluster":
+        for node in self.nodes:
+            node.start()
+        self.leader()
+        return self
+
+    def leader(self, timeout: float = 30.0) -> ServerNode:
+        def find() -> ServerNode | None:
+            leaders = [n for n in self.nodes if n.alive and n.info()["raft_state"] == "leader"]
+            return leaders[0] if len(leaders) == 1 else None
+
+        return wait_until(find, timeout, 0.05, "a single leader")
+
+    def node(self, node_id: str) -> ServerNode:
+        return next(n for n in self.nodes if n.id == node_id)
+
+    def digests(self, nodes: list[ServerNode] | None = None) -> set[tuple[int, bytes]]:
+        result = set()
+        for node in nodes or [n for n in self.nodes if n.alive]:
+            with node.redis(socket_timeout=5) as r:
+                index, digest = r.execute_command("RAFTCACHE", "DIGEST")
+            result.add((int(index), digest))
+        return result
+
+    def converged(self, timeout: float = 30.0) -> tuple[int, bytes]:
+        def same() -> tuple[int, bytes] | None:
+            digests = self.digests()
+            return digests.pop() if len(digests) == 1 else None
+
+        return wait_until(same, timeout, 0.05, "replicas to converge")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node.alive:
+                try:
+                    node.terminate()
+                except Exception:
+                    node.kill()

@@ -1,17 +1,37 @@
-"""Entry point of the `raftcache` command."""
+"""The `raftcache` command group. Each command family lives in its own module; every
+`RaftCacheError` becomes one actionable line and a non-zero exit status, never a traceback."""
 
 from __future__ import annotations
 
 import click
 
 from .. import __version__
+from ..errors import RaftCacheError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except RaftCacheError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="raftcache")
 def cli() -> None:
     """raftcache: a Raft-replicated, strongly consistent cache that speaks Redis."""
 
 
+def _register() -> None:
+    from . import run
+
+    for command in run.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
 def main() -> None:
-    cli()
+    cli(prog_name="raftcache")

@@ -1,0 +1,243 @@
+"""The cache methods, written once for Cache, AsyncCache, Client and AsyncClient.
+
+Each method validates and converts its arguments, builds one command from
+``raftcache.commands`` and hands it to ``self._run(command, convert)``; only ``_run``
+differs between the four classes (wait for a local replica, await it, or send it over RESP).
+So the embedded library and the network client have the same semantics by construction.
+
+Inputs: ``str`` (UTF-8), ``bytes``-like, ``int`` or ``float`` (decimal text, as redis-py).
+Outputs: ``bytes`` values (``str`` with ``decode_responses=True``), ``int`` counts, ``bool``
+for set/cas/expire/persist.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+from . import commands as c
+from .errors import SyntaxError_, ValueTooLargeError
+
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+DEFAULT_MAX_KEY_BYTES = 64 * 1024
+
+Convert = Callable[[Any], Any]
+
+
+def _to_bytes(value: Any, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, bool):  # a bool is an int, but "True" is almost always a bug
+        raise TypeError(f"invalid {what} of type bool; use a str, bytes, int or float")
+    if isinstance(value, (int, float)):
+        return repr(value).encode()
+    raise TypeError(f"invalid {what} of type {type(value).__name__}; use a str, bytes, int or float")
+
+
+def _ms(seconds: float | int, what: str) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds")
+    return int(round(seconds * 1000))
+
+
+class CacheCommands:
+    """Every cache method, written once. Subclasses provide `_run`."""
+
+    _replica: Replica
+    _decode: bool
+    _max_value: int
+    _max_key: int
+
+    def _run(
+        self,
+        command: Any,
+        convert: Convert | None = None,
+        *,
+        consistency: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        raise NotImplementedError
+
+    # -- argument helpers
+    def _key(self, key: Any) -> bytes:
+        data = _to_bytes(key, "key")
+        if len(data) > self._max_key:
+            raise ValueTooLargeError(f"key of {len(data)} bytes exceeds the limit of {self._max_key} bytes")
+        return data
+
+    def _value(self, value: Any) -> bytes:
+        data = _to_bytes(value, "value")
+        if len(data) > self._max_value:
+            raise ValueTooLargeError(f"value of {len(data)} bytes exceeds the limit of {self._max_value} bytes")
+        return data
+
+    def _out(self, value: Any) -> Any:
+        if self._decode and isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        return value
+
+    def _out_list(self, values: list[Any]) -> list[Any]:
+        return [self._out(v) for v in values] if self._decode else values
+
+    # -- reads
+    def get(self, key: Any, *, consistency: str | None = None) -> Any:
+        """The value (bytes/str) or None. `consistency="stale"` reads this replica's state."""
+        return self._run(c.Get(self._key(key)), self._out, consistency=consistency)
+
+    def mget(self, *keys: Any, consistency: str | None = None) -> Any:
+        return self._run(c.MGet(tuple(self._key(k) for k in _flatten(keys))), self._out_list, consistency=consistency)
+
+    def exists(self, *keys: Any, consistency: str | None = None) -> Any:
+        """How many of the keys exist (a key named twice counts twice, as in Redis)."""
+        return self._run(c.Exists(tuple(self._key(k) for k in _flatten(keys))), consistency=consistency)
+
+    def strlen(self, key: Any, *, consistency: str | None = None) -> Any:
+        return self._run(c.Strlen(self._key(key)), consistency=consistency)
+
+    def ttl(self, key: Any, *, consistency: str | None = None) -> Any:
+        """Seconds to live; -1 without expiry, -2 if missing (Redis's TTL)."""
+        return self._run(c.Ttl(self._key(key)), consistency=consistency)
+
+    def pttl(self, key: Any, *, consistency: str | None = None) -> Any:
+        return self._run(c.Ttl(self._key(key), ms=True), consistency=consistency)
+
+    def keys(self, pattern: Any = "*", *, consistency: str | None = None) -> Any:
+        """Keys matching a Redis glob pattern."""
+        return self._run(c.Keys(_to_bytes(pattern, "pattern")), self._out_list, consistency=consistency)
+
+    def scan(self, cursor: int = 0, *, match: Any = None, count: int = 100, consistency: str | None = None) -> Any:
+        """(next_cursor, keys); iterate until the cursor comes back as 0."""
+        pattern = None if match is None else _to_bytes(match, "pattern")
+        return self._run(
+            c.Scan(int(cursor), pattern, int(count)),
+            lambda r: (r[0], self._out_list(r[1])),
+            consistency=consistency,
+        )
+
+    def dbsize(self, *, consistency: str | None = None) -> Any:
+        return self._run(c.DbSize(), consistency=consistency)
+
+    def type(self, key: Any, *, consistency: str | None = None) -> Any:
+        return self._run(c.Type(self._key(key)), consistency=consistency)
+
+    # -- writes
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        ex: float | None = None,
+        px: int | None = None,
+        exat: float | None = None,
+        pxat: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+        keepttl: bool = False,
+        get: bool = False,
+    ) -> Any:
+        """Set a value. `ttl`/`ex` seconds, `px` ms, `exat`/`pxat` absolute (Unix time).
+
+        Returns True, or False when `nx`/`xx` prevented it; with `get=True` returns the old
+        value (or None) instead.
+        """
+        expiries = [v for v in (ttl, ex, px, exat, pxat) if v is not None]
+        if len(expiries) > 1 or (expiries and keepttl) or (nx and xx):
+            raise SyntaxError_("set: choose at most one of ttl/ex/px/exat/pxat/keepttl, and not both nx and xx")
+        ttl_ms = at_ms = None
+        if ttl is not None or ex is not None:
+            ttl_ms = _ms(ttl if ttl is not None else ex, "ttl")  # type: ignore[arg-type]
+        elif px is not None:
+            ttl_ms = int(px)
+        elif exat is not None:
+            at_ms = _ms(exat, "exat")
+        elif pxat is not None:
+            at_ms = int(pxat)
+        if (ttl_ms is not None and ttl_ms <= 0) or (at_ms is not None and at_ms <= 0):
+            raise SyntaxError_("invalid expire time in 'set' command")
+        cond = c.COND_NX if nx else c.COND_XX if xx else c.COND_NONE
+        command = c.Set(self._key(key), self._value(value), cond, get, ttl_ms, at_ms, keepttl)
+        return self._run(command, self._out if get else None)
+
+    def delete(self, *keys: Any) -> Any:
+        """Delete keys; returns how many existed."""
+        return self._run(c.Delete(tuple(self._key(k) for k in _flatten(keys))))
+
+    def getdel(self, key: Any) -> Any:
+        return self._run(c.GetDel(self._key(key)), self._out)
+
+    def mset(self, mapping: Mapping[Any, Any]) -> Any:
+        pairs: list[bytes] = []
+        for k, v in mapping.items():
+            pairs += (self._key(k), self._value(v))
+        return self._run(c.MSet(tuple(pairs)))
+
+    def incr(self, key: Any, amount: int = 1) -> Any:
+        """Add `amount` (64-bit signed) to an integer value; returns the new value."""
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError("amount must be an int")
+        return self._run(c.IncrBy(self._key(key), amount))
+
+    def decr(self, key: Any, amount: int = 1) -> Any:
+        return self.incr(key, -amount)
+
+    def append(self, key: Any, value: Any) -> Any:
+        """Append to a value (creating it); returns the new length."""
+        return self._run(c.Append(self._key(key), self._value(value)))
+
+    def expire(
+        self, key: Any, seconds: float, *, nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Any:
+        """Set a time to live; returns True if set. A ttl <= 0 deletes the key."""
+        return self._expire(key, _ms(seconds, "seconds"), False, nx, xx, gt, lt)
+
+    def pexpire(
+        self, key: Any, ms: int, *, nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Any:
+        return self._expire(key, int(ms), False, nx, xx, gt, lt)
+
+    def expireat(
+        self, key: Any, when: float, *, nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Any:
+        return self._expire(key, _ms(when, "when"), True, nx, xx, gt, lt)
+
+    def _expire(self, key: Any, when_ms: int, absolute: bool, nx: bool, xx: bool, gt: bool, lt: bool) -> Any:
+        flags = [name for name, on in ((c.COND_NX, nx), (c.COND_XX, xx), (c.COND_GT, gt), (c.COND_LT, lt)) if on]
+        if len(flags) > 1:
+            raise SyntaxError_("NX and XX, GT or LT options at the same time are not compatible")
+        return self._run(c.Expire(self._key(key), when_ms, absolute, flags[0] if flags else c.COND_NONE), bool)
+
+    def persist(self, key: Any) -> Any:
+        return self._run(c.Persist(self._key(key)), bool)
+
+    def cas(self, key: Any, expected: Any, new: Any, *, ttl: float | None = None) -> Any:
+        """Compare-and-set: store `new` if the current value equals `expected`; True if it did.
+        The key's expiry is kept unless `ttl` (seconds) is given."""
+        ttl_ms = None if ttl is None else _ms(ttl, "ttl")
+        if ttl_ms is not None and ttl_ms <= 0:
+            raise SyntaxError_("invalid expire time in 'cas' command")
+        return self._run(c.Cas(self._key(key), self._value(expected), self._value(new), ttl_ms), bool)
+
+    def flushall(self) -> Any:
+        return self._run(c.FlushAll())
+
+    # -- node
+    def wait_ready(self, timeout: float = 10.0) -> Any:
+        """Wait until this replica can serve a linearizable read (a leader exists and this
+        node has caught up). Raises NoLeaderError after `timeout` seconds."""
+        return self._run(c.Barrier(), lambda r: True, timeout=timeout)
+
+
+def _flatten(keys: tuple[Any, ...]) -> Iterable[Any]:
+    if len(keys) == 1 and isinstance(keys[0], (list, tuple)):
+        return keys[0]
+    return keys
+
+
+def raise_or_convert(result: Any, convert: Convert | None) -> Any:
+    if isinstance(result, BaseException):
+        raise result
+    return convert(result) if convert is not None else result

@@ -1,0 +1,227 @@
+"""The client's logic, free of I/O: leader following, failover, retries, exactly-once tags.
+
+Operations are generators. They *yield* what they need done — ``Call(endpoint, payload,
+replies, timeout)`` or ``Sleep(seconds)`` — and receive the replies (or have the I/O error
+thrown in). ``sync.Client`` and ``async_.AsyncClient`` are small drivers that perform those
+requests with blocking sockets or asyncio; everything that decides anything is here, once.
+
+Retry rules: reads are always safe to retry; writes are tagged (client id, seq, ack) and
+sent as ``RAFTCACHE ONCE``, so a retry after an unknown outcome (connection lost, node died,
+``-UNKNOWN``) is answered from the cluster's session table instead of being applied twice.
+A write is reported as ``OutcomeUnknownError`` only when the deadline ends with its outcome
+still unknown; a command that certainly never ran gets ``NoLeaderError``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generator
+
+from .. import commands as c
+from ..errors import (
+    NodeClosedError,
+    NoLeaderError,
+    OutcomeUnknownError,
+    OverloadedError,
+    ProtocolError,
+    RaftCacheError,
+    SessionExpiredError,
+    StorageError,
+)
+from ..resp import ErrorReply, encode_command
+from ..session import ClientSession
+from . import protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long to keep trying one command (or pipeline), and how to back off."""
+
+    deadline: float = 15.0  # total budget per command, all attempts included
+    attempt_timeout: float = 7.0  # per attempt; above the server's own 5 s request deadline
+    backoff_base: float = 0.05
+    backoff_max: float = 1.0
+    jitter: float = 0.5  # +- this fraction of each backoff
+    retry_on: tuple[type[BaseException], ...] = (
+        OSError,  # connection refused / reset / timeout
+        ProtocolError,
+        NoLeaderError,
+        OverloadedError,
+        OutcomeUnknownError,
+        StorageError,  # that node stopped; another can serve
+        NodeClosedError,
+    )
+    leader_recheck_s: float = 5.0  # re-ask who leads this often (return to the leader after a change)
+
+    def backoff(self, attempt: int) -> float:
+        base = min(self.backoff_max, self.backoff_base * (2 ** min(attempt, 16)))
+        return max(0.0, base * (1 + self.jitter * (2 * random.random() - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    endpoint: str
+    payload: bytes
+    replies: int
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Op = Call | Sleep
+Plan = Generator[Op, Any, Any]
+
+_INFO_RAFT = encode_command(b"INFO", b"raft")
+
+
+def parse_info(text: bytes | str) -> dict[str, str]:
+    """INFO's ``key:value`` lines as a dict."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            key, value = line.split(":", 1)
+            fields[key] = value
+    return fields
+
+
+@dataclass
+class _Item:
+    command: Any
+    write: bool
+    seq: int = 0
+    maybe_applied: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
+class ClientCore:
+    endpoints: list[str]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    session: ClientSession = field(default_factory=ClientSession)
+    leader: str | None = None
+    _leader_checked: float = 0.0
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, commands: list[Any]) -> Plan:
+        """Run commands (one, or a pipeline) to completion; returns one result or exception
+        instance per command, in order."""
+        items = [_Item(cmd, c.is_write(cmd)) for cmd in commands]
+        for item in items:
+            if item.write:
+                item.seq = self.session.issue()
+        results: list[Any] = [None] * len(items)
+        pending = list(range(len(items)))
+        deadline = time.monotonic() + self.retry.deadline
+        attempt = 0
+        while pending:
+            endpoint = yield from self._target(deadline)
+            if endpoint is not None:
+                payload = b"".join(self._encode(items[i]) for i in pending)
+                timeout = max(0.05, min(self.retry.attempt_timeout, deadline - time.monotonic()))
+                try:
+                    replies = yield Call(endpoint, payload, len(pending), timeout)
+                except self.retry.retry_on as exc:
+                    self._lost(endpoint)
+                    for i in pending:
+                        items[i].maybe_applied |= items[i].write
+                        items[i].error = exc
+                else:
+                    pending = self._settle(items, pending, replies, results)
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                for i in pending:
+                    results[i] = self._give_up(items[i])
+                break
+            yield Sleep(min(self.retry.backoff(attempt), max(0.0, deadline - time.monotonic())))
+            attempt += 1
+        return results
+
+    def _encode(self, item: _Item) -> bytes:
+        tag = c.SessionTag(self.session.client_id, item.seq, self.session.low) if item.write else None
+        return protocol.encode(item.command, tag)
+
+    def _settle(self, items: list[_Item], pending: list[int], replies: list[Any], results: list[Any]) -> list[int]:
+        """Record final results; return the indexes that need another attempt."""
+        again = []
+        for i, reply in zip(pending, replies):
+            item = items[i]
+            result = protocol.decode(item.command, reply)
+            if isinstance(result, SessionExpiredError) and item.write and not item.maybe_applied:
+                self.session.answered(item.seq)  # the cluster forgot us: a fresh session
+                self.session.rotate()
+                item.seq = self.session.issue()
+                again.append(i)
+                continue
+            if isinstance(result, self.retry.retry_on):
+                if isinstance(result, OutcomeUnknownError):
+                    item.maybe_applied = True
+                if isinstance(result, (NoLeaderError, StorageError, NodeClosedError)):
+                    self.leader = None
+                item.error = result
+                again.append(i)
+                continue
+            if item.write:
+                self.session.answered(item.seq)
+            results[i] = result
+        return again
+
+    def _give_up(self, item: _Item) -> BaseException:
+        if item.write:
+            self.session.answered(item.seq)
+        cause = item.error
+        if item.write and item.maybe_applied:
+            return OutcomeUnknownError(f"outcome unknown after {self.retry.deadline:.0f}s of retries: {cause}")
+        if isinstance(cause, RaftCacheError):
+            return cause
+        return NoLeaderError(f"no node could serve the command within {self.retry.deadline:.0f}s: {cause}")
+
+    # ------------------------------------------------------------- leader tracking
+    def _lost(self, endpoint: str) -> None:
+        if endpoint == self.leader:
+            self.leader = None
+
+    def _target(self, deadline: float) -> Plan:
+        """The endpoint to send to: the leader when known, else any node that answers (every
+        node accepts every command). Returns None when no node answered."""
+        now = time.monotonic()
+        if self.leader is not None and now - self._leader_checked < self.retry.leader_recheck_s:
+            return self.leader
+        self._leader_checked = now
+        order = ([self.leader] if self.leader else []) + [e for e in self.endpoints if e != self.leader]
+        reachable = None
+        for endpoint in order:
+            timeout = max(0.05, min(2.0, deadline - time.monotonic()))
+            try:
+                (reply,) = yield Call(endpoint, _INFO_RAFT, 1, timeout)
+            except self.retry.retry_on:
+                continue
+            if isinstance(reply, ErrorReply):  # e.g. NOAUTH: the driver reports it on the real call
+                return endpoint
+            info = parse_info(reply)
+            if info.get("raft_state") == "leader":
+                self.leader = endpoint
+                return endpoint
+            leader = info.get("raft_leader_client")
+            if leader:
+                if leader not in self.endpoints:
+                    self.endpoints.append(leader)
+                self.leader = leader
+                return leader
+            reachable = reachable or endpoint
+        self.leader = None
+        return reachable
+
+    def node_info(self, endpoint: str, timeout: float = 2.0) -> Plan:
+        """INFO of one node (all sections), as a dict."""
+        (reply,) = yield Call(endpoint, encode_command(b"INFO", b"all"), 1, timeout)
+        if isinstance(reply, ErrorReply):
+            raise protocol.decode(c.Barrier(), reply)
+        return parse_info(reply)

@@ -1,0 +1,104 @@
+"""Pipelines (shared by Client and AsyncClient) and INFO -> NodeStatus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api import CacheCommands, Convert
+from ..replica import NodeStatus
+
+
+class Pipeline(CacheCommands):
+    """Queues commands (the usual methods, which return the pipeline) and sends them together.
+
+    ``execute()`` returns one result per command, in order; it is awaited on an AsyncClient.
+    With ``raise_on_error=True`` (default) the first failed command's exception is raised
+    after every command ran; otherwise exceptions are returned in place of results. Writes
+    keep their exactly-once tags, so a pipeline retried after a connection loss applies each
+    write once.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._queued: list[tuple[Any, Convert | None]] = []
+        self._decode = client._decode
+        self._max_value = client._max_value
+        self._max_key = client._max_key
+
+    def _run(self, command: Any, convert: Convert | None = None, *, consistency: str | None = None, timeout: float | None = None) -> Any:
+        self._queued.append((command, convert))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def execute(self, raise_on_error: bool = True) -> Any:
+        queued, self._queued = self._queued, []
+        results = self._client._run_many([command for command, _ in queued])
+        if hasattr(results, "__await__"):
+            return _finish_async(results, queued, raise_on_error)
+        return _finish(results, queued, raise_on_error)
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queued = []
+
+    async def __aenter__(self) -> "Pipeline":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._queued = []
+
+
+def _finish(results: list[Any], queued: list[tuple[Any, Convert | None]], raise_on_error: bool) -> list[Any]:
+    out = []
+    for result, (_, convert) in zip(results, queued):
+        if isinstance(result, BaseException):
+            out.append(result)
+        else:
+            out.append(convert(result) if convert is not None else result)
+    if raise_on_error:
+        for result in out:
+            if isinstance(result, BaseException):
+                raise result
+    return out
+
+
+async def _finish_async(results: Any, queued: list[tuple[Any, Convert | None]], raise_on_error: bool) -> list[Any]:
+    return _finish(await results, queued, raise_on_error)
+
+
+def _int(info: dict[str, str], key: str) -> int:
+    try:
+        return int(info.get(key, 0) or 0)
+    except ValueError:
+        return 0
+
+
+def status_from_info(info: dict[str, str]) -> NodeStatus:
+    keyspace = info.get("db0", "")
+    keys = 0
+    for part in keyspace.split(","):
+        if part.startswith("keys="):
+            keys = int(part[5:])
+    return NodeStatus(
+        id=info.get("raft_node_id", ""),
+        address=info.get("raft_leader_addr", "") if info.get("raft_state") == "leader" else "",
+        role=info.get("raft_state", "unknown"),
+        leader=info.get("raft_leader_id") or None,
+        term=_int(info, "raft_term"),
+        commit_index=_int(info, "raft_commit_index"),
+        applied_index=_int(info, "raft_applied_index"),
+        log_len=_int(info, "raft_log_len"),
+        last_snapshot_index=_int(info, "raft_last_snapshot_index"),
+        keys=keys,
+        members=tuple(m for m in info.get("raft_members", "").split(",") if m),
+        revision=_int(info, "raft_revision"),
+        replicated_time_ms=_int(info, "raft_replicated_time_ms"),
+        snapshots_taken=_int(info, "raft_snapshots_taken"),
+        last_snapshot_seconds=None,
+        inflight_entries=_int(info, "raft_inflight_entries"),
+        queued_requests=_int(info, "raft_queued_requests"),
+    )

@@ -1,0 +1,113 @@
+"""Our commands as RESP requests, and RESP replies back as state-machine-shaped results.
+
+The inverse of ``raftcache.redis_commands``: a ``commands.Set`` becomes ``SET k v PX ...``,
+and the reply ``+OK`` becomes ``True``, exactly what the embedded ``Cache`` would have got
+from the state machine, so ``api.CacheCommands`` converts results identically for both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .. import commands as c
+from ..errors import RaftCacheError, error_from_resp
+from ..resp import ErrorReply, encode_command
+
+ToArgs = Callable[[Any], list[Any]]
+
+
+def _set_args(cmd: c.Set) -> list[Any]:
+    args: list[Any] = [b"SET", cmd.key, cmd.value]
+    if cmd.cond:
+        args.append(cmd.cond.upper().encode())
+    if cmd.get:
+        args.append(b"GET")
+    if cmd.ttl_ms is not None:
+        args += (b"PX", cmd.ttl_ms)
+    elif cmd.at_ms is not None:
+        args += (b"PXAT", cmd.at_ms)
+    elif cmd.keepttl:
+        args.append(b"KEEPTTL")
+    return args
+
+
+def _expire_args(cmd: c.Expire) -> list[Any]:
+    args: list[Any] = [b"PEXPIREAT" if cmd.absolute else b"PEXPIRE", cmd.key, cmd.when_ms]
+    for flag in (c.COND_NX, c.COND_XX, c.COND_GT, c.COND_LT):
+        if flag in cmd.cond:
+            args.append(flag.upper().encode())
+    return args
+
+
+def _cas_args(cmd: c.Cas) -> list[Any]:
+    args: list[Any] = [b"CAS", cmd.key, cmd.expected, cmd.new]
+    if cmd.ttl_ms is not None:
+        args += (b"PX", cmd.ttl_ms)
+    return args
+
+
+def _scan_args(cmd: c.Scan) -> list[Any]:
+    args: list[Any] = [b"SCAN", cmd.cursor]
+    if cmd.match is not None:
+        args += (b"MATCH", cmd.match)
+    return args + [b"COUNT", cmd.count]
+
+
+_TO_ARGS: dict[type, ToArgs] = {
+    c.Set: _set_args,
+    c.Delete: lambda cmd: [b"DEL", *cmd.keys],
+    c.GetDel: lambda cmd: [b"GETDEL", cmd.key],
+    c.MSet: lambda cmd: [b"MSET", *cmd.pairs],
+    c.IncrBy: lambda cmd: [b"INCRBY", cmd.key, cmd.delta],
+    c.Append: lambda cmd: [b"APPEND", cmd.key, cmd.value],
+    c.Expire: _expire_args,
+    c.Persist: lambda cmd: [b"PERSIST", cmd.key],
+    c.Cas: _cas_args,
+    c.FlushAll: lambda cmd: [b"FLUSHALL"],
+    c.Get: lambda cmd: [b"GET", cmd.key],
+    c.MGet: lambda cmd: [b"MGET", *cmd.keys],
+    c.Exists: lambda cmd: [b"EXISTS", *cmd.keys],
+    c.Strlen: lambda cmd: [b"STRLEN", cmd.key],
+    c.Ttl: lambda cmd: [b"PTTL" if cmd.ms else b"TTL", cmd.key],
+    c.Keys: lambda cmd: [b"KEYS", cmd.pattern],
+    c.Scan: _scan_args,
+    c.DbSize: lambda cmd: [b"DBSIZE"],
+    c.Type: lambda cmd: [b"TYPE", cmd.key],
+    c.Barrier: lambda cmd: [b"DBSIZE"],  # any linearizable read is a barrier
+}
+
+
+def encode(command: Any, tag: c.SessionTag | None) -> bytes:
+    """The RESP request for a command; writes carry their exactly-once tag."""
+    args = _TO_ARGS[type(command)](command)
+    if tag is not None:
+        args = [b"RAFTCACHE", b"ONCE", tag.client_id, tag.seq, tag.ack, *args]
+    return encode_command(*args)
+
+
+def _set_result(command: c.Set, reply: Any) -> Any:
+    if command.get:
+        return reply
+    return reply is not None  # +OK, or nil when NX/XX prevented it
+
+
+_FROM_REPLY: dict[type, Callable[[Any, Any], Any]] = {
+    c.Set: _set_result,
+    c.MSet: lambda cmd, reply: True,
+    c.FlushAll: lambda cmd, reply: True,
+    c.Type: lambda cmd, reply: str(reply),
+    c.Scan: lambda cmd, reply: (int(reply[0]), reply[1]),
+    c.Barrier: lambda cmd, reply: None,
+}
+
+
+def decode(command: Any, reply: Any) -> Any:
+    """The result the state machine would have returned, or the exception it stands for."""
+    if isinstance(reply, ErrorReply):
+        return error_from_resp(reply.prefix, reply.message)
+    convert = _FROM_REPLY.get(type(command))
+    return convert(command, reply) if convert is not None else reply
+
+
+def is_error(result: Any) -> bool:
+    return isinstance(result, RaftCacheError)

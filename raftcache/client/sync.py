@@ -1,0 +1,184 @@
+"""``Client``: the blocking, thread-safe driver of ``ClientCore``, with a connection pool."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any, Iterable
+
+from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
+from ..config import load_config
+from ..errors import error_from_resp
+from ..replica import NodeStatus
+from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from .core import Call, ClientCore, Plan, RetryPolicy, Sleep
+from .pipeline import Pipeline, status_from_info
+
+
+class _Connection:
+    def __init__(self, endpoint: str, timeout: float, password: str | None) -> None:
+        host, port = endpoint.rsplit(":", 1)
+        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.parser = ReplyParser()
+        if password:
+            (reply,) = self.call(encode_command(b"AUTH", password), 1, timeout)
+            if isinstance(reply, ErrorReply):
+                self.close()
+                raise error_from_resp(reply.prefix, reply.message)
+
+    def call(self, payload: bytes, count: int, timeout: float) -> list[Any]:
+        self.sock.settimeout(timeout)
+        self.sock.sendall(payload)
+        replies: list[Any] = []
+        parser = self.parser
+        while len(replies) < count:
+            reply = parser.next()
+            if reply is NEED_DATA:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionResetError("connection closed by the server")
+                parser.feed(data)
+                continue
+            replies.append(reply)
+        return replies
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Pool:
+    """Idle connections per endpoint; a connection is used by one thread at a time."""
+
+    def __init__(self, password: str | None, connect_timeout: float) -> None:
+        self._password = password
+        self._connect_timeout = connect_timeout
+        self._idle: dict[str, list[_Connection]] = {}
+        self._lock = threading.Lock()
+
+    def call(self, op: Call) -> list[Any]:
+        with self._lock:
+            idle = self._idle.get(op.endpoint)
+            conn = idle.pop() if idle else None
+        if conn is None:
+            conn = _Connection(op.endpoint, min(self._connect_timeout, op.timeout), self._password)
+        try:
+            replies = conn.call(op.payload, op.replies, op.timeout)
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._idle.setdefault(op.endpoint, []).append(conn)
+        return replies
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+
+class Client(CacheCommands):
+    """A leader-following client for a raftcache cluster (blocking, thread-safe).
+
+    ::
+
+        client = Client(["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"])
+        client.set("k", "v", ttl=30)
+        with client.pipeline() as p:
+            p.incr("hits"); p.get("k")
+            hits, value = p.execute()
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Iterable[str],
+        *,
+        password: str | None = None,
+        decode_responses: bool = False,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 2.0,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+    ) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+        self._core = ClientCore(list(endpoints), retry or RetryPolicy())
+        if not self._core.endpoints:
+            raise ValueError("at least one endpoint (host:port) is required")
+        self._pool = _Pool(password, connect_timeout)
+        self._lock = threading.Lock()  # the core's state (session, leader) is shared by threads
+        self._decode = decode_responses
+        self._max_value = max_value_bytes
+        self._max_key = max_key_bytes
+
+    @classmethod
+    def from_config(cls, path: str, **kwargs: Any) -> "Client":
+        """A client for the cluster of a TOML file (client addresses, requirepass)."""
+        config = load_config(path)
+        kwargs.setdefault("password", config.server.requirepass or None)
+        kwargs.setdefault("max_value_bytes", config.limits.max_value_bytes)
+        return cls([n.client for n in config.nodes if n.client], **kwargs)
+
+    # ------------------------------------------------------------------- driving
+    def _drive(self, plan: Plan) -> Any:
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                with self._lock:
+                    op = plan.send(reply) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            reply, error = None, None
+            if isinstance(op, Sleep):
+                time.sleep(op.seconds)
+                continue
+            try:
+                reply = self._pool.call(op)
+            except Exception as exc:  # handed to the core, which decides
+                error = exc
+
+    def _run(self, command: Any, convert: Convert | None = None, *, consistency: str | None = None, timeout: float | None = None) -> Any:
+        (result,) = self._drive(self._core.execute([command]))
+        return raise_or_convert(result, convert)
+
+    def _run_many(self, commands: list[Any]) -> list[Any]:
+        return self._drive(self._core.execute(commands))
+
+    def pipeline(self) -> Pipeline:
+        """Queue commands and send them in one round trip with ``execute()``."""
+        return Pipeline(self)
+
+    def status(self, endpoint: str | None = None) -> NodeStatus:
+        """Status of one node (default: the leader, or whichever node answers)."""
+        def plan() -> Plan:
+            target = endpoint or (yield from self._core._target(time.monotonic() + 5))
+            if target is None:
+                raise ConnectionError("no endpoint reachable: " + ", ".join(self._core.endpoints))
+            return (yield from self._core.node_info(target))
+
+        return status_from_info(self._drive(plan()))
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self._core.endpoints)
+
+    @property
+    def leader(self) -> str | None:
+        """The client address of the leader, as last learned."""
+        return self._core.leader
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

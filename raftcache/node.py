@@ -1,0 +1,85 @@
+"""Run one cluster node in this process: the replica, its RESP server, signals, exit codes.
+
+``raftcache serve`` calls :func:`run_node`. SIGTERM/SIGINT stop it cleanly (exit 0); a fatal
+storage error (disk full, corrupt snapshot) stops it with exit status 3 after logging why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from .cache import options_from_config
+from .config import ClusterConfig
+from .errors import BindError, ConfigError
+from .redis_commands import Limits
+from .replica import Replica
+from .server import Peer, RespServer, ServerSettings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 3
+
+
+def server_settings(config: ClusterConfig) -> ServerSettings:
+    s, lim = config.server, config.limits
+    return ServerSettings(
+        requirepass=s.requirepass,
+        maxclients=s.maxclients,
+        frame_timeout_s=s.frame_timeout_s,
+        idle_timeout_s=s.idle_timeout_s,
+        max_pending_per_client=s.max_pending_per_client,
+        debug_commands=s.debug_commands,
+        max_bulk_bytes=lim.max_bulk_bytes,
+        max_array_len=lim.max_array_len,
+        max_inline_bytes=lim.max_inline_bytes,
+        max_query_buffer_bytes=lim.max_query_buffer_bytes,
+        limits=Limits(max_key_bytes=lim.max_key_bytes, max_value_bytes=lim.max_value_bytes),
+    )
+
+
+async def serve_node(config: ClusterConfig, node_id: str) -> int:
+    node = config.node(node_id)
+    if not node.client:
+        raise ConfigError(f"node {node_id!r} has no client address", file=config.path, key="nodes.client")
+    options, _ = options_from_config(config, node_id, max_value_bytes=config.limits.max_value_bytes)
+    replica = Replica(options, node_id=node_id)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    exit_code = EXIT_OK
+
+    def fatal(exc: BaseException) -> None:
+        nonlocal exit_code
+        exit_code = EXIT_FATAL
+        log.critical("node %s stops: %s", node_id, exc)
+        loop.call_soon_threadsafe(stop.set)
+
+    replica.on_fatal(fatal)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    replica.start()
+    peers = {n.raft: Peer(n.id, n.raft, n.client) for n in config.nodes}
+    server = RespServer(replica, server_settings(config), node_id=node_id, peers=peers)
+    host, port = node.client.rsplit(":", 1)
+    try:
+        try:
+            await server.start(host.strip("[]"), int(port))
+        except OSError as exc:
+            raise BindError(f"cannot listen on client address {node.client}: {exc.strerror or exc}") from None
+        log.info("node %s up: raft %s, RESP %s, data %s", node_id, node.raft, node.client, node.data_dir or "memory only")
+        await stop.wait()
+        log.info("node %s stopping", node_id)
+    finally:
+        await server.close()
+        await loop.run_in_executor(None, replica.close)
+    return exit_code
+
+
+def run_node(config: ClusterConfig, node_id: str) -> int:
+    try:
+        import uvloop  # a faster event loop, when installed
+    except ImportError:
+        return asyncio.run(serve_node(config, node_id))
+    return uvloop.run(serve_node(config, node_id))

@@ -1,0 +1,368 @@
+"""The Redis command table: name -> arity, flags, argument parser and reply renderer.
+
+Sans-I/O: turns a request (``[b"SET", b"k", b"v", b"EX", b"10"]``) into one of our command
+tuples, and a state-machine result into a RESP reply value, with Redis's exact error strings.
+Commands answered by the connection itself (PING, INFO, AUTH, ...) are listed here too, so
+that COMMAND / COMMAND COUNT / COMMAND DOCS describe the whole server from one table; their
+behaviour lives in ``server.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import commands as c
+from .errors import CommandError, InvalidExpireError, NotIntegerError, SyntaxError_, ValueTooLargeError
+from .redis_semantics import INT64_MAX, INT64_MIN, parse_int64
+from .resp import OK, Map, SimpleString
+
+
+class Kind(enum.Enum):
+    WRITE = "write"  # replicated through Raft
+    READ = "read"  # linearizable (or stale under READONLY)
+    LOCAL = "local"  # answered by the connection / node (server.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_key_bytes: int = 64 * 1024
+    max_value_bytes: int = 1 << 20
+
+
+Build = Callable[[list[bytes], Limits], Any]
+Render = Callable[[Any], Any]
+
+
+def _identity(result: Any) -> Any:
+    return result
+
+
+def _ok(result: Any) -> Any:
+    return OK
+
+
+def _as_int(result: Any) -> Any:
+    return int(result)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    name: str
+    arity: int  # Redis convention: n = exactly n words (name included), -n = at least n
+    kind: Kind
+    group: str
+    summary: str
+    build: Build | None = None
+    render: Render = _identity
+    flags: tuple[str, ...] = ()  # COMMAND flags ("write", "readonly", "fast", "noauth", ...)
+    first_key: int = 0
+    last_key: int = 0
+    step: int = 0
+
+    def arity_ok(self, argc: int) -> bool:
+        return argc == self.arity if self.arity >= 0 else argc >= -self.arity
+
+
+# ------------------------------------------------------------------------ argument helpers
+def _int(arg: bytes) -> int:
+    return parse_int64(arg)
+
+
+def _key(arg: bytes, limits: Limits) -> bytes:
+    if len(arg) > limits.max_key_bytes:
+        raise ValueTooLargeError(f"key of {len(arg)} bytes exceeds limits.max_key_bytes ({limits.max_key_bytes})")
+    return arg
+
+
+def _value(arg: bytes, limits: Limits) -> bytes:
+    if len(arg) > limits.max_value_bytes:
+        raise ValueTooLargeError(
+            f"string exceeds maximum allowed size ({len(arg)} bytes > limits.max_value_bytes {limits.max_value_bytes})"
+        )
+    return arg
+
+
+def _seconds_to_ms(seconds: int, command: str) -> int:
+    ms = seconds * 1000
+    if ms > INT64_MAX or ms < INT64_MIN:
+        raise InvalidExpireError(f"invalid expire time in '{command}' command")
+    return ms
+
+
+# ----------------------------------------------------------------------------- builders
+_SET_EXPIRY = {b"EX": (1000, False), b"PX": (1, False), b"EXAT": (1000, True), b"PXAT": (1, True)}
+
+
+def _build_set(args: list[bytes], limits: Limits) -> c.Set:
+    key, value = _key(args[1], limits), _value(args[2], limits)
+    cond, get, keepttl = c.COND_NONE, False, False
+    ttl_ms = at_ms = None
+    expiry_seen = False
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"NX" and cond != c.COND_XX:
+            cond = c.COND_NX
+        elif option == b"XX" and cond != c.COND_NX:
+            cond = c.COND_XX
+        elif option == b"GET":
+            get = True
+        elif option == b"KEEPTTL" and not expiry_seen:
+            keepttl = True
+        elif option in _SET_EXPIRY and not keepttl and not expiry_seen and i + 1 < len(args):
+            unit, absolute = _SET_EXPIRY[option]
+            amount = _int(args[i + 1])
+            if amount <= 0:
+                raise InvalidExpireError("invalid expire time in 'set' command")
+            ms = _seconds_to_ms(amount, "set") if unit == 1000 else amount
+            if absolute:
+                at_ms = ms
+            else:
+                ttl_ms = ms
+            expiry_seen = True
+            i += 1
+        else:
+            raise SyntaxError_()
+        i += 1
+    return c.Set(key, value, cond, get, ttl_ms, at_ms, keepttl)
+
+
+def _render_set(result: Any) -> Any:
+    if result is True:
+        return OK
+    if result is False:
+        return None
+    return result  # SET ... GET: the old value
+
+
+def _build_expire(unit: int, absolute: bool, name: str) -> Build:
+    def build(args: list[bytes], limits: Limits) -> c.Expire:
+        key = _key(args[1], limits)
+        amount = _int(args[2])
+        flags = set()
+        for option in args[3:]:
+            word = option.upper()
+            if word not in (b"NX", b"XX", b"GT", b"LT"):
+                raise CommandError(f"Unsupported option {option.decode('utf-8', 'replace')}")
+            flags.add(word.decode().lower())
+        if c.COND_NX in flags and len(flags) > 1:
+            raise CommandError("NX and XX, GT or LT options at the same time are not compatible")
+        if {c.COND_GT, c.COND_LT} <= flags:
+            raise CommandError("GT and LT options at the same time are not compatible")
+        when = _seconds_to_ms(amount, name) if unit == 1000 else amount
+        return c.Expire(key, when, absolute, "".join(sorted(flags)))
+
+    return build
+
+
+def _build_incr(sign: int, with_amount: bool, name: str) -> Build:
+    def build(args: list[bytes], limits: Limits) -> c.IncrBy:
+        amount = _int(args[2]) if with_amount else 1
+        if sign < 0:
+            if amount == INT64_MIN:
+                raise CommandError("decrement would overflow")
+            amount = -amount
+        return c.IncrBy(_key(args[1], limits), amount)
+
+    return build
+
+
+def _build_mset(args: list[bytes], limits: Limits) -> c.MSet:
+    if len(args) % 2 == 0:
+        raise CommandError("wrong number of arguments for 'mset' command")
+    pairs = []
+    for i in range(1, len(args), 2):
+        pairs += (_key(args[i], limits), _value(args[i + 1], limits))
+    return c.MSet(tuple(pairs))
+
+
+def _build_cas(args: list[bytes], limits: Limits) -> c.Cas:
+    ttl_ms = None
+    rest = args[4:]
+    if rest:
+        if len(rest) != 2 or rest[0].upper() not in (b"EX", b"PX"):
+            raise SyntaxError_()
+        amount = _int(rest[1])
+        if amount <= 0:
+            raise InvalidExpireError("invalid expire time in 'cas' command")
+        ttl_ms = _seconds_to_ms(amount, "cas") if rest[0].upper() == b"EX" else amount
+    return c.Cas(_key(args[1], limits), _value(args[2], limits), _value(args[3], limits), ttl_ms)
+
+
+def _build_flush(args: list[bytes], limits: Limits) -> c.FlushAll:
+    if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
+        raise SyntaxError_()
+    return c.FlushAll()
+
+
+def _build_scan(args: list[bytes], limits: Limits) -> c.Scan:
+    try:
+        cursor = int(args[1])
+        if cursor < 0 or not args[1].isdigit():
+            raise ValueError
+    except ValueError:
+        raise CommandError("invalid cursor") from None
+    match, count, only_type = None, 10, None
+    i = 2
+    while i < len(args):
+        option = args[i].upper()
+        if i + 1 >= len(args):
+            raise SyntaxError_()
+        if option == b"MATCH":
+            match = args[i + 1]
+        elif option == b"COUNT":
+            count = _int(args[i + 1])
+            if count < 1:
+                raise SyntaxError_()
+        elif option == b"TYPE":
+            only_type = args[i + 1].lower()
+        else:
+            raise SyntaxError_()
+        i += 2
+    if only_type is not None and only_type != b"string":
+        match = b"[]"  # every key is a string: nothing else can match (the cursor still advances)
+    return c.Scan(cursor, match, count)
+
+
+def _keys(args: list[bytes], limits: Limits, start: int = 1) -> tuple[bytes, ...]:
+    return tuple(_key(a, limits) for a in args[start:])
+
+
+def _render_scan(result: Any) -> Any:
+    cursor, keys = result
+    return [b"%d" % cursor, keys]
+
+
+def _render_type(result: Any) -> Any:
+    return SimpleString(result)
+
+
+# ---------------------------------------------------------------------------- the table
+def _data(name: str, arity: int, kind: Kind, group: str, summary: str, build: Build, render: Render = _identity,
+          flags: tuple[str, ...] = (), keys: tuple[int, int, int] = (1, 1, 1)) -> Spec:
+    base = ("write", "denyoom") if kind is Kind.WRITE else ("readonly",)
+    return Spec(name, arity, kind, group, summary, build, render, base + flags, *keys)
+
+
+def _local(name: str, arity: int, group: str, summary: str, flags: tuple[str, ...] = ()) -> Spec:
+    return Spec(name, arity, Kind.LOCAL, group, summary, flags=flags)
+
+
+W, R = Kind.WRITE, Kind.READ
+_ALL_KEYS = (1, -1, 1)
+_NO_KEYS = (0, 0, 0)
+
+_SPECS = [
+    # strings: writes
+    _data("set", -3, W, "string", "Set the string value of a key (EX PX EXAT PXAT NX XX GET KEEPTTL)", _build_set, _render_set),
+    _data("getdel", 2, W, "string", "Get the value of a key and delete it", lambda a, l: c.GetDel(_key(a[1], l)), flags=("fast",)),
+    _data("del", -2, W, "generic", "Delete keys", lambda a, l: c.Delete(_keys(a, l)), keys=_ALL_KEYS),
+    _data("unlink", -2, W, "generic", "Delete keys", lambda a, l: c.Delete(_keys(a, l)), flags=("fast",), keys=_ALL_KEYS),
+    _data("mset", -3, W, "string", "Set several keys", _build_mset, _ok, keys=(1, -1, 2)),
+    _data("incr", 2, W, "string", "Increment an integer value by one", _build_incr(1, False, "incr"), flags=("fast",)),
+    _data("incrby", 3, W, "string", "Increment an integer value", _build_incr(1, True, "incrby"), flags=("fast",)),
+    _data("decr", 2, W, "string", "Decrement an integer value by one", _build_incr(-1, False, "decr"), flags=("fast",)),
+    _data("decrby", 3, W, "string", "Decrement an integer value", _build_incr(-1, True, "decrby"), flags=("fast",)),
+    _data("append", 3, W, "string", "Append to a value", lambda a, l: c.Append(_key(a[1], l), _value(a[2], l)), flags=("fast",)),
+    _data("expire", -3, W, "generic", "Set a key's time to live in seconds", _build_expire(1000, False, "expire"), _as_int, ("fast",)),
+    _data("pexpire", -3, W, "generic", "Set a key's time to live in milliseconds", _build_expire(1, False, "pexpire"), _as_int, ("fast",)),
+    _data("expireat", -3, W, "generic", "Set a key's expiry as a Unix time in seconds", _build_expire(1000, True, "expireat"), _as_int, ("fast",)),
+    _data("pexpireat", -3, W, "generic", "Set a key's expiry as a Unix time in milliseconds", _build_expire(1, True, "pexpireat"), _as_int, ("fast",)),
+    _data("persist", 2, W, "generic", "Remove a key's expiry", lambda a, l: c.Persist(_key(a[1], l)), _as_int, ("fast",)),
+    _data("cas", -4, W, "string", "Compare-and-set: CAS key expected new [EX s|PX ms]; 1 if swapped", _build_cas, _as_int, ("fast",)),
+    _data("flushall", -1, W, "server", "Remove all keys", _build_flush, _ok, keys=_NO_KEYS),
+    _data("flushdb", -1, W, "server", "Remove all keys", _build_flush, _ok, keys=_NO_KEYS),
+    # strings and keyspace: reads
+    _data("get", 2, R, "string", "Get the value of a key", lambda a, l: c.Get(_key(a[1], l)), flags=("fast",)),
+    _data("mget", -2, R, "string", "Get the values of several keys", lambda a, l: c.MGet(_keys(a, l)), flags=("fast",), keys=_ALL_KEYS),
+    _data("exists", -2, R, "generic", "Count existing keys", lambda a, l: c.Exists(_keys(a, l)), flags=("fast",), keys=_ALL_KEYS),
+    _data("strlen", 2, R, "string", "Length of a value", lambda a, l: c.Strlen(_key(a[1], l)), flags=("fast",)),
+    _data("ttl", 2, R, "generic", "Time to live in seconds", lambda a, l: c.Ttl(_key(a[1], l)), flags=("fast",)),
+    _data("pttl", 2, R, "generic", "Time to live in milliseconds", lambda a, l: c.Ttl(_key(a[1], l), True), flags=("fast",)),
+    _data("type", 2, R, "generic", "Type of the value at a key", lambda a, l: c.Type(_key(a[1], l)), _render_type, ("fast",)),
+    _data("keys", 2, R, "generic", "Keys matching a glob pattern", lambda a, l: c.Keys(a[1]), keys=_NO_KEYS),
+    _data("scan", -2, R, "generic", "Incrementally iterate keys (MATCH COUNT TYPE)", _build_scan, _render_scan, keys=_NO_KEYS),
+    _data("dbsize", 1, R, "server", "Number of keys", lambda a, l: c.DbSize(), flags=("fast",), keys=_NO_KEYS),
+    # answered by the connection / node
+    _local("ping", -1, "connection", "Ping the server", ("fast",)),
+    _local("echo", 2, "connection", "Echo the given string", ("fast",)),
+    _local("quit", -1, "connection", "Close the connection", ("fast", "noauth")),
+    _local("select", 2, "connection", "Select database 0 (the only one)", ("fast",)),
+    _local("auth", -2, "connection", "Authenticate the connection", ("fast", "noauth")),
+    _local("hello", -1, "connection", "Handshake (RESP2 only)", ("fast", "noauth")),
+    _local("client", -2, "connection", "CLIENT SETNAME | GETNAME | SETINFO | ID | INFO"),
+    _local("command", -1, "server", "COMMAND [COUNT | DOCS | INFO]"),
+    _local("config", -2, "server", "CONFIG GET parameter [parameter ...]"),
+    _local("info", -1, "server", "Server information (server clients memory keyspace stats raft)"),
+    _local("readonly", 1, "cluster", "Answer reads from this node's local state (stale, fast)", ("fast",)),
+    _local("readwrite", 1, "cluster", "Back to linearizable reads (the default)", ("fast",)),
+    _local("raftcache", -2, "server", "RAFTCACHE ONCE | DIGEST | COMPACT | DEBUG: raftcache-specific operations"),
+]
+
+COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS}
+
+
+def lookup(name: bytes) -> Spec | None:
+    spec = COMMANDS.get(name)
+    if spec is None:
+        spec = COMMANDS.get(name.lower())
+    return spec
+
+
+def unknown_command_message(args: list[bytes]) -> str:
+    """Redis's message, including the first arguments."""
+    name = args[0].decode("utf-8", "replace")
+    shown = " ".join(f"'{a.decode('utf-8', 'replace')}'" for a in args[1:6])
+    return f"unknown command '{name}', with args beginning with: {shown}" + (" " if shown else "")
+
+
+def wrong_arity_message(name: str) -> str:
+    return f"wrong number of arguments for '{name}' command"
+
+
+def command_info(spec: Spec) -> list[Any]:
+    """A COMMAND reply entry (Redis 7 layout, RESP2)."""
+    return [
+        spec.name.encode(),
+        spec.arity,
+        [SimpleString(f) for f in spec.flags],
+        spec.first_key,
+        spec.last_key,
+        spec.step,
+        [SimpleString("@" + spec.group)],
+        [],
+        [],
+        [],
+    ]
+
+
+def command_docs(spec: Spec) -> Map:
+    return Map({b"summary": spec.summary.encode(), b"since": b"1.0.0", b"group": spec.group.encode()})
+
+
+def build_command(spec: Spec, args: list[bytes], limits: Limits) -> Any:
+    """Parse a data command's arguments (raises CommandError with Redis's message)."""
+    assert spec.build is not None
+    return spec.build(args, limits)
+
+
+def parse_int_arg(arg: bytes) -> int:
+    return _int(arg)
+
+
+__all__ = [
+    "COMMANDS",
+    "Kind",
+    "Limits",
+    "Spec",
+    "build_command",
+    "command_docs",
+    "command_info",
+    "lookup",
+    "parse_int_arg",
+    "unknown_command_message",
+    "wrong_arity_message",
+    "NotIntegerError",
+]
