@@ -107,6 +107,7 @@ class ClientCore:
     session: ClientSession = field(default_factory=ClientSession)
     leader: str | None = None
     _leader_checked: float = 0.0
+    _suspect_until: dict[str, float] = field(default_factory=dict)  # endpoints that just failed
 
     # ------------------------------------------------------------------ execution
     def execute(self, commands: list[Any]) -> Plan:
@@ -185,6 +186,8 @@ class ClientCore:
 
     # ------------------------------------------------------------- leader tracking
     def _lost(self, endpoint: str) -> None:
+        """A call to `endpoint` failed: ask the others first for a while."""
+        self._suspect_until[endpoint] = time.monotonic() + self.retry.backoff_max + 1.0
         if endpoint == self.leader:
             self.leader = None
 
@@ -196,6 +199,7 @@ class ClientCore:
             return self.leader
         self._leader_checked = now
         order = ([self.leader] if self.leader else []) + [e for e in self.endpoints if e != self.leader]
+        order.sort(key=lambda e: self._suspect_until.get(e, 0.0) > now)  # stable: suspects last
         reachable = None
         for endpoint in order:
             timeout = max(0.05, min(2.0, deadline - time.monotonic()))

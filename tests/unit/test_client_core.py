@@ -1,0 +1,186 @@
+"""The client's I/O-free core, driven with scripted fake I/O: failover, safe retries, deadlines."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from raftcache import commands as c
+from raftcache.client.core import Call, ClientCore, RetryPolicy, Sleep
+from raftcache.errors import NoLeaderError, NotIntegerError, OutcomeUnknownError
+from raftcache.resp import OK, ErrorReply, RequestParser
+
+FAST = RetryPolicy(deadline=2.0, backoff_base=0.0, jitter=0.0, leader_recheck_s=1000)
+
+
+def leader_info(state: str, leader_client: str = "") -> bytes:
+    return f"# Raft\r\nraft_state:{state}\r\nraft_leader_client:{leader_client}\r\n".encode()
+
+
+class FakeNetwork:
+    """Answers Calls with a per-endpoint handler; records every request it saw."""
+
+    def __init__(self, handlers: dict[str, Callable[[list[bytes]], Any]]) -> None:
+        self.handlers = handlers
+        self.seen: list[tuple[str, list[bytes]]] = []
+
+    def run(self, plan) -> Any:
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                op = plan.send(reply) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            reply, error = None, None
+            if isinstance(op, Sleep):
+                continue
+            assert isinstance(op, Call)
+            parser = RequestParser()
+            parser.feed(op.payload)
+            requests = []
+            while (request := parser.next()) is not None:
+                requests.append(request)
+            assert len(requests) == op.replies
+            try:
+                handler = self.handlers[op.endpoint]
+                reply = []
+                for request in requests:
+                    self.seen.append((op.endpoint, request))
+                    reply.append(handler(request))
+            except OSError as exc:
+                error = exc
+
+
+def down(request):
+    raise ConnectionRefusedError("refused")
+
+
+def test_finds_the_leader_through_a_follower_and_skips_dead_nodes():
+    def follower(request):
+        return leader_info("follower", "b:2") if request[0] == b"INFO" else ErrorReply("ERR should go to the leader")
+
+    def leader(request):
+        return leader_info("leader") if request[0] == b"INFO" else b"v"
+
+    net = FakeNetwork({"dead:1": down, "a:1": follower, "b:2": leader})
+    core = ClientCore(["dead:1", "a:1"], FAST)
+    assert net.run(core.execute([c.Get(b"k")])) == [b"v"]
+    assert core.leader == "b:2"
+    assert "b:2" in core.endpoints  # learned from the follower
+
+
+def test_a_write_retried_after_an_unknown_outcome_keeps_its_tag():
+    attempts = []
+
+    def leader(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        attempts.append(request)
+        if len(attempts) == 1:
+            return ErrorReply("UNKNOWN outcome unknown: leader changed")
+        return 6
+
+    net = FakeNetwork({"a:1": leader})
+    core = ClientCore(["a:1"], FAST)
+    assert net.run(core.execute([c.IncrBy(b"n", 1)])) == [6]
+    assert len(attempts) == 2
+    assert attempts[0][:2] == [b"RAFTCACHE", b"ONCE"]
+    assert attempts[0][2:4] == attempts[1][2:4]  # same client id and seq: applied at most once
+    assert attempts[0][5:] == [b"INCRBY", b"n", b"1"]
+
+
+def test_connection_loss_mid_write_retries_elsewhere_with_the_same_tag():
+    tags = []
+
+    def dying(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        tags.append(request[2:4])
+        raise ConnectionResetError("gone")
+
+    def survivor(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        tags.append(request[2:4])
+        return OK
+
+    net = FakeNetwork({"a:1": dying, "b:1": survivor})
+    core = ClientCore(["a:1", "b:1"], FAST)
+    assert net.run(core.execute([c.Set(b"k", b"v")])) == [True]
+    assert len(tags) == 2 and tags[0] == tags[1]
+
+
+def test_deadline_gives_outcome_unknown_for_writes_and_no_leader_for_reads():
+    def stuck(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        if request[0] == b"RAFTCACHE":
+            return ErrorReply("UNKNOWN outcome unknown: no commit before the deadline")
+        return ErrorReply("CLUSTERDOWN not applied: cluster unavailable")
+
+    net = FakeNetwork({"a:1": stuck})
+    core = ClientCore(["a:1"], RetryPolicy(deadline=0.2, backoff_base=0.01, jitter=0.0))
+    write, read = net.run(core.execute([c.Set(b"k", b"v"), c.Get(b"k")]))
+    assert isinstance(write, OutcomeUnknownError)
+    assert isinstance(read, NoLeaderError)
+
+
+def test_a_write_refused_everywhere_is_not_applied():
+    net = FakeNetwork({"a:1": down, "b:1": down})
+    core = ClientCore(["a:1", "b:1"], RetryPolicy(deadline=0.2, backoff_base=0.01, jitter=0.0))
+    (result,) = net.run(core.execute([c.Set(b"k", b"v")]))
+    # the request never reached a node: definitely not applied
+    assert isinstance(result, NoLeaderError)
+
+
+def test_command_errors_are_final_and_not_retried():
+    calls = []
+
+    def leader(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        calls.append(request)
+        return ErrorReply("ERR value is not an integer or out of range")
+
+    net = FakeNetwork({"a:1": leader})
+    core = ClientCore(["a:1"], FAST)
+    (result,) = net.run(core.execute([c.IncrBy(b"s", 1)]))
+    assert isinstance(result, NotIntegerError)
+    assert len(calls) == 1
+
+
+def test_pipeline_retries_only_what_failed_and_keeps_order():
+    replies = {b"GET": [ErrorReply("CLUSTERDOWN not applied"), b"x"], b"RAFTCACHE": [OK]}
+
+    def leader(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        return replies[request[0]].pop(0)
+
+    net = FakeNetwork({"a:1": leader})
+    core = ClientCore(["a:1"], FAST)
+    assert net.run(core.execute([c.Set(b"k", b"v"), c.Get(b"k")])) == [True, b"x"]
+
+
+def test_ack_advances_as_answers_arrive():
+    seen_acks = []
+
+    def leader(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        seen_acks.append((int(request[3]), int(request[4])))  # (seq, ack)
+        return OK
+
+    net = FakeNetwork({"a:1": leader})
+    core = ClientCore(["a:1"], FAST)
+    for _ in range(3):
+        net.run(core.execute([c.Set(b"k", b"v")]))
+    assert [ack for _, ack in seen_acks] == [seq for seq, _ in seen_acks]  # all earlier answered
+
+
+@pytest.mark.parametrize("attempt", [0, 3, 30])
+def test_backoff_is_bounded(attempt):
+    policy = RetryPolicy(backoff_base=0.05, backoff_max=1.0, jitter=0.5)
+    assert 0 <= policy.backoff(attempt) <= 1.5
