@@ -46,7 +46,6 @@ def _ms(seconds: float | int, what: str) -> int:
 class CacheCommands:
     """Every cache method, written once. Subclasses provide `_run`."""
 
-    _replica: Replica
     _decode: bool
     _max_value: int
     _max_key: int

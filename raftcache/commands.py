@@ -92,6 +92,18 @@ class Sweep(NamedTuple):
     limit: int
 
 
+class SetMember(NamedTuple):
+    """Record a cluster member's name and client address (the member registry)."""
+
+    raft: str
+    id: str
+    client: str
+
+
+class RemoveMember(NamedTuple):
+    raft: str
+
+
 # ----------------------------------------------------------------------------------- reads
 class Get(NamedTuple):
     key: bytes
@@ -136,8 +148,14 @@ class Barrier(NamedTuple):
     """A read that returns nothing: waits until this node has caught up linearizably."""
 
 
-WriteCommand = Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep
-ReadCommand = Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier
+class Members(NamedTuple):
+    """The member registry: {raft address: (id, client address)}."""
+
+
+WriteCommand = (
+    Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
+)
+ReadCommand = Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members
 
 # Opcodes are part of the on-disk and on-wire format: never renumber, only append.
 _OPCODES: dict[type, int] = {
@@ -152,10 +170,12 @@ _OPCODES: dict[type, int] = {
     Cas: 9,
     FlushAll: 10,
     Sweep: 11,
+    SetMember: 12,
+    RemoveMember: 13,
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)
-READ_TYPES = frozenset({Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier})
+READ_TYPES = frozenset({Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members})
 
 
 def is_write(command: object) -> bool:

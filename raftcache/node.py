@@ -68,8 +68,23 @@ async def serve_node(config: ClusterConfig, node_id: str) -> int:
             await server.start(host.strip("[]"), int(port))
         except OSError as exc:
             raise BindError(f"cannot listen on client address {node.client}: {exc.strerror or exc}") from None
-        log.info("node %s up: raft %s, RESP %s, data %s", node_id, node.raft, node.client, node.data_dir or "memory only")
-        await stop.wait()
+        metrics = None
+        if node.metrics:
+            from .metrics import start_metrics_server
+
+            try:
+                metrics = start_metrics_server(node.metrics, server)
+            except OSError as exc:
+                raise BindError(f"cannot listen on metrics address {node.metrics}: {exc.strerror or exc}") from None
+        log.info(
+            "node %s up: raft %s, RESP %s, metrics %s, data %s",
+            node_id, node.raft, node.client, node.metrics or "off", node.data_dir or "memory only",
+        )
+        try:
+            await stop.wait()
+        finally:
+            if metrics is not None:
+                metrics.shutdown()
         log.info("node %s stopping", node_id)
     finally:
         await server.close()

@@ -22,14 +22,16 @@ thread for stale reads and immediate refusals). Callers hop threads themselves.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from . import commands as c
 from .clock import Clock, SystemClock
+from .metrics import LatencyHistogram
 from .errors import (
     CommandError,
     NodeClosedError,
@@ -41,7 +43,7 @@ from .errors import (
 )
 from .session import ClientSession
 from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
-from .snapshot import SnapshotReader, write_snapshot
+from .snapshot import SnapshotReader, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine
 
 log = logging.getLogger(__name__)
@@ -108,10 +110,18 @@ class _Entry:
     writes: list[_Request]
     reads: list[_Request]
     deadline: float
+    proposed: float = 0.0
 
 
 def _ignore(result: Any) -> None:
     pass
+
+
+class _AtBarrier(NamedTuple):
+    """A 'read' that runs `fn` on the Raft thread right after the next entry is applied here:
+    a linearizable point in the log (used for backups)."""
+
+    fn: Callable[[], Any]
 
 
 class Replica:
@@ -130,6 +140,7 @@ class Replica:
         self._entry_ids = 0
         self._retry_at = 0.0
         self._backoff = 0.0
+        self._hold_until = 0.0  # a leadership transfer is in progress: propose nothing
         self._session = ClientSession()
         self._retired_sessions: set[int] = set()
         self._last_proposal = 0.0
@@ -140,6 +151,7 @@ class Replica:
         self._fatal_listeners: list[Callable[[BaseException], None]] = []
         # proposals, commits, per-failure counts and retried writes (metrics, tests)
         self.counters: Counter[str] = Counter()
+        self.commit_latency = LatencyHistogram()  # propose -> applied here, per Raft entry
         self.raft = RaftNode(
             options.raft,
             apply=self._apply,
@@ -250,6 +262,8 @@ class Replica:
         """Propose queued work while the window allows. Caller holds self._lock."""
         opts = self.options
         now = time.monotonic()
+        if now < self._hold_until:
+            return
         while (self._writes or self._reads) and len(self._inflight) < opts.max_inflight and now >= self._retry_at:
             writes: list[_Request] = []
             size = 0
@@ -272,7 +286,7 @@ class Replica:
             self._entry_ids += 1
             entry_id = self._entry_ids
             deadline = min([now + opts.entry_timeout_s] + [r.deadline for r in writes] + [r.deadline for r in reads])
-            entry = self._inflight[entry_id] = _Entry(writes, reads, deadline)
+            entry = self._inflight[entry_id] = _Entry(writes, reads, deadline, now)
             self._last_proposal = now
             self.counters["proposed"] += 1
             refused = self.raft.propose(payload, lambda result, failure, i=entry_id: self._entry_done(i, result, failure))
@@ -310,6 +324,7 @@ class Replica:
             if failure is None and isinstance(result, list) and len(result) == len(entry.writes):
                 self._backoff = 0.0
                 self.counters["committed"] += 1
+                self.commit_latency.observe(time.monotonic() - entry.proposed)
                 for req, res in zip(entry.writes, result):
                     if isinstance(res, SessionExpiredError) and self._retry_in_new_session(req):
                         continue
@@ -327,9 +342,14 @@ class Replica:
         # what the barrier promises, so reads run now (no lock: only this thread mutates).
         for req in reads:
             try:
-                delivered.append((req, self.fsm.read(req.command)))
+                command = req.command
+                result = command.fn() if type(command) is _AtBarrier else self.fsm.read(command)
+                delivered.append((req, result))
             except CommandError as err:
                 delivered.append((req, err))
+            except Exception as exc:  # a failing barrier action answers its caller only
+                log.exception("action at barrier failed")
+                delivered.append((req, exc))
         for req, res in delivered:
             _deliver(req, res)
 
@@ -415,19 +435,115 @@ class Replica:
         if not self._inflight and not self._writes and not self._reads and now - self._last_proposal >= opts.clock_interval_s:
             self._reads.append(_Request(c.Barrier(), _ignore, deadline))  # carries the leader's time
 
+    # ------------------------------------------------------------------ operations
+    def run_at_barrier(self, fn: Callable[[], Any], on_done: OnDone, *, timeout: float | None = None) -> None:
+        """Run `fn()` on the Raft thread at a linearizable point (after the next entry this
+        node proposes is applied); `on_done(fn's result or an exception)`."""
+        self.submit(_AtBarrier(fn), on_done, timeout=timeout)
+
+    def backup(self, path: str, on_done: OnDone, *, timeout: float | None = None) -> None:
+        """Write a consistent, point-in-time backup of the data to `path` (forked writer).
+        `on_done({"keys", "applied_index", "bytes"} or an exception)`."""
+
+        def fork_writer() -> dict[str, Any]:
+            header = {
+                "kind": "backup",
+                "node": self.node_id,
+                "applied_index": self.raft.applied_index,
+                "keys": len(self.fsm),
+                "created_ms": self.clock.now_ms(),
+            }
+            write = lambda partial: write_snapshot(partial, header, self.fsm.snapshot_sections(data_only=True))  # noqa: E731
+            pid = write_in_child(path, write)
+            threading.Thread(target=reap, args=(pid, header), name="backup-writer", daemon=True).start()
+            return header
+
+        def reap(pid: int, header: dict[str, Any]) -> None:
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                on_done(StorageError(f"writing backup {path} failed (writer exit status {status})"))
+            else:
+                on_done({"keys": header["keys"], "applied_index": header["applied_index"], "bytes": os.path.getsize(path)})
+
+        def started(result: Any) -> None:
+            if isinstance(result, BaseException):
+                on_done(result)
+
+        self.run_at_barrier(fork_writer, started, timeout=timeout)
+
+    def transfer_leadership(self, target: str | None, on_done: OnDone, *, timeout: float = 5.0) -> None:
+        """Hand leadership to `target` (a raft address; None picks the most caught-up member).
+
+        As Raft §3.10 asks, this leader proposes nothing while the transfer runs, so the target
+        can catch up and stay caught up; requests queue meanwhile. `on_done(None)` once another
+        node leads, or an exception.
+        """
+        deadline = time.monotonic() + timeout
+        own = self.raft.settings.address
+        with self._lock:
+            self._hold_until = deadline
+        self.raft.refuse_forwarded(timeout)
+
+        def finish(result: Any) -> None:
+            self.raft.refuse_forwarded(0)
+            with self._lock:
+                self._hold_until = 0.0
+                self._flush_locked()
+            on_done(result)
+
+        def attempt() -> None:
+            self.raft.transfer_leadership(target, sent)
+
+        def sent(failure: Failure | None) -> None:
+            if failure is None:
+                watch()
+            elif failure is Failure.DENIED and time.monotonic() < deadline:
+                threading.Timer(0.02, attempt).start()  # the target is catching up: again shortly
+            else:
+                finish(CommandError(f"leadership transfer refused: {failure.reason} (is the target connected and caught up?)"))
+
+        def watch() -> None:
+            status = self.raft.status()
+            if status.leader is not None and status.leader != own and (target is None or status.leader == target):
+                finish(None)
+            elif time.monotonic() < deadline:
+                threading.Timer(0.02, watch).start()
+            else:
+                finish(CommandError("leadership did not move before the deadline; the cluster kept or re-elected this leader"))
+
+        attempt()
+
+    def members(self) -> list[tuple[str, str | None, str | None]]:
+        """Current Raft members as (raft address, id, client address) from the registry."""
+        registry = self.read_local(c.Members())
+        return [(raft, *registry.get(raft, (None, None))) for raft in self.raft.status().members]
+
+    def add_member(self, raft: str, node_id: str, client: str, on_done: OnDone) -> None:
+        """Record the member in the registry, then add it to the Raft configuration."""
+
+        def registered(result: Any) -> None:
+            if isinstance(result, BaseException):
+                on_done(result)
+                return
+            self.raft.add_member(raft, lambda failure: on_done(_membership_result(failure, "add")))
+
+        self.submit(c.SetMember(raft, node_id, client), registered)
+
+    def remove_member(self, raft: str, on_done: OnDone) -> None:
+        """Remove the member from the Raft configuration, then from the registry."""
+
+        def removed(failure: Failure | None) -> None:
+            if failure is not None:
+                on_done(_membership_result(failure, "remove"))
+                return
+            self.submit(c.RemoveMember(raft), lambda result: on_done(True if not isinstance(result, BaseException) else result))
+
+        self.raft.remove_member(raft, removed)
+
     # -------------------------------------------------------------------- snapshots
     def _write_state(self, path: str, meta: SnapshotMeta) -> None:
         """Runs in the forked snapshot child: a frozen copy of the state machine."""
-        header = {
-            "kind": "raft-snapshot",
-            "last": [meta.last.index, meta.last.term],
-            "prev": [meta.prev.index, meta.prev.term],
-            "last_command": meta.last.command,
-            "prev_command": meta.prev.command,
-            "members": list(meta.members),
-            "keys": len(self.fsm),
-            "created_ms": self.clock.now_ms(),
-        }
+        header = raft_snapshot_header(meta, keys=len(self.fsm), created_ms=self.clock.now_ms())
         write_snapshot(path, header, self.fsm.snapshot_sections(), fsync=self.options.raft.fsync)
 
     def _load_state(self, path: str) -> SnapshotMeta:
@@ -477,11 +593,38 @@ class Replica:
             return self.raft.applied_index, self.fsm.digest()
 
 
+def raft_snapshot_header(meta: SnapshotMeta, *, keys: int, created_ms: int) -> dict[str, Any]:
+    """The header of a node's snapshot file: where it sits in the Raft log, and the members."""
+    return {
+        "kind": "raft-snapshot",
+        "last": [meta.last.index, meta.last.term],
+        "prev": [meta.prev.index, meta.prev.term],
+        "last_command": meta.last.command,
+        "prev_command": meta.prev.command,
+        "members": list(meta.members),
+        "keys": keys,
+        "created_ms": created_ms,
+    }
+
+
 def _deliver(req: _Request, result: Any) -> None:
     try:
         req.on_done(result)
     except Exception:
         log.exception("result callback failed")
+
+
+def _membership_result(failure: Failure | None, kind: str) -> Any:
+    if failure is None:
+        return True
+    if failure is Failure.DENIED:
+        return CommandError(
+            f"membership {kind} refused by Raft: another membership change is still committing, "
+            "the node is already (or not) a member, or this node's leadership is too new; retry shortly"
+        )
+    if failure.definite:
+        return NoLeaderError(f"membership {kind} not applied: {failure.reason}")
+    return OutcomeUnknownError(f"membership {kind}: {failure.reason}; check `raftcache members list`")
 
 
 def _timeout_error(req: _Request) -> BaseException:

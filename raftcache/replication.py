@@ -27,19 +27,15 @@ thread with :meth:`RaftNode.call_soon`.
 
 from __future__ import annotations
 
-import ctypes
 import enum
-import gc
 import ipaddress
 import logging
 import os
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -52,6 +48,7 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
 
 from .errors import BindError, ConfigError, StorageError
+from .snapshot import write_in_child
 from .wal import Entry, LogFile, MetaFile
 
 log = logging.getLogger(__name__)
@@ -59,7 +56,6 @@ log = logging.getLogger(__name__)
 # Used only when every raft address is loopback and no secret was configured: traffic is still
 # Fernet-framed, but anyone on this host could forge it. Documented; warned about at start.
 DEV_SECRET = "raftcache-insecure-loopback-development-secret"
-_PR_SET_PDEATHSIG = 1
 
 
 # ----------------------------------------------------------------------------- public types
@@ -375,6 +371,7 @@ class RaftNode:
         self._closing = False
         self._calls: deque[Callable[[], None]] = deque()
         self._faults = _Faults()
+        self._refuse_forwarded_until = 0.0  # leadership transfer: refuse commands forwarded to us
         self._snapshot: _SnapshotJob | None = None
         # pysyncobj only re-arms its serializer after a SUCCESS or FAILED report; set when a
         # snapshot ended without the child reporting (fork failed, child killed).
@@ -616,6 +613,12 @@ class RaftNode:
         else:
             sync.removeNodeFromCluster(address, callback=done)
 
+    def refuse_forwarded(self, seconds: float) -> None:
+        """For a leadership transfer (Raft §3.10): answer commands that followers forward to
+        this leader with NOT_LEADER (definitely not applied; they retry) for `seconds`;
+        0 ends it."""
+        self._refuse_forwarded_until = time.monotonic() + seconds if seconds > 0 else 0.0
+
     def transfer_leadership(self, target: str | None, callback: Callable[[Failure | None], None]) -> None:
         def run() -> None:
             assert self._sync is not None
@@ -627,6 +630,13 @@ class RaftNode:
             )
 
         self.call_soon(run)
+
+    def connected_peers(self) -> set[str]:
+        """Raft addresses of the members this node currently has a connection to."""
+        sync = self._sync
+        if sync is None:
+            return set()
+        return {n.address for n in sync.otherNodes if sync.isNodeConnected(n)}
 
     def isolate(self, peers: set[str]) -> None:
         """Test hook: drop all traffic to and from these peers (a one-sided partition)."""
@@ -683,8 +693,17 @@ class RaftNode:
             return None
         if getattr(node, "address", None) in self._faults.isolated:
             return None
-        if isinstance(message, dict) and message.get("type") == "append_entries":
-            return self._trim_append_entries(message)
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == "append_entries":
+                return self._trim_append_entries(message)
+            if kind == "apply_command" and self._refuse_forwarded_until and time.monotonic() < self._refuse_forwarded_until:
+                if "request_id" in message and self._sync is not None:
+                    self._sync._SyncObj__transport.send(  # type: ignore[attr-defined]
+                        node,
+                        {"type": "apply_command_response", "request_id": message["request_id"], "error": FAIL_REASON.NOT_LEADER},
+                    )
+                return None
         return message
 
     def _trim_append_entries(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -724,35 +743,12 @@ class RaftNode:
             members=tuple(sorted(n.address for n in nodes)),
         )
         _unlink_quietly(tmp_path)
-        parent = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
         try:
-            pid = os.fork()
+            pid = write_in_child(self._dump_path, lambda partial: self._hooks.write_state(partial, meta))
         except OSError as exc:
             log.error("cannot fork a snapshot writer: %s", exc)
             self._snapshot_failed = True
             return
-        if pid == 0:  # child: a frozen copy of the state at `last`
-            code = 1
-            try:
-                gc.disable()  # a collection would touch (and so copy) every object page
-                _die_with_parent()
-                partial = f"{self._dump_path}.{os.getpid()}.partial"
-                self._hooks.write_state(partial, meta)
-                if os.getppid() == parent:
-                    os.rename(partial, self._dump_path)
-                    _fsync_dir(self._dump_path)
-                    code = 0
-                else:
-                    os.unlink(partial)
-            except BaseException:
-                try:
-                    traceback.print_exc()
-                except BaseException:
-                    pass
-            finally:
-                os._exit(code)
         self._snapshot = _SnapshotJob(pid=pid, index=meta.last.index, started=time.monotonic())
 
     def _check_serialize(self) -> int:
@@ -819,6 +815,19 @@ class RaftNode:
         self._snapshot_failed = True
 
 
+def seed_snapshot_meta(members: tuple[str, ...]) -> SnapshotMeta:
+    """The log position of a snapshot that seeds a brand-new cluster (``raftcache restore``).
+
+    Every node of the new cluster gets the same seed: two no-op entries of term 0, so they all
+    start at log index 2 with the same state and elect a leader in term 1 as usual.
+    """
+    noop = bytes([_PSO_NO_OP])
+    return SnapshotMeta(last=LogPosition(2, 0, noop), prev=LogPosition(1, 0, noop), members=tuple(sorted(members)))
+
+
+_PSO_NO_OP = 1  # pysyncobj's _COMMAND_TYPE.NO_OP: the type byte of its no-op entries
+
+
 def _check_settings(settings: RaftSettings) -> None:
     validate_address(settings.address)
     for peer in settings.peers:
@@ -859,24 +868,3 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this (forked) process if the parent dies: an orphaned snapshot writer
-    must not rename an old snapshot over a newer one."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-

@@ -19,7 +19,10 @@ import logging
 import os
 import platform
 import resource
+import shutil
+import tempfile
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,7 +31,8 @@ from typing import Any, Callable
 from . import __version__
 from . import commands as c
 from .aio import LoopDelivery
-from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, WrongPassError, resp_prefix
+from .metrics import CommandStats
+from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, RaftCacheError, WrongPassError, resp_prefix
 from .redis_commands import (
     COMMANDS,
     Kind,
@@ -43,6 +47,7 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .replica import LINEARIZABLE, Replica
+from .replication import Role, validate_address
 from .resp import OK, PONG, Map, RequestParser, encode_error, encode_reply
 
 log = logging.getLogger(__name__)
@@ -188,13 +193,16 @@ class _Connection(asyncio.Protocol):
             self._immediate(_NOAUTH)
             return
         server.stats.commands_processed += 1
+        server.command_stats.calls[spec.name] += 1
         if spec.kind is Kind.LOCAL:
             try:
                 reply = server.local[spec.name](self, args)
             except CommandError as err:
                 self._error(resp_prefix(err), err.message)
                 return
-            if reply is not _ASYNC:
+            if asyncio.iscoroutine(reply):
+                self._reply_when_done(reply)
+            elif reply is not _ASYNC:
                 self._immediate(encode_reply(reply, self.protocol))
             return
         self._data_command(spec, args, None)
@@ -213,24 +221,47 @@ class _Connection(asyncio.Protocol):
         self.replies.append(slot)
         self.pending += 1
         # Render with the protocol in force now: a later HELLO must not change this reply.
-        on_done = self.server.delivery.deliverer(partial(self._complete, slot, spec.render, self.protocol))
+        on_done = self.server.delivery.deliverer(
+            partial(self._complete, slot, spec.render, self.protocol, spec.kind.value, time.perf_counter())
+        )
         replica.submit(command, on_done, consistency=LINEARIZABLE, tag=tag)
 
-    def _complete(self, slot: list[Any], render: Callable[[Any], Any], protocol: int, result: Any) -> None:
+    def _complete(self, slot: list[Any], render: Callable[[Any], Any], protocol: int, kind: str, start: float, result: Any) -> None:
         """On the loop: a replica result for a reply slot."""
         self.pending -= 1
-        slot[0] = _render(render, result, protocol)
+        self.server.command_stats.latency[kind].observe(time.perf_counter() - start)
+        slot[0] = self.server.render(render, result, protocol)
         if not self.closing:
             self._flush()
             self._update_reading()
 
     def _finish_now(self, render: Callable[[Any], Any], result: Any) -> None:
-        self._immediate(_render(render, result, self.protocol))
+        self._immediate(self.server.render(render, result, self.protocol))
+
+    def _reply_when_done(self, coroutine: Any) -> None:
+        """A local command answered by a coroutine (membership, backups): keep its place."""
+        slot: list[Any] = [None]
+        self.replies.append(slot)
+        self.pending += 1
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self.pending -= 1
+            if task.cancelled():
+                result: Any = CommandError("cancelled: the node is stopping")
+            else:
+                result = task.exception() or task.result()
+            slot[0] = self.server.render(_identity, result, self.protocol)
+            if not self.closing:
+                self._flush()
+                self._update_reading()
+
+        asyncio.get_running_loop().create_task(coroutine).add_done_callback(done)
 
     def _immediate(self, data: bytes) -> None:
         self.replies.append([data])
 
     def _error(self, prefix: str, message: str) -> None:
+        self.server.command_stats.errors[prefix] += 1
         self._immediate(encode_error(prefix, message))
 
     def _flush(self) -> None:
@@ -284,18 +315,19 @@ class _Connection(asyncio.Protocol):
 
 
 _ASYNC = object()  # a local handler that answers later through a reply slot
+_BACKUP_KEEP_S = 1800.0  # a backup not fetched and released within this is deleted
+_BACKUP_CHUNK_MAX = 4 << 20
+
+
+@dataclass
+class _Backup:
+    path: str
+    created: float = field(default_factory=time.monotonic)
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
 
 
-def _render(render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
-    if isinstance(result, BaseException):
-        message = result.message if isinstance(result, CommandError) else str(result)
-        return encode_error(resp_prefix(result), message)
-    try:
-        return encode_reply(render(result), protocol)
-    except Exception:  # a rendering bug must not take the connection down silently
-        log.exception("cannot render %r", result)
-        return encode_error("ERR", "internal error rendering the reply")
+def _identity(result: Any) -> Any:
+    return result
 
 
 class RespServer:
@@ -308,7 +340,10 @@ class RespServer:
         self.peers = peers or {}  # raft address -> Peer
         self.connections: set[_Connection] = set()
         self.stats = _Stats()
+        self.command_stats = CommandStats()
         self._ids = itertools.count(1)
+        self._backups: dict[str, _Backup] = {}
+        self._membership_lock: asyncio.Lock | None = None
         self.delivery: LoopDelivery = None  # type: ignore[assignment]  # set in start()
         self._server: asyncio.AbstractServer | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -333,7 +368,29 @@ class RespServer:
             b"DIGEST": self._digest,
             b"COMPACT": self._compact,
             b"DEBUG": self._debug,
+            b"MEMBERS": self._members,
+            b"MEMBER": self._member,
+            b"TRANSFER": self._transfer,
+            b"BACKUP": self._backup,
         }
+        self._registering: set[str] = set()
+        self._backup_dir = tempfile.mkdtemp(prefix="raftcache-backups-")
+
+    def render(self, render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
+        """A result (or exception) as reply bytes; counts error replies."""
+        if isinstance(result, BaseException):
+            message = result.message if isinstance(result, CommandError) else str(result)
+            prefix = resp_prefix(result)
+            self.command_stats.errors[prefix] += 1
+            return encode_error(prefix, message)
+        try:
+            return encode_reply(render(result), protocol)
+        except Exception:  # a rendering bug must not take the connection down silently
+            log.exception("cannot render %r", result)
+            return encode_error("ERR", "internal error rendering the reply")
+
+    def rss_bytes(self) -> int:
+        return _rss_bytes()
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -345,6 +402,7 @@ class RespServer:
         log.info("serving RESP on %s", self.address)
 
     async def close(self) -> None:
+        shutil.rmtree(self._backup_dir, ignore_errors=True)
         if self._reaper is not None:
             self._reaper.cancel()
         if self._server is not None:
@@ -360,6 +418,10 @@ class RespServer:
         while True:
             await asyncio.sleep(min(1.0, settings.frame_timeout_s / 2))
             now = time.monotonic()
+            self._register_members()
+            for backup_id, backup in list(self._backups.items()):
+                if now - backup.created > _BACKUP_KEEP_S:
+                    self._drop_backup(backup_id)
             for conn in list(self.connections):
                 if conn.frame_started is not None and now - conn.frame_started > settings.frame_timeout_s:
                     log.info("client %s left a command half-sent for %.0fs; closing", conn.peer, now - conn.frame_started)
@@ -528,7 +590,7 @@ class RespServer:
     def info_sections(self) -> dict[str, dict[str, Any]]:
         status = self.replica.status()
         uptime = int(time.monotonic() - self.stats.started)
-        leader = self.peers.get(status.leader or "")
+        leader = self.peer(status.leader) if status.leader else None
         rss = _rss_bytes()
         volatile = len(self.replica.fsm._expires)
         return {
@@ -558,7 +620,7 @@ class RespServer:
             "raft": {
                 "raft_node_id": self.node_id,
                 "raft_state": status.role,
-                "raft_leader_id": leader.id if leader else (status.leader or ""),
+                "raft_leader_id": leader.id if leader and leader.id else (status.leader or ""),
                 "raft_leader_addr": status.leader or "",
                 "raft_leader_client": leader.client if leader else "",
                 "raft_term": status.term,
@@ -567,7 +629,7 @@ class RespServer:
                 "raft_log_len": status.log_len,
                 "raft_last_snapshot_index": status.last_snapshot_index,
                 "raft_snapshots_taken": status.snapshots_taken,
-                "raft_members": ",".join(self.peers[m].id if m in self.peers else m for m in status.members),
+                "raft_members": ",".join((self.peer(m).id or m) for m in status.members),
                 "raft_revision": status.revision,
                 "raft_replicated_time_ms": status.replicated_time_ms,
                 "raft_inflight_entries": status.inflight_entries,
@@ -599,6 +661,180 @@ class RespServer:
             raise CommandError(wrong_arity_message(spec.name))
         conn._data_command(spec, inner, c.SessionTag(client_id, seq, ack) if spec.kind is Kind.WRITE else None)
         return _ASYNC
+
+    # ------------------------------------------------------------ members, backups
+    def peer(self, raft: str) -> Peer:
+        """What this node knows of a member: the replicated registry, else its config file."""
+        registry = self.replica.read_local(c.Members())
+        if raft in registry:
+            node_id, client = registry[raft]
+            return Peer(node_id, raft, client)
+        return self.peers.get(raft, Peer("", raft, ""))
+
+    def _register_members(self) -> None:
+        """The leader records members it knows from its config in the replicated registry, so
+        every node (and every client) learns their ids and client addresses."""
+        if self.replica.raft.role is not Role.LEADER:
+            return
+        registry = self.replica.read_local(c.Members())
+        for raft in self.replica.raft.status().members:
+            peer = self.peers.get(raft)
+            if raft in registry or peer is None or raft in self._registering:
+                continue
+            self._registering.add(raft)
+            self.replica.submit(c.SetMember(raft, peer.id, peer.client), lambda result, r=raft: self._registering.discard(r))
+
+    def _members(self, conn: _Connection, args: list[bytes]) -> Any:
+        status = self.replica.raft.status()
+        rows = []
+        for raft in status.members:
+            peer = self.peer(raft)
+            rows.append([peer.id.encode(), raft.encode(), peer.client.encode(), int(raft == status.leader)])
+        return rows
+
+    def _require_leader(self) -> None:
+        status = self.replica.raft.status()
+        if status.role is not Role.LEADER:
+            leader = self.peer(status.leader) if status.leader else None
+            where = f"the leader is {leader.id or leader.raft} ({leader.client or 'no client address'})" if leader else "no leader is known"
+            raise CommandError(f"membership changes go to the leader; {where}")
+
+    def _resolve(self, node: bytes) -> str:
+        """A member named by id or raft address -> its raft address."""
+        name = node.decode("utf-8", "replace")
+        for raft in self.replica.raft.status().members:
+            if raft == name or self.peer(raft).id == name:
+                return raft
+        raise CommandError(f"no member named {name!r} (see RAFTCACHE MEMBERS)")
+
+    def _member(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE MEMBER ADD <id> <raft> <client> [FORCE] | REMOVE <id> [FORCE]"""
+        sub = args[2].upper() if len(args) > 2 else b""
+        force = args[-1].upper() == b"FORCE"
+        if sub == b"ADD" and len(args) in (6, 7):
+            return self._member_add(args[3].decode(), args[4].decode(), args[5].decode(), force)
+        if sub == b"REMOVE" and len(args) in (4, 5):
+            return self._member_remove(args[3], force)
+        raise CommandError("RAFTCACHE MEMBER ADD <id> <raft host:port> <client host:port> [FORCE] | REMOVE <id> [FORCE]")
+
+    def _one_change_at_a_time(self) -> asyncio.Lock:
+        if self._membership_lock is None:
+            self._membership_lock = asyncio.Lock()
+        if self._membership_lock.locked():
+            raise CommandError("another membership change is in progress; one change at a time")
+        return self._membership_lock
+
+    async def _member_add(self, node_id: str, raft: str, client: str, force: bool) -> Any:
+        self._require_leader()
+        try:
+            validate_address(raft)
+            validate_address(client, "client address")
+        except RaftCacheError as exc:
+            raise CommandError(str(exc)) from None
+        status = self.replica.raft.status()
+        if raft in status.members:
+            raise CommandError(f"{raft} is already a member")
+        for member in status.members:
+            if self.peer(member).id == node_id:
+                raise CommandError(f"member id {node_id!r} is already used by {member}")
+        missing = self._unreachable(status.members)
+        if missing and not force:
+            raise CommandError(
+                f"refusing to add a member while {', '.join(missing)} is unreachable: the cluster would need one more "
+                "vote with one already missing. Bring it back or remove it first (or add FORCE)"
+            )
+        async with self._one_change_at_a_time():
+            await self._await_replica(lambda done: self.replica.add_member(raft, node_id, client, done))
+            await self._until(lambda: raft in self.replica.raft.status().members, 10, "the new member to take effect")
+        log.info("member %s (%s, client %s) added", node_id, raft, client)
+        return OK
+
+    async def _member_remove(self, node: bytes, force: bool) -> Any:
+        self._require_leader()
+        raft = self._resolve(node)
+        status = self.replica.raft.status()
+        if raft == status.address:
+            raise CommandError("this node is the leader: transfer leadership first (RAFTCACHE TRANSFER), then remove it")
+        remaining = [m for m in status.members if m != raft]
+        reachable = len(remaining) - len(self._unreachable(remaining))
+        if reachable <= len(remaining) // 2 and not force:
+            raise CommandError(
+                f"refusing: after removing {node.decode()} only {reachable} of {len(remaining)} remaining members are "
+                "reachable, not a majority (add FORCE to do it anyway)"
+            )
+        async with self._one_change_at_a_time():
+            await self._await_replica(lambda done: self.replica.remove_member(raft, done))
+            await self._until(lambda: raft not in self.replica.raft.status().members, 10, "the removal to take effect")
+        log.info("member %s removed", raft)
+        return OK
+
+    def _unreachable(self, members: Any) -> list[str]:
+        own = self.replica.raft.settings.address
+        connected = self.replica.raft.connected_peers()
+        return [self.peer(m).id or m for m in members if m != own and m not in connected]
+
+    def _transfer(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE TRANSFER [id]: hand leadership to a member (the most caught-up by default)."""
+        self._require_leader()
+        target = self._resolve(args[2]) if len(args) > 2 else None
+        return self._do_transfer(target)
+
+    async def _do_transfer(self, target: str | None) -> Any:
+        if target == self.replica.raft.settings.address:
+            return self.node_id.encode()
+        await self._await_replica(lambda done: self.replica.transfer_leadership(target, done))
+        return (self.peer(self.replica.raft.status().leader or "").id or "").encode()
+
+    def _backup(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE BACKUP START | READ <id> <offset> <count> | END <id>"""
+        sub = args[2].upper() if len(args) > 2 else b""
+        if sub == b"START" and len(args) == 3:
+            return self._backup_start()
+        if sub == b"READ" and len(args) == 6:
+            backup = self._backups.get(args[3].decode("utf-8", "replace"))
+            if backup is None:
+                raise CommandError("no such backup (it may have expired)")
+            offset, count = parse_int_arg(args[4]), parse_int_arg(args[5])
+            if offset < 0 or not 0 < count <= _BACKUP_CHUNK_MAX:
+                raise CommandError(f"offset must be >= 0 and count in 1..{_BACKUP_CHUNK_MAX}")
+            with open(backup.path, "rb") as f:
+                f.seek(offset)
+                return f.read(count)
+        if sub == b"END" and len(args) == 4:
+            self._drop_backup(args[3].decode("utf-8", "replace"))
+            return OK
+        raise CommandError("RAFTCACHE BACKUP START | READ <id> <offset> <count> | END <id>")
+
+    async def _backup_start(self) -> Any:
+        backup_id = uuid.uuid4().hex
+        path = os.path.join(self._backup_dir, f"{backup_id}.rcs")
+        info = await self._await_replica(lambda done: self.replica.backup(path, done, timeout=600))
+        self._backups[backup_id] = _Backup(path)
+        return [backup_id.encode(), info["bytes"], info["keys"], info["applied_index"]]
+
+    def _drop_backup(self, backup_id: str) -> None:
+        backup = self._backups.pop(backup_id, None)
+        if backup is not None:
+            try:
+                os.unlink(backup.path)
+            except OSError:
+                pass
+
+    async def _await_replica(self, start: Callable[[Callable[[Any], None]], None], *, raw: bool = False) -> Any:
+        """Await a replica operation that reports through a callback (from any thread)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        start(self.delivery.resolver(future))
+        result = await future
+        if isinstance(result, BaseException) and not raw:
+            raise result
+        return result
+
+    async def _until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise CommandError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.05)
 
     def _digest(self, conn: _Connection, args: list[bytes]) -> Any:
         index, digest = self.replica.digest()

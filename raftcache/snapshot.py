@@ -14,8 +14,13 @@ corrupt file is refused as a whole rather than half-loaded.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
+import signal
 import struct
+import sys
+import traceback
 import zlib
 from typing import Any, Callable, Iterable, Iterator
 
@@ -153,3 +158,48 @@ class SnapshotReader:
                 count += 1
                 yield name, payload
         raise CorruptSnapshotError(f"{self.path} ends without an end record")
+
+
+def write_in_child(path: str, write: Callable[[str], None]) -> int:
+    """Fork; the child writes a file with ``write(partial_path)`` from its frozen copy of the
+    parent's memory, then renames it to `path`. Returns the child's pid (reap it with
+    ``os.waitpid``: exit status 0 means `path` is complete). Raises OSError if fork fails.
+
+    This is how a large state is written without stalling the parent's threads: copy-on-write
+    gives the child a consistent picture of the moment of the fork.
+    """
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        gc.disable()  # a collection would touch (and so copy) every object page
+        _die_with_parent()
+        partial = f"{path}.{os.getpid()}.partial"
+        write(partial)
+        if os.getppid() == parent:  # an orphan must not replace a file its restarted parent made
+            os.rename(partial, path)
+            fsync_dir(path)
+            code = 0
+        else:
+            os.unlink(partial)
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this (forked) process if its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -93,6 +93,8 @@ class CacheStateMachine:
             c.Cas: self._cas,
             c.FlushAll: self._flushall,
             c.Sweep: self._sweep,
+            c.SetMember: self._set_member,
+            c.RemoveMember: self._remove_member,
         }
         self._readers: dict[type, Callable[[Any], Any]] = {
             c.Get: self._get,
@@ -105,6 +107,7 @@ class CacheStateMachine:
             c.DbSize: self._dbsize,
             c.Type: self._type,
             c.Barrier: lambda cmd: None,
+            c.Members: lambda cmd: dict(self._members),
         }
         self._reset()
 
@@ -117,6 +120,7 @@ class CacheStateMachine:
         self._now = 0
         self._revision = 0
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
+        self._members: dict[str, tuple[str, str]] = {}  # raft address -> (id, client address)
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -404,6 +408,16 @@ class CacheStateMachine:
         self._order_revs = array("Q")
         return True
 
+    def _set_member(self, cmd: c.SetMember) -> bool:
+        for raft, (node_id, _) in self._members.items():
+            if node_id == cmd.id and raft != cmd.raft:
+                raise CommandError(f"member id {cmd.id!r} is already used by {raft}")
+        self._members[cmd.raft] = (cmd.id, cmd.client)
+        return True
+
+    def _remove_member(self, cmd: c.RemoveMember) -> bool:
+        return self._members.pop(cmd.raft, None) is not None
+
     def _sweep(self, cmd: c.Sweep) -> int:
         """Delete expired keys in (expiry, key) order, at most `limit` of them."""
         heap, expires, now = self._expiry_heap, self._expires, self._now
@@ -476,12 +490,16 @@ class CacheStateMachine:
         return "none" if self._live(cmd.key) is None else "string"
 
     # ------------------------------------------------------------- snapshot / restore
-    def snapshot_sections(self, chunk: int = 8192) -> Iterator[tuple[str, Any]]:
+    def snapshot_sections(self, chunk: int = 8192, *, data_only: bool = False) -> Iterator[tuple[str, Any]]:
         """The whole state as (section, payload) pairs; payloads are msgpack-able.
 
         Keys come out in creation order, so a restore rebuilds the same SCAN order.
+        ``data_only`` leaves out what belongs to this cluster rather than to the data (client
+        sessions, the member registry): what a backup for another cluster needs.
         """
         yield "state", {"now": self._now, "revision": self._revision, "keys": len(self._values)}
+        if self._members and not data_only:
+            yield "members", [[raft, node_id, client] for raft, (node_id, client) in self._members.items()]
         expires = self._expires
         rows: list[Any] = []
         for key, packed in self._values.items():
@@ -491,6 +509,8 @@ class CacheStateMachine:
                 rows = []
         if rows:
             yield "data", rows
+        if data_only:
+            return
         sessions = [
             (cid, s.floor, s.last_ms, list(s.results.items())) for cid, s in self._sessions.items()
         ]
@@ -513,6 +533,8 @@ class CacheStateMachine:
                     order_revs.append(_create_rev(packed))
                     if when is not None:
                         expires[key] = when
+            elif name == "members":
+                self._members = {raft: (node_id, client) for raft, node_id, client in payload}
             elif name == "sessions":
                 for cid, floor, last_ms, results in payload:
                     session = self._sessions[cid] = _Session(floor, last_ms)
@@ -540,6 +562,7 @@ class CacheStateMachine:
             h.update(b"%d" % expires.get(key, -1))
             total = (total + int.from_bytes(h.digest(), "big")) & ((1 << 128) - 1)
         h = blake(b"%d:%d:%d" % (total, self._now, self._revision), digest_size=16)
+        h.update(repr(sorted(self._members.items())).encode())
         for cid, s in self._sessions.items():
             h.update(b"%d:%d:%d:%r" % (cid, s.floor, s.last_ms, sorted(s.results.items(), key=lambda r: r[0])))
         return h.hexdigest()

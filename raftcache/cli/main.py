@@ -24,10 +24,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import run
+    from . import admin, backup, bench, keys, members, run, status
 
-    for command in run.COMMANDS:
-        cli.add_command(command)
+    for module in (run, status, keys, members, backup, admin, bench):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

@@ -79,6 +79,12 @@ Plan = Generator[Op, Any, Any]
 _INFO_RAFT = encode_command(b"INFO", b"raft")
 
 
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
 def parse_info(text: bytes | str) -> dict[str, str]:
     """INFO's ``key:value`` lines as a dict."""
     if isinstance(text, bytes):
@@ -108,6 +114,7 @@ class ClientCore:
     leader: str | None = None
     _leader_checked: float = 0.0
     _suspect_until: dict[str, float] = field(default_factory=dict)  # endpoints that just failed
+    _unreachable: dict[str, str] = field(default_factory=dict)  # why each endpoint failed discovery
 
     # ------------------------------------------------------------------ execution
     def execute(self, commands: list[Any]) -> Plan:
@@ -123,7 +130,11 @@ class ClientCore:
         attempt = 0
         while pending:
             endpoint = yield from self._target(deadline)
-            if endpoint is not None:
+            if endpoint is None:
+                reasons = "; ".join(f"{e}: {why}" for e, why in self._unreachable.items()) or "no endpoints"
+                for i in pending:
+                    items[i].error = items[i].error or NoLeaderError(f"no node reachable ({reasons})")
+            else:
                 payload = b"".join(self._encode(items[i]) for i in pending)
                 timeout = max(0.05, min(self.retry.attempt_timeout, deadline - time.monotonic()))
                 try:
@@ -182,7 +193,7 @@ class ClientCore:
             return OutcomeUnknownError(f"outcome unknown after {self.retry.deadline:.0f}s of retries: {cause}")
         if isinstance(cause, RaftCacheError):
             return cause
-        return NoLeaderError(f"no node could serve the command within {self.retry.deadline:.0f}s: {cause}")
+        return NoLeaderError(f"no node could serve the command within {self.retry.deadline:.0f}s: {_describe(cause)}")
 
     # ------------------------------------------------------------- leader tracking
     def _lost(self, endpoint: str) -> None:
@@ -205,8 +216,10 @@ class ClientCore:
             timeout = max(0.05, min(2.0, deadline - time.monotonic()))
             try:
                 (reply,) = yield Call(endpoint, _INFO_RAFT, 1, timeout)
-            except self.retry.retry_on:
+            except self.retry.retry_on as exc:
+                self._unreachable[endpoint] = _describe(exc)
                 continue
+            self._unreachable.pop(endpoint, None)
             if isinstance(reply, ErrorReply):  # e.g. NOAUTH: the driver reports it on the real call
                 return endpoint
             info = parse_info(reply)

@@ -451,3 +451,24 @@ def test_expired_key_behaves_as_missing(command):
     assert run(expired) == run(missing)
     for probe in (c.Get(b"k"), c.Ttl(b"k", ms=True), c.Keys(b"*")):
         assert expired.r(probe) == missing.r(probe)
+
+
+def test_member_registry(m):
+    assert m.w(c.SetMember("127.0.0.1:7101", "n1", "127.0.0.1:7001")) is True
+    assert m.w(c.SetMember("127.0.0.1:7104", "n4", "127.0.0.1:7004")) is True
+    clash = m.w(c.SetMember("127.0.0.1:7105", "n4", "127.0.0.1:7005"))
+    assert isinstance(clash, CommandError) and "already used" in str(clash)
+    assert m.r(c.Members()) == {"127.0.0.1:7101": ("n1", "127.0.0.1:7001"), "127.0.0.1:7104": ("n4", "127.0.0.1:7004")}
+    assert m.w(c.RemoveMember("127.0.0.1:7101")) is True
+    restored = CacheStateMachine()
+    restored.restore(m.fsm.snapshot_sections())
+    assert restored.read(c.Members()) == {"127.0.0.1:7104": ("n4", "127.0.0.1:7004")}
+    assert restored.digest() == m.fsm.digest()
+
+
+def test_expire_conditions_combine_like_redis(m):
+    m.w(c.Set(b"k", b"v", ttl_ms=500))
+    assert m.w(c.Expire(b"k", 1000, cond="gtxx")) == 1
+    assert m.w(c.Expire(b"k", 100, cond="gtxx")) == 0
+    m.w(c.Persist(b"k"))
+    assert m.w(c.Expire(b"k", 100, cond="ltxx")) == 0  # XX: no expiry yet

@@ -1,0 +1,758 @@
+"""Side-by-side benchmark: raftcache vs redis, etcd and raw pysyncobj on this machine.
+
+    python benchmarks/bench_all.py [--quick] [--out benchmarks/results] [--fsync always|no]
+
+Needs (each target whose binary is missing is skipped with the reason in the table):
+
+* `redis-benchmark` (apt `redis-tools`): the RESP load; without it the raftcache and redis
+  throughput rows are skipped;
+* `redis-server` (apt `redis-server`): the single-node Redis baseline;
+* `etcd` (apt `etcd-server`, v3.4): the etcd cluster;
+* Python >= 3.11 with raftcache installed (it brings pysyncobj 0.3.17, msgpack, uvloop):
+  run this script with that interpreter (e.g. the venv's `python`); no other dependency.
+
+Every target runs on 127.0.0.1 with OS-assigned ports in a temp dir and is stopped
+afterwards, also on Ctrl-C or an error (children get SIGKILL if this script dies). Full mode
+takes ~10-20 minutes on 2 cores, `--quick` (a smoke run, small counts) ~2-3 minutes.
+Results: `<out>/latest.md` (also printed), `<out>/latest.json`, node logs in `<out>/logs/`.
+
+Targets:
+
+1. raftcache: 3 `raftcache serve` nodes from a generated TOML, each with a data_dir
+   (`fsync = "always"` unless `--fsync no`); the load goes to the leader (`INFO raft`);
+2. redis: one `redis-server --save "" --appendonly no` (no persistence, no replication):
+   the upper bound for a RESP cache;
+3. etcd: 3 members, v3 JSON gateway (etcd 3.4 always fsyncs its WAL; linearizable reads);
+4. pysyncobj: 3 processes of raw pysyncobj 0.3.17 replicating a dict (`pysyncobj_node.py`:
+   `password` set, `appendEntriesUseBatch=False`; memory only; one entry per command;
+   GET is a local read).
+
+Sections:
+
+* ceilings: `loadgen.py` against stub servers that answer at once, RESP and HTTP: the most
+  our load generator can measure. A loadgen row near its ceiling is client-bound.
+* throughput: `redis-benchmark -c 50 -r 100000 -t set|get -d 16|1024 [-P 16] --csv` against
+  redis and the raftcache leader (`-n` sized for ~6 s per run after a probe run); and
+  `loadgen.py run` (50 connections, one request in flight each) against redis, etcd and
+  pysyncobj for SET/GET 16 B / 1 KiB.
+* single-client write latency: one connection, one SET (16 B) at a time (loadgen).
+* linearizable GET vs READONLY GET on raftcache (loadgen: READONLY is sent once per
+  connection), on the leader and on a follower.
+* memory per key: 1M keys (`--quick`: 100K) of 16 B stored with pipelined SETs of
+  distinct keys (`loadgen.py fill`) into a fresh redis and a fresh raftcache cluster;
+  RSS growth (/proc/PID/statm) per key for each raftcache node, redis's `used_memory` and
+  RSS growth per key.
+* snapshot: on that raftcache cluster, one client writes one SET at a time while
+  `RAFTCACHE COMPACT` is sent to the leader; the snapshot lasts from the command until
+  `INFO raft` `raft_snapshots_taken` changes (polled every 50 ms); the table shows the
+  longest write during that window against the writes before it.
+* restart: kill -9 a follower holding those keys, restart it with `raftcache serve`; time
+  until it accepts connections, and until it is ready: `raft_applied_index` >= the leader's
+  commit index at the kill (then `RAFTCACHE DIGEST` is compared with the leader's).
+
+Columns of the throughput table: **target** (system and its durability policy),
+**client** (redis-benchmark or our loadgen), **workload** (command, value size, client
+connections `c`, pipeline depth `P`), **ops/s** (completed operations per second over
+the run), **p50 / p99** (per-operation latency percentiles in ms, as the client saw them;
+for redis-benchmark from its `--csv` output), **vs redis** (ops/s divided by single-node
+redis's ops/s for the same workload *and the same client*), **notes** (errors, elections:
+a change of raft term during the run, snapshots taken, client-bound runs).
+
+The machine is shared and has 2 cores: every server and the load generator compete for
+them, so absolute numbers are low and noisy; the load average at start and end is
+recorded. Compare ratios, re-run before trusting a single number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import LOOP_NAME, parse_info, percentile, resp_call  # noqa: E402
+from targets import (  # noqa: E402
+    PROCESSES,
+    EtcdCluster,
+    PysyncobjCluster,
+    RaftcacheCluster,
+    RaftcacheNode,
+    RedisServer,
+    SkipTarget,
+    StubServer,
+    command_version,
+    rss_bytes,
+    wait_until,
+)
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    run_seconds: float  # target length of one throughput run
+    probe_ops: dict[int, int]  # pipeline depth -> redis-benchmark -n of the probe (quick: of the run)
+    latency_ops: int
+    latency_seconds: float
+    keys_for_memory: int
+
+    @staticmethod
+    def for_mode(quick: bool) -> "Settings":
+        if quick:
+            return Settings(True, 1.5, {1: 3000, 16: 30000}, 300, 1.5, 100_000)
+        return Settings(False, 6.0, {1: 10000, 16: 100000}, 3000, 4.0, 1_000_000)
+
+
+# ------------------------------------------------------------------------------ tools
+def run_tool(cmd: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run a client to completion under a deadline; killed (never left running) otherwise."""
+    proc = PROCESSES.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        PROCESSES.kill(proc)
+        out, err = proc.communicate()
+        return -1, out, (err or "") + f"\n[killed after {timeout:.0f}s]"
+    except BaseException:
+        PROCESSES.kill(proc)
+        raise
+    PROCESSES.kill(proc)  # already exited: just forget it
+    return proc.returncode, out, err
+
+
+def loadgen(mode: str, port: int, timeout: float, **options: Any) -> dict[str, Any]:
+    cmd = [sys.executable, str(HERE / "loadgen.py"), mode, "--port", str(port)]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value is not False and value is not None:
+            cmd += [flag, str(value)]
+    code, out, err = run_tool(cmd, timeout)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if code != 0 or not lines:
+        raise RuntimeError(f"loadgen {mode} failed (exit {code}): {err.strip()[-600:]}")
+    return json.loads(lines[-1])
+
+
+def redis_benchmark(port: int, op: str, size: int, pipeline: int, n: int, clients: int = 50, timeout: float = 120.0) -> dict[str, Any]:
+    # redis-benchmark spins forever on a refused connection: check the port first.
+    resp_call(port, "PING", timeout=5)
+    cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", op, "-n", str(n), "-c", str(clients),
+           "-d", str(size), "-r", "100000", "-P", str(pipeline), "--csv"]
+    start = time.monotonic()
+    code, out, err = run_tool(cmd, timeout=timeout)
+    elapsed = time.monotonic() - start
+    rows = list(csv.DictReader(io.StringIO("\n".join(line for line in out.splitlines() if line.startswith('"')))))
+    extra = [line for line in (out + "\n" + err).splitlines() if line.strip() and not line.startswith('"')]
+    if code != 0 or not rows:
+        raise RuntimeError(f"redis-benchmark failed (exit {code}): {' | '.join(extra)[-600:]} (command: {' '.join(cmd)})")
+    row = rows[0]
+    return {"ops": n, "ops_per_s": float(row["rps"]), "p50_ms": float(row["p50_latency_ms"]),
+            "p99_ms": float(row["p99_latency_ms"]), "max_ms": float(row["max_latency_ms"]),
+            "elapsed_s": round(elapsed, 2), "errors": len([e for e in extra if "error" in e.lower()]),
+            "first_error": next((e for e in extra if "error" in e.lower()), ""), "command": " ".join(cmd)}
+
+
+def size_label(size: int) -> str:
+    return "1 KiB" if size == KIB else f"{size} B"
+
+
+def workload_name(op: str, size: int, clients: int, pipeline: int) -> str:
+    return f"{op.upper()} {size_label(size)} c{clients} P{pipeline}"
+
+
+# ------------------------------------------------------------------------------ harness
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.s = Settings.for_mode(args.quick)
+        self.out = Path(args.out)
+        self.root = Path(tempfile.mkdtemp(prefix="raftcache-bench-all-"))
+        self.started = time.monotonic()
+        self.results: dict[str, Any] = {
+            "mode": "quick" if args.quick else "full",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "fsync": args.fsync,
+            "machine": machine(),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "ceilings": [], "throughput": [], "latency": [], "reads": [],
+            "memory": [], "snapshot": {}, "restart": {}, "skipped": [], "notes": [],
+        }
+
+    # -------------------------------------------------------------- helpers
+    def note(self, text: str) -> None:
+        print(f"  note: {text}", flush=True)
+        self.results["notes"].append(text)
+
+    def skip(self, target: str, reason: str) -> None:
+        print(f"  skipped {target}: {reason}", flush=True)
+        self.results["skipped"].append({"target": target, "reason": reason})
+
+    def section(self, name: str, fn: Callable[[], None]) -> None:
+        print(f"== {name} ({time.monotonic() - self.started:.0f}s elapsed)", flush=True)
+        try:
+            fn()
+        except SkipTarget as exc:
+            self.skip(name, str(exc))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing section must not lose the others
+            self.note(f"section '{name}' failed: {type(exc).__name__}: {exc}")
+        finally:
+            PROCESSES.stop_all()
+
+    def add_throughput(self, target: str, client: str, workload: str, r: dict[str, Any], note: str = "") -> None:
+        notes = [note] if note else []
+        if r.get("errors"):
+            notes.append(f"{r['errors']} errors, first: {r.get('first_error', '')[:120]}")
+        row = {"target": target, "client": client, "workload": workload, **r, "notes": "; ".join(notes)}
+        self.results["throughput"].append(row)
+        print(f"  {target:32} {client:15} {workload:22} {r['ops_per_s']:>10,.0f} ops/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f} ms  {row['notes']}", flush=True)
+
+    def keep_logs(self, name: str, directory: Path) -> None:
+        dest = self.out / "logs" / name
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in directory.glob("*.log"):
+            shutil.copy(log, dest / log.name)
+
+    def rb_sized(self, port: int, op: str, size: int, pipeline: int) -> dict[str, Any]:
+        """redis-benchmark sized for ~run_seconds: a probe run first (quick mode: the probe only)."""
+        n = self.s.probe_ops[pipeline]
+        r = redis_benchmark(port, op, size, pipeline, n)
+        if self.s.quick or r["ops"] / max(r["ops_per_s"], 1) >= 0.8 * self.s.run_seconds:
+            return r
+        n = int(min(max(r["ops_per_s"] * self.s.run_seconds, n), 20_000_000))
+        return redis_benchmark(port, op, size, pipeline, n, timeout=4 * self.s.run_seconds + 60)
+
+    def lg_run(self, port: int, protocol: str, op: str, size: int, concurrency: int = 50, **kw: Any) -> dict[str, Any]:
+        duration = kw.pop("duration", self.s.run_seconds)
+        return loadgen("run", port, timeout=duration + 60, protocol=protocol, op=op, value_size=size,
+                       concurrency=concurrency, duration=duration, **kw)
+
+    # -------------------------------------------------------------- sections
+    def ceilings(self) -> None:
+        for protocol, lg_protocol in (("resp", "resp"), ("http", "etcd")):
+            stub = StubServer(protocol).start()
+            try:
+                for op in ("set", "get"):
+                    r = self.lg_run(stub.port, lg_protocol, op, 16)
+                    r.update(protocol=lg_protocol, op=op, loop=r.get("loop", LOOP_NAME))
+                    self.results["ceilings"].append(r)
+                    print(f"  loadgen ceiling {lg_protocol} {op}: {r['ops_per_s']:,.0f} ops/s (p50 {r['p50_ms']:.2f} ms)", flush=True)
+            finally:
+                stub.stop()
+
+    def redis(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise SkipTarget("`redis-server` not found (apt-get install -y redis-server)")
+        server = RedisServer(self.root / "redis").start()
+        target = "redis 7 (1 node, no persistence)"
+        if shutil.which("redis-benchmark") is None:
+            self.skip("redis via redis-benchmark", "`redis-benchmark` not found (apt-get install -y redis-tools)")
+        else:
+            for size in (16, KIB):
+                for pipeline in (1, 16):
+                    for op in ("set", "get"):
+                        r = self.rb_sized(server.port, op, size, pipeline)
+                        self.add_throughput(target, "redis-benchmark", workload_name(op, size, 50, pipeline), r)
+        for size in (16, KIB):
+            for op in ("set", "get"):
+                r = self.lg_run(server.port, "resp", op, size)
+                self.add_throughput(target, "loadgen", workload_name(op, size, 50, 1), r)
+        self.latency(target, server.port, "resp")
+        server.stop()
+        self.memory_redis()
+
+    def latency(self, target: str, port: int, protocol: str) -> None:
+        r = self.lg_run(port, protocol, "set", 16, concurrency=1, duration=self.s.latency_seconds,
+                        ops=self.s.latency_ops, keyspace=100_000)
+        self.results["latency"].append({"target": target, **r})
+        print(f"  single-client SET {target}: p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms ({r['ops']} ops)", flush=True)
+
+    def memory_redis(self) -> None:
+        server = RedisServer(self.root / "redis-memory").start()
+        keys = self.s.keys_for_memory
+        mem0 = parse_info(resp_call(server.port, "INFO", "memory"))
+        rss0 = rss_bytes(server.pid)
+        fill = loadgen("fill", server.port, timeout=900, keys=keys, value_size=16, concurrency=4, duration=840)
+        mem1 = parse_info(resp_call(server.port, "INFO", "memory"))
+        rss1 = rss_bytes(server.pid)
+        dbsize = resp_call(server.port, "DBSIZE")
+        used = (int(mem1["used_memory"]) - int(mem0["used_memory"])) / dbsize
+        self.results["memory"].append({
+            "target": "redis 7", "process": "redis-server", "keys": dbsize, "fill_ops_per_s": fill["ops_per_s"],
+            "rss_before": rss0, "rss_after": rss1, "rss_per_key": (rss1 - rss0) / dbsize, "used_memory_per_key": used,
+        })
+        print(f"  redis {dbsize} keys: used_memory {used:.0f} B/key, RSS {(rss1 - rss0) / dbsize:.0f} B/key", flush=True)
+        server.stop()
+
+    def raftcache_target(self) -> str:
+        return f"raftcache 3 nodes (fsync={self.args.fsync})"
+
+    def raftcache_throughput(self) -> None:
+        cluster = RaftcacheCluster(self.root / "raftcache", self.args.fsync).start()
+        target = self.raftcache_target()
+        try:
+            if shutil.which("redis-benchmark") is None:
+                self.skip("raftcache via redis-benchmark", "`redis-benchmark` not found (apt-get install -y redis-tools)")
+            else:
+                for size in (16, KIB):
+                    for pipeline in (1, 16):
+                        for op in ("set", "get"):
+                            leader = cluster.leader()
+                            before = leader.info()
+                            r = self.rb_sized(leader.client_port, op, size, pipeline)
+                            r["leader"] = leader.id
+                            note = raft_changes(before, cluster)
+                            self.add_throughput(target, "redis-benchmark", workload_name(op, size, 50, pipeline), r, note)
+            self.reads(cluster, target)
+            self.latency(target, cluster.leader().client_port, "resp")
+        finally:
+            cluster.stop()
+            self.keep_logs("raftcache-throughput", cluster.root)
+            self.log_findings("raftcache-throughput", cluster)
+
+    def reads(self, cluster: RaftcacheCluster, target: str) -> None:
+        leader = cluster.leader()
+        follower = cluster.followers()[0]
+        for role, node in (("leader", leader), ("follower", follower)):
+            for readonly in (False, True):
+                before = leader.info()
+                r = self.lg_run(node.client_port, "resp", "get", 16, readonly=readonly)
+                kind = "READONLY (stale)" if readonly else "linearizable"
+                r.update(node=f"{node.id} ({role})", kind=kind, notes=raft_changes(before, cluster))
+                self.results["reads"].append(r)
+                self.add_throughput(target, "loadgen", f"GET {kind} via {role} 16 B c50 P1", r, r["notes"])
+
+    def raftcache_big(self) -> None:
+        """Memory per key, snapshot time and write stall, restart time: one fresh cluster."""
+        cluster = RaftcacheCluster(self.root / "raftcache-1m", self.args.fsync).start()
+        try:
+            keys = self.memory_raftcache(cluster)
+            self.snapshot(cluster, keys)
+            self.restart(cluster, keys)
+        finally:
+            cluster.stop()
+            self.keep_logs("raftcache-1m", cluster.root)
+            self.log_findings("raftcache-1m", cluster)
+
+    def memory_raftcache(self, cluster: RaftcacheCluster) -> int:
+        time.sleep(1.0)
+        leader = cluster.leader()
+        rss0 = {n.id: rss_bytes(n.proc.pid) for n in cluster.nodes}  # type: ignore[union-attr]
+        before = leader.info()
+        fill = loadgen("fill", leader.client_port, timeout=900, keys=self.s.keys_for_memory, value_size=16,
+                       concurrency=4, duration=840)
+        if fill["errors"]:
+            self.note(f"raftcache fill: {fill['errors']} errors, first: {fill['first_error']}")
+        commit = int(leader.info()["raft_commit_index"])
+        wait_until(lambda: all(int(n.info()["raft_applied_index"]) >= commit for n in cluster.nodes), 120, 0.2,
+                   "every raftcache node to apply the fill")
+        time.sleep(2.0)
+        dbsize = int(leader.call("DBSIZE"))
+        info = leader.info()
+        note = raft_changes(before, cluster)
+        for n in cluster.nodes:
+            rss1 = rss_bytes(n.proc.pid)  # type: ignore[union-attr]
+            self.results["memory"].append({
+                "target": self.raftcache_target(), "process": f"{n.id}" + (" (leader)" if n is leader else ""),
+                "keys": dbsize, "fill_ops_per_s": fill["ops_per_s"], "rss_before": rss0[n.id], "rss_after": rss1,
+                "rss_per_key": (rss1 - rss0[n.id]) / dbsize, "used_memory_per_key": None,
+                "log_len": int(n.info()["raft_log_len"]), "snapshots_taken": int(n.info()["raft_snapshots_taken"]),
+                "notes": note,
+            })
+        print(f"  raftcache {dbsize} keys filled at {fill['ops_per_s']:,.0f} SET/s; leader log_len {info['raft_log_len']}, "
+              f"snapshots {info['raft_snapshots_taken']}; RSS/key: "
+              + ", ".join(f"{m['process']} {m['rss_per_key']:.0f} B" for m in self.results["memory"][-3:]), flush=True)
+        if dbsize != self.s.keys_for_memory:
+            self.note(f"raftcache DBSIZE {dbsize} after filling {self.s.keys_for_memory} distinct keys")
+        return dbsize
+
+    def snapshot(self, cluster: RaftcacheCluster, keys: int) -> None:
+        leader = cluster.leader()
+        # An automatic snapshot may still be running after the fill: wait for a quiet counter.
+        def quiet() -> bool:
+            first = leader.info()["raft_snapshots_taken"]
+            time.sleep(2.0)
+            return leader.info()["raft_snapshots_taken"] == first
+        wait_until(quiet, 60, 0, "no snapshot in progress")
+        before = leader.info()
+        log_offset = leader.log_path.stat().st_size
+        tracer = PROCESSES.spawn([sys.executable, str(HERE / "loadgen.py"), "trace", "--port", str(leader.client_port),
+                                  "--duration", "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        assert tracer.stdin is not None and tracer.stdout is not None
+        tracer.stdout.readline()  # {"started": ...}
+        time.sleep(2.0)  # writes before the snapshot: the baseline
+        taken0 = int(before["raft_snapshots_taken"])
+        t_compact = time.monotonic()
+        leader.call("RAFTCACHE", "COMPACT")
+        t_done = wait_until(lambda: time.monotonic() if int(leader.info(timeout=30)["raft_snapshots_taken"]) > taken0 else None,
+                            240, 0.05, "raft_snapshots_taken to change")
+        time.sleep(2.0)  # writes after it
+        out, err = tracer.communicate(input="", timeout=60)  # closing its stdin ends the writer
+        if tracer in PROCESSES.procs:
+            PROCESSES.procs.remove(tracer)
+        trace = json.loads(out.strip().splitlines()[-1])
+        records = [(s, e) for s, e in trace["records"]]
+        baseline = [e - s for s, e in records if e < t_compact]
+        window = [(s, e) for s, e in records if e >= t_compact and s <= t_done]
+        window_lat = [e - s for s, e in window]
+        # Longest time without any write acknowledged, from the COMPACT to the first ack after the snapshot.
+        ends = sorted(e for _, e in records if e >= t_compact)
+        after_done = [e for e in ends if e > t_done]
+        ends = [e for e in ends if e <= t_done] + after_done[:1]
+        gaps = [b - a for a, b in zip([t_compact, *ends], ends)]
+        logged = re.findall(r"snapshot at index (\d+) written in ([\d.]+)s", leader.log_path.read_text(errors="replace")[log_offset:])
+        after = leader.info()
+        result = {
+            "keys": keys, "node": leader.id, "duration_s": t_done - t_compact,
+            "logged_duration_s": float(logged[-1][1]) if logged else None,
+            "snapshot_index": int(logged[-1][0]) if logged else int(after["raft_last_snapshot_index"]),
+            "writes_in_window": len(window), "window_p50_ms": percentile(window_lat, 50) * 1000,
+            "window_p99_ms": percentile(window_lat, 99) * 1000,
+            "max_write_ms": max(window_lat) * 1000 if window_lat else None,
+            "longest_gap_between_acks_ms": max(gaps) * 1000 if gaps else None,
+            "baseline_p50_ms": percentile(baseline, 50) * 1000, "baseline_p99_ms": percentile(baseline, 99) * 1000,
+            "baseline_max_ms": max(baseline) * 1000 if baseline else None,
+            "trace_errors": trace["errors"], "first_error": trace["first_error"],
+            "notes": raft_changes(before, cluster),
+            "snapshot_file_bytes": snapshot_size(cluster.root / "data" / leader.id),
+        }
+        self.results["snapshot"] = result
+        print(f"  snapshot of {keys} keys: {result['duration_s']:.2f} s (log: {result['logged_duration_s']} s); "
+              f"max write during it {result['max_write_ms']:.1f} ms vs baseline p99 {result['baseline_p99_ms']:.2f} ms", flush=True)
+
+    def restart(self, cluster: RaftcacheCluster, keys: int) -> None:
+        leader = cluster.leader()
+        follower = cluster.followers()[0]
+        finfo = follower.info()
+        linfo = leader.info()
+        commit_at_kill = int(linfo["raft_commit_index"])
+        rss_before = rss_bytes(follower.proc.pid)  # type: ignore[union-attr]
+        cluster.kill(follower)
+        t_kill = time.monotonic()
+        cluster.start_node(follower)
+        wait_until(lambda: cluster.node_accepting(follower), 300, 0.02, f"{follower.id} to accept connections")
+        t_accept = time.monotonic()
+        wait_until(lambda: int(follower.info(timeout=30)["raft_applied_index"]) >= commit_at_kill, 300, 0.05,
+                   f"{follower.id} to catch up")
+        t_ready = time.monotonic()
+        changes_during_restart = raft_changes(linfo, cluster)
+        # Last: DIGEST hashes every key while holding the node's state lock.
+        before_digest = cluster.leader().info()
+        digest_match = compare_digest(leader, follower)
+        changes_during_digest = raft_changes(before_digest, cluster)
+        if changes_during_digest:
+            self.note(f"during RAFTCACHE DIGEST of {keys} keys (call took {max(digest_match['call_s'] or [0]):.2f} s): {changes_during_digest}")
+        self.results["restart"] = {
+            "keys": keys, "node": follower.id, "commit_index_at_kill": commit_at_kill,
+            "snapshot_index_at_kill": int(finfo["raft_last_snapshot_index"]), "log_len_at_kill": int(finfo["raft_log_len"]),
+            "accepting_s": t_accept - t_kill, "ready_s": t_ready - t_kill, "digest": digest_match,
+            "rss_before": rss_before, "rss_after": rss_bytes(follower.proc.pid),  # type: ignore[union-attr]
+            "notes": "; ".join(filter(None, [changes_during_restart, changes_during_digest and f"during DIGEST: {changes_during_digest}"])),
+        }
+        print(f"  restart of {follower.id} ({keys} keys): accepting after {t_accept - t_kill:.2f} s, "
+              f"ready after {t_ready - t_kill:.2f} s; digest: {digest_match['verdict']} "
+              f"(DIGEST calls took {digest_match['call_s']} s)", flush=True)
+
+    def etcd(self) -> None:
+        cluster = EtcdCluster(self.root / "etcd").start()
+        target = "etcd 3.4 3 members (fsync always)"
+        try:
+            port = cluster.leader_port()
+            for size in (16, KIB):
+                for op in ("set", "get"):
+                    r = self.lg_run(port, "etcd", op, size)
+                    self.add_throughput(target, "loadgen", workload_name(op, size, 50, 1), r,
+                                        "PUT" if op == "set" else "linearizable range")
+            self.latency(target, port, "etcd")
+        finally:
+            cluster.stop()
+            self.keep_logs("etcd", cluster.root)
+
+    def pysyncobj(self) -> None:
+        cluster = PysyncobjCluster(self.root / "pysyncobj").start()
+        target = "raw pysyncobj 3 procs (memory only)"
+        try:
+            port = cluster.leader_port()
+            for size in (16, KIB):
+                for op in ("set", "get"):
+                    r = self.lg_run(port, "resp", op, size)
+                    self.add_throughput(target, "loadgen", workload_name(op, size, 50, 1), r,
+                                        "local read, not linearizable" if op == "get" else "")
+            self.latency(target, port, "resp")
+        finally:
+            cluster.stop()
+            self.keep_logs("pysyncobj", cluster.root)
+
+    def log_findings(self, name: str, cluster: RaftcacheCluster) -> None:
+        """Warnings and errors in the node logs, for the report (evidence for anything odd)."""
+        for node in cluster.nodes:
+            if not node.log_path.exists():
+                continue
+            lines = [line for line in node.log_path.read_text(errors="replace").splitlines()
+                     if re.search(r" (WARNING|ERROR|CRITICAL) |Traceback|not committed", line)
+                     and "MEMORY-ONLY" not in line]
+            if lines:
+                self.note(f"{name} {node.id}.log: {len(lines)} warning/error/retry lines, e.g. {lines[0][:200]!r}"
+                          f" (logs/{name}/{node.id}.log)")
+
+    # -------------------------------------------------------------- run
+    def run(self) -> None:
+        sections = [("loadgen", "loadgen ceilings", self.ceilings), ("redis", "redis", self.redis),
+                    ("raftcache", "raftcache throughput", self.raftcache_throughput),
+                    ("raftcache-1m", "raftcache 1M keys", self.raftcache_big),
+                    ("etcd", "etcd", self.etcd), ("pysyncobj", "raw pysyncobj", self.pysyncobj)]
+        only = set(self.args.only.split(",")) if self.args.only else None
+        for key, name, fn in sections:
+            if only is None or key in only:
+                self.section(name, fn)
+        compute_ratios(self.results["throughput"])
+
+    def finish(self, interrupted: bool = False) -> str:
+        self.results["machine"]["loadavg_end"] = loadavg()
+        self.results["elapsed_s"] = round(time.monotonic() - self.started, 1)
+        if interrupted:
+            self.results["notes"].append("INTERRUPTED: partial results")
+        self.out.mkdir(parents=True, exist_ok=True)
+        markdown = render_markdown(self.results)
+        (self.out / "latest.md").write_text(markdown)
+        (self.out / "latest.json").write_text(json.dumps(self.results, indent=2, default=str))
+        shutil.rmtree(self.root, ignore_errors=True)
+        return markdown
+
+
+def raft_changes(before: dict[str, str], cluster: RaftcacheCluster) -> str:
+    """Elections (term changes) and snapshots during a run, from the leader's INFO raft."""
+    after = cluster.leader().info()
+    notes = []
+    if after["raft_term"] != before["raft_term"] or after["raft_node_id"] != before["raft_node_id"]:
+        notes.append(f"ELECTION: term {before['raft_term']}->{after['raft_term']}, leader "
+                     f"{before['raft_node_id']}->{after['raft_node_id']}")
+    elif int(after["raft_snapshots_taken"]) > int(before["raft_snapshots_taken"]):
+        notes.append(f"{int(after['raft_snapshots_taken']) - int(before['raft_snapshots_taken'])} snapshot(s) on the leader")
+    return "; ".join(notes)
+
+
+def compare_digest(leader: RaftcacheNode, follower: RaftcacheNode, attempts: int = 8) -> dict[str, Any]:
+    """RAFTCACHE DIGEST on both nodes at once, until both answer for the same applied index.
+
+    The idle leader proposes its clock every 100 ms and DIGEST hashes every key (O(keys)),
+    so the two calls are sent concurrently and retried; each call's duration is recorded.
+    """
+    result: dict[str, Any] = {"verdict": "not compared (the applied indexes differed on every attempt)", "call_s": []}
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(attempts):
+            def timed(node: RaftcacheNode) -> tuple[float, Any]:
+                t0 = time.monotonic()
+                reply = node.call("RAFTCACHE", "DIGEST", timeout=60)
+                return time.monotonic() - t0, reply
+
+            (ft, (fi, fd)), (lt, (li, ld)) = pool.map(timed, [follower, leader])
+            result["call_s"].append(round(max(ft, lt), 3))
+            if int(fi) == int(li):
+                result["verdict"] = (f"equal to the leader's at index {int(li)}" if fd == ld
+                                     else f"DIFFERENT from the leader's at index {int(li)}")
+                break
+    return result
+
+
+def snapshot_size(data_dir: Path) -> int | None:
+    files = list(data_dir.glob("snapshot*"))
+    return max(f.stat().st_size for f in files) if files else None
+
+
+def compute_ratios(rows: list[dict[str, Any]]) -> None:
+    baseline = {(r["client"], r["workload"]): r["ops_per_s"] for r in rows if r["target"].startswith("redis")}
+    for r in rows:
+        # loadgen rows whose workload is not a plain redis workload (READONLY GET ...) use GET 16 B.
+        key = (r["client"], r["workload"])
+        if key not in baseline and r["workload"].startswith("GET ") and r["client"] == "loadgen":
+            key = ("loadgen", workload_name("get", 16, 50, 1))
+        base = baseline.get(key)
+        r["vs_redis"] = r["ops_per_s"] / base if base else None
+
+
+# ------------------------------------------------------------------------------ machine
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
+        ram = f"{mem_kib / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        ram = "unknown"
+    try:
+        fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True, timeout=5).stdout.splitlines()[-1].split()[1]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        fs = "unknown"
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "ram": ram, "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "tmp_filesystem": fs, "event_loop": LOOP_NAME,
+        "raftcache": RaftcacheCluster.version(), "pysyncobj": PysyncobjCluster.version(),
+        "redis-server": RedisServer.version(),
+        "redis-benchmark": command_version(["redis-benchmark", "--version"], r"redis-benchmark (\S+)"),
+        "etcd": EtcdCluster.version(), "loadavg_start": loadavg(),
+    }
+
+
+# ------------------------------------------------------------------------------ report
+def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return missing
+    return format(value, spec)
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    out = [f"# raftcache side-by-side benchmark ({res['mode']} run, {res['date']})", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, {m['kernel']}, Python {m['python']}, "
+           f"temp dir on {m['tmp_filesystem']}; load average {m['loadavg_start']} at start, {m.get('loadavg_end', '?')} at end "
+           "(shared machine: servers and load generators share the cores).", "",
+           f"Versions: raftcache {m['raftcache']}, pysyncobj {m['pysyncobj']}, redis-server {m['redis-server']}, "
+           f"redis-benchmark {m['redis-benchmark']}, etcd {m['etcd']}; loadgen event loop: {m['event_loop']}.", "",
+           f"Command: `{res['command']}` (took {res.get('elapsed_s', '?')} s).", ""]
+
+    out += ["## Load generator ceiling (loadgen.py against a stub server that answers at once)", "",
+            "| protocol | op | ops/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|"]
+    for c in res["ceilings"]:
+        out.append(f"| {'RESP' if c['protocol'] == 'resp' else 'HTTP/1.1 (etcd gateway shape)'} | {c['op'].upper()} 16 B c50 | "
+                   f"{fmt(c['ops_per_s'])} | {fmt(c['p50_ms'], '.2f')} | {fmt(c['p99_ms'], '.2f')} |")
+    if not res["ceilings"]:
+        out.append("| - | not measured | - | - | - |")
+    ceiling = {c["protocol"]: c["ops_per_s"] for c in res["ceilings"]}
+
+    out += ["", "## Throughput", "",
+            "| target | client | workload | ops/s | p50 ms | p99 ms | vs redis | notes |",
+            "|---|---|---|---:|---:|---:|---:|---|"]
+    for r in res["throughput"]:
+        notes = r.get("notes", "")
+        proto = "etcd" if r["target"].startswith("etcd") else "resp"
+        if r["client"] == "loadgen" and proto in ceiling and r["ops_per_s"] > 0.7 * ceiling[proto]:
+            notes = "; ".join(filter(None, [notes, "near loadgen ceiling (client-bound)"]))
+        out.append(f"| {r['target']} | {r['client']} | {r['workload']} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'], '.2f')} | "
+                   f"{fmt(r['p99_ms'], '.2f')} | {fmt(r.get('vs_redis'), '.3f')} | {notes} |")
+    for s in res["skipped"]:
+        out.append(f"| {s['target']} | - | - | - | - | - | - | skipped: {s['reason']} |")
+
+    out += ["", "## Single-client write latency (one connection, one SET 16 B at a time, loadgen)", "",
+            "| target | ops | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    for r in res["latency"]:
+        out.append(f"| {r['target']} | {r['ops']} | {fmt(r['p50_ms'], '.3f')} | {fmt(r['p99_ms'], '.3f')} | {fmt(r['max_ms'], '.1f')} |")
+
+    out += ["", "## raftcache: linearizable GET vs READONLY GET (loadgen, 50 connections, 16 B)", "",
+            "| node | reads | ops/s | p50 ms | p99 ms | vs redis GET (loadgen) | notes |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in res["throughput"]:
+        if "via" in r["workload"]:
+            out.append(f"| {r['node']} | {r['kind']} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'], '.2f')} | {fmt(r['p99_ms'], '.2f')} | "
+                       f"{fmt(r.get('vs_redis'), '.3f')} | {r.get('notes', '')} |")
+
+    out += ["", "## Memory per key (16 B values, distinct keys, pipelined SETs)", "",
+            "| target | process | keys | RSS growth / key | redis used_memory / key | fill SET/s | notes |",
+            "|---|---|---:|---:|---:|---:|---|"]
+    for r in res["memory"]:
+        extra = r.get("notes", "")
+        if "log_len" in r:
+            extra = "; ".join(filter(None, [f"log_len {r['log_len']}, snapshots {r['snapshots_taken']}", extra]))
+        out.append(f"| {r['target']} | {r['process']} | {r['keys']:,} | {fmt(r['rss_per_key'])} B | "
+                   f"{fmt(r['used_memory_per_key'], ',.0f')}{' B' if r['used_memory_per_key'] is not None else ''} | "
+                   f"{fmt(r['fill_ops_per_s'])} | {extra} |")
+
+    s = res["snapshot"]
+    out += ["", "## raftcache snapshot (RAFTCACHE COMPACT on the leader, one writer running)", ""]
+    if s:
+        out += ["| keys | snapshot time (INFO poll) | logged by the node | file | writes during it | max write during it | "
+                "longest gap between acks | p99 during it | baseline p50 / p99 / max |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+                f"| {s['keys']:,} | {s['duration_s']:.2f} s | {fmt(s['logged_duration_s'], '.3f')} s | "
+                f"{fmt((s['snapshot_file_bytes'] or 0) / 2**20, '.1f')} MiB | {s['writes_in_window']} | {fmt(s['max_write_ms'], '.1f')} ms | "
+                f"{fmt(s['longest_gap_between_acks_ms'], '.1f')} ms | {fmt(s['window_p99_ms'], '.2f')} ms | "
+                f"{fmt(s['baseline_p50_ms'], '.2f')} / {fmt(s['baseline_p99_ms'], '.2f')} / {fmt(s['baseline_max_ms'], '.1f')} ms |"]
+        if s.get("trace_errors") or s.get("notes"):
+            out += ["", f"Writer errors: {s['trace_errors']} ({s['first_error']}); {s['notes']}"]
+    else:
+        out.append("not measured (see notes)")
+
+    r = res["restart"]
+    out += ["", "## raftcache restart (kill -9 of a follower, then `raftcache serve`)", ""]
+    if r:
+        out += ["| keys | follower snapshot index / log_len at kill | accepting connections | ready (applied >= leader commit at kill) | digest | RSS before / after |",
+                "|---:|---|---:|---:|---|---|",
+                f"| {r['keys']:,} | {r['snapshot_index_at_kill']} / {r['log_len_at_kill']} | {r['accepting_s']:.2f} s | "
+                f"{r['ready_s']:.2f} s | {r['digest']['verdict']} (one DIGEST call: {max(r['digest']['call_s'] or [0]):.2f} s) | {r['rss_before'] / 2**20:.0f} / {r['rss_after'] / 2**20:.0f} MiB |"]
+        if r.get("notes"):
+            out += ["", f"During the restart: {r['notes']}"]
+    else:
+        out.append("not measured (see notes)")
+
+    out += ["", "## Notes", ""]
+    out += [f"* {n}" for n in res["notes"]] or ["* none"]
+    out += [f"* skipped {s['target']}: {s['reason']}" for s in res["skipped"]]
+    out += ["", "Columns: **ops/s** completed operations per second; **p50/p99** per-operation latency as the client saw it; "
+            "**vs redis** ops/s over single-node redis's for the same workload and the same client "
+            "(READONLY/linearizable GET rows: over redis GET 16 B via loadgen). redis-benchmark runs use `-r 100000`; "
+            "loadgen keeps one request in flight per connection. etcd and pysyncobj rows are loadgen-driven; "
+            "pysyncobj GET reads the leader's local dict (no consensus).", ""]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small counts (~2-3 minutes)")
+    parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md / latest.json / logs")
+    parser.add_argument("--fsync", choices=["always", "no"], default="always", help="raftcache journal fsync policy")
+    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,raftcache-1m,etcd,pysyncobj (development)")
+    args = parser.parse_args()
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        print(f"received {signal.Signals(_signum).name}", flush=True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(args)
+    interrupted = False
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: stopping every target", flush=True)
+    finally:
+        PROCESSES.stop_all()
+    markdown = bench.finish(interrupted)
+    print(markdown)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""What every operator command shares: how to name the cluster (``--config`` or
+``--endpoints``, ``--password``), talking to nodes, and printing (table or JSON)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import click
+
+from ..client import Client, RetryPolicy
+from ..client.core import parse_info
+from ..config import ClusterConfig, load_config
+from ..errors import RaftCacheError, error_from_resp
+from ..resp import ErrorReply, NEED_DATA, ReplyParser, encode_command
+
+
+@dataclass
+class Target:
+    """The cluster a command talks to."""
+
+    endpoints: list[str]
+    password: str | None
+    config: ClusterConfig | None = None
+    names: dict[str, str] = field(default_factory=dict)  # client address -> node id (from config)
+
+    def client(self, **kwargs: Any) -> Client:
+        kwargs.setdefault("retry", RetryPolicy(deadline=5))
+        return Client(self.endpoints, password=self.password, **kwargs)
+
+    def call(self, endpoint: str, *args: Any, timeout: float = 5.0) -> Any:
+        """One command to one node; raises OSError if unreachable, our errors on -ERR."""
+        return call_node(endpoint, self.password, *args, timeout=timeout)
+
+    def info(self, endpoint: str, timeout: float = 2.0) -> dict[str, str]:
+        return parse_info(self.call(endpoint, "INFO", "all", timeout=timeout))
+
+    def info_all(self, timeout: float = 2.0) -> dict[str, dict[str, str] | Exception]:
+        """INFO of every endpoint, in parallel; an exception for the unreachable ones."""
+
+        def fetch(endpoint: str) -> dict[str, str] | Exception:
+            try:
+                return self.info(endpoint, timeout)
+            except (OSError, RaftCacheError) as exc:
+                return exc
+
+        with ThreadPoolExecutor(max(1, len(self.endpoints))) as pool:
+            return dict(zip(self.endpoints, pool.map(fetch, self.endpoints)))
+
+    def leader(self) -> str:
+        """The leader's client address (asking the nodes); a ClickException if none."""
+        seen = []
+        for endpoint, info in self.info_all().items():
+            if isinstance(info, Exception):
+                seen.append(f"{endpoint}: {info}")
+                continue
+            if info.get("raft_state") == "leader":
+                return endpoint
+            if info.get("raft_leader_client"):
+                return info["raft_leader_client"]
+            seen.append(f"{endpoint}: {info.get('raft_state')} without a known leader")
+        raise click.ClickException("no leader: " + "; ".join(seen))
+
+
+def call_node(endpoint: str, password: str | None, *args: Any, timeout: float = 5.0) -> Any:
+    import socket
+
+    host, port = endpoint.rsplit(":", 1)
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+        requests = ([encode_command(b"AUTH", password)] if password else []) + [encode_command(*args)]
+        sock.sendall(b"".join(requests))
+        parser = ReplyParser()
+        replies: list[Any] = []
+        while len(replies) < len(requests):
+            reply = parser.next()
+            if reply is NEED_DATA:
+                data = sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionResetError(f"{endpoint} closed the connection")
+                parser.feed(data)
+                continue
+            replies.append(reply)
+    for reply in replies:
+        if isinstance(reply, ErrorReply):
+            raise error_from_resp(reply.prefix, reply.message)
+    return replies[-1]
+
+
+def resolve_target(config_path: str | None, endpoints: str | None, password: str | None) -> Target:
+    if config_path and endpoints:
+        raise click.UsageError("give --config or --endpoints, not both")
+    if config_path:
+        config = load_config(config_path)
+        nodes = [n for n in config.nodes if n.client]
+        if not nodes:
+            raise click.ClickException(f"{config_path}: no node has a client address")
+        return Target(
+            endpoints=[n.client for n in nodes],
+            password=password if password is not None else (config.server.requirepass or None),
+            config=config,
+            names={n.client: n.id for n in nodes},
+        )
+    if endpoints:
+        listed = [e.strip() for e in endpoints.split(",") if e.strip()]
+        for endpoint in listed:
+            host, sep, port = endpoint.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise click.UsageError(f"--endpoints: {endpoint!r} is not host:port")
+        return Target(endpoints=listed, password=password)
+    raise click.UsageError(
+        "say which cluster: --config FILE or --endpoints host:port,... (or RAFTCACHE_CONFIG / RAFTCACHE_ENDPOINTS)"
+    )
+
+
+def cluster_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --config/--endpoints/--password and passes a resolved `target`."""
+
+    @click.option("--config", "config_path", envvar="RAFTCACHE_CONFIG", metavar="FILE", help="cluster TOML file")
+    @click.option("--endpoints", envvar="RAFTCACHE_ENDPOINTS", metavar="HOST:PORT,...", help="client addresses of nodes")
+    @click.option("--password", envvar="RAFTCACHE_PASSWORD", default=None, help="requirepass of the cluster")
+    @functools.wraps(fn)
+    def wrapper(config_path: str | None, endpoints: str | None, password: str | None, **kwargs: Any) -> Any:
+        if config_path and endpoints:  # a flag on the command line beats the environment
+            ctx = click.get_current_context()
+            from_env = click.core.ParameterSource.ENVIRONMENT
+            if ctx.get_parameter_source("config_path") is from_env:
+                config_path = None
+            elif ctx.get_parameter_source("endpoints") is from_env:
+                endpoints = None
+        target = resolve_target(config_path, endpoints, password)
+        try:
+            return fn(target=target, **kwargs)
+        except OSError as exc:
+            raise click.ClickException(f"cannot reach the cluster ({', '.join(target.endpoints)}): {exc}") from None
+
+    return wrapper
+
+
+# -------------------------------------------------------------------------- printing
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    """Rows as an aligned table; `columns` are (key, heading)."""
+    cells = [[heading for _, heading in columns]] + [["" if row.get(key) is None else str(row[key]) for key, _ in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def human_bytes(n: int | None) -> str | None:
+    if n is None:
+        return None
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return None
+
+
+def human_seconds(s: int | None) -> str | None:
+    if s is None:
+        return None
+    days, rest = divmod(int(s), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,133 @@
+"""Prometheus metrics of one node (``metrics = "host:port"`` in its [[nodes]] entry).
+
+The hot path only bumps plain counters and bucket arrays (``CommandStats``, owned by the
+server's event loop); everything is turned into Prometheus metric families when scraped, by
+a custom collector that also reads the replica's status. Scrapes run on prometheus-client's
+HTTP thread and only ever copy what the loop writes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import CollectorRegistry
+
+if TYPE_CHECKING:
+    from .server import RespServer
+
+# Latency bucket bounds, seconds (Prometheus convention: cumulative, plus +Inf).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class LatencyHistogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> tuple[list[tuple[str, int]], float]:
+        counts, total = list(self.counts), self.total
+        running, out = 0, []
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts):
+            running += count
+            out.append((bound, running))
+        return out, total
+
+
+class CommandStats:
+    """What the server counts per command; cheap enough for every command."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()  # by RESP error word
+        self.latency: dict[str, LatencyHistogram] = {"read": LatencyHistogram(), "write": LatencyHistogram()}
+
+
+class NodeCollector:
+    """Exports a node's state and counters at scrape time."""
+
+    def __init__(self, server: "RespServer") -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Any]:
+        server = self._server
+        replica = server.replica
+        status = replica.status()
+        labels = ["node"]
+        node = [server.node_id]
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            family.add_metric(node, value)
+            return family
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            family = CounterMetricFamily(name, doc, labels=labels)
+            family.add_metric(node, value)
+            return family
+
+        yield gauge("raftcache_raft_term", "Current Raft term", status.term)
+        role = GaugeMetricFamily("raftcache_raft_role", "1 for this node's current Raft role", labels=["node", "role"])
+        for name in ("leader", "follower", "candidate"):
+            role.add_metric([server.node_id, name], 1 if status.role == name else 0)
+        yield role
+        yield gauge("raftcache_raft_commit_index", "Highest log index known committed", status.commit_index)
+        yield gauge("raftcache_raft_applied_index", "Highest log index applied to the state", status.applied_index)
+        yield gauge("raftcache_raft_log_length", "Entries held in the Raft log", status.log_len)
+        yield gauge("raftcache_raft_last_snapshot_index", "Log index of the last snapshot", status.last_snapshot_index)
+        yield counter("raftcache_snapshots", "Snapshots (log compactions) written", status.snapshots_taken)
+        yield gauge(
+            "raftcache_snapshot_last_duration_seconds", "Duration of the last snapshot", status.last_snapshot_seconds or 0.0
+        )
+        yield gauge("raftcache_keys", "Keys held", status.keys)
+        yield gauge("raftcache_memory_rss_bytes", "Resident memory of the node process", server.rss_bytes())
+        yield gauge("raftcache_connected_clients", "Open client connections", len(server.connections))
+        yield counter("raftcache_connections", "Client connections accepted", server.stats.connections_received)
+        yield counter("raftcache_rejected_connections", "Connections refused (maxclients)", server.stats.rejected_connections)
+        yield counter("raftcache_protocol_errors", "Connections closed for malformed input", server.stats.protocol_errors)
+
+        stats = server.command_stats
+        calls = CounterMetricFamily("raftcache_commands", "Commands processed, by command", labels=["node", "command"])
+        for name, count in sorted(dict(stats.calls).items()):
+            calls.add_metric([server.node_id, name], count)
+        yield calls
+        errors = CounterMetricFamily("raftcache_command_errors", "Error replies, by RESP error word", labels=["node", "error"])
+        for word, count in sorted(dict(stats.errors).items()):
+            errors.add_metric([server.node_id, word], count)
+        yield errors
+        latency = HistogramMetricFamily(
+            "raftcache_command_duration_seconds", "Time from parsing a data command to its reply", labels=["node", "kind"]
+        )
+        for kind, histogram in stats.latency.items():
+            buckets, total = histogram.cumulative()
+            latency.add_metric([server.node_id, kind], buckets, total)
+        yield latency
+        commit = HistogramMetricFamily(
+            "raftcache_raft_commit_seconds", "Time from proposing a Raft entry to applying it here", labels=["node"]
+        )
+        buckets, total = replica.commit_latency.cumulative()
+        commit.add_metric([server.node_id], buckets, total)
+        yield commit
+        raft = CounterMetricFamily("raftcache_raft_events", "Proposals, commits and failures", labels=["node", "event"])
+        for event, count in sorted(dict(replica.counters).items()):
+            raft.add_metric([server.node_id, event], count)
+        yield raft
+
+
+def start_metrics_server(address: str, server: "RespServer") -> Any:
+    """Serve /metrics for this node on `address` (host:port); returns the HTTP server."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(NodeCollector(server))  # type: ignore[arg-type]
+    host, port = address.rsplit(":", 1)
+    http_server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    return http_server
