@@ -1,66 +1,81 @@
 """Side-by-side benchmark: raftcache vs redis, etcd and raw pysyncobj on this machine.
 
-    python benchmarks/bench_all.py [--quick] [--out benchmarks/results] [--fsync always|no]
+Needs (a target whose binary is missing is skipped, with the reason in the results):
 
-Needs (each target whose binary is missing is skipped with the reason in the table):
-
-* `redis-benchmark` (apt `redis-tools`): the RESP load; without it the raftcache and redis
-  throughput rows are skipped;
+* Python >= 3.11 with raftcache installed (it brings pysyncobj 0.3.17 and uvloop): run
+  this script with that interpreter (e.g. the venv's `python`); nothing else from PyPI;
+* `redis-benchmark` (apt `redis-tools`): the RESP load for raftcache and redis;
 * `redis-server` (apt `redis-server`): the single-node Redis baseline;
-* `etcd` (apt `etcd-server`, v3.4): the etcd cluster;
-* Python >= 3.11 with raftcache installed (it brings pysyncobj 0.3.17, msgpack, uvloop):
-  run this script with that interpreter (e.g. the venv's `python`); no other dependency.
+* `etcd` (apt `etcd-server`, v3.4): the etcd cluster.
 
-Every target runs on 127.0.0.1 with OS-assigned ports in a temp dir and is stopped
-afterwards, also on Ctrl-C or an error (children get SIGKILL if this script dies). Full mode
-takes ~10-20 minutes on 2 cores, `--quick` (a smoke run, small counts) ~2-3 minutes.
-Results: `<out>/latest.md` (also printed), `<out>/latest.json`, node logs in `<out>/logs/`.
-
-Targets:
+Targets, each started here on 127.0.0.1 with OS-assigned ports in a temp dir and stopped
+afterwards, also on Ctrl-C, SIGTERM or an error (children get SIGKILL if this script dies):
 
 1. raftcache: 3 `raftcache serve` nodes from a generated TOML, each with a data_dir
    (`fsync = "always"` unless `--fsync no`); the load goes to the leader (`INFO raft`);
-2. redis: one `redis-server --save "" --appendonly no` (no persistence, no replication):
-   the upper bound for a RESP cache;
-3. etcd: 3 members, v3 JSON gateway (etcd 3.4 always fsyncs its WAL; linearizable reads);
-4. pysyncobj: 3 processes of raw pysyncobj 0.3.17 replicating a dict (`pysyncobj_node.py`:
-   `password` set, `appendEntriesUseBatch=False`; memory only; one entry per command;
-   GET is a local read).
+2. redis: one `redis-server --save "" --appendonly no`: the upper bound for a RESP cache;
+3. etcd: 3 members, v3 JSON gateway over HTTP/1.1 (etcd 3.4 always fsyncs its WAL;
+   ranges are linearizable);
+4. pysyncobj: 3 processes of raw pysyncobj replicating a dict (`pysyncobj_node.py`:
+   `password` set, `appendEntriesUseBatch=False`, memory only, one Raft entry per command,
+   GET is a local read), behind a small RESP front end.
 
 Sections:
 
-* ceilings: `loadgen.py` against stub servers that answer at once, RESP and HTTP: the most
-  our load generator can measure. A loadgen row near its ceiling is client-bound.
-* throughput: `redis-benchmark -c 50 -r 100000 -t set|get -d 16|1024 [-P 16] --csv` against
-  redis and the raftcache leader (`-n` sized for ~6 s per run after a probe run); and
-  `loadgen.py run` (50 connections, one request in flight each) against redis, etcd and
-  pysyncobj for SET/GET 16 B / 1 KiB.
-* single-client write latency: one connection, one SET (16 B) at a time (loadgen).
-* linearizable GET vs READONLY GET on raftcache (loadgen: READONLY is sent once per
-  connection), on the leader and on a follower.
-* memory per key: 1M keys (`--quick`: 100K) of 16 B stored with pipelined SETs of
-  distinct keys (`loadgen.py fill`) into a fresh redis and a fresh raftcache cluster;
-  RSS growth (/proc/PID/statm) per key for each raftcache node, redis's `used_memory` and
-  RSS growth per key.
-* snapshot: on that raftcache cluster, one client writes one SET at a time while
-  `RAFTCACHE COMPACT` is sent to the leader; the snapshot lasts from the command until
-  `INFO raft` `raft_snapshots_taken` changes (polled every 50 ms); the table shows the
-  longest write during that window against the writes before it.
+* load generator ceiling: `loadgen.py` against stub servers that answer at once, RESP (the
+  protocol of raftcache, redis and the pysyncobj front end) and HTTP (etcd's gateway). A
+  loadgen row above 70% of its ceiling is marked client-bound.
+* throughput: `redis-benchmark -c 50 -r 100000 -t set|get -d 16|1024 [-P 16] --csv`
+  against redis and the raftcache leader (`-n` sized for ~6 s per run from a probe run),
+  and `loadgen.py run` (50 connections, one request in flight each, 6 s) against redis,
+  etcd and pysyncobj, SET/GET 16 B / 1 KiB;
+* single-client write latency: one connection, one SET 16 B at a time (loadgen);
+* raftcache linearizable GET vs READONLY GET (loadgen sends READONLY once per
+  connection; redis-benchmark cannot), through the leader and through a follower;
+* memory per key: 1M distinct keys (`--quick`: 100K) of 16 B stored with pipelined SETs
+  (`loadgen.py fill`; exact key count, unlike redis-benchmark -r) into a fresh redis and a
+  fresh raftcache cluster: RSS growth (/proc/PID/statm) per key of each raftcache node;
+  redis's `used_memory` and RSS growth per key;
+* snapshot: on that raftcache cluster one client writes one SET at a time while
+  `RAFTCACHE COMPACT` goes to the leader; the snapshot lasts from the command until `INFO
+  raft` `raft_snapshots_taken` changes (polled every 50 ms); reported with the slowest
+  write and the longest gap between acknowledgements in that window, against the writes
+  before it;
 * restart: kill -9 a follower holding those keys, restart it with `raftcache serve`; time
-  until it accepts connections, and until it is ready: `raft_applied_index` >= the leader's
-  commit index at the kill (then `RAFTCACHE DIGEST` is compared with the leader's).
+  until it accepts connections, and until it is ready (`raft_applied_index` >= the
+  leader's commit index at the kill); then `RAFTCACHE DIGEST` on both must match;
+* raft events: while a raftcache cluster runs, `INFO raft` of every node is polled every
+  0.2 s; every change of role/term/leader, or a node not answering within 1 s, is listed
+  with the phase it happened in (the evidence for elections and stalls).
 
-Columns of the throughput table: **target** (system and its durability policy),
-**client** (redis-benchmark or our loadgen), **workload** (command, value size, client
-connections `c`, pipeline depth `P`), **ops/s** (completed operations per second over
-the run), **p50 / p99** (per-operation latency percentiles in ms, as the client saw them;
-for redis-benchmark from its `--csv` output), **vs redis** (ops/s divided by single-node
-redis's ops/s for the same workload *and the same client*), **notes** (errors, elections:
-a change of raft term during the run, snapshots taken, client-bound runs).
+The machine is small and may be shared: servers and load generators compete for the same
+cores, so absolute numbers are low and noisy (the load average at start and end is
+recorded). Compare ratios, and re-run before trusting a single number.
 
-The machine is shared and has 2 cores: every server and the load generator compete for
-them, so absolute numbers are low and noisy; the load average at start and end is
-recorded. Compare ratios, re-run before trusting a single number.
+How to run
+----------
+
+    python benchmarks/bench_all.py [--quick] [--out benchmarks/results] [--fsync always|no]
+
+Full mode takes ~10-15 minutes on 2 cores; `--quick` (a smoke run: short runs, 100K keys)
+~1.5-3 minutes. Writes `<out>/latest.md` (also printed), `<out>/latest.json` (every number,
+the machine, versions, the raft event timeline) and the node logs under `<out>/logs/`.
+`--only redis,raftcache,...` runs some sections (loadgen, redis, raftcache, raftcache-1m,
+etcd, pysyncobj).
+
+What the throughput columns mean
+--------------------------------
+
+* target: the system and its durability policy (fsync, persistence);
+* client: `redis-benchmark` or our `loadgen` (compare rows of the same client);
+* workload: command, value size, `c` client connections, `P` pipeline depth;
+* ops/s: operations completed per second over the run;
+* p50 / p99: per-operation latency in ms as the client saw it (redis-benchmark: from its
+  `--csv` output, which has p50 and p99 columns since Redis 7);
+* vs redis: ops/s divided by single-node redis's ops/s for the same workload measured by
+  the same client (raftcache READONLY/linearizable GET rows: redis GET 16 B via loadgen);
+* notes: errors, elections (term or leader changed during the run), snapshots taken on the
+  leader during the run, FAILED runs, client-bound runs.
 """
 
 from __future__ import annotations
@@ -70,6 +85,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -79,21 +95,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import LOOP_NAME, parse_info, percentile, resp_call  # noqa: E402
-from targets import (  # noqa: E402
+from loadgen import LOOP_NAME, parse_info, percentile, resp_call
+from targets import (
     PROCESSES,
     EtcdCluster,
     PysyncobjCluster,
     RaftcacheCluster,
     RaftcacheNode,
+    RaftWatcher,
     RedisServer,
     SkipTarget,
     StubServer,
@@ -115,7 +134,7 @@ class Settings:
     keys_for_memory: int
 
     @staticmethod
-    def for_mode(quick: bool) -> "Settings":
+    def for_mode(quick: bool) -> Settings:
         if quick:
             return Settings(True, 1.5, {1: 3000, 16: 30000}, 300, 1.5, 100_000)
         return Settings(False, 6.0, {1: 10000, 16: 100000}, 3000, 4.0, 1_000_000)
@@ -190,12 +209,12 @@ class Bench:
         self.started = time.monotonic()
         self.results: dict[str, Any] = {
             "mode": "quick" if args.quick else "full",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "fsync": args.fsync,
             "machine": machine(),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "ceilings": [], "throughput": [], "latency": [], "reads": [],
-            "memory": [], "snapshot": {}, "restart": {}, "skipped": [], "notes": [],
+            "ceilings": [], "throughput": [], "latency": [],
+            "memory": [], "snapshot": {}, "restart": {}, "raft_events": {}, "skipped": [], "notes": [],
         }
 
     # -------------------------------------------------------------- helpers
@@ -226,7 +245,22 @@ class Bench:
             notes.append(f"{r['errors']} errors, first: {r.get('first_error', '')[:120]}")
         row = {"target": target, "client": client, "workload": workload, **r, "notes": "; ".join(notes)}
         self.results["throughput"].append(row)
-        print(f"  {target:32} {client:15} {workload:22} {r['ops_per_s']:>10,.0f} ops/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f} ms  {row['notes']}", flush=True)
+        print(f"  {target:32} {client:15} {workload:22} {fmt(r['ops_per_s']):>10} ops/s  p50 {fmt(r['p50_ms'], '.2f')}  "
+              f"p99 {fmt(r['p99_ms'], '.2f')} ms  {row['notes']}", flush=True)
+
+    def measure(self, target: str, client: str, workload: str, run: Callable[[], dict[str, Any]],
+                note: str | Callable[[], str] = "") -> dict[str, Any] | None:
+        """One throughput run; a failure (timeout, crash, errors) becomes a row, not an abort."""
+        try:
+            r = run()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the table, the next run goes on
+            failed = {"ops_per_s": None, "p50_ms": None, "p99_ms": None, "errors": 0}
+            self.add_throughput(target, client, workload, failed, f"FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+            return None
+        self.add_throughput(target, client, workload, r, note if isinstance(note, str) else note())
+        return r
 
     def keep_logs(self, name: str, directory: Path) -> None:
         dest = self.out / "logs" / name
@@ -265,21 +299,21 @@ class Bench:
         if shutil.which("redis-server") is None:
             raise SkipTarget("`redis-server` not found (apt-get install -y redis-server)")
         server = RedisServer(self.root / "redis").start()
-        target = "redis 7 (1 node, no persistence)"
+        target = f"redis {RedisServer.version()} (1 node, no persistence)"
         if shutil.which("redis-benchmark") is None:
             self.skip("redis via redis-benchmark", "`redis-benchmark` not found (apt-get install -y redis-tools)")
         else:
             for size in (16, KIB):
                 for pipeline in (1, 16):
                     for op in ("set", "get"):
-                        r = self.rb_sized(server.port, op, size, pipeline)
-                        self.add_throughput(target, "redis-benchmark", workload_name(op, size, 50, pipeline), r)
+                        self.measure(target, "redis-benchmark", workload_name(op, size, 50, pipeline),
+                                     partial(self.rb_sized, server.port, op, size, pipeline))
         for size in (16, KIB):
             for op in ("set", "get"):
-                r = self.lg_run(server.port, "resp", op, size)
-                self.add_throughput(target, "loadgen", workload_name(op, size, 50, 1), r)
+                self.measure(target, "loadgen", workload_name(op, size, 50, 1), partial(self.lg_run, server.port, "resp", op, size))
         self.latency(target, server.port, "resp")
         server.stop()
+        self.keep_logs("redis", server.root)
         self.memory_redis()
 
     def latency(self, target: str, port: int, protocol: str) -> None:
@@ -299,7 +333,7 @@ class Bench:
         dbsize = resp_call(server.port, "DBSIZE")
         used = (int(mem1["used_memory"]) - int(mem0["used_memory"])) / dbsize
         self.results["memory"].append({
-            "target": "redis 7", "process": "redis-server", "keys": dbsize, "fill_ops_per_s": fill["ops_per_s"],
+            "target": f"redis {RedisServer.version()}", "process": "redis-server", "keys": dbsize, "fill_ops_per_s": fill["ops_per_s"],
             "rss_before": rss0, "rss_after": rss1, "rss_per_key": (rss1 - rss0) / dbsize, "used_memory_per_key": used,
         })
         print(f"  redis {dbsize} keys: used_memory {used:.0f} B/key, RSS {(rss1 - rss0) / dbsize:.0f} B/key", flush=True)
@@ -311,6 +345,8 @@ class Bench:
     def raftcache_throughput(self) -> None:
         cluster = RaftcacheCluster(self.root / "raftcache", self.args.fsync).start()
         target = self.raftcache_target()
+        self.watcher = RaftWatcher(cluster)
+        self.watcher.start()
         try:
             if shutil.which("redis-benchmark") is None:
                 self.skip("raftcache via redis-benchmark", "`redis-benchmark` not found (apt-get install -y redis-tools)")
@@ -320,13 +356,15 @@ class Bench:
                         for op in ("set", "get"):
                             leader = cluster.leader()
                             before = leader.info()
-                            r = self.rb_sized(leader.client_port, op, size, pipeline)
-                            r["leader"] = leader.id
-                            note = raft_changes(before, cluster)
-                            self.add_throughput(target, "redis-benchmark", workload_name(op, size, 50, pipeline), r, note)
+                            self.watcher.phase = f"redis-benchmark {workload_name(op, size, 50, pipeline)}"
+                            self.measure(target, "redis-benchmark", workload_name(op, size, 50, pipeline),
+                                         partial(self.rb_sized, leader.client_port, op, size, pipeline),
+                                         partial(raft_changes, before, cluster))
             self.reads(cluster, target)
+            self.watcher.phase = "single-client latency"
             self.latency(target, cluster.leader().client_port, "resp")
         finally:
+            self.results["raft_events"]["raftcache-throughput"] = self.watcher.stop()
             cluster.stop()
             self.keep_logs("raftcache-throughput", cluster.root)
             self.log_findings("raftcache-throughput", cluster)
@@ -337,20 +375,27 @@ class Bench:
         for role, node in (("leader", leader), ("follower", follower)):
             for readonly in (False, True):
                 before = leader.info()
-                r = self.lg_run(node.client_port, "resp", "get", 16, readonly=readonly)
                 kind = "READONLY (stale)" if readonly else "linearizable"
-                r.update(node=f"{node.id} ({role})", kind=kind, notes=raft_changes(before, cluster))
-                self.results["reads"].append(r)
-                self.add_throughput(target, "loadgen", f"GET {kind} via {role} 16 B c50 P1", r, r["notes"])
+                self.watcher.phase = f"GET {kind} via {role}"
+                self.measure(target, "loadgen", f"GET {kind} via {role} 16 B c50 P1",
+                                 partial(self.lg_run, node.client_port, "resp", "get", 16, readonly=readonly),
+                                 partial(raft_changes, before, cluster))
+                self.results["throughput"][-1].update(node=f"{node.id} ({role})", kind=kind)
 
     def raftcache_big(self) -> None:
         """Memory per key, snapshot time and write stall, restart time: one fresh cluster."""
         cluster = RaftcacheCluster(self.root / "raftcache-1m", self.args.fsync).start()
+        self.watcher = RaftWatcher(cluster)
+        self.watcher.start()
         try:
+            self.watcher.phase = "fill"
             keys = self.memory_raftcache(cluster)
+            self.watcher.phase = "snapshot"
             self.snapshot(cluster, keys)
+            self.watcher.phase = "restart"
             self.restart(cluster, keys)
         finally:
+            self.results["raft_events"]["raftcache-1m"] = self.watcher.stop()
             cluster.stop()
             self.keep_logs("raftcache-1m", cluster.root)
             self.log_findings("raftcache-1m", cluster)
@@ -410,9 +455,11 @@ class Bench:
                             240, 0.05, "raft_snapshots_taken to change")
         time.sleep(2.0)  # writes after it
         out, err = tracer.communicate(input="", timeout=60)  # closing its stdin ends the writer
-        if tracer in PROCESSES.procs:
-            PROCESSES.procs.remove(tracer)
-        trace = json.loads(out.strip().splitlines()[-1])
+        PROCESSES.kill(tracer)  # already exited: just forget it
+        lines = [line for line in out.splitlines() if line.startswith('{"records"')]
+        if not lines:
+            raise RuntimeError(f"the snapshot-window writer failed: {err.strip()[-600:]}")
+        trace = json.loads(lines[-1])
         records = [(s, e) for s, e in trace["records"]]
         baseline = [e - s for s, e in records if e < t_compact]
         window = [(s, e) for s, e in records if e >= t_compact and s <= t_done]
@@ -457,34 +504,36 @@ class Bench:
         wait_until(lambda: int(follower.info(timeout=30)["raft_applied_index"]) >= commit_at_kill, 300, 0.05,
                    f"{follower.id} to catch up")
         t_ready = time.monotonic()
-        changes_during_restart = raft_changes(linfo, cluster)
-        # Last: DIGEST hashes every key while holding the node's state lock.
-        before_digest = cluster.leader().info()
-        digest_match = compare_digest(leader, follower)
-        changes_during_digest = raft_changes(before_digest, cluster)
-        if changes_during_digest:
-            self.note(f"during RAFTCACHE DIGEST of {keys} keys (call took {max(digest_match['call_s'] or [0]):.2f} s): {changes_during_digest}")
-        self.results["restart"] = {
+        result = self.results["restart"] = {
             "keys": keys, "node": follower.id, "commit_index_at_kill": commit_at_kill,
             "snapshot_index_at_kill": int(finfo["raft_last_snapshot_index"]), "log_len_at_kill": int(finfo["raft_log_len"]),
-            "accepting_s": t_accept - t_kill, "ready_s": t_ready - t_kill, "digest": digest_match,
+            "accepting_s": t_accept - t_kill, "ready_s": t_ready - t_kill,
+            "digest": {"verdict": "not compared", "call_s": []},
             "rss_before": rss_before, "rss_after": rss_bytes(follower.proc.pid),  # type: ignore[union-attr]
-            "notes": "; ".join(filter(None, [changes_during_restart, changes_during_digest and f"during DIGEST: {changes_during_digest}"])),
+            "notes": raft_changes(linfo, cluster),
         }
         print(f"  restart of {follower.id} ({keys} keys): accepting after {t_accept - t_kill:.2f} s, "
-              f"ready after {t_ready - t_kill:.2f} s; digest: {digest_match['verdict']} "
-              f"(DIGEST calls took {digest_match['call_s']} s)", flush=True)
+              f"ready after {t_ready - t_kill:.2f} s", flush=True)
+        # Last: DIGEST hashes every key while holding the node's state lock.
+        before_digest = cluster.leader().info()
+        self.watcher.phase = "DIGEST compare"
+        result["digest"] = compare_digest(leader, follower)
+        during_digest = raft_changes(before_digest, cluster)
+        longest_call = max(result["digest"]["call_s"] or [0])
+        print(f"  digest: {result['digest']['verdict']} (DIGEST calls took {result['digest']['call_s']} s)", flush=True)
+        if during_digest:
+            result["notes"] = "; ".join(filter(None, [result["notes"], f"during the DIGEST compare: {during_digest}"]))
+            self.note(f"during RAFTCACHE DIGEST of {keys} keys (a call took {longest_call:.2f} s): {during_digest}")
 
     def etcd(self) -> None:
         cluster = EtcdCluster(self.root / "etcd").start()
-        target = "etcd 3.4 3 members (fsync always)"
+        target = f"etcd {EtcdCluster.version()} 3 members (fsync always)"
         try:
             port = cluster.leader_port()
             for size in (16, KIB):
                 for op in ("set", "get"):
-                    r = self.lg_run(port, "etcd", op, size)
-                    self.add_throughput(target, "loadgen", workload_name(op, size, 50, 1), r,
-                                        "PUT" if op == "set" else "linearizable range")
+                    self.measure(target, "loadgen", workload_name(op, size, 50, 1), partial(self.lg_run, port, "etcd", op, size),
+                                 "PUT" if op == "set" else "linearizable range")
             self.latency(target, port, "etcd")
         finally:
             cluster.stop()
@@ -492,14 +541,13 @@ class Bench:
 
     def pysyncobj(self) -> None:
         cluster = PysyncobjCluster(self.root / "pysyncobj").start()
-        target = "raw pysyncobj 3 procs (memory only)"
+        target = f"raw pysyncobj {PysyncobjCluster.version()} 3 procs (memory only)"
         try:
             port = cluster.leader_port()
             for size in (16, KIB):
                 for op in ("set", "get"):
-                    r = self.lg_run(port, "resp", op, size)
-                    self.add_throughput(target, "loadgen", workload_name(op, size, 50, 1), r,
-                                        "local read, not linearizable" if op == "get" else "")
+                    self.measure(target, "loadgen", workload_name(op, size, 50, 1), partial(self.lg_run, port, "resp", op, size),
+                                 "local read, not linearizable" if op == "get" else "")
             self.latency(target, port, "resp")
         finally:
             cluster.stop()
@@ -554,15 +602,18 @@ def raft_changes(before: dict[str, str], cluster: RaftcacheCluster) -> str:
     return "; ".join(notes)
 
 
-def compare_digest(leader: RaftcacheNode, follower: RaftcacheNode, attempts: int = 8) -> dict[str, Any]:
+def compare_digest(leader: RaftcacheNode, follower: RaftcacheNode, attempts: int = 8, budget_s: float = 30.0) -> dict[str, Any]:
     """RAFTCACHE DIGEST on both nodes at once, until both answer for the same applied index.
 
     The idle leader proposes its clock every 100 ms and DIGEST hashes every key (O(keys)),
     so the two calls are sent concurrently and retried; each call's duration is recorded.
     """
     result: dict[str, Any] = {"verdict": "not compared (the applied indexes differed on every attempt)", "call_s": []}
+    deadline = time.monotonic() + budget_s
     with ThreadPoolExecutor(2) as pool:
         for _ in range(attempts):
+            if time.monotonic() > deadline:
+                break
             def timed(node: RaftcacheNode) -> tuple[float, Any]:
                 t0 = time.monotonic()
                 reply = node.call("RAFTCACHE", "DIGEST", timeout=60)
@@ -583,14 +634,14 @@ def snapshot_size(data_dir: Path) -> int | None:
 
 
 def compute_ratios(rows: list[dict[str, Any]]) -> None:
-    baseline = {(r["client"], r["workload"]): r["ops_per_s"] for r in rows if r["target"].startswith("redis")}
+    baseline = {(r["client"], r["workload"]): r["ops_per_s"] for r in rows if r["target"].startswith("redis") and r["ops_per_s"]}
     for r in rows:
         # loadgen rows whose workload is not a plain redis workload (READONLY GET ...) use GET 16 B.
         key = (r["client"], r["workload"])
         if key not in baseline and r["workload"].startswith("GET ") and r["client"] == "loadgen":
             key = ("loadgen", workload_name("get", 16, 50, 1))
         base = baseline.get(key)
-        r["vs_redis"] = r["ops_per_s"] / base if base else None
+        r["vs_redis"] = r["ops_per_s"] / base if base and r["ops_per_s"] is not None else None
 
 
 # ------------------------------------------------------------------------------ machine
@@ -614,7 +665,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         ram = "unknown"
     try:
-        fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True, timeout=5).stdout.splitlines()[-1].split()[1]
+        fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True, timeout=5, check=False).stdout.splitlines()[-1].split()[1]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         fs = "unknown"
     return {
@@ -629,7 +680,7 @@ def machine() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ report
 def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return missing
     return format(value, spec)
 
@@ -637,11 +688,11 @@ def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
 def render_markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     out = [f"# raftcache side-by-side benchmark ({res['mode']} run, {res['date']})", "",
-           f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, {m['kernel']}, Python {m['python']}, "
+           (f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, {m['kernel']}, Python {m['python']}, "
            f"temp dir on {m['tmp_filesystem']}; load average {m['loadavg_start']} at start, {m.get('loadavg_end', '?')} at end "
-           "(shared machine: servers and load generators share the cores).", "",
-           f"Versions: raftcache {m['raftcache']}, pysyncobj {m['pysyncobj']}, redis-server {m['redis-server']}, "
-           f"redis-benchmark {m['redis-benchmark']}, etcd {m['etcd']}; loadgen event loop: {m['event_loop']}.", "",
+           "(shared machine: servers and load generators share the cores)."), "",
+           (f"Versions: raftcache {m['raftcache']}, pysyncobj {m['pysyncobj']}, redis-server {m['redis-server']}, "
+           f"redis-benchmark {m['redis-benchmark']}, etcd {m['etcd']}; loadgen event loop: {m['event_loop']}."), "",
            f"Command: `{res['command']}` (took {res.get('elapsed_s', '?')} s).", ""]
 
     out += ["## Load generator ceiling (loadgen.py against a stub server that answers at once)", "",
@@ -659,7 +710,7 @@ def render_markdown(res: dict[str, Any]) -> str:
     for r in res["throughput"]:
         notes = r.get("notes", "")
         proto = "etcd" if r["target"].startswith("etcd") else "resp"
-        if r["client"] == "loadgen" and proto in ceiling and r["ops_per_s"] > 0.7 * ceiling[proto]:
+        if r["client"] == "loadgen" and proto in ceiling and (r["ops_per_s"] or 0) > 0.7 * ceiling[proto]:
             notes = "; ".join(filter(None, [notes, "near loadgen ceiling (client-bound)"]))
         out.append(f"| {r['target']} | {r['client']} | {r['workload']} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'], '.2f')} | "
                    f"{fmt(r['p99_ms'], '.2f')} | {fmt(r.get('vs_redis'), '.3f')} | {notes} |")
@@ -692,13 +743,13 @@ def render_markdown(res: dict[str, Any]) -> str:
     s = res["snapshot"]
     out += ["", "## raftcache snapshot (RAFTCACHE COMPACT on the leader, one writer running)", ""]
     if s:
-        out += ["| keys | snapshot time (INFO poll) | logged by the node | file | writes during it | max write during it | "
-                "longest gap between acks | p99 during it | baseline p50 / p99 / max |",
+        out += [("| keys | snapshot time (INFO poll) | logged by the node | file | writes during it | max write during it | "
+                "longest gap between acks | p99 during it | baseline p50 / p99 / max |"),
                 "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-                f"| {s['keys']:,} | {s['duration_s']:.2f} s | {fmt(s['logged_duration_s'], '.3f')} s | "
+                (f"| {s['keys']:,} | {s['duration_s']:.2f} s | {fmt(s['logged_duration_s'], '.3f')} s | "
                 f"{fmt((s['snapshot_file_bytes'] or 0) / 2**20, '.1f')} MiB | {s['writes_in_window']} | {fmt(s['max_write_ms'], '.1f')} ms | "
                 f"{fmt(s['longest_gap_between_acks_ms'], '.1f')} ms | {fmt(s['window_p99_ms'], '.2f')} ms | "
-                f"{fmt(s['baseline_p50_ms'], '.2f')} / {fmt(s['baseline_p99_ms'], '.2f')} / {fmt(s['baseline_max_ms'], '.1f')} ms |"]
+                f"{fmt(s['baseline_p50_ms'], '.2f')} / {fmt(s['baseline_p99_ms'], '.2f')} / {fmt(s['baseline_max_ms'], '.1f')} ms |")]
         if s.get("trace_errors") or s.get("notes"):
             out += ["", f"Writer errors: {s['trace_errors']} ({s['first_error']}); {s['notes']}"]
     else:
@@ -709,21 +760,36 @@ def render_markdown(res: dict[str, Any]) -> str:
     if r:
         out += ["| keys | follower snapshot index / log_len at kill | accepting connections | ready (applied >= leader commit at kill) | digest | RSS before / after |",
                 "|---:|---|---:|---:|---|---|",
-                f"| {r['keys']:,} | {r['snapshot_index_at_kill']} / {r['log_len_at_kill']} | {r['accepting_s']:.2f} s | "
-                f"{r['ready_s']:.2f} s | {r['digest']['verdict']} (one DIGEST call: {max(r['digest']['call_s'] or [0]):.2f} s) | {r['rss_before'] / 2**20:.0f} / {r['rss_after'] / 2**20:.0f} MiB |"]
+                (f"| {r['keys']:,} | {r['snapshot_index_at_kill']} / {r['log_len_at_kill']} | {r['accepting_s']:.2f} s | "
+                f"{r['ready_s']:.2f} s | {r['digest']['verdict']} (one DIGEST call: {max(r['digest']['call_s'] or [0]):.2f} s) | {r['rss_before'] / 2**20:.0f} / {r['rss_after'] / 2**20:.0f} MiB |")]
         if r.get("notes"):
             out += ["", f"During the restart: {r['notes']}"]
     else:
         out.append("not measured (see notes)")
 
+    out += ["", "## raftcache Raft events (INFO raft polled every 0.2 s on every node; changes after the first state)", ""]
+    any_events = False
+    for name, events in res.get("raft_events", {}).items():
+        seen: set[str] = set()
+        for e in events:
+            if e["node"] not in seen:
+                seen.add(e["node"])
+                continue
+            if not any_events:
+                out += ["| cluster | time | phase | node | role/term/leader |", "|---|---|---|---|---|"]
+                any_events = True
+            out.append(f"| {name} | {e['time']} (+{e['t_s']} s) | {e['phase']} | {e['node']} | {e['state']} |")
+    if not any_events:
+        out.append("none: no election, no unresponsive node")
+
     out += ["", "## Notes", ""]
     out += [f"* {n}" for n in res["notes"]] or ["* none"]
     out += [f"* skipped {s['target']}: {s['reason']}" for s in res["skipped"]]
-    out += ["", "Columns: **ops/s** completed operations per second; **p50/p99** per-operation latency as the client saw it; "
+    out += ["", ("Columns: **ops/s** completed operations per second; **p50/p99** per-operation latency as the client saw it; "
             "**vs redis** ops/s over single-node redis's for the same workload and the same client "
             "(READONLY/linearizable GET rows: over redis GET 16 B via loadgen). redis-benchmark runs use `-r 100000`; "
             "loadgen keeps one request in flight per connection. etcd and pysyncobj rows are loadgen-driven; "
-            "pysyncobj GET reads the leader's local dict (no consensus).", ""]
+            "pysyncobj GET reads the leader's local dict (no consensus)."), ""]
     return "\n".join(out)
 
 

@@ -38,7 +38,8 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 try:
     import uvloop
@@ -319,7 +320,7 @@ async def trace(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         try:
             await asyncio.wait_for(conn.call(resp_command(b"SET", b"trace:%d" % (i % 10000), value)), 30)
-        except (ReplyError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ReplyError) as e:
             errors += 1
             first_error = first_error or repr(e)
         records.append((t0, time.monotonic()))

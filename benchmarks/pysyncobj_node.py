@@ -55,7 +55,7 @@ class Completions:
 
 
 class FrontEnd(asyncio.Protocol):
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.buf = b""
         self.replies: collections.deque[asyncio.Future[bytes] | bytes] = collections.deque()

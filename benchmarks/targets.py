@@ -20,14 +20,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import etcd_call, parse_info, resp_call  # noqa: E402
+from loadgen import etcd_call, parse_info, resp_call
 
 HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -61,11 +63,16 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+try:  # resolved once here, so the child does no symbol lookup between fork and exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
 def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    """In the child: SIGKILL when the harness dies, even by kill -9 (no orphans)."""
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 class Processes:
@@ -88,7 +95,9 @@ class Processes:
     @staticmethod
     def _popen(cmd: list[str], kwargs: dict[str, Any]) -> subprocess.Popen[Any]:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kwargs)
+        # preexec_fn with threads (RaftWatcher) is safe enough here: the hook only calls a
+        # pre-resolved prctl, as `raftcache up` does for its children.
+        return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kwargs)  # noqa: PLW1509
 
     def stop(self, proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
         if proc.poll() is None:
@@ -142,7 +151,7 @@ def require_binary(name: str, package: str) -> str:
 
 def command_version(cmd: list[str], pattern: str) -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "not installed"
     m = re.search(pattern, out.stdout + out.stderr)
@@ -196,7 +205,7 @@ class RaftcacheCluster:
         cmd = [*raftcache_command(), "serve", "--config", str(self.config), "--node", node.id, "--log-level", "info"]
         node.proc = PROCESSES.spawn(cmd, node.log_path, cwd=str(self.root))
 
-    def start(self, timeout: float = 60.0) -> "RaftcacheCluster":
+    def start(self, timeout: float = 60.0) -> RaftcacheCluster:
         for node in self.nodes:
             self.start_node(node)
         for node in self.nodes:
@@ -240,6 +249,75 @@ class RaftcacheCluster:
             return "unknown"
 
 
+class RaftWatcher(threading.Thread):
+    """Polls `INFO raft` on every node (one kept-open connection each) and records each change
+    of (role, term, leader) or reachability, with the harness's current phase: the evidence of
+    elections and stalls. A node that does not answer within `timeout` is 'unresponsive'."""
+
+    def __init__(self, cluster: RaftcacheCluster, interval: float = 0.2, timeout: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.interval = interval
+        self.timeout = timeout
+        self.phase = "start"
+        self.events: list[dict[str, Any]] = []
+        self._stop_event = threading.Event()
+        self._socks: dict[str, socket.socket] = {}
+        self._t0 = time.monotonic()
+
+    def _poll(self, node: RaftcacheNode) -> tuple[str, ...]:
+        sock = self._socks.get(node.id)
+        try:
+            if sock is None:
+                sock = socket.create_connection(("127.0.0.1", node.client_port), timeout=self.timeout)
+                self._socks[node.id] = sock
+            sock.sendall(b"*2\r\n$4\r\nINFO\r\n$4\r\nraft\r\n")
+            buf = b""
+            while b"\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                buf += chunk
+            header, rest = buf.split(b"\r\n", 1)
+            need = int(header[1:]) + 2
+            while len(rest) < need:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                rest += chunk
+            info = parse_info(rest[:need - 2])
+            return (info["raft_state"], info["raft_term"], info["raft_leader_id"])
+        except TimeoutError:
+            self._drop(node.id)
+            return ("unresponsive",)
+        except (OSError, ConnectionError, ValueError, KeyError):
+            self._drop(node.id)
+            return ("down",)
+
+    def _drop(self, node_id: str) -> None:
+        sock = self._socks.pop(node_id, None)
+        if sock is not None:
+            sock.close()
+
+    def run(self) -> None:
+        last: dict[str, tuple[str, ...]] = {}
+        while not self._stop_event.is_set():
+            for node in self.cluster.nodes:
+                state = self._poll(node)
+                if last.get(node.id) != state:
+                    last[node.id] = state
+                    self.events.append({"t_s": round(time.monotonic() - self._t0, 2), "time": time.strftime("%H:%M:%S"),
+                                        "phase": self.phase, "node": node.id, "state": "/".join(state)})
+            self._stop_event.wait(self.interval)
+        for node_id in list(self._socks):
+            self._drop(node_id)
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop_event.set()
+        self.join(10)
+        return self.events
+
+
 # ----------------------------------------------------------------------------- redis
 class RedisServer:
     """One redis-server without persistence: the upper bound for a RESP cache."""
@@ -253,7 +331,7 @@ class RedisServer:
         self.port = free_ports(1)[0]
         self.proc: subprocess.Popen[Any] | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                "--dir", str(self.root), "--daemonize", "no", "--protected-mode", "yes"]
         self.proc = PROCESSES.spawn(cmd, self.root / "redis.log")
@@ -288,7 +366,7 @@ class EtcdCluster:
         self.members = [(f"e{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(size)]  # name, client, peer
         self.procs: list[subprocess.Popen[Any]] = []
 
-    def start(self) -> "EtcdCluster":
+    def start(self) -> EtcdCluster:
         initial = ",".join(f"{name}=http://127.0.0.1:{peer}" for name, _, peer in self.members)
         for name, client, peer in self.members:
             cmd = [self.binary, "--name", name, "--data-dir", str(self.root / name),
@@ -342,7 +420,7 @@ class PysyncobjCluster:
         self.nodes = [(f"p{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(size)]  # name, raft, resp
         self.procs: list[subprocess.Popen[Any]] = []
 
-    def start(self) -> "PysyncobjCluster":
+    def start(self) -> PysyncobjCluster:
         for name, raft, resp in self.nodes:
             peers = [f"127.0.0.1:{r}" for n, r, _ in self.nodes if n != name]
             cmd = [sys.executable, str(HERE / "pysyncobj_node.py"), "--raft", f"127.0.0.1:{raft}", "--port", str(resp)]
@@ -385,7 +463,7 @@ class StubServer:
         self.proc: subprocess.Popen[Any] | None = None
         self.port = 0
 
-    def start(self) -> "StubServer":
+    def start(self) -> StubServer:
         self.proc = PROCESSES.spawn([sys.executable, str(HERE / "loadgen.py"), "stub", "--protocol", self.protocol],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert self.proc.stdout is not None

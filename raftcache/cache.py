@@ -59,24 +59,24 @@ def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -
     return options, node.id
 
 
-class _Setup:
-    """Constructor logic shared by Cache and AsyncCache."""
+class _Replicated(CacheCommands):
+    """Construction and node methods shared by Cache and AsyncCache (they differ in `_run`)."""
 
-    def _setup(
+    def __init__(
         self,
         address: str,
-        partners: Iterable[str],
+        partners: Iterable[str] = (),
         *,
-        data_dir: str | None,
-        secret: str | None,
-        node_id: str | None,
-        fsync: str,
-        decode_responses: bool,
-        request_timeout: float,
-        max_value_bytes: int,
-        clock: Clock | None,
-        options: ReplicaOptions | None,
-        raft: Mapping[str, Any] | None,
+        data_dir: str | None = None,
+        secret: str | None = None,
+        node_id: str | None = None,
+        fsync: str = "always",
+        decode_responses: bool = False,
+        request_timeout: float = 5.0,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        clock: Clock | None = None,
+        options: ReplicaOptions | None = None,
+        raft: Mapping[str, Any] | None = None,
     ) -> None:
         if fsync not in ("always", "no"):
             raise ConfigError("fsync must be 'always' or 'no'")
@@ -98,6 +98,12 @@ class _Setup:
         self._replica = Replica(options, node_id=node_id, clock=clock)
         self._replica.start()
 
+    @classmethod
+    def from_config(cls, path: str, node_id: str, **kwargs: Any) -> Any:
+        """A replica for node `node_id` of a cluster TOML file (the same file the server reads)."""
+        options, node_id = options_from_config(load_config(path), node_id)
+        return cls(options.raft.address, options.raft.peers, node_id=node_id, options=options, **kwargs)
+
     def status(self) -> NodeStatus:
         """This node's Raft and cache status (local, immediate)."""
         return self._replica.status()
@@ -118,7 +124,7 @@ class _Setup:
         return consistency
 
 
-class Cache(_Setup, CacheCommands):
+class Cache(_Replicated):
     """A replica embedded in this process, with a blocking, thread-safe API.
 
     ::
@@ -128,43 +134,6 @@ class Cache(_Setup, CacheCommands):
         cache.wait_ready(timeout=10)
         cache.set("k", "v", ttl=30)
     """
-
-    def __init__(
-        self,
-        address: str,
-        partners: Iterable[str] = (),
-        *,
-        data_dir: str | None = None,
-        secret: str | None = None,
-        node_id: str | None = None,
-        fsync: str = "always",
-        decode_responses: bool = False,
-        request_timeout: float = 5.0,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        clock: Clock | None = None,
-        options: ReplicaOptions | None = None,
-        raft: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._setup(
-            address,
-            partners,
-            data_dir=data_dir,
-            secret=secret,
-            node_id=node_id,
-            fsync=fsync,
-            decode_responses=decode_responses,
-            request_timeout=request_timeout,
-            max_value_bytes=max_value_bytes,
-            clock=clock,
-            options=options,
-            raft=raft,
-        )
-
-    @classmethod
-    def from_config(cls, path: str, node_id: str, **kwargs: Any) -> "Cache":
-        """A replica for node `node_id` of a cluster TOML file (the same file the server reads)."""
-        options, node_id = options_from_config(load_config(path), node_id)
-        return cls(options.raft.address, options.raft.peers, node_id=node_id, options=options, **kwargs)
 
     def _run(
         self,
@@ -197,48 +166,15 @@ class Cache(_Setup, CacheCommands):
         self.close()
 
 
-class AsyncCache(_Setup, CacheCommands):
+class AsyncCache(_Replicated):
     """The asyncio twin of :class:`Cache`: same constructor, same methods, awaited.
 
     ``status()`` and ``digest()`` are local and immediate, so they are not coroutines.
     """
 
-    def __init__(
-        self,
-        address: str,
-        partners: Iterable[str] = (),
-        *,
-        data_dir: str | None = None,
-        secret: str | None = None,
-        node_id: str | None = None,
-        fsync: str = "always",
-        decode_responses: bool = False,
-        request_timeout: float = 5.0,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        clock: Clock | None = None,
-        options: ReplicaOptions | None = None,
-        raft: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._setup(
-            address,
-            partners,
-            data_dir=data_dir,
-            secret=secret,
-            node_id=node_id,
-            fsync=fsync,
-            decode_responses=decode_responses,
-            request_timeout=request_timeout,
-            max_value_bytes=max_value_bytes,
-            clock=clock,
-            options=options,
-            raft=raft,
-        )
+    def __init__(self, address: str, partners: Iterable[str] = (), **options: Any) -> None:
+        super().__init__(address, partners, **options)
         self._deliveries: dict[asyncio.AbstractEventLoop, LoopDelivery] = {}
-
-    @classmethod
-    def from_config(cls, path: str, node_id: str, **kwargs: Any) -> "AsyncCache":
-        options, node_id = options_from_config(load_config(path), node_id)
-        return cls(options.raft.address, options.raft.peers, node_id=node_id, options=options, **kwargs)
 
     def _run(
         self,

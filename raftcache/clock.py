@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 class Clock(Protocol):
@@ -39,3 +39,35 @@ class ManualClock:
     def advance(self, ms: int) -> None:
         with self._lock:
             self._now += ms
+
+
+class DisciplinedClock:
+    """Proposal timestamps that follow elapsed time and only *slew* toward the wall clock.
+
+    Replicated time is the largest timestamp any proposer stamped, so one node whose wall
+    clock jumps an hour forward would expire every TTL key at once (and one jumping back
+    would freeze expiry). Here the value is ``monotonic + offset``, and the offset moves
+    toward ``wall - monotonic`` by at most ``max_slew`` of the elapsed time (10%: NTP slews
+    by at most 500 ppm, so real corrections pass; a jump is absorbed over 10x its size). The
+    first reading after start trusts the wall clock: there is nothing to compare it with.
+    """
+
+    def __init__(self, wall: Clock, *, max_slew: float = 0.1, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.wall = wall
+        self.max_slew = max_slew
+        self._monotonic = monotonic
+        self._offset: float | None = None
+        self._last_mono = 0.0
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        with self._lock:
+            mono = self._monotonic() * 1000.0
+            target = self.wall.now_ms() - mono
+            if self._offset is None:
+                self._offset = target
+            else:
+                step = (mono - self._last_mono) * self.max_slew
+                self._offset += min(step, max(-step, target - self._offset))
+            self._last_mono = mono
+            return int(mono + self._offset)

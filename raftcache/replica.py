@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 from . import commands as c
-from .clock import Clock, SystemClock
+from .clock import Clock, DisciplinedClock, SystemClock
 from .metrics import LatencyHistogram
 from .errors import (
     CommandError,
@@ -43,7 +43,7 @@ from .errors import (
 )
 from .session import ClientSession
 from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
-from .snapshot import SnapshotReader, write_in_child, write_snapshot
+from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ STALE = "stale"
 CONSISTENCY_LEVELS = (LINEARIZABLE, STALE)
 
 OnDone = Callable[[Any], None]
+_INLINE_DIGEST_KEYS = 20_000  # above this, hash in a forked child (it takes ~5 µs per key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,8 @@ class Replica:
     def __init__(self, options: ReplicaOptions, *, node_id: str | None = None, clock: Clock | None = None) -> None:
         self.options = options
         self.node_id = node_id or options.raft.address
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()  # the wall clock (injectable, shiftable)
+        self._proposal_clock = DisciplinedClock(self.clock)  # what entries are stamped with
         self.fsm = CacheStateMachine()
         self._fsm_lock = threading.Lock()  # apply vs. stale reads on other threads
         self._lock = threading.Lock()  # batching state below
@@ -282,7 +284,7 @@ class Replica:
                     rows.append((c.SessionTag(req.client_id, req.seq, session.low), req.command))
                 else:
                     rows.append((c.SessionTag(req.client_id, req.seq, req.ack), req.command))
-            payload = c.encode_batch(self.clock.now_ms(), rows)
+            payload = c.encode_batch(self._proposal_clock.now_ms(), rows)
             self._entry_ids += 1
             entry_id = self._entry_ids
             deadline = min([now + opts.entry_timeout_s] + [r.deadline for r in writes] + [r.deadline for r in reads])
@@ -586,11 +588,42 @@ class Replica:
             queued_requests=queued,
         )
 
-    def digest(self) -> tuple[int, str]:
-        """(applied index, state digest), taken atomically: replicas at the same applied index
-        must report the same digest."""
-        with self._fsm_lock:
-            return self.raft.applied_index, self.fsm.digest()
+    def digest_async(self, on_done: OnDone) -> None:
+        """(applied index, state digest) of one moment, without stalling the node: taken on
+        the Raft thread between entries; a large state is hashed by a forked child.
+        Replicas at the same applied index report the same digest."""
+
+        def take() -> None:
+            index = self.raft.applied_index
+            if len(self.fsm) <= _INLINE_DIGEST_KEYS:
+                on_done((index, self.fsm.digest()))
+                return
+            try:
+                pid, read_fd = compute_in_child(lambda: self.fsm.digest().encode())
+            except OSError as exc:
+                on_done(StorageError(f"cannot fork to compute the digest: {exc}"))
+                return
+
+            def collect() -> None:
+                with os.fdopen(read_fd, "rb") as pipe:
+                    digest = pipe.read().decode()
+                _, status = os.waitpid(pid, 0)
+                on_done((index, digest) if status == 0 and digest else StorageError("digest computation failed"))
+
+            threading.Thread(target=collect, name="digest", daemon=True).start()
+
+        self.raft.call_soon(take)
+
+    def digest(self, timeout: float = 60.0) -> tuple[int, str]:
+        """Blocking form of digest_async (not from the Raft thread)."""
+        done = threading.Event()
+        box: list[Any] = []
+        self.digest_async(lambda result: (box.append(result), done.set()))
+        if not done.wait(timeout):
+            raise OutcomeUnknownError("digest not computed in time")
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
 
 
 def raft_snapshot_header(meta: SnapshotMeta, *, keys: int, created_ms: int) -> dict[str, Any]:

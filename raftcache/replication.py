@@ -31,6 +31,7 @@ import enum
 import ipaddress
 import logging
 import os
+import random
 import signal
 import socket
 import tempfile
@@ -43,6 +44,7 @@ from typing import Any, Callable
 import pysyncobj.syncobj as _pso_syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.monotonic import monotonic as _pso_monotonic
 from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
@@ -790,6 +792,7 @@ class RaftNode:
             self._fail(exc if isinstance(exc, StorageError) else StorageError(f"cannot load snapshot {path}: {exc}"))
             raise
         self._last_snapshot_index = meta.last.index
+        self._rearm_election_timer()
         # pysyncobj clears the journal unless it starts exactly at the snapshot's (prev, last).
         # After a crash between writing a snapshot and compacting, it holds older entries too:
         # drop just those, so the entries after the snapshot survive.
@@ -801,6 +804,16 @@ class RaftNode:
         last = (meta.last.command, meta.last.index, meta.last.term)
         prev = (meta.prev.command, meta.prev.index, meta.prev.term)
         return last, prev, {TCPNode(address) for address in meta.members}
+
+    def _rearm_election_timer(self) -> None:
+        """Loading a large snapshot can take longer than an election timeout, and pysyncobj's
+        timer kept running meanwhile: the node would call an election before it even heard
+        from the leader, raising the term and unseating a healthy leader. Give it a full
+        timeout from now instead."""
+        sync = self._sync
+        if sync is not None:
+            # pysyncobj's deadlines are on its own clock (CLOCK_MONOTONIC_RAW), not time.monotonic.
+            sync._SyncObj__raftElectionDeadline = _pso_monotonic() + random.uniform(*self.settings.election_timeout_s)  # type: ignore[attr-defined]
 
     def _kill_snapshot_child(self) -> None:
         job = self._snapshot

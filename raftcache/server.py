@@ -837,7 +837,10 @@ class RespServer:
             await asyncio.sleep(0.05)
 
     def _digest(self, conn: _Connection, args: list[bytes]) -> Any:
-        index, digest = self.replica.digest()
+        return self._digest_reply()
+
+    async def _digest_reply(self) -> Any:
+        index, digest = await asyncio.wait_for(self._await_replica(self.replica.digest_async), 120)
         return [index, digest.encode()]
 
     def _compact(self, conn: _Connection, args: list[bytes]) -> Any:

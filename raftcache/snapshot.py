@@ -169,6 +169,42 @@ def write_in_child(path: str, write: Callable[[str], None]) -> int:
     gives the child a consistent picture of the moment of the fork.
     """
     parent = os.getpid()
+
+    def body() -> None:
+        partial = f"{path}.{os.getpid()}.partial"
+        write(partial)
+        if os.getppid() != parent:  # an orphan must not replace a file its restarted parent made
+            os.unlink(partial)
+            raise RuntimeError("parent gone")
+        os.rename(partial, path)
+        fsync_dir(path)
+
+    return _fork(body)
+
+
+def compute_in_child(compute: Callable[[], bytes]) -> tuple[int, int]:
+    """Fork; the child runs ``compute()`` on its frozen copy of memory and writes the result
+    to a pipe. Returns (pid, read end of the pipe): read to EOF, then reap the pid."""
+    read_fd, write_fd = os.pipe()
+
+    def body() -> None:
+        os.close(read_fd)
+        view = memoryview(compute())
+        while view:
+            view = view[os.write(write_fd, view):]
+
+    try:
+        pid = _fork(body)
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _fork(body: Callable[[], None]) -> int:
+    """Fork a child that runs `body` and exits (status 0 if it returned, 1 if it raised)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -178,14 +214,8 @@ def write_in_child(path: str, write: Callable[[str], None]) -> int:
     try:
         gc.disable()  # a collection would touch (and so copy) every object page
         _die_with_parent()
-        partial = f"{path}.{os.getpid()}.partial"
-        write(partial)
-        if os.getppid() == parent:  # an orphan must not replace a file its restarted parent made
-            os.rename(partial, path)
-            fsync_dir(path)
-            code = 0
-        else:
-            os.unlink(partial)
+        body()
+        code = 0
     except BaseException:
         try:
             traceback.print_exc()

@@ -75,7 +75,32 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class EmbeddedNode:
+class _Process:
+    """Signals for a node process: kill -9, SIGSTOP, SIGCONT."""
+
+    proc: subprocess.Popen | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+class EmbeddedNode(_Process):
     """An OS process embedding one Cache replica (tests/cluster/embedded_node.py)."""
 
     def __init__(self, address: str, peers: list[str], log_path: Path, data_dir: Path | None = None, **options: Any) -> None:
@@ -145,25 +170,6 @@ class EmbeddedNode:
     def call(self, op: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
         return self.call_async(op, *args, **kwargs).result(timeout=timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """kill -9."""
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
     def close(self) -> None:
         if not self.alive:
             return
@@ -231,9 +237,11 @@ class EmbeddedCluster:
 
 
 # ------------------------------------------------------------------ raftcache serve clusters
-def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None) -> Path:
-    """A cluster TOML under `root` with OS-assigned ports; returns its path."""
-    ports = free_ports(2 * size)
+def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None,
+                         hosts: list[str] | None = None) -> Path:
+    """A cluster TOML under `root`; returns its path. On 127.0.0.1 with OS-assigned ports, or,
+    with `hosts` (one address per node, e.g. network namespaces), fixed ports on those hosts."""
+    ports = free_ports(2 * size) if hosts is None else [7100, 7000] * size
     lines = []
     sections = {"cluster": {"secret": "test-secret"}, **(sections or {})}
     for name, values in sections.items():
@@ -242,7 +250,8 @@ def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, 
             lines.append(f"{key} = {json.dumps(value)}")
         lines.append("")
     for i in range(size):
-        lines += ["[[nodes]]", f'id = "n{i + 1}"', f'raft = "127.0.0.1:{ports[2 * i]}"', f'client = "127.0.0.1:{ports[2 * i + 1]}"']
+        host = "127.0.0.1" if hosts is None else hosts[i]
+        lines += ["[[nodes]]", f'id = "n{i + 1}"', f'raft = "{host}:{ports[2 * i]}"', f'client = "{host}:{ports[2 * i + 1]}"']
         if persistent:
             lines.append(f'data_dir = "data/n{i + 1}"')
         lines.append("")
@@ -251,12 +260,15 @@ def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, 
     return path
 
 
-class ServerNode:
+class ServerNode(_Process):
     """One `raftcache serve` process."""
 
-    def __init__(self, config: Path, node_id: str, client: str, raft: str, data_dir: Path | None, password: str = "") -> None:
+    def __init__(self, config: Path, node_id: str, client: str, raft: str, data_dir: Path | None, password: str = "",
+                 exec_prefix: list[str] | None = None) -> None:
         self.config = config
         self.password = password or None
+        self.exec_prefix = exec_prefix or []  # e.g. ["ip", "netns", "exec", NS]
+        self.host = client.rsplit(":", 1)[0]
         self.id = node_id
         self.client_address = client
         self.raft = raft
@@ -268,7 +280,7 @@ class ServerNode:
     def start(self) -> "ServerNode":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "raftcache", "serve", "--config", str(self.config), "--node", self.id],
+            [*self.exec_prefix, sys.executable, "-m", "raftcache", "serve", "--config", str(self.config), "--node", self.id],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )
         log.close()
@@ -279,31 +291,21 @@ class ServerNode:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"{self.id} exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection((self.host, self.port), timeout=0.5):
                 return True
         except OSError:
             return False
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def redis(self, **kwargs: Any) -> Any:
         import redis
 
         kwargs.setdefault("socket_timeout", 30)
         kwargs.setdefault("password", self.password)
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        return redis.Redis(host=self.host, port=self.port, **kwargs)
 
     def info(self, section: str = "raft") -> dict[str, Any]:
         with self.redis(socket_timeout=5) as r:
             return r.info(section)
-
-    def kill(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
 
     def terminate(self) -> int:
         assert self.proc is not None
@@ -311,14 +313,6 @@ class ServerNode:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(20)
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
     def rss_bytes(self) -> int:
         assert self.proc is not None
@@ -332,14 +326,16 @@ class ServerNode:
 class ServerCluster:
     """A cluster of `raftcache serve` processes described by a config file under `root`."""
 
-    def __init__(self, root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None,
+                 hosts: list[str] | None = None, exec_prefixes: list[list[str]] | None = None) -> None:
         from raftcache.config import load_config
 
-        self.config_path = write_cluster_config(root, size, persistent=persistent, sections=sections)
+        self.config_path = write_cluster_config(root, size, persistent=persistent, sections=sections, hosts=hosts)
         self.config = load_config(str(self.config_path))
         self.nodes = [
-            ServerNode(self.config_path, n.id, n.client, n.raft, Path(n.data_dir) if n.data_dir else None, self.config.server.requirepass)
-            for n in self.config.nodes
+            ServerNode(self.config_path, n.id, n.client, n.raft, Path(n.data_dir) if n.data_dir else None,
+                       self.config.server.requirepass, exec_prefixes[i] if exec_prefixes else None)
+            for i, n in enumerate(self.config.nodes)
         ]
 
     @property

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, Iterable
 
-from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
-from ..config import load_config
+from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
 from ..replica import NodeStatus
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
-from .core import Call, ClientCore, Plan, RetryPolicy, Sleep
-from .pipeline import Pipeline, status_from_info
+from .base import ClientBase
+from .core import Call, Plan, Sleep
+from .pipeline import status_from_info
 
 
 class _Connection:
@@ -55,39 +54,13 @@ class _Connection:
         self.writer.close()
 
 
-class AsyncClient(CacheCommands):
+class AsyncClient(ClientBase):
     """The asyncio twin of :class:`Client`: same constructor and methods, awaited
     (pipeline commands queue synchronously; ``await pipeline.execute()``)."""
 
-    def __init__(
-        self,
-        endpoints: str | Iterable[str],
-        *,
-        password: str | None = None,
-        decode_responses: bool = False,
-        retry: RetryPolicy | None = None,
-        connect_timeout: float = 2.0,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
-    ) -> None:
-        if isinstance(endpoints, str):
-            endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
-        self._core = ClientCore(list(endpoints), retry or RetryPolicy())
-        if not self._core.endpoints:
-            raise ValueError("at least one endpoint (host:port) is required")
-        self._password = password
-        self._connect_timeout = connect_timeout
+    def __init__(self, endpoints: str | Iterable[str], **options: Any) -> None:
+        super().__init__(endpoints, **options)
         self._idle: dict[str, list[_Connection]] = {}
-        self._decode = decode_responses
-        self._max_value = max_value_bytes
-        self._max_key = max_key_bytes
-
-    @classmethod
-    def from_config(cls, path: str, **kwargs: Any) -> "AsyncClient":
-        config = load_config(path)
-        kwargs.setdefault("password", config.server.requirepass or None)
-        kwargs.setdefault("max_value_bytes", config.limits.max_value_bytes)
-        return cls([n.client for n in config.nodes if n.client], **kwargs)
 
     # ------------------------------------------------------------------- driving
     async def _drive(self, plan: Plan) -> Any:
@@ -131,25 +104,8 @@ class AsyncClient(CacheCommands):
     def _run_many(self, commands: list[Any]) -> Any:
         return self._drive(self._core.execute(commands))
 
-    def pipeline(self) -> Pipeline:
-        return Pipeline(self)
-
     async def status(self, endpoint: str | None = None) -> NodeStatus:
-        def plan() -> Plan:
-            target = endpoint or (yield from self._core._target(time.monotonic() + 5))
-            if target is None:
-                raise ConnectionError("no endpoint reachable: " + ", ".join(self._core.endpoints))
-            return (yield from self._core.node_info(target))
-
-        return status_from_info(await self._drive(plan()))
-
-    @property
-    def endpoints(self) -> list[str]:
-        return list(self._core.endpoints)
-
-    @property
-    def leader(self) -> str | None:
-        return self._core.leader
+        return status_from_info(await self._drive(self._status_plan(endpoint)))
 
     async def close(self) -> None:
         idle, self._idle = self._idle, {}

@@ -7,13 +7,13 @@ import threading
 import time
 from typing import Any, Iterable
 
-from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
-from ..config import load_config
+from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
 from ..replica import NodeStatus
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
-from .core import Call, ClientCore, Plan, RetryPolicy, Sleep
-from .pipeline import Pipeline, status_from_info
+from .base import ClientBase
+from .core import Call, Plan, Sleep
+from .pipeline import status_from_info
 
 
 class _Connection:
@@ -83,7 +83,7 @@ class _Pool:
                 conn.close()
 
 
-class Client(CacheCommands):
+class Client(ClientBase):
     """A leader-following client for a raftcache cluster (blocking, thread-safe).
 
     ::
@@ -95,35 +95,10 @@ class Client(CacheCommands):
             hits, value = p.execute()
     """
 
-    def __init__(
-        self,
-        endpoints: str | Iterable[str],
-        *,
-        password: str | None = None,
-        decode_responses: bool = False,
-        retry: RetryPolicy | None = None,
-        connect_timeout: float = 2.0,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
-    ) -> None:
-        if isinstance(endpoints, str):
-            endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
-        self._core = ClientCore(list(endpoints), retry or RetryPolicy())
-        if not self._core.endpoints:
-            raise ValueError("at least one endpoint (host:port) is required")
-        self._pool = _Pool(password, connect_timeout)
+    def __init__(self, endpoints: str | Iterable[str], **options: Any) -> None:
+        super().__init__(endpoints, **options)
+        self._pool = _Pool(self._password, self._connect_timeout)
         self._lock = threading.Lock()  # the core's state (session, leader) is shared by threads
-        self._decode = decode_responses
-        self._max_value = max_value_bytes
-        self._max_key = max_key_bytes
-
-    @classmethod
-    def from_config(cls, path: str, **kwargs: Any) -> "Client":
-        """A client for the cluster of a TOML file (client addresses, requirepass)."""
-        config = load_config(path)
-        kwargs.setdefault("password", config.server.requirepass or None)
-        kwargs.setdefault("max_value_bytes", config.limits.max_value_bytes)
-        return cls([n.client for n in config.nodes if n.client], **kwargs)
 
     # ------------------------------------------------------------------- driving
     def _drive(self, plan: Plan) -> Any:
@@ -151,28 +126,9 @@ class Client(CacheCommands):
     def _run_many(self, commands: list[Any]) -> list[Any]:
         return self._drive(self._core.execute(commands))
 
-    def pipeline(self) -> Pipeline:
-        """Queue commands and send them in one round trip with ``execute()``."""
-        return Pipeline(self)
-
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """Status of one node (default: the leader, or whichever node answers)."""
-        def plan() -> Plan:
-            target = endpoint or (yield from self._core._target(time.monotonic() + 5))
-            if target is None:
-                raise ConnectionError("no endpoint reachable: " + ", ".join(self._core.endpoints))
-            return (yield from self._core.node_info(target))
-
-        return status_from_info(self._drive(plan()))
-
-    @property
-    def endpoints(self) -> list[str]:
-        return list(self._core.endpoints)
-
-    @property
-    def leader(self) -> str | None:
-        """The client address of the leader, as last learned."""
-        return self._core.leader
+        return status_from_info(self._drive(self._status_plan(endpoint)))
 
     def close(self) -> None:
         self._pool.close()

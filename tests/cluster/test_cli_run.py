@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.helpers import REPO, ServerCluster, wait_until, write_cluster_config

@@ -4,7 +4,6 @@ memory bounded. Small limits in the config so the tests run fast."""
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 import redis

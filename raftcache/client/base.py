@@ -1,0 +1,63 @@
+"""What Client and AsyncClient share besides the core: construction, from_config, pipelines,
+and the status plan. The two differ only in how they perform I/O."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands
+from ..config import load_config
+from .core import ClientCore, Plan, RetryPolicy
+from .pipeline import Pipeline
+
+
+class ClientBase(CacheCommands):
+    def __init__(
+        self,
+        endpoints: str | Iterable[str],
+        *,
+        password: str | None = None,
+        decode_responses: bool = False,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 2.0,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+    ) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+        self._core = ClientCore(list(endpoints), retry or RetryPolicy())
+        if not self._core.endpoints:
+            raise ValueError("at least one endpoint (host:port) is required")
+        self._password = password
+        self._connect_timeout = connect_timeout
+        self._decode = decode_responses
+        self._max_value = max_value_bytes
+        self._max_key = max_key_bytes
+
+    @classmethod
+    def from_config(cls, path: str, **kwargs: Any) -> Any:
+        """A client for the cluster of a TOML file (client addresses, requirepass, limits)."""
+        config = load_config(path)
+        kwargs.setdefault("password", config.server.requirepass or None)
+        kwargs.setdefault("max_value_bytes", config.limits.max_value_bytes)
+        return cls([n.client for n in config.nodes if n.client], **kwargs)
+
+    def pipeline(self) -> Pipeline:
+        """Queue commands and send them in one round trip with ``execute()``."""
+        return Pipeline(self)
+
+    def _status_plan(self, endpoint: str | None) -> Plan:
+        target = endpoint or (yield from self._core._target(time.monotonic() + 5))
+        if target is None:
+            raise ConnectionError("no endpoint reachable: " + ", ".join(self._core.endpoints))
+        return (yield from self._core.node_info(target))
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self._core.endpoints)
+
+    @property
+    def leader(self) -> str | None:
+        """The client address of the leader, as last learned."""
+        return self._core.leader

@@ -1,0 +1,360 @@
+"""Jepsen-style harness: clients that record every operation, workloads, and the verdict.
+
+Clients are threads in the test process, each talking raw RESP (no client-side retries, so
+nothing is hidden) to a random node, and recording for every operation its invoke and
+complete times and an outcome:
+
+* ``ok``      - a reply arrived;
+* ``fail``    - definitely not applied: the connection could not be made (nothing was sent),
+                or the node answered ``-CLUSTERDOWN`` / ``-TRYAGAIN`` / a command error;
+* ``unknown`` - sent, but no reply (timeout, connection lost) or ``-UNKNOWN`` / ``-MISCONF``.
+
+Workloads, mixed in every run:
+
+* registers: per-key read / unique-value write / CAS, keys retired after ~100 operations,
+  checked for linearizability (``checker.check_history``);
+* unique appends: every acknowledged element must be in the final value exactly once, an
+  unknown one at most once, nothing else;
+* counters: the final value must lie in [acknowledged, acknowledged + unknown] increments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from raftcache.resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from tests.faults.checker import Op, check_history
+
+FAIL_PREFIXES = {"CLUSTERDOWN", "TRYAGAIN", "ERR", "NOAUTH"}
+UNKNOWN_PREFIXES = {"UNKNOWN", "MISCONF"}
+
+
+class NotSent(Exception):
+    """The request never left: definitely not applied."""
+
+
+class NoReply(Exception):
+    """The request was sent but no reply came back: outcome unknown."""
+
+
+class RespConn:
+    """One blocking RESP connection; reconnects lazily."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.parser = ReplyParser()
+
+    def call(self, *args: Any) -> Any:
+        if self.sock is None:
+            host, port = self.endpoint.rsplit(":", 1)
+            try:
+                self.sock = socket.create_connection((host, int(port)), timeout=min(1.0, self.timeout))
+            except OSError as exc:
+                raise NotSent(str(exc)) from None
+            self.sock.settimeout(self.timeout)
+            self.parser = ReplyParser()
+        try:
+            self.sock.sendall(encode_command(*args))
+        except OSError as exc:
+            self.close()
+            raise NoReply(str(exc)) from None  # part of it may have gone out
+        try:
+            while True:
+                reply = self.parser.next()
+                if reply is not NEED_DATA:
+                    return reply
+                data = self.sock.recv(65536)
+                if not data:
+                    raise NoReply("connection closed")
+                self.parser.feed(data)
+        except (OSError, NoReply) as exc:
+            self.close()
+            raise NoReply(str(exc)) from None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+
+def classify(call: Callable[[], Any]) -> tuple[str, Any]:
+    """(outcome, reply) for one request."""
+    try:
+        reply = call()
+    except NotSent:
+        return "fail", None
+    except NoReply:
+        return "unknown", None
+    if isinstance(reply, ErrorReply):
+        if reply.prefix in UNKNOWN_PREFIXES:
+            return "unknown", reply
+        return "fail", reply
+    return "ok", reply
+
+
+@dataclass
+class Record:
+    """Everything the workers observed."""
+
+    registers: list[Op] = field(default_factory=list)
+    appends: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> element -> outcome
+    counters: dict[str, Counter[str]] = field(default_factory=dict)  # key -> outcome -> count
+    write_completions: list[float] = field(default_factory=list)  # times of acknowledged writes
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class Workload:
+    """Runs client threads against a set of endpoints until stopped (bounded in ops and time)."""
+
+    def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 6, timeout: float = 4.0,
+                 max_ops: int = 200_000, max_seconds: float = 600, seed: int = 1, prefix: str = "") -> None:
+        self.endpoints = endpoints
+        self.workers = workers
+        self.timeout = timeout
+        self.max_ops = max_ops
+        self.max_seconds = max_seconds
+        self.record = Record()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._keys = itertools.count()
+        self._prefix = prefix  # keys of different workloads on one cluster must not meet
+        self._active = [f"{prefix}r{next(self._keys)}" for _ in range(4)]
+        self._key_ops: Counter[str] = Counter()
+        self._ops = 0
+        self._seed = seed
+        self.append_keys = [f"{prefix}a0", f"{prefix}a1"]
+        self.counter_keys = [f"{prefix}c0", f"{prefix}c1"]
+        for key in self.append_keys:
+            self.record.appends[key] = {}
+        for key in self.counter_keys:
+            self.record.counters[key] = Counter()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "Workload":
+        for w in range(self.workers):
+            thread = threading.Thread(target=self._run, args=(w,), name=f"client-{w}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 10)
+
+    @property
+    def ok_ops(self) -> int:
+        return self.record.outcomes["ok"]
+
+    def _run(self, worker: int) -> None:
+        rng = random.Random(self._seed * 1000 + worker)
+        conns: dict[str, RespConn] = {}
+        seen: dict[str, Any] = {}  # this worker's last observed value per register
+        counter = itertools.count()
+        deadline = time.monotonic() + self.max_seconds
+        home = worker  # each client sticks to one node, like a real connection, and moves on failure
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self._ops >= self.max_ops:
+                    return
+                self._ops += 1
+            endpoints = self.endpoints()
+            endpoint = endpoints[home % len(endpoints)]
+            conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
+            choice = rng.random()
+            if choice < 0.7:
+                outcome = self._register_op(worker, rng, conn, seen, counter)
+            elif choice < 0.85:
+                outcome = self._append_op(worker, rng, conn, counter)
+            else:
+                outcome = self._counter_op(rng, conn)
+            if outcome != "ok":
+                home = rng.randrange(len(endpoints))
+        for conn in conns.values():
+            conn.close()
+
+    # ----------------------------------------------------------------- operations
+    def _register_op(self, worker: int, rng: random.Random, conn: RespConn, seen: dict[str, Any], counter: Any) -> str:
+        with self._lock:
+            key = rng.choice(self._active)
+            self._key_ops[key] += 1
+            if self._key_ops[key] >= 100:  # retire the key: histories stay small enough to check
+                self._active[self._active.index(key)] = f"{self._prefix}r{next(self._keys)}"
+        roll = rng.random()
+        if roll < 0.4:
+            kind, value, args = "read", None, ("GET", key)
+        elif roll < 0.75 or key not in seen:
+            value = f"w{worker}-{next(counter)}"
+            kind, args = "write", ("SET", key, value)
+        else:
+            expected, new = seen[key], f"w{worker}-{next(counter)}"
+            kind, value, args = "cas", (expected, new), ("CAS", key, expected, new)
+        invoke = time.monotonic()
+        outcome, reply = classify(lambda: conn.call(*args))
+        complete = time.monotonic()
+        result = None
+        if outcome == "ok":
+            if kind == "read":
+                result = None if reply is None else reply.decode()
+                if result is not None:
+                    seen[key] = result
+            elif kind == "write":
+                seen[key] = value
+                self.record.write_completions.append(complete)
+            else:
+                result = bool(reply)
+                if result:
+                    seen[key] = value[1]
+                    self.record.write_completions.append(complete)
+        if kind == "read" and outcome == "unknown":
+            outcome = "fail"  # an unanswered read changed nothing
+        self._note(outcome, reply)
+        with self._lock:
+            self.record.registers.append(
+                Op(process=worker, key=key, kind=kind, value=value, result=result, outcome=outcome,
+                   invoke=invoke, complete=None if outcome == "unknown" else complete)
+            )
+        return outcome
+
+    def _append_op(self, worker: int, rng: random.Random, conn: RespConn, counter: Any) -> str:
+        key = rng.choice(self.append_keys)
+        element = f"{worker}.{next(counter)}"
+        outcome, reply = classify(lambda: conn.call("APPEND", key, element + ","))
+        self._note(outcome, reply)
+        with self._lock:
+            self.record.appends[key][element] = outcome
+            if outcome == "ok":
+                self.record.write_completions.append(time.monotonic())
+        return outcome
+
+    def _counter_op(self, rng: random.Random, conn: RespConn) -> str:
+        key = rng.choice(self.counter_keys)
+        outcome, reply = classify(lambda: conn.call("INCR", key))
+        self._note(outcome, reply)
+        with self._lock:
+            self.record.counters[key][outcome] += 1
+            if outcome == "ok":
+                self.record.write_completions.append(time.monotonic())
+        return outcome
+
+    def _note(self, outcome: str, reply: Any) -> None:
+        with self._lock:
+            self.record.outcomes[outcome] += 1
+            if isinstance(reply, ErrorReply):
+                self.record.errors[reply.prefix] += 1
+        if outcome == "fail" and reply is None:
+            time.sleep(0.02)  # a dead node refuses at once: don't spin (keeps availability meaningful)
+
+
+@dataclass
+class Report:
+    scenario: str
+    seconds: float
+    ok: int
+    failed: int
+    unknown: int
+    availability: float
+    longest_write_gap_s: float
+    register_ops: int
+    linearizability_violations: list[str]
+    undecided_keys: list[str]
+    lost_writes: list[str]
+    duplicated_writes: list[str]
+    counter_problems: list[str]
+    converged: bool
+    errors: dict[str, int]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            not self.linearizability_violations
+            and not self.undecided_keys
+            and not self.lost_writes
+            and not self.duplicated_writes
+            and not self.counter_problems
+            and self.converged
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{self.scenario}: {self.seconds:.0f}s, ops ok/failed/unknown {self.ok}/{self.failed}/{self.unknown}, "
+            f"availability {self.availability:.1%}, longest write gap {self.longest_write_gap_s:.2f}s, "
+            f"violations {len(self.linearizability_violations)}, undecided {len(self.undecided_keys)}, "
+            f"lost {len(self.lost_writes)}, duplicated {len(self.duplicated_writes)}, "
+            f"counter problems {len(self.counter_problems)}, converged {self.converged}"
+        )
+
+    def save(self) -> None:
+        """Append to $RAFTCACHE_FAULT_REPORTS (a JSON-lines file) when set: docs/reliability.md."""
+        path = os.environ.get("RAFTCACHE_FAULT_REPORTS")
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps({**asdict(self), "passed": self.passed}) + "\n")
+
+
+def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Callable[[str], bytes | None],
+            converged: bool, min_ok: int) -> Report:
+    """Check everything the workload recorded against the final state; never raises."""
+    rec = workload.record
+    result = check_history(rec.registers, time_limit=20.0)
+    violations = [f"{v.key}: {v.explanation}" for v in result.violations]
+    lost, duplicated = [], []
+    for key, elements in rec.appends.items():
+        final = final_get(key) or b""
+        present = Counter(e for e in final.decode().split(",") if e)
+        for element, count in present.items():
+            if count > 1:
+                duplicated.append(f"{key}: {element} x{count}")
+            if element not in elements:
+                duplicated.append(f"{key}: {element} was never appended")
+            elif elements[element] == "fail":
+                lost.append(f"{key}: {element} present although its APPEND failed")
+        for element, outcome in elements.items():
+            if outcome == "ok" and present[element] == 0:
+                lost.append(f"{key}: acknowledged {element} missing")
+    counter_problems = []
+    for key, outcomes in rec.counters.items():
+        value = int(final_get(key) or 0)
+        low, high = outcomes["ok"], outcomes["ok"] + outcomes["unknown"]
+        if not low <= value <= high:
+            counter_problems.append(f"{key} = {value}, expected within [{low}, {high}]")
+    completions = sorted(rec.write_completions)
+    gap = max((b - a for a, b in zip(completions, completions[1:])), default=seconds)
+    attempted = sum(rec.outcomes.values())
+    report = Report(
+        scenario=scenario,
+        seconds=seconds,
+        ok=rec.outcomes["ok"],
+        failed=rec.outcomes["fail"],
+        unknown=rec.outcomes["unknown"],
+        availability=rec.outcomes["ok"] / attempted if attempted else 0.0,
+        longest_write_gap_s=gap,
+        register_ops=len(rec.registers),
+        linearizability_violations=violations,
+        undecided_keys=[str(k) for k in result.undecided],
+        lost_writes=lost,
+        duplicated_writes=duplicated,
+        counter_problems=counter_problems,
+        converged=converged,
+        errors=dict(rec.errors),
+    )
+    if report.ok < min_ok:
+        report.counter_problems.append(f"too little work: {report.ok} ok operations < {min_ok}")
+    report.save()
+    return report

@@ -1,0 +1,340 @@
+"""One test per fault (nemesis) against a real 3-node `raftcache serve` cluster under a mixed
+register / append / counter workload. Every test fails on any linearizability violation,
+lost or duplicated write, counter out of bounds, replicas that do not converge, or too
+little work done."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import pytest
+
+from tests.faults.harness import Report, Workload, verdict
+from tests.helpers import ServerCluster, wait_until
+
+FAULT_SECTIONS = {
+    "cluster": {"secret": "fault-secret", "request_timeout_ms": 2000},
+    "raft": {"entry_timeout_ms": 1000},
+    "server": {"debug_commands": True},
+}
+
+
+def hold(seconds: float) -> None:
+    """Keep a fault in place for a while: part of the schedule, not synchronisation."""
+    time.sleep(seconds)
+
+
+def final_reader(cluster) -> Callable[[str], bytes | None]:
+    def get(key: str) -> bytes | None:
+        with cluster.leader().redis() as r:
+            return r.get(key)
+
+    return get
+
+
+def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
+                 endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None) -> Report:
+    workload = Workload(endpoints or (lambda: cluster.endpoints), workers=workers, seed=hash(name) % 1000).start()
+    started = time.monotonic()
+    try:
+        wait_until(lambda: workload.ok_ops >= 150, 30, 0.05, "load before the fault")
+        fault()
+        resumed_from = workload.ok_ops
+        wait_until(lambda: workload.ok_ops >= resumed_from + 300, 60, 0.05, "load to flow after the fault")
+    finally:
+        workload.stop()
+    for node in cluster.nodes:  # heal whatever a failed fault left behind
+        if node.alive:
+            node.resume()
+        else:
+            node.start()
+    if after is not None:
+        after()
+    try:
+        cluster.converged(timeout=60)
+        converged = True
+    except AssertionError:
+        converged = False
+    report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
+                     converged=converged, min_ok=min_ok)
+    print("\n" + report.summary())
+    problems = report.linearizability_violations + report.lost_writes + report.duplicated_writes + report.counter_problems
+    assert report.passed, report.summary() + "\n" + "\n".join(problems[:20])
+    return report
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cl = ServerCluster(tmp_path, sections=FAULT_SECTIONS).start()
+    yield cl
+    for node in cl.nodes:
+        if node.alive:
+            node.resume()
+    cl.close()
+
+
+def test_kill_leader(cluster):
+    def fault():
+        leader = cluster.leader()
+        leader.kill()
+        hold(3)
+        leader.start()
+
+    run_scenario("kill -9 leader, restart after 3 s", cluster, fault)
+
+
+def test_kill_follower(cluster):
+    def fault():
+        follower = next(n for n in cluster.nodes if n is not cluster.leader())
+        follower.kill()
+        hold(3)
+        follower.start()
+
+    run_scenario("kill -9 follower, restart after 3 s", cluster, fault)
+
+
+def test_kill_all_together(cluster):
+    def fault():
+        for node in cluster.nodes:
+            node.kill()
+        for node in cluster.nodes:
+            node.start()
+
+    run_scenario("kill -9 all nodes, restart together", cluster, fault)
+
+
+def test_kill_all_staggered(cluster):
+    def fault():
+        for node in cluster.nodes:
+            node.kill()
+            hold(0.5)
+        for node in reversed(cluster.nodes):
+            node.start()
+            hold(1.5)
+
+    run_scenario("kill -9 all nodes one by one, restart staggered", cluster, fault)
+
+
+def test_pause_leader_past_the_election_timeout(cluster):
+    def fault():
+        leader = cluster.leader()
+        leader.pause()  # SIGSTOP: it still believes it leads when it wakes up
+        hold(4)  # > election timeout: the others elect a new leader meanwhile
+        leader.resume()
+
+    run_scenario("SIGSTOP leader 4 s, SIGCONT", cluster, fault)
+
+
+def test_snapshots_under_load(tmp_path):
+    sections = {**FAULT_SECTIONS, "snapshot": {"min_entries": 150}}
+    cl = ServerCluster(tmp_path, sections=sections).start()
+    try:
+        def fault():
+            for _ in range(6):
+                for node in cl.nodes:
+                    with node.redis() as r:
+                        r.execute_command("RAFTCACHE", "COMPACT")
+                hold(0.7)
+
+        run_scenario("snapshots under load (compaction every 150 entries + forced)", cl, fault)
+        taken = [int(n.info()["raft_snapshots_taken"]) for n in cl.nodes]
+        assert all(t >= 3 for t in taken), taken
+    finally:
+        cl.close()
+
+
+def test_follower_cut_off_until_compacted_past_then_catches_up_by_snapshot(tmp_path):
+    sections = {**FAULT_SECTIONS, "snapshot": {"min_entries": 100}}
+    cl = ServerCluster(tmp_path, sections=sections).start()
+    try:
+        state = {}
+
+        def fault():
+            leader = cl.leader()
+            follower = next(n for n in cl.nodes if n is not leader)
+            state["follower"] = follower
+            cut_at = int(follower.info()["raft_applied_index"])
+            follower.pause()
+            wait_until(lambda: int(leader.info()["raft_last_snapshot_index"]) > cut_at + 50, 60, 0.1,
+                       "the leader to compact past the paused follower")
+            state["snapshots_before"] = None
+            follower.resume()
+            wait_until(lambda: int(follower.info()["raft_applied_index"]) > cut_at + 50, 60, 0.1, "catch-up")
+
+        run_scenario("follower cut off until the leader compacted past it", cl, fault)
+        log = state["follower"].log_text()
+        assert "restored" in log and "from snapshot" in log, "the follower did not catch up through a snapshot"
+    finally:
+        cl.close()
+
+
+def test_membership_changes_under_load(tmp_path):
+    from tests.helpers import ServerNode, free_ports
+
+    cl = ServerCluster(tmp_path, sections=FAULT_SECTIONS).start()
+    ports = free_ports(2)
+    raft, client = f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
+    config4 = tmp_path / "cluster4.toml"
+    config4.write_text(cl.config_path.read_text() + f'\n[[nodes]]\nid = "n4"\nraft = "{raft}"\nclient = "{client}"\ndata_dir = "data/n4"\n')
+    n4 = ServerNode(config4, "n4", client, raft, None)
+    live = list(cl.nodes)
+    try:
+        def fault():
+            n4.start()
+            with cl.leader().redis() as r:
+                r.execute_command("RAFTCACHE", "MEMBER", "ADD", "n4", raft, client)
+            live.append(n4)
+            wait_until(lambda: int(n4.info()["raft_applied_index"]) > 0 and n4.info()["raft_state"] == "follower", 30)
+            hold(2)
+            leader = cl.leader()
+            follower = next(n for n in cl.nodes if n is not leader)
+            with leader.redis() as r:
+                r.execute_command("RAFTCACHE", "MEMBER", "REMOVE", follower.id)
+            live.remove(follower)
+            follower.kill()
+            hold(2)
+            leader = next(n for n in live if n.info()["raft_state"] == "leader")
+            with leader.redis() as r:
+                r.execute_command("RAFTCACHE", "TRANSFER")
+            new_leader = wait_until(lambda: next((n for n in live if n is not leader and n.info()["raft_state"] == "leader"), None), 15)
+            with new_leader.redis() as r:
+                r.execute_command("RAFTCACHE", "MEMBER", "REMOVE", leader.id)
+            live.remove(leader)
+            leader.kill()
+
+        class Live:
+            nodes = live
+
+            def leader(self):
+                return wait_until(lambda: next((n for n in live if n.alive and n.info()["raft_state"] == "leader"), None), 30)
+
+            def converged(self, timeout):
+                return ServerCluster.converged(self, timeout)
+
+            def digests(self):
+                return ServerCluster.digests(self, [n for n in live if n.alive])
+
+        run_scenario("membership: add n4, remove a follower, remove the leader, under load", Live(), fault,
+                     endpoints=lambda: [n.client_address for n in live])
+        members = {row[0] for row in live[0].redis().execute_command("RAFTCACHE", "MEMBERS")}
+        assert len(members) == 2 and b"n4" in members
+    finally:
+        n4.kill()
+        cl.close()
+
+
+def test_clock_jump_on_the_leader_with_ttl_keys(cluster):
+    leader = cluster.leader()
+    with leader.redis() as r:
+        r.set("ttl:long", "stays", ex=60)
+        r.set("ttl:short", "goes", px=3000)
+    jumps = {}
+
+    def fault():
+        for offset in (3_600_000, -3_600_000):  # an hour ahead, then an hour behind
+            current = cluster.leader()
+            with current.redis() as r:
+                r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", offset)
+            jumps[offset] = time.monotonic()
+            hold(2)
+        with cluster.leader().redis() as r:
+            r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", 0)
+
+    started = time.monotonic()
+    run_scenario("leader clock jumps +1 h then -1 h, TTL keys", cluster, fault)
+    elapsed = time.monotonic() - started
+    with cluster.nodes[0].redis() as r:
+        assert r.get("ttl:long") == b"stays", "a 60 s key expired early after the leader's clock jumped"
+        assert 0 < r.ttl("ttl:long") <= 60
+        if elapsed > 4:
+            assert r.get("ttl:short") is None, "a 3 s key did not expire"
+
+
+def test_pause_follower_with_forwarded_writes_in_flight(cluster):
+    def fault():
+        follower = next(n for n in cluster.nodes if n is not cluster.leader())
+        follower.pause()  # its forwarded proposals and clients' requests hang
+        hold(4)
+        follower.resume()
+
+    run_scenario("SIGSTOP follower 4 s, SIGCONT", cluster, fault)
+
+
+def test_rapid_leader_kills(cluster):
+    def fault():
+        for _ in range(3):
+            leader = cluster.leader()
+            leader.kill()
+            hold(1)
+            leader.start()
+            cluster.leader()  # a new leader before the next blow
+
+    run_scenario("kill -9 the leader three times in a row", cluster, fault)
+
+
+# ------------------------------------------------------------------ network partitions
+@pytest.fixture
+def partitioned(tmp_path):
+    """A cluster whose nodes live in their own network namespaces (real partitions)."""
+    from tests.faults import netns
+
+    ok, why = netns.available()
+    if not ok:
+        pytest.skip(f"network namespaces unavailable: {why}")
+    netns.cleanup_stale()
+    network = netns.Network(3)
+    cl = ServerCluster(tmp_path, sections=FAULT_SECTIONS, hosts=[network.node_ip(i) for i in range(3)],
+                       exec_prefixes=[network.exec_prefix(i) for i in range(3)])
+    cl.network = network
+    try:
+        cl.start()
+        yield cl
+    finally:
+        network.heal()
+        for node in cl.nodes:
+            if node.alive:
+                node.resume()
+        cl.close()
+        network.close()
+
+
+def test_partition_with_the_leader_in_the_minority(partitioned):
+    cl = partitioned
+
+    def fault():
+        leader = cl.leader()
+        cl.network.isolate(cl.nodes.index(leader))  # clients still reach it; its peers do not
+        hold(5)
+        cl.network.heal()
+
+    run_scenario("partition: leader alone in the minority, 5 s", cl, fault)
+
+
+def test_partition_with_the_leader_in_the_majority(partitioned):
+    cl = partitioned
+
+    def fault():
+        leader = cl.leader()
+        follower = next(n for n in cl.nodes if n is not leader)
+        cl.network.isolate(cl.nodes.index(follower))
+        hold(5)
+        cl.network.heal()
+
+    run_scenario("partition: a follower cut off, leader in the majority, 5 s", cl, fault)
+
+
+def test_partition_flapping(partitioned):
+    cl = partitioned
+
+    def fault():
+        import random
+
+        rng = random.Random(3)
+        for _ in range(4):
+            cl.network.isolate(rng.randrange(3))
+            hold(2.5)
+            cl.network.heal()
+            hold(1)
+
+    run_scenario("partitions flapping: a random node cut off 4 times", cl, fault)

@@ -1,0 +1,145 @@
+"""Soak: random fault mixes for a long time (30 minutes by default).
+
+    python -m pytest -m soak tests/faults/test_soak.py [-s]
+    RAFTCACHE_SOAK_MINUTES=5 python -m pytest -m soak tests/faults/test_soak.py
+
+The run is cut into segments of about a minute; each segment runs the mixed workload
+through a random sequence of faults, heals, and is verified (linearizability, lost and
+duplicated writes, counters, convergence) before the next one starts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+
+from tests.faults.harness import Workload, verdict
+from tests.faults.test_nemeses import FAULT_SECTIONS, final_reader, hold
+from tests.helpers import ServerCluster
+
+MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
+# The suite-wide 300 s test timeout would cut the soak short: allow its length plus healing.
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(int(MINUTES * 60) + 900)]
+
+
+def faults(cluster, rng: random.Random):
+    def kill_leader():
+        node = cluster.leader()
+        node.kill()
+        hold(rng.uniform(0.5, 4))
+        node.start()
+
+    def kill_follower():
+        node = rng.choice([n for n in cluster.nodes if n is not cluster.leader()])
+        node.kill()
+        hold(rng.uniform(0.5, 4))
+        node.start()
+
+    def pause_any():
+        node = rng.choice(cluster.nodes)
+        node.pause()
+        hold(rng.uniform(0.5, 5))
+        node.resume()
+
+    def kill_all():
+        for node in cluster.nodes:
+            node.kill()
+        for node in rng.sample(cluster.nodes, len(cluster.nodes)):
+            node.start()
+            hold(rng.uniform(0, 1))
+
+    def compact():
+        for node in cluster.nodes:
+            with node.redis() as r:
+                r.execute_command("RAFTCACHE", "COMPACT")
+
+    def transfer():
+        with cluster.leader().redis() as r:
+            r.execute_command("RAFTCACHE", "TRANSFER")
+
+    def clock_jump():
+        with rng.choice(cluster.nodes).redis() as r:
+            r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", rng.choice([-600_000, 0, 600_000]))
+
+    menu = [kill_leader, kill_follower, pause_any, kill_all, compact, transfer, clock_jump]
+    network = getattr(cluster, "network", None)
+    if network is not None:
+        def partition():
+            network.isolate(rng.randrange(len(cluster.nodes)))
+            hold(rng.uniform(1, 6))
+            network.heal()
+
+        def split_leader():
+            network.isolate(cluster.nodes.index(cluster.leader()))
+            hold(rng.uniform(1, 6))
+            network.heal()
+
+        menu += [partition, split_leader]
+    return menu
+
+
+def test_random_fault_mix(tmp_path):
+    minutes = MINUTES
+    rng = random.Random(int(os.environ.get("RAFTCACHE_SOAK_SEED", "7")))
+    sections = {**FAULT_SECTIONS, "snapshot": {"min_entries": 500}}
+    from tests.faults import netns
+
+    network = None
+    if netns.available()[0]:
+        netns.cleanup_stale()
+        network = netns.Network(3)
+        cluster = ServerCluster(tmp_path, sections=sections, hosts=[network.node_ip(i) for i in range(3)],
+                                exec_prefixes=[network.exec_prefix(i) for i in range(3)])
+        cluster.network = network
+    else:
+        cluster = ServerCluster(tmp_path, sections=sections)
+    cluster.start()
+    end = time.monotonic() + minutes * 60
+    segment = 0
+    try:
+        while time.monotonic() < end:
+            segment += 1
+            workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
+            started = time.monotonic()
+            try:
+                segment_end = min(end, started + 60)
+                menu = faults(cluster, rng)
+                while time.monotonic() < segment_end:
+                    fault = rng.choice(menu)
+                    print(f"  {time.monotonic() - started:6.1f}s {fault.__name__}", flush=True)
+                    fault()
+                    hold(rng.uniform(1, 5))
+            finally:
+                workload.stop()
+            if network is not None:
+                network.heal()
+            for node in cluster.nodes:
+                if node.alive:
+                    node.resume()
+                else:
+                    node.start()
+            for node in cluster.nodes:
+                with node.redis() as r:
+                    r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", 0)
+            try:
+                cluster.converged(timeout=90)
+                converged = True
+            except AssertionError:
+                converged = False
+            report = verdict(f"soak segment {segment}", workload, seconds=time.monotonic() - started,
+                             final_get=final_reader(cluster), converged=converged, min_ok=100)
+            print(report.summary(), flush=True)
+            problems = report.linearizability_violations + report.lost_writes + report.duplicated_writes + report.counter_problems
+            assert report.passed, report.summary() + "\n" + "\n".join(problems[:10])
+    finally:
+        if network is not None:
+            network.heal()
+        for node in cluster.nodes:
+            if node.alive:
+                node.resume()
+        cluster.close()
+        if network is not None:
+            network.close()
