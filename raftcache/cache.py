@@ -44,6 +44,7 @@ def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -
         snapshot_min_interval_s=snap.min_interval_s,
         snapshot_max_log_bytes=snap.max_log_mb * 1024 * 1024,
         max_entry_bytes=max(2 << 20, raft.max_batch_bytes, max_value + DEFAULT_MAX_KEY_BYTES + 4096),
+        peer_compression_level=raft.peer_compression_level,
         **overrides.pop("raft", {}),
     )
     options = ReplicaOptions(

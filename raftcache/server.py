@@ -630,6 +630,7 @@ class RespServer:
                 "raft_last_snapshot_index": status.last_snapshot_index,
                 "raft_snapshots_taken": status.snapshots_taken,
                 "raft_members": ",".join((self.peer(m).id or m) for m in status.members),
+                "raft_connected_peers": ",".join(sorted(self.peer(m).id or m for m in self.replica.raft.connected_peers())),
                 "raft_revision": status.revision,
                 "raft_replicated_time_ms": status.replicated_time_ms,
                 "raft_inflight_entries": status.inflight_entries,
@@ -740,7 +741,8 @@ class RespServer:
         missing = self._unreachable(status.members)
         if missing and not force:
             raise CommandError(
-                f"refusing to add a member while {', '.join(missing)} is unreachable: the cluster would need one more "
+                f"refusing to add a member while {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} unreachable: "
+                "the cluster would need one more "
                 "vote with one already missing. Bring it back or remove it first (or add FORCE)"
             )
         async with self._one_change_at_a_time():

@@ -345,7 +345,9 @@ class ServerCluster:
     def start(self) -> "ServerCluster":
         for node in self.nodes:
             node.start()
-        self.leader()
+        leader = self.leader()
+        # fully formed: every node follows that leader (a late starter may not have heard of it yet)
+        wait_until(lambda: all(n.info()["raft_leader_id"] == leader.id for n in self.nodes), 30, 0.05, "every node to follow the leader")
         return self
 
     def leader(self, timeout: float = 30.0) -> ServerNode:

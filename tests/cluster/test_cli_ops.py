@@ -183,9 +183,29 @@ def test_removing_the_leader_hands_leadership_over_first(tmp_path):
         assert remaining == {n.id for n in survivors}
         with survivors[0].redis() as r:
             assert r.set("still", "works") is True
-        # a second removal would leave one member: refused unless it keeps a majority
-        refuse = run("members", "remove", survivors[1].id, "--endpoints", survivors[0].client_address)
-        assert refuse.exit_code in (0, 1)
+    finally:
+        cl.close()
+
+
+def test_unsafe_membership_changes_are_refused(tmp_path):
+    cl = ServerCluster(tmp_path).start()
+    try:
+        leader = cl.leader()
+        dead, alive = [n for n in cl.nodes if n is not leader]
+        dead.kill()
+        wait_until(lambda: dead.id not in leader.info()["raft_connected_peers"].split(","), 10, 0.05, "the leader to see the dead node go")
+        endpoints = ",".join(n.client_address for n in (leader, alive))
+        # removing the live follower would leave {leader, dead}: no reachable majority
+        result = run("members", "remove", alive.id, "--endpoints", endpoints)
+        assert result.exit_code != 0
+        assert "refusing: after removing" in result.output and "not a majority" in result.output
+        # adding a member while one is unreachable would need one more vote with one missing
+        result = run("members", "add", "n9", "--raft", "127.0.0.1:1", "--client", "127.0.0.1:2", "--endpoints", endpoints)
+        assert result.exit_code != 0 and f"while {dead.id} is unreachable" in result.output
+        members = json.loads(run("members", "list", "--json", "--endpoints", endpoints).output)
+        assert {m["id"] for m in members} == {n.id for n in cl.nodes}  # nothing changed
+        # the safe change still works: remove the dead node
+        assert run("members", "remove", dead.id, "--endpoints", endpoints).exit_code == 0
     finally:
         cl.close()
 

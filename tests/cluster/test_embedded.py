@@ -48,9 +48,7 @@ def test_concurrent_cas_has_exactly_one_winner(cluster):
     futures = [n.call_async("cas", "slot", "0", f"won-by-{i}") for i, n in enumerate(cluster.nodes * 4)]
     results = [f.result(timeout=30) for f in futures]
     assert results.count(True) == 1
-    winner = results.index(True) % 3
     assert cluster.nodes[2].call("get", "slot") == f"won-by-{results.index(True)}".encode()
-    assert winner in (0, 1, 2)
 
 
 def test_one_second_ttl_is_gone_everywhere_about_a_second_later(cluster):

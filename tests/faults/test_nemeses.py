@@ -5,6 +5,7 @@ little work done."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -52,16 +53,32 @@ def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int =
     if after is not None:
         after()
     try:
-        cluster.converged(timeout=60)
+        # RAFTCACHE_CONVERGE_TIMEOUT lowers the bar when hunting slow convergence (default 60 s)
+        cluster.converged(timeout=float(os.environ.get("RAFTCACHE_CONVERGE_TIMEOUT", 60)))
         converged = True
-    except AssertionError:
+    except AssertionError as exc:
         converged = False
+        print(f"{exc}\n{divergence_report(cluster)}")
     report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
                      converged=converged, min_ok=min_ok)
     print("\n" + report.summary())
     problems = report.linearizability_violations + report.lost_writes + report.duplicated_writes + report.counter_problems
     assert report.passed, report.summary() + "\n" + "\n".join(problems[:20])
     return report
+
+
+def divergence_report(cluster) -> str:
+    """What each replica says after a failed convergence wait, and the tail of its log."""
+    lines = []
+    for node in cluster.nodes:
+        try:
+            info = node.info()
+            state = {k: info.get(k) for k in ("raft_state", "raft_leader_id", "raft_term", "raft_commit_index",
+                                              "raft_applied_index", "raft_log_len")}
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            state = {"error": repr(exc)}
+        lines.append(f"--- {node.id}: {state}\n{node.log_text()[-2500:]}")
+    return "\n".join(lines)
 
 
 @pytest.fixture

@@ -1,0 +1,101 @@
+"""The adapter's follower-side fixes to pysyncobj's append-entries handling, driven with the
+messages a deposed leader receives after a partition heals (found by the fault suite:
+`test_partition_with_the_leader_in_the_minority` took up to minutes to converge)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from raftcache.replication import RaftNode
+
+LEADER = SimpleNamespace(address="127.0.0.1:7103")
+
+
+class FakeJournal:
+    """(command, index, term) entries from index `first`, like the adapter's journal."""
+
+    def __init__(self, terms: list[int], first: int = 1) -> None:
+        self.entries = [(b"", first + i, term) for i, term in enumerate(terms)]
+
+    def find(self, index: int) -> int | None:
+        pos = index - self.entries[0][1]
+        return pos if 0 <= pos < len(self.entries) else None
+
+    def __getitem__(self, item: Any) -> Any:
+        return self.entries[item]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def deposed_leader(terms: list[int], *, term: int = 3, commit: int = 0, first: int = 1) -> RaftNode:
+    node = RaftNode.__new__(RaftNode)  # only the filter's state; no sockets, no pysyncobj
+    node._sync = SimpleNamespace(raftCurrentTerm=term, raftCommitIndex=commit)
+    node._journal = FakeJournal(terms, first)
+    node._backtrack = None
+    return node
+
+
+def append_entries(prev: int, prev_term: int, *, term: int = 3, entries: list[Any] | None = None, commit: int = 1000) -> dict[str, Any]:
+    return {"type": "append_entries", "term": term, "commit_index": commit, "prevLogIdx": prev,
+            "prevLogTerm": prev_term, "entries": entries or []}
+
+
+# entries 1..5 committed in term 1; 6..9 written by the deposed leader in term 2; leader of term 3
+TERMS = [1] * 5 + [2] * 4
+
+
+def test_a_conflict_asks_for_the_first_index_of_the_conflicting_term():
+    node = deposed_leader(TERMS)
+    out = node._check_append_entries(LEADER, append_entries(9, 3))
+    assert (out["prevLogIdx"], out["prevLogTerm"], out["entries"]) == (6, -1, [])  # pysyncobj answers "send from 6"
+
+
+def test_pipelined_messages_do_not_undo_the_backtracking():
+    node = deposed_leader(TERMS)
+    node._check_append_entries(LEADER, append_entries(9, 3))
+    # the leader's next messages were sent before it heard our answer: our log is "too short"
+    for prev in (40, 41, 42):
+        out = node._check_append_entries(LEADER, append_entries(prev, 3, entries=[(b"x", prev + 1, 3)]))
+        assert (out["prevLogIdx"], out["prevLogTerm"], out["entries"]) == (6, -1, [])
+
+
+def test_agreement_ends_the_backtracking():
+    node = deposed_leader(TERMS)
+    node._check_append_entries(LEADER, append_entries(9, 3))
+    matching = append_entries(5, 1, entries=[(b"x", 6, 3)])
+    assert node._check_append_entries(LEADER, matching) is matching  # pysyncobj truncates 6.. and appends
+    too_short = append_entries(40, 3)
+    assert node._check_append_entries(LEADER, too_short) is too_short  # its own answer is right again
+
+
+def test_a_new_term_or_leader_starts_afresh():
+    node = deposed_leader(TERMS)
+    node._check_append_entries(LEADER, append_entries(9, 3))
+    node._sync.raftCurrentTerm = 4
+    other = SimpleNamespace(address="127.0.0.1:7102")
+    too_short = append_entries(40, 4, term=4)
+    assert node._check_append_entries(other, too_short) is too_short
+
+
+def test_backtracking_never_asks_below_the_first_entry_after_a_snapshot():
+    node = deposed_leader([2] * 6, first=100)  # log starts at the snapshot entry 100 (term 2)
+    out = node._check_append_entries(LEADER, append_entries(104, 3))
+    assert out["prevLogIdx"] == 101  # the leader then checks 100, which we hold
+
+
+def test_without_a_conflict_messages_pass_unchanged():
+    node = deposed_leader([1] * 9)
+    message = append_entries(9, 1, entries=[(b"x", 10, 3)])
+    assert node._check_append_entries(LEADER, message) is message
+    stale = append_entries(9, 3, term=2)  # an older term: pysyncobj ignores it anyway
+    assert node._check_append_entries(LEADER, stale) is stale
+
+
+def test_a_snapshot_offer_never_commits_our_possibly_conflicting_entries():
+    node = deposed_leader(TERMS, commit=5)
+    waiting = {"type": "append_entries", "term": 3, "commit_index": 1000, "serialized": None}
+    assert node._check_append_entries(LEADER, waiting)["commit_index"] == 5
+    chunk = {"type": "append_entries", "term": 3, "commit_index": 1000, "serialized": (b"data", True, True)}
+    assert node._check_append_entries(LEADER, chunk) is chunk
