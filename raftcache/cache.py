@@ -14,15 +14,14 @@ exceptions (``CommandError`` subclasses for rejected commands, ``NoLeaderError``
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, Iterable, Mapping
 
 from .aio import LoopDelivery
 from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
 from .clock import Clock
 from .config import ClusterConfig, load_config
-from .errors import ConfigError, OutcomeUnknownError
-from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions
+from .errors import ConfigError
+from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions, wait_for
 from .replication import RaftSettings
 
 
@@ -144,18 +143,14 @@ class Cache(_Replicated):
         consistency: str | None = None,
         timeout: float | None = None,
     ) -> Any:
-        done = threading.Event()
-        box: list[Any] = []
-
-        def on_done(result: Any) -> None:
-            box.append(result)
-            done.set()
-
         budget = timeout if timeout is not None else self._timeout
-        self._replica.submit(command, on_done, consistency=self._check_consistency(consistency), timeout=budget)
-        if not done.wait(budget + 5.0):  # the replica answers by the deadline; this is a backstop
-            raise OutcomeUnknownError("no answer from the local replica")
-        return raise_or_convert(box[0], convert)
+        consistency = self._check_consistency(consistency)
+        result = wait_for(  # the replica answers by the deadline; the extra 5 s is a backstop
+            lambda on_done: self._replica.submit(command, on_done, consistency=consistency, timeout=budget),
+            budget + 5.0,
+            "no answer from the local replica",
+        )
+        return raise_or_convert(result, convert)
 
     def close(self) -> None:
         self._replica.close()
@@ -170,7 +165,8 @@ class Cache(_Replicated):
 class AsyncCache(_Replicated):
     """The asyncio twin of :class:`Cache`: same constructor, same methods, awaited.
 
-    ``status()`` and ``digest()`` are local and immediate, so they are not coroutines.
+    ``status()`` is local and immediate and ``digest()`` local (it may hash a large state in
+    a forked child, blocking until done), so neither is a coroutine.
     """
 
     def __init__(self, address: str, partners: Iterable[str] = (), **options: Any) -> None:

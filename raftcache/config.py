@@ -31,10 +31,10 @@ def _req(check: Check | None = None, doc: str = "") -> Any:
     return field(metadata={"check": check, "doc": doc, "required": True})
 
 
-def _int_min(low: int) -> Check:
+def _int_min(low: int, high: int | None = None) -> Check:
     def check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            return f"must be an integer >= {low}"
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            return f"must be an integer >= {low}" if high is None else f"must be an integer {low}-{high}"
         return None
 
     return check
@@ -98,7 +98,7 @@ class RaftSection:
     max_batch_commands: int = _opt(8192, _int_min(1), "client commands per Raft entry")
     max_batch_bytes: int = _opt(1 << 20, _int_min(1024), "bytes per Raft entry (a bigger single command gets its own)")
     clock_interval_ms: int = _opt(100, _int_min(10), "the leader proposes its time when idle this long (TTL precision)")
-    peer_compression_level: int = _opt(0, lambda v: None if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 9 else "must be an integer 0-9", "zlib level of peer messages: 0 (none) on LAN, 1-3 on slow links")
+    peer_compression_level: int = _opt(0, _int_min(0, 9), "zlib level of peer messages: 0 (none) on LAN, 1-3 on slow links")
 
 
 @dataclass(frozen=True)

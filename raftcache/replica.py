@@ -616,14 +616,27 @@ class Replica:
 
     def digest(self, timeout: float = 60.0) -> tuple[int, str]:
         """Blocking form of digest_async (not from the Raft thread)."""
-        done = threading.Event()
-        box: list[Any] = []
-        self.digest_async(lambda result: (box.append(result), done.set()))
-        if not done.wait(timeout):
-            raise OutcomeUnknownError("digest not computed in time")
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
+        result = wait_for(self.digest_async, timeout, "digest not computed in time")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
+def wait_for(start: Callable[[OnDone], None], timeout: float, what: str) -> Any:
+    """Call `start(on_done)` and block until `on_done(result)` runs; return that result (a
+    value or an exception instance). Raises OutcomeUnknownError(`what`) after `timeout`.
+    For callers on their own threads, never the Raft thread (which delivers the result)."""
+    done = threading.Event()
+    box: list[Any] = []
+
+    def on_done(result: Any) -> None:
+        box.append(result)
+        done.set()
+
+    start(on_done)
+    if not done.wait(timeout):
+        raise OutcomeUnknownError(what)
+    return box[0]
 
 
 def raft_snapshot_header(meta: SnapshotMeta, *, keys: int, created_ms: int) -> dict[str, Any]:

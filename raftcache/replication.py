@@ -708,7 +708,8 @@ class RaftNode:
     def _on_state_changed(self, old: int, new: int) -> None:
         self._role = _ROLES.get(new, Role.FOLLOWER)
         sync = self._sync
-        log.info("role %s (term %s)", self._role.value, sync.raftCurrentTerm if sync is not None else "?")
+        if sync is not None:  # pysyncobj becomes candidate before it increments the term
+            log.info("role %s (term %s)", self._role.value, sync.raftCurrentTerm + (self._role is Role.CANDIDATE))
         try:
             self._hooks.on_role(self._role)
         except Exception:
@@ -747,31 +748,36 @@ class RaftNode:
         return message
 
     def _check_append_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
-        """Two fixes to pysyncobj's follower side of append-entries (see module doc).
-
-        *Commit only over a matching log.* A leader's snapshot-transfer message carries no
-        prevLogIdx, and pysyncobj raises its commit index from it as from any other; before the
-        snapshot arrives our log may still hold entries the leader never had, which would then
-        be committed and applied. Such messages never advance our commit index here.
-
-        *Backtracking that converges.* On a log conflict pysyncobj answers "try index p", the
-        leader steps back one entry, but every later append-entries already on its way (the
-        leader pipelines) finds our log too short and answers "try the end of your log",
-        undoing the step; under steady writes a follower that missed a term never catches up.
-        We remember the index we asked for and give that same answer to the too-short
-        messages, and on a conflict we ask for the first index of our conflicting term, so the
-        leader skips a whole term per round trip (Raft §5.3's optimisation).
-        """
+        """Two fixes to pysyncobj's follower side of append-entries (see module doc); returns
+        `message` itself when neither applies."""
         sync = self._sync
         if sync is None or message.get("term", -1) < sync.raftCurrentTerm or "transmission" in message:
             return message
         if "prevLogIdx" not in message:
-            if message.get("serialized") is None:
-                capped = dict(message)
-                capped["commit_index"] = min(message.get("commit_index") or 0, sync.raftCommitIndex)
-                return capped
-            self._backtrack = None
+            return self._snapshot_offer(message, sync.raftCommitIndex)
+        return self._backtrack_to_agreement(node, message)
+
+    def _snapshot_offer(self, message: dict[str, Any], commit_index: int) -> dict[str, Any]:
+        """*Commit only over a matching log.* A leader's snapshot-transfer message carries no
+        prevLogIdx, and pysyncobj raises its commit index from it as from any other; while
+        the snapshot is not ready (`serialized` None) our log may still hold entries the leader
+        never had, which would then be committed and applied. Such messages never advance our
+        commit index here."""
+        if message.get("serialized") is not None:
+            self._backtrack = None  # the snapshot replaces our log
             return message
+        capped = dict(message)
+        capped["commit_index"] = min(message.get("commit_index") or 0, commit_index)
+        return capped
+
+    def _backtrack_to_agreement(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
+        """*Backtracking that converges.* On a log conflict pysyncobj answers "try index p",
+        the leader steps back one entry, but every later append-entries already on its way (the
+        leader pipelines) finds our log too short and answers "try the end of your log",
+        undoing the step; under steady writes a follower that missed a term never catches up.
+        We remember the index we asked for and give that same answer to the too-short
+        messages, and on a conflict we ask for the first index of our conflicting term, so the
+        leader skips a whole term per round trip (Raft §5.3's optimisation)."""
         journal = self._journal
         if not len(journal):
             return message
@@ -788,13 +794,11 @@ class RaftNode:
         if ours == message["prevLogTerm"]:
             self._backtrack = None  # found where we agree: pysyncobj's answers are right from here
             return message
-        first = pos
-        while first > 1 and journal[first - 1][2] == ours:
+        first = pos  # back to the first entry of our conflicting term, never to our first entry
+        while first > 1 and journal[first - 1][2] == ours:  # (the snapshot boundary, which the leader has)
             first -= 1
-        hint = journal[max(first, 1) if len(journal) > 1 else 0][1]
-        hint = min(hint, prev)
-        self._backtrack = (source, hint)
-        return self._ask_for(message, hint)
+        self._backtrack = (source, journal[first][1])
+        return self._ask_for(message, journal[first][1])
 
     @staticmethod
     def _ask_for(message: dict[str, Any], index: int) -> dict[str, Any]:

@@ -629,8 +629,8 @@ class RespServer:
                 "raft_log_len": status.log_len,
                 "raft_last_snapshot_index": status.last_snapshot_index,
                 "raft_snapshots_taken": status.snapshots_taken,
-                "raft_members": ",".join((self.peer(m).id or m) for m in status.members),
-                "raft_connected_peers": ",".join(sorted(self.peer(m).id or m for m in self.replica.raft.connected_peers())),
+                "raft_members": ",".join(self.member_ids(status.members)),
+                "raft_connected_peers": ",".join(sorted(self.member_ids(self.replica.raft.connected_peers()))),
                 "raft_revision": status.revision,
                 "raft_replicated_time_ms": status.replicated_time_ms,
                 "raft_inflight_entries": status.inflight_entries,
@@ -664,13 +664,19 @@ class RespServer:
         return _ASYNC
 
     # ------------------------------------------------------------ members, backups
-    def peer(self, raft: str) -> Peer:
+    def peer(self, raft: str, registry: Any = None) -> Peer:
         """What this node knows of a member: the replicated registry, else its config file."""
-        registry = self.replica.read_local(c.Members())
+        if registry is None:
+            registry = self.replica.read_local(c.Members())
         if raft in registry:
             node_id, client = registry[raft]
             return Peer(node_id, raft, client)
         return self.peers.get(raft, Peer("", raft, ""))
+
+    def member_ids(self, addresses: Any) -> list[str]:
+        """Node ids of these raft addresses (the address itself when no id is known)."""
+        registry = self.replica.read_local(c.Members())  # read once for all of them
+        return [self.peer(a, registry).id or a for a in addresses]
 
     def _register_members(self) -> None:
         """The leader records members it knows from its config in the replicated registry, so
@@ -773,7 +779,7 @@ class RespServer:
     def _unreachable(self, members: Any) -> list[str]:
         own = self.replica.raft.settings.address
         connected = self.replica.raft.connected_peers()
-        return [self.peer(m).id or m for m in members if m != own and m not in connected]
+        return self.member_ids(m for m in members if m != own and m not in connected)
 
     def _transfer(self, conn: _Connection, args: list[bytes]) -> Any:
         """RAFTCACHE TRANSFER [id]: hand leadership to a member (the most caught-up by default)."""

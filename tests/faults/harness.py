@@ -291,6 +291,11 @@ class Report:
             and self.converged
         )
 
+    @property
+    def problems(self) -> list[str]:
+        """Every violation, lost or duplicated write and counter problem, described."""
+        return self.linearizability_violations + self.lost_writes + self.duplicated_writes + self.counter_problems
+
     def summary(self) -> str:
         return (
             f"{self.scenario}: {self.seconds:.0f}s, ops ok/failed/unknown {self.ok}/{self.failed}/{self.unknown}, "

@@ -45,7 +45,14 @@ def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int =
         wait_until(lambda: workload.ok_ops >= resumed_from + 300, 60, 0.05, "load to flow after the fault")
     finally:
         workload.stop()
-    for node in cluster.nodes:  # heal whatever a failed fault left behind
+    return judge(name, cluster, workload, started, min_ok=min_ok, after=after)
+
+
+def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int, converge_timeout: float = 60.0,
+          after: Callable[[], None] | None = None) -> Report:
+    """After a stopped workload: heal what a fault left behind, wait for the replicas to
+    converge, check the history, print the report and fail on any problem."""
+    for node in cluster.nodes:
         if node.alive:
             node.resume()
         else:
@@ -53,17 +60,16 @@ def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int =
     if after is not None:
         after()
     try:
-        # RAFTCACHE_CONVERGE_TIMEOUT lowers the bar when hunting slow convergence (default 60 s)
-        cluster.converged(timeout=float(os.environ.get("RAFTCACHE_CONVERGE_TIMEOUT", 60)))
+        # RAFTCACHE_CONVERGE_TIMEOUT lowers the bar when hunting slow convergence
+        cluster.converged(timeout=float(os.environ.get("RAFTCACHE_CONVERGE_TIMEOUT", converge_timeout)))
         converged = True
     except AssertionError as exc:
         converged = False
         print(f"{exc}\n{divergence_report(cluster)}")
     report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
                      converged=converged, min_ok=min_ok)
-    print("\n" + report.summary())
-    problems = report.linearizability_violations + report.lost_writes + report.duplicated_writes + report.counter_problems
-    assert report.passed, report.summary() + "\n" + "\n".join(problems[:20])
+    print("\n" + report.summary(), flush=True)
+    assert report.passed, report.summary() + "\n" + "\n".join(report.problems[:20])
     return report
 
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import Workload, verdict
-from tests.faults.test_nemeses import FAULT_SECTIONS, final_reader, hold
+from tests.faults.harness import Workload
+from tests.faults.test_nemeses import FAULT_SECTIONS, hold, judge
 from tests.helpers import ServerCluster
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
@@ -114,26 +114,16 @@ def test_random_fault_mix(tmp_path):
                     hold(rng.uniform(1, 5))
             finally:
                 workload.stop()
-            if network is not None:
-                network.heal()
-            for node in cluster.nodes:
-                if node.alive:
-                    node.resume()
-                else:
-                    node.start()
-            for node in cluster.nodes:
-                with node.redis() as r:
-                    r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", 0)
-            try:
-                cluster.converged(timeout=90)
-                converged = True
-            except AssertionError:
-                converged = False
-            report = verdict(f"soak segment {segment}", workload, seconds=time.monotonic() - started,
-                             final_get=final_reader(cluster), converged=converged, min_ok=100)
-            print(report.summary(), flush=True)
-            problems = report.linearizability_violations + report.lost_writes + report.duplicated_writes + report.counter_problems
-            assert report.passed, report.summary() + "\n" + "\n".join(problems[:10])
+
+            def heal_network_and_clocks():
+                if network is not None:
+                    network.heal()
+                for node in cluster.nodes:
+                    with node.redis() as r:
+                        r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", 0)
+
+            judge(f"soak segment {segment}", cluster, workload, started, min_ok=100, converge_timeout=90,
+                  after=heal_network_and_clocks)
     finally:
         if network is not None:
             network.heal()
