@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class LoopDelivery:
 
         return deliver
 
-    def resolver(self, future: "asyncio.Future[Any]") -> Callable[[Any], None]:
+    def resolver(self, future: asyncio.Future[Any]) -> Callable[[Any], None]:
         """A callable, safe from any thread, that sets ``future``'s result on the loop."""
         return self.deliverer(lambda result: None if future.done() else future.set_result(result))
 

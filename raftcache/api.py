@@ -12,7 +12,8 @@ for set/cas/expire/persist.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from . import commands as c
 from .errors import SyntaxError_, ValueTooLargeError
@@ -37,7 +38,7 @@ def _to_bytes(value: Any, what: str) -> bytes:
     raise TypeError(f"invalid {what} of type {type(value).__name__}; use a str, bytes, int or float")
 
 
-def _ms(seconds: float | int, what: str) -> int:
+def _ms(seconds: float, what: str) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{what} must be a number of seconds")
     return int(round(seconds * 1000))

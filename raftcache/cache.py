@@ -14,14 +14,28 @@ exceptions (``CommandError`` subclasses for rejected commands, ``NoLeaderError``
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .aio import LoopDelivery
-from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
+from .api import (
+    DEFAULT_MAX_KEY_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    CacheCommands,
+    Convert,
+    raise_or_convert,
+)
 from .clock import Clock
 from .config import ClusterConfig, load_config
 from .errors import ConfigError
-from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions, wait_for
+from .replica import (
+    CONSISTENCY_LEVELS,
+    LINEARIZABLE,
+    NodeStatus,
+    Replica,
+    ReplicaOptions,
+    wait_for,
+)
 from .replication import RaftSettings
 
 
@@ -155,7 +169,7 @@ class Cache(_Replicated):
     def close(self) -> None:
         self._replica.close()
 
-    def __enter__(self) -> "Cache":
+    def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -195,12 +209,12 @@ class AsyncCache(_Replicated):
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._replica.close)
 
-    async def __aenter__(self) -> "AsyncCache":
+    async def __aenter__(self) -> AsyncCache:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
-async def _finish(future: "asyncio.Future[Any]", convert: Convert | None) -> Any:
+async def _finish(future: asyncio.Future[Any], convert: Convert | None) -> Any:
     return raise_or_convert(await future, convert)

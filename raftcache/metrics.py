@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import CollectorRegistry
 
 if TYPE_CHECKING:
@@ -54,7 +59,7 @@ class CommandStats:
 class NodeCollector:
     """Exports a node's state and counters at scrape time."""
 
-    def __init__(self, server: "RespServer") -> None:
+    def __init__(self, server: RespServer) -> None:
         self._server = server
 
     def collect(self) -> Iterator[Any]:
@@ -122,7 +127,7 @@ class NodeCollector:
         yield raft
 
 
-def start_metrics_server(address: str, server: "RespServer") -> Any:
+def start_metrics_server(address: str, server: RespServer) -> Any:
     """Serve /metrics for this node on `address` (host:port); returns the HTTP server."""
     from prometheus_client import start_http_server
 

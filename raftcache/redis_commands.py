@@ -10,11 +10,18 @@ behaviour lives in ``server.py``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import commands as c
-from .errors import CommandError, InvalidExpireError, NotIntegerError, SyntaxError_, ValueTooLargeError
+from .errors import (
+    CommandError,
+    InvalidExpireError,
+    NotIntegerError,
+    SyntaxError_,
+    ValueTooLargeError,
+)
 from .redis_semantics import INT64_MAX, INT64_MIN, parse_int64
 from .resp import OK, Map, SimpleString
 
@@ -356,6 +363,7 @@ __all__ = [
     "COMMANDS",
     "Kind",
     "Limits",
+    "NotIntegerError",
     "Spec",
     "build_command",
     "command_docs",
@@ -364,5 +372,4 @@ __all__ = [
     "parse_int_arg",
     "unknown_command_message",
     "wrong_arity_message",
-    "NotIntegerError",
 ]

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 from .errors import NotIntegerError
 
@@ -56,9 +56,7 @@ def glob_to_regex(pattern: bytes) -> str:
                 if i < n and pattern[i] == 0x5C and n - i >= 2:  # '\' escapes the next byte
                     i += 1
                     items.append(_byte(pattern[i]))
-                elif i < n and pattern[i] == 0x5D:  # ']'
-                    break
-                elif i >= n:  # unclosed class: Redis ends it at the end of the pattern
+                elif i < n and pattern[i] == 0x5D or i >= n:  # ']'
                     break
                 elif n - i >= 3 and pattern[i + 1] == 0x2D:  # 'a-z' (Redis swaps reversed ranges)
                     lo, hi = sorted((pattern[i], pattern[i + 2]))

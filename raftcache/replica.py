@@ -26,12 +26,12 @@ import os
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from . import commands as c
 from .clock import Clock, DisciplinedClock, SystemClock
-from .metrics import LatencyHistogram
 from .errors import (
     CommandError,
     NodeClosedError,
@@ -41,8 +41,17 @@ from .errors import (
     SessionExpiredError,
     StorageError,
 )
+from .metrics import LatencyHistogram
+from .replication import (
+    Failure,
+    LogPosition,
+    RaftNode,
+    RaftSettings,
+    RaftStatus,
+    Role,
+    SnapshotMeta,
+)
 from .session import ClientSession
-from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine
 
@@ -92,7 +101,7 @@ class NodeStatus:
 
 
 class _Request:
-    __slots__ = ("command", "on_done", "deadline", "size", "client_id", "seq", "ack", "maybe_applied", "failure")
+    __slots__ = ("ack", "client_id", "command", "deadline", "failure", "maybe_applied", "on_done", "seq", "size")
 
     def __init__(self, command: Any, on_done: OnDone, deadline: float) -> None:
         self.command = command

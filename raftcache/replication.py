@@ -42,8 +42,9 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pysyncobj.syncobj as _pso_syncobj
 import pysyncobj.tcp_connection as _pso_tcp
@@ -338,7 +339,7 @@ class _GuardedTransport(TCPTransport):
 
 
 class _SyncObj(SyncObj):
-    def __init__(self, node: "RaftNode", conf: SyncObjConf) -> None:
+    def __init__(self, node: RaftNode, conf: SyncObjConf) -> None:
         self._raftcache_node = node  # read by the transport, built inside SyncObj.__init__
         super().__init__(node.settings.address, list(node.settings.peers), conf, transportClass=_GuardedTransport)
 

@@ -43,24 +43,24 @@ from typing import Any, Final
 from .errors import ProtocolError
 
 __all__ = [
-    "RequestParser",
-    "ReplyParser",
+    "DEFAULT_MAX_ARRAY_LEN",
+    "DEFAULT_MAX_BULK_LEN",
+    "DEFAULT_MAX_INLINE_LEN",
     "NEED_DATA",
-    "SimpleString",
-    "ErrorReply",
-    "NullArray",
-    "Map",
     "OK",
     "PONG",
-    "encode_command",
-    "encode_reply",
-    "encode_error",
-    "split_args",
-    "DEFAULT_MAX_BULK_LEN",
-    "DEFAULT_MAX_ARRAY_LEN",
-    "DEFAULT_MAX_INLINE_LEN",
     "UNAUTHENTICATED_MAX_ARRAY_LEN",
     "UNAUTHENTICATED_MAX_BULK_LEN",
+    "ErrorReply",
+    "Map",
+    "NullArray",
+    "ReplyParser",
+    "RequestParser",
+    "SimpleString",
+    "encode_command",
+    "encode_error",
+    "encode_reply",
+    "split_args",
 ]
 
 # Redis's defaults: proto-max-bulk-len, the pre-7.0 multibulk cap, PROTO_INLINE_MAX_SIZE.
@@ -194,7 +194,7 @@ class _Buffered:
     an unterminated line ``_wait_byte``, the terminator (cleared when a chunk carries it).
     """
 
-    __slots__ = ("_buf", "_pos", "_more", "_more_len", "_want", "_wait_byte", "_max_line", "_error")
+    __slots__ = ("_buf", "_error", "_max_line", "_more", "_more_len", "_pos", "_wait_byte", "_want")
 
     def __init__(self, max_line: int) -> None:
         self._buf = b""
@@ -284,17 +284,17 @@ class RequestParser(_Buffered):
     """
 
     __slots__ = (
-        "_max_bulk_len",
-        "_max_array_len",
-        "_authenticated",
-        "_bulk_table",
-        "_count_table",
         "_args",
-        "_left",
-        "_bulklen",
-        "_held",
-        "_ready",
+        "_authenticated",
         "_batch_end",
+        "_bulk_table",
+        "_bulklen",
+        "_count_table",
+        "_held",
+        "_left",
+        "_max_array_len",
+        "_max_bulk_len",
+        "_ready",
         "_window",
     )
 
@@ -650,7 +650,7 @@ class ReplyParser(_Buffered):
     parser dead.
     """
 
-    __slots__ = ("_max_bulk_len", "_max_array_len", "_stack", "_bulklen")
+    __slots__ = ("_bulklen", "_max_array_len", "_max_bulk_len", "_stack")
 
     def __init__(
         self,
@@ -774,7 +774,7 @@ def _lookup(table: dict[type, Any], value: Any) -> Any:
     return None
 
 
-def encode_command(*args: bytes | str | int | float) -> bytes:
+def encode_command(*args: bytes | str | float) -> bytes:
     """A client command as a RESP array of bulk strings (str as UTF-8, numbers as text)."""
     if not args:
         raise ValueError("a command needs at least one argument")

@@ -24,15 +24,24 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__
 from . import commands as c
 from .aio import LoopDelivery
+from .errors import (
+    CommandError,
+    NoAuthError,
+    NoProtoError,
+    ProtocolError,
+    RaftCacheError,
+    WrongPassError,
+    resp_prefix,
+)
 from .metrics import CommandStats
-from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, RaftCacheError, WrongPassError, resp_prefix
 from .redis_commands import (
     COMMANDS,
     Kind,
@@ -90,7 +99,7 @@ class _Stats:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, server: "RespServer") -> None:
+    def __init__(self, server: RespServer) -> None:
         self.server = server
         settings = server.settings
         self.parser = RequestParser(

@@ -22,7 +22,8 @@ import struct
 import sys
 import traceback
 import zlib
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .commands import packer, unpacker
 from .errors import StorageError

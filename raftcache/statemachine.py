@@ -29,7 +29,8 @@ import logging
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict, deque
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from . import commands as c
 from .errors import (
@@ -56,7 +57,7 @@ _MISSING = object()
 
 
 class _Session:
-    __slots__ = ("floor", "last_ms", "results", "order")
+    __slots__ = ("floor", "last_ms", "order", "results")
 
     def __init__(self, floor: int, last_ms: int) -> None:
         self.floor = floor  # every seq below has been answered to the client
@@ -142,8 +143,7 @@ class CacheStateMachine:
 
     def apply(self, batch: c.Batch) -> list[Any]:
         """Apply one replicated batch; one result (value or CommandError) per command."""
-        if batch.time_ms > self._now:
-            self._now = batch.time_ms
+        self._now = max(self._now, batch.time_ms)
         self._expire_sessions()
         return [self._apply_tagged(tag, command) for tag, command in batch.commands]
 

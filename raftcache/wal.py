@@ -22,7 +22,8 @@ import os
 import struct
 import zlib
 from array import array
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgpack
 

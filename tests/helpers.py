@@ -12,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -114,7 +115,7 @@ class EmbeddedNode(_Process):
         self._pending: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
 
-    def start(self) -> "EmbeddedNode":
+    def start(self) -> EmbeddedNode:
         cmd = [sys.executable, "-m", "tests.cluster.embedded_node", "--address", self.address]
         for peer in self.peers:
             cmd += ["--peer", peer]
@@ -197,7 +198,7 @@ class EmbeddedCluster:
             data_dir = root / f"n{i}" if persistent else None
             self.nodes.append(EmbeddedNode(address, peers, root / f"n{i}.log", data_dir, **options))
 
-    def start(self) -> "EmbeddedCluster":
+    def start(self) -> EmbeddedCluster:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
@@ -277,7 +278,7 @@ class ServerNode(_Process):
         self.log_path = config.parent / f"{node_id}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ServerNode":
+    def start(self) -> ServerNode:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*self.exec_prefix, sys.executable, "-m", "raftcache", "serve", "--config", str(self.config), "--node", self.id],
@@ -342,7 +343,7 @@ class ServerCluster:
     def endpoints(self) -> list[str]:
         return [n.client_address for n in self.nodes]
 
-    def start(self) -> "ServerCluster":
+    def start(self) -> ServerCluster:
         for node in self.nodes:
             node.start()
         leader = self.leader()

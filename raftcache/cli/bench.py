@@ -4,8 +4,8 @@ connections), with a progress bar and a latency summary."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import random
+import sys
 import time
 
 import click

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -15,7 +16,7 @@ from ..client import Client, RetryPolicy
 from ..client.core import parse_info
 from ..config import ClusterConfig, load_config
 from ..errors import RaftCacheError, error_from_resp
-from ..resp import ErrorReply, NEED_DATA, ReplyParser, encode_command
+from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
 
 
 @dataclass

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
@@ -21,7 +22,7 @@ class _Connection:
         self.parser = ReplyParser()
 
     @classmethod
-    async def open(cls, endpoint: str, timeout: float, password: str | None) -> "_Connection":
+    async def open(cls, endpoint: str, timeout: float, password: str | None) -> _Connection:
         host, port = endpoint.rsplit(":", 1)
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
         conn = cls(reader, writer)
@@ -113,7 +114,7 @@ class AsyncClient(ClientBase):
             for conn in conns:
                 conn.close()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -4,7 +4,8 @@ and the status plan. The two differ only in how they perform I/O."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands
 from ..config import load_config

@@ -39,13 +39,13 @@ class Pipeline(CacheCommands):
             return _finish_async(results, queued, raise_on_error)
         return _finish(results, queued, raise_on_error)
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._queued = []
 
-    async def __aenter__(self) -> "Pipeline":
+    async def __aenter__(self) -> Pipeline:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

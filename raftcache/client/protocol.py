@@ -7,7 +7,8 @@ from the state machine, so ``api.CacheCommands`` converts results identically fo
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import commands as c
 from ..errors import RaftCacheError, error_from_resp

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
@@ -133,7 +134,7 @@ class Client(ClientBase):
     def close(self) -> None:
         self._pool.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raftcache import Cache
-from raftcache.commands import SessionTag
 from raftcache import commands as c
+from raftcache.commands import SessionTag
 
 
 def encode(value: Any) -> Any:

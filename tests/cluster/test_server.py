@@ -159,9 +159,8 @@ def test_pipeline_of_1000_commands_in_order(r, k):
     ],
 )
 def test_errors_match_redis(cluster, command, error):
-    with cluster.nodes[1].redis() as r:
-        with pytest.raises(redis.ResponseError) as info:
-            r.execute_command(*command)
+    with cluster.nodes[1].redis() as r, pytest.raises(redis.ResponseError) as info:
+        r.execute_command(*command)
     assert str(info.value) == error
 
 

@@ -33,7 +33,7 @@ def talk(port: int, payload: bytes, *, timeout: float = 5.0) -> bytes:
         try:
             while chunk := s.recv(65536):
                 data += chunk
-        except socket.timeout:
+        except TimeoutError:
             pass
     return data
 
@@ -114,7 +114,7 @@ def test_slowloris_connections_are_closed_and_memory_stays_bounded(cluster):
                 try:
                     if s.recv(1) == b"":
                         closed += 1
-                except socket.timeout:
+                except TimeoutError:
                     pass
                 except OSError:
                     closed += 1

@@ -28,8 +28,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from raftcache.resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
@@ -146,7 +147,7 @@ class Workload:
             self.record.counters[key] = Counter()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "Workload":
+    def start(self) -> Workload:
         for w in range(self.workers):
             thread = threading.Thread(target=self._run, args=(w,), name=f"client-{w}", daemon=True)
             thread.start()

@@ -184,10 +184,9 @@ def test_refuses_non_loopback_raft_address_without_secret():
 
 def test_memory_only_node_says_so(caplog):
     (port,) = free_ports(1)
-    with caplog.at_level(logging.WARNING):
-        with Cache(f"127.0.0.1:{port}", []) as c:
-            c.wait_ready(10)
-            c.set("k", "v")
+    with caplog.at_level(logging.WARNING), Cache(f"127.0.0.1:{port}", []) as c:
+        c.wait_ready(10)
+        c.set("k", "v")
     assert "MEMORY-ONLY" in caplog.text
 
 
