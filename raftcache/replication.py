@@ -10,8 +10,7 @@ why (see the project README's architecture section for the full picture):
 * **Durable journal** — pysyncobj's mmap journal never fsyncs; we hand it our own
   (:class:`_Journal` over :class:`raftcache.wal.LogFile`). No entry is acknowledged before
   it is on disk: the guarded transport syncs the journal before any message leaves the node
-  (a follower's ack, a vote) except a leader's append-entries (and forwarded-command
-  messages, which promise nothing about the disk), which go out first so that
+  (a follower's ack, a vote) except a leader's append-entries, which go out first so that
   the leader's fsync overlaps its followers' (Raft thesis §10.2.1); the leader then syncs
   at the end of the tick, and always before it reads a follower's reply, so when pysyncobj
   counts the leader itself toward a commit majority, the entry is on the leader's disk.
@@ -318,13 +317,6 @@ _pso_tcp.zlib = _PeerCompression  # type: ignore[assignment]
 
 
 # -------------------------------------------------------------------------- the transport
-# Messages that promise nothing about this node's disk, so they may leave before its
-# journal is synced: a leader's append-entries (it syncs before reading any reply; see the
-# module doc), a forwarded command, and the leader's "your command is entry (idx, term)",
-# which only names an entry that is not committed yet.
-_SENT_BEFORE_FSYNC = frozenset({"append_entries", "apply_command", "apply_command_response"})
-
-
 class _GuardedTransport(TCPTransport):
     """TCP transport with our hooks: journal sync before send, message filter, fault drops."""
 
@@ -733,7 +725,7 @@ class RaftNode:
             return False
         if node is not None and getattr(node, "address", None) in self._faults.isolated:
             return False
-        if isinstance(message, dict) and message.get("type") in _SENT_BEFORE_FSYNC:
+        if isinstance(message, dict) and message.get("type") == "append_entries":
             return True  # synced at the end of this tick, before any reply is read
         return self._sync_journal()
 
