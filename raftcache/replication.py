@@ -8,12 +8,9 @@ why (see the project README's architecture section for the full picture):
   (Fernet: authenticated encryption) and binds the raft port to its own address, never
   0.0.0.0. A non-loopback raft address without a secret is refused.
 * **Durable journal** — pysyncobj's mmap journal never fsyncs; we hand it our own
-  (:class:`_Journal` over :class:`raftcache.wal.LogFile`). No entry is acknowledged before
-  it is on disk: the guarded transport syncs the journal before any message leaves the node
-  (a follower's ack, a vote) except a leader's append-entries, which go out first so that
-  the leader's fsync overlaps its followers' (Raft thesis §10.2.1); the leader then syncs
-  at the end of the tick, and always before it reads a follower's reply, so when pysyncobj
-  counts the leader itself toward a commit majority, the entry is on the leader's disk.
+  (:class:`_Journal` over :class:`raftcache.wal.LogFile`). The guarded transport syncs the
+  journal before *any* message leaves the node, so no entry is acknowledged (follower ack,
+  or a leader counting itself) before it is on disk.
 * **Append-entries filter** — pysyncobj followers truncate and re-append whenever an
   append-entries overlaps their log, even without a conflict (Raft §5.3 only allows it on a
   conflict), which can briefly drop entries they already acknowledged. When our last entry
@@ -322,7 +319,7 @@ class _GuardedTransport(TCPTransport):
 
     def send(self, node: Any, message: Any) -> bool:
         node_impl: RaftNode = self._syncObj._raftcache_node
-        if not node_impl._before_send(node, message):
+        if not node_impl._before_send(node):
             return False
         return super().send(node, message)
 
@@ -687,9 +684,10 @@ class RaftNode:
     def _on_tick(self) -> None:
         if self._fatal is not None:
             return
-        # Entries appended (and sent) this tick reach the disk before pysyncobj polls for the
-        # followers' replies and before its next commit count (also for a lone node).
-        if not self._sync_journal():
+        try:
+            self._journal.sync()  # covers a single-node cluster, which never sends
+        except StorageError as exc:
+            self._fail(exc)
             return
         while self._calls:
             fn = self._calls.popleft()
@@ -718,18 +716,12 @@ class RaftNode:
         except Exception:
             log.exception("role hook failed")
 
-    def _before_send(self, node: Any, message: Any = None) -> bool:
-        """Called by the transport before every message: nothing but a leader's append-entries
-        leaves before the disk has the journal (see module doc)."""
+    def _before_send(self, node: Any) -> bool:
+        """Called by the transport before every message: nothing leaves before the disk has it."""
         if self._fatal is not None or self._closing:
             return False
         if node is not None and getattr(node, "address", None) in self._faults.isolated:
             return False
-        if isinstance(message, dict) and message.get("type") == "append_entries":
-            return True  # synced at the end of this tick, before any reply is read
-        return self._sync_journal()
-
-    def _sync_journal(self) -> bool:
         try:
             self._journal.sync()
         except StorageError as exc:
@@ -744,8 +736,6 @@ class RaftNode:
             return None
         if isinstance(message, dict):
             kind = message.get("type")
-            if kind == "append_entries_response" and not self._sync_journal():
-                return None  # a leader counts itself only over a journal on disk
             if kind == "append_entries":
                 checked = self._check_append_entries(node, message)
                 return self._trim_append_entries(checked) if checked is message else checked
