@@ -113,6 +113,9 @@ class Record:
 
     registers: list[Op] = field(default_factory=list)
     appends: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> element -> outcome
+    # element -> (endpoint, invoke, complete) in monotonic seconds since the workload started:
+    # where and when each APPEND ran, so a lost or doubled element can be placed in the node logs
+    append_trace: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     counters: dict[str, Counter[str]] = field(default_factory=dict)  # key -> outcome -> count
     write_completions: list[float] = field(default_factory=list)  # times of acknowledged writes
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -148,6 +151,8 @@ class Workload:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Workload:
+        self.started = time.monotonic()
+        self.started_wall = time.time()
         for w in range(self.workers):
             thread = threading.Thread(target=self._run, args=(w,), name=f"client-{w}", daemon=True)
             thread.start()
@@ -236,10 +241,13 @@ class Workload:
     def _append_op(self, worker: int, rng: random.Random, conn: RespConn, counter: Any) -> str:
         key = rng.choice(self.append_keys)
         element = f"{worker}.{next(counter)}"
+        invoke = time.monotonic()
         outcome, reply = classify(lambda: conn.call("APPEND", key, element + ","))
+        complete = time.monotonic()
         self._note(outcome, reply)
         with self._lock:
             self.record.appends[key][element] = outcome
+            self.record.append_trace[element] = (conn.endpoint, invoke - self.started, complete - self.started)
             if outcome == "ok":
                 self.record.write_completions.append(time.monotonic())
         return outcome
@@ -321,19 +329,28 @@ def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Cal
     result = check_history(rec.registers, time_limit=20.0)
     violations = [f"{v.key}: {v.explanation}" for v in result.violations]
     lost, duplicated = [], []
+
+    def where(element: str) -> str:
+        trace = rec.append_trace.get(element)
+        if trace is None:
+            return ""
+        endpoint, invoke, complete = trace
+        wall = time.strftime("%H:%M:%S", time.localtime(workload.started_wall + invoke))
+        return f" (via {endpoint}, invoked +{invoke:.2f}s = {wall}, answered after {complete - invoke:.2f}s)"
+
     for key, elements in rec.appends.items():
         final = final_get(key) or b""
         present = Counter(e for e in final.decode().split(",") if e)
         for element, count in present.items():
             if count > 1:
-                duplicated.append(f"{key}: {element} x{count}")
+                duplicated.append(f"{key}: {element} x{count}{where(element)}")
             if element not in elements:
                 duplicated.append(f"{key}: {element} was never appended")
             elif elements[element] == "fail":
-                lost.append(f"{key}: {element} present although its APPEND failed")
+                lost.append(f"{key}: {element} present although its APPEND failed{where(element)}")
         for element, outcome in elements.items():
             if outcome == "ok" and present[element] == 0:
-                lost.append(f"{key}: acknowledged {element} missing")
+                lost.append(f"{key}: acknowledged {element} missing{where(element)}")
     counter_problems = []
     for key, outcomes in rec.counters.items():
         value = int(final_get(key) or 0)

@@ -525,3 +525,20 @@ def test_ten_clients_with_many_unknown_ops_check_quickly():
     assert time.monotonic() - started < 5.0
     broken, _ = mutate_one_read(ops, 1234, NEVER_WRITTEN)
     assert not check_history(broken).ok
+
+
+def test_a_lost_append_is_reported_with_where_and_when_it_ran():
+    """A lost or doubled element must be placeable in the node logs: the report names the
+    endpoint, the wall-clock time of the call and how long the answer took."""
+    from tests.faults.harness import Workload, verdict
+
+    workload = Workload(lambda: [], workers=0, prefix="t:")
+    workload.started, workload.started_wall = 100.0, 1_800_000_000.0
+    workload.record.appends["t:a0"] = {"2.7": "ok", "2.8": "ok"}
+    workload.record.append_trace["2.8"] = ("127.0.0.1:7003", 12.5, 15.75)
+    report = verdict("trace", workload, seconds=1.0, final_get=lambda key: b"2.7," if key == "t:a0" else None,
+                     converged=True, min_ok=0)
+    assert not report.passed
+    (lost,) = report.lost_writes
+    assert lost.startswith("t:a0: acknowledged 2.8 missing (via 127.0.0.1:7003, invoked +12.50s = ")
+    assert lost.endswith("answered after 3.25s)")
