@@ -18,24 +18,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .aio import LoopDelivery
-from .api import (
-    DEFAULT_MAX_KEY_BYTES,
-    DEFAULT_MAX_VALUE_BYTES,
-    CacheCommands,
-    Convert,
-    raise_or_convert,
-)
+from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
 from .clock import Clock
 from .config import ClusterConfig, load_config
 from .errors import ConfigError
-from .replica import (
-    CONSISTENCY_LEVELS,
-    LINEARIZABLE,
-    NodeStatus,
-    Replica,
-    ReplicaOptions,
-    wait_for,
-)
+from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions, wait_for
 from .replication import RaftSettings
 
 

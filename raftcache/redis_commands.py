@@ -15,13 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import commands as c
-from .errors import (
-    CommandError,
-    InvalidExpireError,
-    NotIntegerError,
-    SyntaxError_,
-    ValueTooLargeError,
-)
+from .errors import CommandError, InvalidExpireError, NotIntegerError, SyntaxError_, ValueTooLargeError
 from .redis_semantics import INT64_MAX, INT64_MIN, parse_int64
 from .resp import OK, Map, SimpleString
 

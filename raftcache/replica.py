@@ -42,15 +42,7 @@ from .errors import (
     StorageError,
 )
 from .metrics import LatencyHistogram
-from .replication import (
-    Failure,
-    LogPosition,
-    RaftNode,
-    RaftSettings,
-    RaftStatus,
-    Role,
-    SnapshotMeta,
-)
+from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine

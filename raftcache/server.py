@@ -32,15 +32,7 @@ from typing import Any
 from . import __version__
 from . import commands as c
 from .aio import LoopDelivery
-from .errors import (
-    CommandError,
-    NoAuthError,
-    NoProtoError,
-    ProtocolError,
-    RaftCacheError,
-    WrongPassError,
-    resp_prefix,
-)
+from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, RaftCacheError, WrongPassError, resp_prefix
 from .metrics import CommandStats
 from .redis_commands import (
     COMMANDS,
@@ -673,19 +665,26 @@ class RespServer:
         return _ASYNC
 
     # ------------------------------------------------------------ members, backups
-    def peer(self, raft: str, registry: Any = None) -> Peer:
-        """What this node knows of a member: the replicated registry, else its config file."""
-        if registry is None:
-            registry = self.replica.read_local(c.Members())
-        if raft in registry:
-            node_id, client = registry[raft]
-            return Peer(node_id, raft, client)
-        return self.peers.get(raft, Peer("", raft, ""))
+    def peer_lookup(self) -> Callable[[str], Peer]:
+        """What this node knows of members (the replicated registry, else its config file),
+        from one read of the registry: take one per request, then look up every member."""
+        registry = self.replica.read_local(c.Members())
+
+        def peer(raft: str) -> Peer:
+            if raft in registry:
+                node_id, client = registry[raft]
+                return Peer(node_id, raft, client)
+            return self.peers.get(raft, Peer("", raft, ""))
+
+        return peer
+
+    def peer(self, raft: str) -> Peer:
+        return self.peer_lookup()(raft)
 
     def member_ids(self, addresses: Any) -> list[str]:
         """Node ids of these raft addresses (the address itself when no id is known)."""
-        registry = self.replica.read_local(c.Members())  # read once for all of them
-        return [self.peer(a, registry).id or a for a in addresses]
+        peer = self.peer_lookup()
+        return [peer(a).id or a for a in addresses]
 
     def _register_members(self) -> None:
         """The leader records members it knows from its config in the replicated registry, so
@@ -702,9 +701,10 @@ class RespServer:
 
     def _members(self, conn: _Connection, args: list[bytes]) -> Any:
         status = self.replica.raft.status()
+        lookup = self.peer_lookup()
         rows = []
         for raft in status.members:
-            peer = self.peer(raft)
+            peer = lookup(raft)
             rows.append([peer.id.encode(), raft.encode(), peer.client.encode(), int(raft == status.leader)])
         return rows
 
@@ -718,8 +718,9 @@ class RespServer:
     def _resolve(self, node: bytes) -> str:
         """A member named by id or raft address -> its raft address."""
         name = node.decode("utf-8", "replace")
+        peer = self.peer_lookup()
         for raft in self.replica.raft.status().members:
-            if raft == name or self.peer(raft).id == name:
+            if raft == name or peer(raft).id == name:
                 return raft
         raise CommandError(f"no member named {name!r} (see RAFTCACHE MEMBERS)")
 
@@ -750,8 +751,9 @@ class RespServer:
         status = self.replica.raft.status()
         if raft in status.members:
             raise CommandError(f"{raft} is already a member")
+        peer = self.peer_lookup()
         for member in status.members:
-            if self.peer(member).id == node_id:
+            if peer(member).id == node_id:
                 raise CommandError(f"member id {node_id!r} is already used by {member}")
         missing = self._unreachable(status.members)
         if missing and not force:

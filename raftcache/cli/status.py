@@ -8,14 +8,7 @@ from typing import Any
 
 import click
 
-from .common import (
-    Target,
-    cluster_options,
-    human_bytes,
-    human_seconds,
-    print_json,
-    print_table,
-)
+from .common import Target, cluster_options, human_bytes, human_seconds, print_json, print_table
 
 COLUMNS = [
     ("id", "ID"),

@@ -11,13 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from raftcache.cli.main import cli
-from tests.helpers import (
-    ServerCluster,
-    ServerNode,
-    free_ports,
-    wait_until,
-    write_cluster_config,
-)
+from tests.helpers import ServerCluster, ServerNode, free_ports, wait_until, write_cluster_config
 
 
 @pytest.fixture(scope="module")

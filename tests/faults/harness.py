@@ -142,6 +142,8 @@ class Workload:
         self._key_ops: Counter[str] = Counter()
         self._ops = 0
         self._seed = seed
+        self.started = time.monotonic()  # reset by start(); append traces are relative to it
+        self.started_wall = time.time()
         self.append_keys = [f"{prefix}a0", f"{prefix}a1"]
         self.counter_keys = [f"{prefix}c0", f"{prefix}c1"]
         for key in self.append_keys:
