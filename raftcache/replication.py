@@ -16,7 +16,7 @@ why (see the project README's architecture section for the full picture):
   conflict), which can briefly drop entries they already acknowledged. When our last entry
   is from the sender's term, our whole log provably matches the leader's, so overlapping
   entries are dropped from the message instead. Two more follower-side fixes: a leader's
-  snapshot-transfer message never raises the commit index over a possibly conflicting log,
+  snapshot-transfer messages never raise the commit index over a possibly conflicting log,
   and log-conflict backtracking cannot be undone by the leader's pipelined messages (which
   left a deposed leader unable to rejoin for minutes under steady writes).
 * **Snapshots** — pysyncobj's custom serializer runs on its tick thread; we fork, and the
@@ -759,14 +759,16 @@ class RaftNode:
         return self._backtrack_to_agreement(node, message)
 
     def _snapshot_offer(self, message: dict[str, Any], commit_index: int) -> dict[str, Any]:
-        """*Commit only over a matching log.* A leader's snapshot-transfer message carries no
-        prevLogIdx, and pysyncobj raises its commit index from it as from any other; while
-        the snapshot is not ready (`serialized` None) our log may still hold entries the leader
-        never had, which would then be committed and applied. Such messages never advance our
-        commit index here."""
+        """*Commit only over a matching log.* A leader's snapshot-transfer messages carry no
+        prevLogIdx, and pysyncobj raises its commit index from each of them as from any other,
+        up to the end of our log. Until the last chunk has arrived and loaded, our log may still
+        hold entries the leader never had (a deposed leader's uncommitted writes): between two
+        chunks they would be committed, applied and acknowledged to clients, and then replaced
+        by the snapshot (a lost acknowledged write; the soak found it). A last chunk that fails
+        to load leaves that log in place too. So no such message advances our commit index;
+        after a load, the leader's next append-entries (matched at the snapshot) does."""
         if message.get("serialized") is not None:
             self._backtrack = None  # the snapshot replaces our log
-            return message
         capped = dict(message)
         capped["commit_index"] = min(message.get("commit_index") or 0, commit_index)
         return capped
@@ -897,6 +899,7 @@ class RaftNode:
             raise
         self._last_snapshot_index = meta.last.index
         self._rearm_election_timer()
+        self.call_soon(self._fail_orphaned_proposals)
         # pysyncobj clears the journal unless it starts exactly at the snapshot's (prev, last).
         # After a crash between writing a snapshot and compacting, it holds older entries too:
         # drop just those, so the entries after the snapshot survive.
@@ -908,6 +911,24 @@ class RaftNode:
         last = (meta.last.command, meta.last.index, meta.last.term)
         prev = (meta.prev.command, meta.prev.index, meta.prev.term)
         return last, prev, {TCPNode(address) for address in meta.members}
+
+    def _fail_orphaned_proposals(self) -> None:
+        """Proposals waiting for a log index that a snapshot load skipped are never called
+        back by pysyncobj (it calls back only when it applies that index itself). Their outcome
+        is unknown: say so now, so the replica retries them (same exactly-once tag) at once
+        instead of at their deadline. Runs on the tick after the load."""
+        sync = self._sync
+        if sync is None:
+            return
+        waiting = sync._SyncObj__commandsWaitingCommit  # type: ignore[attr-defined]
+        applied = sync.raftLastApplied
+        orphaned = sorted(i for i in waiting if i <= applied)
+        if orphaned:
+            log.info("proposals at log indexes %s..%s were skipped by the snapshot load: outcome unknown, retrying",
+                     orphaned[0], orphaned[-1])
+        for index in orphaned:
+            for _term, callback in waiting.pop(index):
+                callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
 
     def _rearm_election_timer(self) -> None:
         """Loading a large snapshot can take longer than an election timeout, and pysyncobj's

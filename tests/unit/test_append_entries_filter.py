@@ -7,6 +7,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from raftcache.replication import RaftNode
 
 LEADER = SimpleNamespace(address="127.0.0.1:7103")
@@ -93,9 +95,31 @@ def test_without_a_conflict_messages_pass_unchanged():
     assert node._check_append_entries(LEADER, stale) is stale
 
 
-def test_a_snapshot_offer_never_commits_our_possibly_conflicting_entries():
+@pytest.mark.parametrize("serialized", [None, (b"data", True, False), (b"data", False, False), (b"", False, True)],
+                         ids=["not-ready", "first-chunk", "middle-chunk", "last-chunk"])
+def test_no_snapshot_offer_commits_our_possibly_conflicting_entries(serialized):
+    # Between two chunks pysyncobj would commit (and apply, and acknowledge) entries 6..9, which
+    # the deposed leader wrote in term 2 and the snapshot is about to replace; a last chunk that
+    # fails to load would leave them in place. After a load, the next append-entries commits.
     node = deposed_leader(TERMS, commit=5)
-    waiting = {"type": "append_entries", "term": 3, "commit_index": 1000, "serialized": None}
-    assert node._check_append_entries(LEADER, waiting)["commit_index"] == 5
-    chunk = {"type": "append_entries", "term": 3, "commit_index": 1000, "serialized": (b"data", True, True)}
-    assert node._check_append_entries(LEADER, chunk) is chunk
+    offer = {"type": "append_entries", "term": 3, "commit_index": 1000, "serialized": serialized}
+    out = node._check_append_entries(LEADER, offer)
+    assert out["commit_index"] == 5
+    assert out["serialized"] == serialized
+
+
+def test_proposals_a_snapshot_load_skipped_are_reported_as_outcome_unknown():
+    # pysyncobj calls a proposal back only when it applies that index itself; a snapshot load
+    # jumps past it. The adapter fails those at once (retried with the same tag), not the rest.
+    from pysyncobj import FAIL_REASON
+
+    from raftcache.replication import _FAILURES, Failure
+
+    calls: list[tuple[str, Any, int]] = []
+    waiting = {index: [(2, lambda result, error, i=index: calls.append((f"at {i}", result, error)))] for index in (3, 7, 12)}
+    node = RaftNode.__new__(RaftNode)
+    node._sync = SimpleNamespace(raftLastApplied=10, _SyncObj__commandsWaitingCommit=waiting)
+    node._fail_orphaned_proposals()
+    assert calls == [("at 3", None, FAIL_REASON.UNKNOWN_OUTCOME), ("at 7", None, FAIL_REASON.UNKNOWN_OUTCOME)]
+    assert list(waiting) == [12]  # still to be applied: pysyncobj calls it back itself
+    assert not _FAILURES[FAIL_REASON.UNKNOWN_OUTCOME].definite and _FAILURES[FAIL_REASON.UNKNOWN_OUTCOME] is Failure.UNKNOWN
