@@ -424,6 +424,9 @@ def test_deposed_leader_catching_up_by_snapshot_acknowledges_none_of_its_own_wri
             final = "," + (r.get("deposed") or b"").decode()
         acked = [i for i, out in outcomes.items() if isinstance(out, int)]
         lost = [i for i in acked if f",{i}," not in final]
-        print(f"outcomes {outcomes}; final {final!r}")
+        doubled = [i for i in outcomes if final.count(f",{i},") > 1]  # the retries carry their tags
+        print(f"\n{len(acked)} of {len(outcomes)} writes to the deposed leader acknowledged, {len(lost)} lost, "
+              f"{len(doubled)} doubled; outcomes {outcomes}; final {final!r}")
         assert not lost, f"acknowledged by the deposed leader but lost: {lost} (final value {final!r})"
+        assert not doubled, f"applied twice: {doubled} (final value {final!r})"
         assert acked, f"no write was acknowledged, so nothing was tested: {outcomes}"
