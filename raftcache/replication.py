@@ -18,7 +18,9 @@ why (see the project README's architecture section for the full picture):
   entries are dropped from the message instead. Two more follower-side fixes: a leader's
   snapshot-transfer messages never raise the commit index over a possibly conflicting log,
   and log-conflict backtracking cannot be undone by the leader's pipelined messages (which
-  left a deposed leader unable to rejoin for minutes under steady writes).
+  left a deposed leader unable to rejoin for minutes under steady writes). Leader side: a
+  follower's late acks (from a backlog after a pause) no longer rewind its next index, which
+  made the leader resend its whole snapshot once per late ack.
 * **Snapshots** — pysyncobj's custom serializer runs on its tick thread; we fork, and the
   child writes a msgpack snapshot of the state machine while the parent keeps ticking.
 * **Tuned config** — no 100 ms batching delay, our own deadlines, fast reconnects.
@@ -326,8 +328,12 @@ class _GuardedTransport(TCPTransport):
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         node_impl: RaftNode = self._syncObj._raftcache_node
         message = node_impl._filter_incoming(node, message)
-        if message is not None:
-            super()._onMessageReceived(node, message)
+        if message is None:
+            return
+        keep = node_impl._next_index_to_keep(node, message)
+        super()._onMessageReceived(node, message)
+        if keep is not None:
+            node_impl._keep_next_index(node, keep)
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802
         log.info("peer %s connected", getattr(node, "address", node))
@@ -747,6 +753,27 @@ class RaftNode:
                     )
                 return None
         return message
+
+    def _next_index_to_keep(self, node: Any, message: Any) -> int | None:
+        """*A late ack must not rewind the leader.* pysyncobj's leader sets a follower's next
+        index to whatever a success reply names. A follower that was paused (or slow) works
+        through a backlog of append-entries the leader pipelined long ago and acks each, so
+        every late ack moved the next index back; once behind the leader's log start, each one
+        made the leader send its whole snapshot again (55-180 loads of the same snapshot in
+        1-2 s after a pause, each rewinding the follower's state). Acks still raise the match
+        index; only a reset reply (a log conflict or gap) moves the next index back. Returns
+        the next index to restore after pysyncobj has handled `message`, if it would go back."""
+        if self._role is not Role.LEADER or not isinstance(message, dict) or message.get("type") != "next_node_idx":
+            return None
+        if message.get("reset") or not message.get("success") or self._sync is None:
+            return None
+        current = self._sync._SyncObj__raftNextIndex.get(node)  # type: ignore[attr-defined]
+        return current if current is not None and message.get("next_node_idx", current) < current else None
+
+    def _keep_next_index(self, node: Any, index: int) -> None:
+        next_index = self._sync._SyncObj__raftNextIndex  # type: ignore[union-attr]
+        if node in next_index and next_index[node] < index:
+            next_index[node] = index
 
     def _check_append_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
         """Two fixes to pysyncobj's follower side of append-entries (see module doc); returns

@@ -123,3 +123,27 @@ def test_proposals_a_snapshot_load_skipped_are_reported_as_outcome_unknown():
     assert calls == [("at 3", None, FAIL_REASON.UNKNOWN_OUTCOME), ("at 7", None, FAIL_REASON.UNKNOWN_OUTCOME)]
     assert list(waiting) == [12]  # still to be applied: pysyncobj calls it back itself
     assert not _FAILURES[FAIL_REASON.UNKNOWN_OUTCOME].definite and _FAILURES[FAIL_REASON.UNKNOWN_OUTCOME] is Failure.UNKNOWN
+
+
+def test_a_late_ack_does_not_rewind_the_leaders_next_index():
+    # A resumed follower acks entries from its backlog long after the leader moved on;
+    # pysyncobj would set the next index back to each (then, being past its log start, resend
+    # the whole snapshot). The adapter restores the next index after pysyncobj handles an ack.
+    from raftcache.replication import Role
+
+    follower = "127.0.0.1:7102"  # pysyncobj keys these by node objects; any hashable will do
+    node = RaftNode.__new__(RaftNode)
+    node._role = Role.LEADER
+    next_index = {follower: 305}
+    node._sync = SimpleNamespace(_SyncObj__raftNextIndex=next_index)
+    late_ack = {"type": "next_node_idx", "next_node_idx": 175, "reset": False, "success": True}
+    keep = node._next_index_to_keep(follower, late_ack)
+    assert keep == 305
+    next_index[follower] = 175  # what pysyncobj does with the ack (it also raises the match index)
+    node._keep_next_index(follower, keep)
+    assert next_index[follower] == 305
+    # a conflict or gap reply must move it back; a newer ack moves it forward; followers ignore it
+    assert node._next_index_to_keep(follower, {**late_ack, "reset": True, "success": False}) is None
+    assert node._next_index_to_keep(follower, {**late_ack, "next_node_idx": 400}) is None
+    node._role = Role.FOLLOWER
+    assert node._next_index_to_keep(follower, late_ack) is None
