@@ -58,7 +58,7 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
 
 from .errors import BindError, ConfigError, StorageError
-from .snapshot import write_in_child
+from .snapshot import remove_partial_files, write_in_child
 from .wal import Entry, LogFile, MetaFile
 
 log = logging.getLogger(__name__)
@@ -435,6 +435,7 @@ class RaftNode:
             os.makedirs(settings.data_dir, exist_ok=True)
             dump_dir = settings.data_dir
         self._dump_path = os.path.join(dump_dir, "snapshot.rcs")
+        remove_partial_files(self._dump_path)  # left by writers killed with an earlier run
         self._journal = _Journal(settings.data_dir, settings.fsync, self._fail)
         self._sync: _SyncObj | None = None
         self._owner: threading.Thread | None = None
@@ -976,6 +977,7 @@ class RaftNode:
             os.waitpid(job.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+        remove_partial_files(self._dump_path, job.pid)
         self._snapshot = None
         self._snapshot_failed = True
 

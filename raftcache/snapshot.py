@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import glob
 import os
 import signal
 import struct
@@ -181,6 +182,16 @@ def write_in_child(path: str, write: Callable[[str], None]) -> int:
         fsync_dir(path)
 
     return _fork(body)
+
+
+def remove_partial_files(path: str, pid: int | None = None) -> None:
+    """Delete what killed `write_in_child` writers for `path` left behind (the writer `pid`'s,
+    or every writer's): a killed child cannot clean up after itself."""
+    for partial in glob.glob(f"{glob.escape(path)}.{pid if pid is not None else '*'}.partial*"):
+        try:
+            os.unlink(partial)
+        except FileNotFoundError:
+            pass
 
 
 def compute_in_child(compute: Callable[[], bytes]) -> tuple[int, int]:

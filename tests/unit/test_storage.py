@@ -179,3 +179,31 @@ def test_failed_snapshot_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_snapshot(path, {}, sections())
     assert os.listdir(tmp_path) == []
+
+
+def test_files_of_a_killed_snapshot_writer_are_removed(tmp_path):
+    import signal
+    import time
+
+    from raftcache.snapshot import remove_partial_files, write_in_child
+
+    path = str(tmp_path / "snapshot.rcs")
+    write_snapshot(path, {"kind": "raft-snapshot"}, [("state", {})])  # the current snapshot stays
+
+    def stuck_sections():
+        yield "state", {}
+        time.sleep(60)  # killed long before this ends
+
+    pid = write_in_child(path, lambda partial: write_snapshot(partial, {}, stuck_sections()))
+    deadline = time.monotonic() + 10
+    while len(os.listdir(tmp_path)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert len(os.listdir(tmp_path)) == 2, os.listdir(tmp_path)  # the killed writer's file is left over
+    (tmp_path / "snapshot.rcs.999.partial").write_bytes(b"another dead writer's")
+    remove_partial_files(path, pid)
+    assert sorted(os.listdir(tmp_path)) == ["snapshot.rcs", "snapshot.rcs.999.partial"]
+    remove_partial_files(path)  # at start: every writer of an earlier run is dead
+    assert os.listdir(tmp_path) == ["snapshot.rcs"]
+    assert SnapshotReader(path).header["kind"] == "raft-snapshot"
