@@ -12,7 +12,12 @@ from tests.helpers import ServerCluster
 
 @pytest.fixture
 def cluster(tmp_path):
-    cl = ServerCluster(tmp_path, sections={"cluster": {"secret": "s", "request_timeout_ms": 1500}}).start()
+    # No idle clock entries. One proposed in the few ms between the pause and the SET's arrival
+    # holds the single in-flight slot until it times out; the tick that times it out can also be
+    # past the SET's deadline, and then the SET, never proposed, rightly gets "not applied"
+    # instead of the "outcome unknown" this test is about (seen once in a CI run).
+    sections = {"cluster": {"secret": "s", "request_timeout_ms": 1500}, "raft": {"clock_interval_ms": 600_000}}
+    cl = ServerCluster(tmp_path, sections=sections).start()
     yield cl
     for node in cl.nodes:
         if node.alive:
