@@ -58,7 +58,7 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport
 
 from .errors import BindError, ConfigError, StorageError
-from .snapshot import remove_partial_files, write_in_child
+from .snapshot import remove_partial_files, unlink_quietly, write_in_child
 from .wal import Entry, LogFile, MetaFile
 
 log = logging.getLogger(__name__)
@@ -435,7 +435,8 @@ class RaftNode:
             os.makedirs(settings.data_dir, exist_ok=True)
             dump_dir = settings.data_dir
         self._dump_path = os.path.join(dump_dir, "snapshot.rcs")
-        remove_partial_files(self._dump_path)  # left by writers killed with an earlier run
+        if settings.data_dir is not None:
+            remove_partial_files(self._dump_path)  # left by writers killed with an earlier run
         self._journal = _Journal(settings.data_dir, settings.fsync, self._fail)
         self._sync: _SyncObj | None = None
         self._owner: threading.Thread | None = None
@@ -878,7 +879,7 @@ class RaftNode:
             prev=LogPosition(prev[1], prev[2], prev[0]),
             members=tuple(sorted(n.address for n in nodes)),
         )
-        _unlink_quietly(tmp_path)
+        unlink_quietly(tmp_path)
         try:
             pid = write_in_child(self._dump_path, lambda partial: self._hooks.write_state(partial, meta))
         except OSError as exc:
@@ -1028,10 +1029,3 @@ def _check_bindable(address: str) -> None:
             s.bind((host, int(port)))
     except OSError as exc:
         raise BindError(f"cannot listen on raft address {address}: {exc.strerror or exc}") from None
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

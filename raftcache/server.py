@@ -80,6 +80,11 @@ class Peer:
     raft: str
     client: str
 
+    @property
+    def name(self) -> str:
+        """How to show the member: its id, or its raft address when no id is known."""
+        return self.id or self.raft
+
 
 @dataclass
 class _Stats:
@@ -591,7 +596,8 @@ class RespServer:
     def info_sections(self) -> dict[str, dict[str, Any]]:
         status = self.replica.status()
         uptime = int(time.monotonic() - self.stats.started)
-        leader = self.peer(status.leader) if status.leader else None
+        peer = self.peer_lookup()  # one registry read for the whole reply
+        leader = peer(status.leader) if status.leader else None
         rss = _rss_bytes()
         volatile = len(self.replica.fsm._expires)
         return {
@@ -621,7 +627,7 @@ class RespServer:
             "raft": {
                 "raft_node_id": self.node_id,
                 "raft_state": status.role,
-                "raft_leader_id": leader.id if leader and leader.id else (status.leader or ""),
+                "raft_leader_id": leader.name if leader else "",
                 "raft_leader_addr": status.leader or "",
                 "raft_leader_client": leader.client if leader else "",
                 "raft_term": status.term,
@@ -630,8 +636,8 @@ class RespServer:
                 "raft_log_len": status.log_len,
                 "raft_last_snapshot_index": status.last_snapshot_index,
                 "raft_snapshots_taken": status.snapshots_taken,
-                "raft_members": ",".join(self.member_ids(status.members)),
-                "raft_connected_peers": ",".join(sorted(self.member_ids(self.replica.raft.connected_peers()))),
+                "raft_members": ",".join(peer(a).name for a in status.members),
+                "raft_connected_peers": ",".join(sorted(peer(a).name for a in self.replica.raft.connected_peers())),
                 "raft_revision": status.revision,
                 "raft_replicated_time_ms": status.replicated_time_ms,
                 "raft_inflight_entries": status.inflight_entries,
@@ -684,7 +690,7 @@ class RespServer:
     def member_ids(self, addresses: Any) -> list[str]:
         """Node ids of these raft addresses (the address itself when no id is known)."""
         peer = self.peer_lookup()
-        return [peer(a).id or a for a in addresses]
+        return [peer(a).name for a in addresses]
 
     def _register_members(self) -> None:
         """The leader records members it knows from its config in the replicated registry, so
@@ -712,7 +718,7 @@ class RespServer:
         status = self.replica.raft.status()
         if status.role is not Role.LEADER:
             leader = self.peer(status.leader) if status.leader else None
-            where = f"the leader is {leader.id or leader.raft} ({leader.client or 'no client address'})" if leader else "no leader is known"
+            where = f"the leader is {leader.name} ({leader.client or 'no client address'})" if leader else "no leader is known"
             raise CommandError(f"membership changes go to the leader; {where}")
 
     def _resolve(self, node: bytes) -> str:

@@ -173,7 +173,7 @@ def write_in_child(path: str, write: Callable[[str], None]) -> int:
     parent = os.getpid()
 
     def body() -> None:
-        partial = f"{path}.{os.getpid()}.partial"
+        partial = _partial_path(path, str(os.getpid()))
         write(partial)
         if os.getppid() != parent:  # an orphan must not replace a file its restarted parent made
             os.unlink(partial)
@@ -184,14 +184,25 @@ def write_in_child(path: str, write: Callable[[str], None]) -> int:
     return _fork(body)
 
 
+def _partial_path(path: str, pid: str) -> str:
+    """Where `write_in_child`'s writer `pid` builds `path` (its own temporary files extend it)."""
+    return f"{path}.{pid}.partial"
+
+
 def remove_partial_files(path: str, pid: int | None = None) -> None:
     """Delete what killed `write_in_child` writers for `path` left behind (the writer `pid`'s,
     or every writer's): a killed child cannot clean up after itself."""
-    for partial in glob.glob(f"{glob.escape(path)}.{pid if pid is not None else '*'}.partial*"):
-        try:
-            os.unlink(partial)
-        except FileNotFoundError:
-            pass
+    pattern = _partial_path(glob.escape(path), "*" if pid is None else str(pid)) + "*"
+    for partial in glob.glob(pattern):
+        unlink_quietly(partial)
+
+
+def unlink_quietly(path: str) -> None:
+    """Remove a file that may already be gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def compute_in_child(compute: Callable[[], bytes]) -> tuple[int, int]:

@@ -185,9 +185,12 @@ def follower_paused_while_the_leader_compacts(tmp_path, name: str, *, until_disc
             state["follower"] = follower
             cut_at = int(follower.info()["raft_applied_index"])
             follower.pause()
-            wait_until(lambda: int(leader.info()["raft_last_snapshot_index"]) > cut_at + 50
-                       and not (until_disconnected and follower.id in leader.info()["raft_connected_peers"].split(",")),
-                       60, 0.1, "the leader to compact past the paused follower" + (" and drop it" if until_disconnected else ""))
+            def compacted_past() -> bool:
+                info = leader.info()
+                dropped = follower.id not in info["raft_connected_peers"].split(",")
+                return int(info["raft_last_snapshot_index"]) > cut_at + 50 and (dropped or not until_disconnected)
+
+            wait_until(compacted_past, 60, 0.1, "the leader to compact past the paused follower" + (" and drop it" if until_disconnected else ""))
             state["log_at_resume"] = len(follower.log_text())
             follower.resume()
             wait_until(lambda: int(follower.info()["raft_applied_index"]) > cut_at + 50, 60, 0.1, "catch-up")
@@ -421,7 +424,11 @@ def test_deposed_leader_catching_up_by_snapshot_acknowledges_none_of_its_own_wri
         writers = [threading.Thread(target=append, args=(i,), daemon=True) for i in range(8)]
         for t in writers:
             t.start()
-        in_flight = lambda: (lambda i: int(i["raft_inflight_entries"]) >= 1 and int(i["raft_queued_requests"]) == 0)(old.info())  # noqa: E731
+
+        def in_flight() -> bool:  # the cut-off leader has proposed the writes, none is still queued
+            info = old.info()
+            return int(info["raft_inflight_entries"]) >= 1 and int(info["raft_queued_requests"]) == 0
+
         wait_until(lambda: in_flight() and len(outcomes) == 0, 60, 0.05, "the cut-off leader to hold the writes in flight")
         new = wait_until(lambda: next((n for n in majority if n.info()["raft_state"] == "leader"), None), 60, 0.05,
                          "a leader in the majority")
@@ -434,8 +441,9 @@ def test_deposed_leader_catching_up_by_snapshot_acknowledges_none_of_its_own_wri
                 r.execute_command("RAFTCACHE", "COMPACT")
         wait_until(lambda: int(new.info()["raft_last_snapshot_index"]) > cut_at + 40, 60, 0.05, "the majority to compact")
         wait_until(in_flight, 60, 0.05, "the cut-off leader to still hold the writes in flight")
+        log_at_heal = len(old.log_text())
         cl.network.heal()
-        wait_until(lambda: "from snapshot" in old.log_text(), 60, 0.05, "the old leader to catch up by snapshot")
+        wait_until(lambda: "from snapshot" in old.log_text()[log_at_heal:], 60, 0.05, "the old leader to catch up by snapshot")
         for t in writers:
             t.join(120)
         assert len(outcomes) == len(writers), f"unanswered writes: {sorted(set(range(8)) - set(outcomes))}"

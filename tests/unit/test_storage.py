@@ -186,6 +186,7 @@ def test_files_of_a_killed_snapshot_writer_are_removed(tmp_path):
     import time
 
     from raftcache.snapshot import remove_partial_files, write_in_child
+    from tests.helpers import wait_until
 
     path = str(tmp_path / "snapshot.rcs")
     write_snapshot(path, {"kind": "raft-snapshot"}, [("state", {})])  # the current snapshot stays
@@ -195,9 +196,7 @@ def test_files_of_a_killed_snapshot_writer_are_removed(tmp_path):
         time.sleep(60)  # killed long before this ends
 
     pid = write_in_child(path, lambda partial: write_snapshot(partial, {}, stuck_sections()))
-    deadline = time.monotonic() + 10
-    while len(os.listdir(tmp_path)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(os.listdir(tmp_path)) >= 2, 10, 0.01, "the writer to create its file")
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     assert len(os.listdir(tmp_path)) == 2, os.listdir(tmp_path)  # the killed writer's file is left over
