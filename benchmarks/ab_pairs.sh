@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Alternating A/B runs of two raftcache installs (e.g. two venvs built from two commits), so
+# that a noisy shared machine hits both alike. Each run starts `raftcache up` with
+# cluster.example.toml in a fresh temp dir, drives the leader with redis-benchmark, stops it.
+#
+#   benchmarks/ab_pairs.sh VENV_A VENV_B [PAIRS]      # e.g. .venv-main .venv-branch 7
+#
+# Prints one line per run and the means per install: SET -c 50, GET -c 50, SET -c 50 -P 16
+# (ops/s) and SET -c 1 p50 (ms).
+set -euo pipefail
+A=$1 B=$2 PAIRS=${3:-7}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d)
+UP=""
+trap '[ -n "$UP" ] && kill -TERM "$UP" 2>/dev/null; rm -rf "$WORK"' EXIT
+
+run() {  # $1: venv -> "set get p16 c1p50"
+  rm -rf "$WORK/run" && mkdir "$WORK/run" && cp "$HERE/cluster.example.toml" "$WORK/run/cluster.toml"
+  setsid "$1/bin/raftcache" up --config "$WORK/run/cluster.toml" > "$WORK/run/up.log" 2>&1 &
+  UP=$!
+  for _ in $(seq 1 120); do grep -q "<- leader" "$WORK/run/up.log" && break; sleep 0.25; done
+  local port
+  port=$(grep "<- leader" "$WORK/run/up.log" | awk '{print $2}' | cut -d: -f2)
+  rps() { redis-benchmark -p "$port" "$@" -q 2>&1 | tr '\r' '\n' | awk '/requests per second/ {printf "%d", $2}'; }
+  local set get p16 c1
+  set=$(rps -t set -c 50 -n 40000)
+  get=$(rps -t get -c 50 -n 40000)
+  p16=$(rps -t set -c 50 -n 150000 -P 16)
+  c1=$(redis-benchmark -p "$port" -t set -c 1 -n 3000 2>&1 | tr '\r' '\n' | grep -A2 "latency summary" | tail -1 | awk '{print $2}')
+  kill -TERM "$UP"
+  wait "$UP" || true
+  UP=""
+  echo "$set $get $p16 $c1"
+}
+
+: > "$WORK/results"
+for _ in $(seq 1 "$PAIRS"); do
+  for venv in "$A" "$B"; do
+    line=$(run "$venv")
+    echo "$venv $line" | tee -a "$WORK/results"
+  done
+done
+echo "means (SET c50, GET c50, SET P16, c1 p50 ms):"
+awk '{n[$1]++; s[$1]+=$2; g[$1]+=$3; p[$1]+=$4; l[$1]+=$5}
+     END {for (v in n) printf "%s %.0f %.0f %.0f %.3f\n", v, s[v]/n[v], g[v]/n[v], p[v]/n[v], l[v]/n[v]}' "$WORK/results"
