@@ -9,6 +9,8 @@ a thread of its own instead. Faults are set on the object:
 * ``set_leader(False)``: no leader: proposals are refused with ``Failure.NO_LEADER``;
 * ``lose_proposals = True``: proposals are accepted and never called back (a lost message:
   the outcome is unknown to the proposer, and nothing is applied);
+* ``lose_acks = True``: proposals commit and apply, but the proposer is never called back
+  (the commit happened; its news was lost: what exactly-once retries are for);
 * ``fail_pending(failure)``: call every pending proposal back with `failure` unapplied;
 * ``refuse_next(failure)``: refuse the next proposal on the spot with `failure`;
 * ``hold = True``: accept proposals but commit none until ``hold`` is cleared.
@@ -62,6 +64,7 @@ class MemoryConsensus:
         self._ticker: threading.Thread | None = None
         self._wake = threading.Event()
         self.lose_proposals = False
+        self.lose_acks = False
         self.hold = False
         self.refuse_forwarded_for = 0.0
         self.applied_payloads: list[bytes] = []  # every entry applied, in order
@@ -125,11 +128,13 @@ class MemoryConsensus:
             return len(self._pending)
 
     def tick(self) -> None:
-        """One round of the consensus thread: commit and apply pending proposals (unless
-        held), run queued calls, then the tick hook."""
+        """One round of the consensus thread: commit and apply the proposals pending when it
+        starts (unless held), run queued calls, then the tick hook."""
         if self._closed or self._fatal is not None:
             return
-        while True:
+        with self._lock:
+            due = len(self._pending)  # what is proposed from the callbacks waits for the next tick
+        for _ in range(due):
             with self._lock:
                 if self.hold or not self._pending:
                     break
@@ -142,7 +147,8 @@ class MemoryConsensus:
                 return
             self._applied = index
             self.applied_payloads.append(payload)
-            callback(result, None)
+            if not self.lose_acks:
+                callback(result, None)
         while self._calls:
             self._calls.popleft()()
         self._events.on_tick()
