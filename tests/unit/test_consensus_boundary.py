@@ -57,30 +57,50 @@ def test_exactly_one_module_imports_pysyncobj():
     assert importers == ["consensus/pysyncobj_backend.py"]
 
 
+def private_mentions(path: Path, classes: set[str], private: set[str]) -> list[str]:
+    """Every mangled pysyncobj name in `path`'s text, and every attribute access of one of
+    pysyncobj's underscore names."""
+    mangled = re.compile(r"\b_(?:{})__\w+".format("|".join(sorted(map(re.escape, classes)))))
+    text = path.read_text()
+    found = [f"{path.name}: {m}" for m in mangled.findall(text)]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Attribute) and node.attr in private:
+            found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    return found
+
+
 def test_no_other_module_names_a_pysyncobj_private():
     classes, private = pysyncobj_private_names()
     assert {"SyncObj", "TcpConnection", "TCPTransport"} <= classes and "_getLeader" in private  # the scan sees them
-    mangled = re.compile(r"\b_(?:%s)__\w+" % "|".join(sorted(map(re.escape, classes))))
-    offenders = []
-    for path in modules():
-        if path == BACKEND:
-            continue
-        text = path.read_text()
-        offenders += [f"{path.name}: {m}" for m in mangled.findall(text)]
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.Attribute) and node.attr in private:
-                offenders.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    offenders = [m for path in modules() if path != BACKEND for m in private_mentions(path, classes, private)]
     assert offenders == []
 
 
-def test_the_backend_is_where_the_private_names_are():
-    # the scan above would pass vacuously if it could not see them: it must find them here
-    classes, private = pysyncobj_private_names()
-    text = BACKEND.read_text()
-    assert "_SyncObj__raftNextIndex" in text and "_getLeader" in text
+def test_the_scan_finds_the_private_names_where_they_are():
+    # the scan above would pass vacuously if it could not see them: in the backend it must
+    found = private_mentions(BACKEND, *pysyncobj_private_names())
+    assert any("_SyncObj__raftNextIndex" in m for m in found) and any("._getLeader" in m for m in found)
 
 
 def test_importing_the_boundary_or_the_replica_does_not_load_pysyncobj():
     code = "import sys, raftcache.consensus, raftcache.consensus.memory, raftcache.replica; print('pysyncobj' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_both_implementations_offer_every_member_of_the_protocol():
+    from raftcache.consensus import Consensus, RaftSettings
+    from raftcache.consensus.memory import MemoryConsensus
+    from raftcache.consensus.pysyncobj_backend import PysyncobjNode
+
+    members = {name for name in vars(Consensus) if not name.startswith("_")} | set(Consensus.__annotations__)
+    assert {"propose", "status", "add_member", "remove_member", "transfer_leadership", "force_snapshot", "settings"} <= members
+
+    class Hooks:
+        def apply(self, payload): ...
+        def snapshot(self, path, meta): ...
+        def restore(self, path): ...
+
+    fake = MemoryConsensus(RaftSettings(address="127.0.0.1:7101", peers=()), Hooks())
+    assert [m for m in sorted(members) if not hasattr(fake, m)] == []
+    assert [m for m in sorted(members - {"settings"}) if not hasattr(PysyncobjNode, m)] == []

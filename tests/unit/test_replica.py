@@ -15,7 +15,7 @@ import pytest
 from raftcache import commands as c
 from raftcache.consensus import Failure, RaftSettings
 from raftcache.consensus.memory import MemoryConsensus, memory_consensus
-from raftcache.errors import NoLeaderError, NodeClosedError, OutcomeUnknownError, OverloadedError
+from raftcache.errors import NodeClosedError, NoLeaderError, OutcomeUnknownError, OverloadedError
 from raftcache.replica import STALE, Replica, ReplicaOptions
 from tests.helpers import wait_until
 
