@@ -46,8 +46,8 @@ class Results:
             return self.values[name]
 
 
-def make_replica(tmp_path=None, **options: Any) -> tuple[Replica, MemoryConsensus]:
-    settings = RaftSettings(address=ADDRESS, peers=(), data_dir=str(tmp_path) if tmp_path else None)
+def make_replica(tmp_path=None, peers: tuple[str, ...] = (), **options: Any) -> tuple[Replica, MemoryConsensus]:
+    settings = RaftSettings(address=ADDRESS, peers=peers, data_dir=str(tmp_path) if tmp_path else None)
     replica = Replica(ReplicaOptions(raft=settings, **options), node_id="n1", consensus=memory_consensus)
     replica.start()
     assert isinstance(replica.raft, MemoryConsensus)
@@ -179,7 +179,7 @@ def test_a_proposed_but_unconfirmed_write_ends_as_outcome_unknown_after_retries(
     try:
         results = Results()
         fake.lose_proposals = True  # accepted, never heard of again
-        replica.submit(c.Set(b"k", b"v"), results("set"), timeout=0.4)
+        replica.submit(c.Set(b"k", b"v"), results("set"), timeout=1.0)
         tick_until(fake, lambda: "set" in results, what="the request deadline")
         assert isinstance(results["set"], OutcomeUnknownError)
         assert replica.counters["failed_timeout"] >= 2  # proposed, timed out, retried, ...
@@ -313,3 +313,18 @@ def test_status_reports_the_consensus_view_and_the_queues(node):
     replica.submit(c.Set(b"k2", b"v"), Results()("set2"))
     status = replica.status()
     assert (status.inflight_entries, status.queued_requests) == (1, 1)
+
+
+def test_a_leadership_transfer_holds_proposals_until_another_node_leads():
+    replica, fake = make_replica(peers=("127.0.0.1:7102",))
+    try:
+        results = Results()
+        replica.transfer_leadership("127.0.0.1:7102", results("transfer"), timeout=2)
+        assert fake.refuse_forwarded_for == 2  # forwarded proposals are refused meanwhile
+        replica.submit(c.Set(b"k", b"v"), results("set"))
+        assert fake.pending == 0  # held: the target must be able to catch up
+        tick_until(fake, lambda: "transfer" in results)
+        assert results["transfer"] is None and fake.status().leader == "127.0.0.1:7102"
+        assert fake.refuse_forwarded_for == 0
+    finally:
+        replica.close()
