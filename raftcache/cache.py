@@ -21,9 +21,9 @@ from .aio import LoopDelivery
 from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
 from .clock import Clock
 from .config import ClusterConfig, load_config
+from .consensus import RaftSettings
 from .errors import ConfigError
 from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions, wait_for
-from .replication import RaftSettings
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:

@@ -20,6 +20,7 @@
     │   └── OutcomeUnknownError    may or may not have been applied (timeout, leader change)
     ├── StorageError               local disk failure (disk full, fsync error): the node stops
     ├── BindError                  an address this node must listen on is unavailable
+    ├── ConsensusBackendError      the installed Raft library lacks what raftcache relies on
     └── ProtocolError              malformed RESP from a peer ("Protocol error: ..."); the
                                    server answers it and closes the connection
 
@@ -35,6 +36,7 @@ __all__ = [
     "ClusterError",
     "CommandError",
     "ConfigError",
+    "ConsensusBackendError",
     "IntegerOverflowError",
     "InvalidExpireError",
     "NoAuthError",
@@ -168,6 +170,11 @@ class StorageError(RaftCacheError):
 
 class BindError(RaftCacheError):
     """An address this node must listen on is unavailable (in use, not local)."""
+
+
+class ConsensusBackendError(RaftCacheError):
+    """The installed Raft library (pysyncobj) lacks an attribute, method or message type the
+    adapter relies on: another version than the pinned one. Raised when a node is built."""
 
 
 class ProtocolError(RaftCacheError):

@@ -1,6 +1,7 @@
 """The replica: the cache state machine driven by Raft. Everything user-facing sits on this.
 
-Responsibilities (none of them pysyncobj-specific; that lives in ``replication``):
+Responsibilities (none of them specific to a Raft library: the replica talks to Raft only
+through the :class:`~raftcache.consensus.Consensus` protocol, pysyncobj by default):
 
 * **Group commit** — writes from every caller queue up; one Raft entry carries many of them
   (up to ``max_batch_commands`` / ``max_batch_bytes``), with ``max_inflight`` entries in
@@ -32,6 +33,17 @@ from typing import Any, NamedTuple
 
 from . import commands as c
 from .clock import Clock, DisciplinedClock, SystemClock
+from .consensus import (
+    ConsensusFactory,
+    Events,
+    Failure,
+    LogPosition,
+    RaftSettings,
+    RaftStatus,
+    Role,
+    SnapshotMeta,
+    default_factory,
+)
 from .errors import (
     CommandError,
     NodeClosedError,
@@ -42,7 +54,6 @@ from .errors import (
     StorageError,
 )
 from .metrics import LatencyHistogram
-from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine
@@ -129,7 +140,14 @@ class _AtBarrier(NamedTuple):
 class Replica:
     """One cache replica: state machine + Raft + batching. See the module docstring."""
 
-    def __init__(self, options: ReplicaOptions, *, node_id: str | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        options: ReplicaOptions,
+        *,
+        node_id: str | None = None,
+        clock: Clock | None = None,
+        consensus: ConsensusFactory | None = None,
+    ) -> None:
         self.options = options
         self.node_id = node_id or options.raft.address
         self.clock: Clock = clock or SystemClock()  # the wall clock (injectable, shiftable)
@@ -155,13 +173,9 @@ class Replica:
         # proposals, commits, per-failure counts and retried writes (metrics, tests)
         self.counters: Counter[str] = Counter()
         self.commit_latency = LatencyHistogram()  # propose -> applied here, per Raft entry
-        self.raft = RaftNode(
-            options.raft,
-            apply=self._apply,
-            write_state=self._write_state,
-            load_state=self._load_state,
-            on_tick=self._on_tick,
-            on_fatal=self._on_fatal,
+        # The Raft member (a Consensus); `consensus` builds it, pysyncobj unless given.
+        self.raft = (consensus or default_factory())(
+            options.raft, _StateMachineHooks(self), Events(on_tick=self._on_tick, on_fatal=self._on_fatal)
         )
 
     # ------------------------------------------------------------------- lifecycle
@@ -379,7 +393,7 @@ class Replica:
 
     # -------------------------------------------------------------------- Raft hooks
     def _apply(self, payload: bytes) -> list[Any]:
-        batch = c.decode_batch(payload)  # MalformedBatch stops the node (adapter)
+        batch = c.decode_batch(payload)  # MalformedBatch stops the node (consensus)
         with self._fsm_lock:
             return self.fsm.apply(batch)
 
@@ -621,6 +635,22 @@ class Replica:
         if isinstance(result, BaseException):
             raise result
         return result
+
+
+class _StateMachineHooks:
+    """The replica as the state machine consensus drives (consensus.StateMachine)."""
+
+    def __init__(self, replica: Replica) -> None:
+        self._replica = replica
+
+    def apply(self, payload: bytes) -> list[Any]:
+        return self._replica._apply(payload)
+
+    def snapshot(self, path: str, meta: SnapshotMeta) -> None:
+        self._replica._write_state(path, meta)
+
+    def restore(self, path: str) -> SnapshotMeta:
+        return self._replica._load_state(path)
 
 
 def wait_for(start: Callable[[OnDone], None], timeout: float, what: str) -> Any:

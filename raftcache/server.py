@@ -31,7 +31,9 @@ from typing import Any
 
 from . import __version__
 from . import commands as c
+from .addresses import validate_address
 from .aio import LoopDelivery
+from .consensus import Role
 from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, RaftCacheError, WrongPassError, resp_prefix
 from .metrics import CommandStats
 from .redis_commands import (
@@ -48,7 +50,6 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .replica import LINEARIZABLE, Replica
-from .replication import Role, validate_address
 from .resp import OK, PONG, Map, RequestParser, encode_error, encode_reply
 
 log = logging.getLogger(__name__)

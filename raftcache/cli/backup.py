@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from ..config import load_config
+from ..consensus import seed_snapshot_meta
 from ..errors import RaftCacheError
 from ..replica import raft_snapshot_header
-from ..replication import seed_snapshot_meta
 from ..snapshot import SnapshotReader, write_snapshot
 from .common import Target, cluster_options, human_bytes
 

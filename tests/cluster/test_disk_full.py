@@ -38,7 +38,7 @@ def test_full_disk_stops_the_node_cleanly_and_keeps_acknowledged_writes(tiny_dis
         assert 50 < len(acked) < 10_000
         with pytest.raises(StorageError):  # stays stopped: every later call says why
             cache.get("k0")
-        wait_until(lambda: not cache.replica.raft._sync.tick_thread_alive(), 10, what="raft thread to stop")
+        wait_until(lambda: not cache.replica.raft.running, 10, what="raft thread to stop")
     finally:
         cache.close()
     # Everything acknowledged is in the journal: restart from a copy on a roomy disk.

@@ -1,97 +1,82 @@
-"""The Raft adapter: the only module that imports pysyncobj.
+"""The pysyncobj implementation of :class:`~raftcache.consensus.protocol.Consensus`.
 
-Everything above this module sees :class:`RaftNode` with typed outcomes
-(:class:`Failure`), a typed :class:`RaftStatus` and our own exceptions. What lives here and
-why (see the project README's architecture section for the full picture):
+**The only module in raftcache that imports pysyncobj**, and the only one that touches its
+private state (``_SyncObj__...``, ``_TcpConnection__...``). :func:`check_pysyncobj` verifies,
+each time a node is built, that the installed pysyncobj still has every attribute, method,
+option and message type relied on here, and fails with one line if not.
+
+What lives here and why (README "What the adapter does" has the longer story):
 
 * **Security** — peer messages are pickles, so every node sets pysyncobj's ``password``
   (Fernet: authenticated encryption) and binds the raft port to its own address, never
-  0.0.0.0. A non-loopback raft address without a secret is refused.
+  0.0.0.0. A non-loopback raft address without a secret is refused (``types.check_settings``).
 * **Durable journal** — pysyncobj's mmap journal never fsyncs; we hand it our own
-  (:class:`_Journal` over :class:`raftcache.wal.LogFile`). The guarded transport syncs the
-  journal before *any* message leaves the node, so no entry is acknowledged (follower ack,
-  or a leader counting itself) before it is on disk.
-* **Append-entries filter** — pysyncobj followers truncate and re-append whenever an
-  append-entries overlaps their log, even without a conflict (Raft §5.3 only allows it on a
-  conflict), which can briefly drop entries they already acknowledged. When our last entry
-  is from the sender's term, our whole log provably matches the leader's, so overlapping
-  entries are dropped from the message instead. Two more follower-side fixes: a leader's
-  snapshot-transfer messages never raise the commit index over a possibly conflicting log,
-  and log-conflict backtracking cannot be undone by the leader's pipelined messages (which
-  left a deposed leader unable to rejoin for minutes under steady writes). Leader side: a
-  follower's late acks (from a backlog after a pause) no longer rewind its next index, which
-  made the leader resend its whole snapshot once per late ack.
+  (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). The
+  guarded transport syncs the journal before *any* message leaves the node, so no entry is
+  acknowledged (follower ack, or a leader counting itself) before it is on disk.
+* **Log repairs** — ``repairs.py`` (pure functions) decides; :class:`_GuardedTransport` feeds
+  it every incoming message and applies the answer: overlap trimming, the snapshot-offer
+  commit cap, backtracking to agreement, late acks, proposals orphaned by a snapshot load.
 * **Snapshots** — pysyncobj's custom serializer runs on its tick thread; we fork, and the
   child writes a msgpack snapshot of the state machine while the parent keeps ticking.
+* **Per-node peer compression** — set on each of this node's connections, not process-wide.
 * **Tuned config** — no 100 ms batching delay, our own deadlines, fast reconnects.
 
 Threading: pysyncobj runs one tick thread; apply, proposal callbacks and tick hooks run on
-it. :meth:`RaftNode.propose` is thread-safe; other mutations are marshalled onto the tick
-thread with :meth:`RaftNode.call_soon`.
+it. :meth:`PysyncobjNode.propose` is thread-safe; other mutations are marshalled onto the tick
+thread with :meth:`PysyncobjNode.call_soon`.
 """
 
 from __future__ import annotations
 
-import enum
-import ipaddress
 import logging
 import os
 import random
 import signal
 import socket
+import struct
 import tempfile
 import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import pysyncobj.pickle as _pso_pickle
 import pysyncobj.syncobj as _pso_syncobj
-import pysyncobj.tcp_connection as _pso_tcp
+import pysyncobj.version as _pso_version
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic as _pso_monotonic
 from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.syncobj import _COMMAND_TYPE
+from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 
-from .errors import BindError, ConfigError, StorageError
-from .snapshot import remove_partial_files, unlink_quietly, write_in_child
-from .wal import Entry, LogFile, MetaFile
+from ..errors import BindError, ConsensusBackendError, StorageError
+from ..snapshot import remove_partial_files, unlink_quietly, write_in_child
+from ..wal import LogFile, MetaFile
+from . import repairs
+from .protocol import Events, LogStore, MetaStore, StateMachine
+from .types import (
+    DEV_SECRET,
+    NO_OP_ENTRY,
+    DoneCallback,
+    Failure,
+    LogPosition,
+    ProposalCallback,
+    RaftSettings,
+    RaftStatus,
+    Role,
+    SnapshotMeta,
+    check_member_address,
+    check_settings,
+)
 
 log = logging.getLogger(__name__)
-
-# Used only when every raft address is loopback and no secret was configured: traffic is still
-# Fernet-framed, but anyone on this host could forge it. Documented; warned about at start.
-DEV_SECRET = "raftcache-insecure-loopback-development-secret"
-
-
-# ----------------------------------------------------------------------------- public types
-class Role(enum.Enum):
-    LEADER = "leader"
-    FOLLOWER = "follower"
-    CANDIDATE = "candidate"
-
-
-class Failure(enum.Enum):
-    """Why a proposal did not commit. ``definite`` means: certainly not applied."""
-
-    NO_LEADER = ("no leader is known", True)
-    QUEUE_FULL = ("proposal queue is full", True)
-    NOT_LEADER = ("the node it was forwarded to is no longer leader", True)
-    DISCARDED = ("overwritten by a new leader before commit", True)
-    DENIED = ("request denied", True)
-    STOPPED = ("node is stopping", True)
-    LEADER_CHANGED = ("leader changed before the proposal committed", False)
-    UNKNOWN = ("outcome could not be tracked", False)
-    TIMEOUT = ("no commit before the deadline", False)
-
-    def __init__(self, reason: str, definite: bool) -> None:
-        self.reason = reason
-        self.definite = definite
-
 
 _FAILURES = {
     FAIL_REASON.QUEUE_FULL: Failure.QUEUE_FULL,
@@ -106,92 +91,101 @@ _FAILURES = {
 _ROLES = {0: Role.FOLLOWER, 1: Role.CANDIDATE, 2: Role.LEADER}
 
 
-@dataclass(frozen=True, slots=True)
-class LogPosition:
-    index: int
-    term: int
-    command: bytes  # the raw pysyncobj entry (kept so a restore can rebuild the log head)
+def _failure(error: int) -> Failure | None:
+    return None if error == FAIL_REASON.SUCCESS else _FAILURES.get(error, Failure.UNKNOWN)
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotMeta:
-    """Where a snapshot sits in the log, and the membership at that point."""
-
-    last: LogPosition
-    prev: LogPosition
-    members: tuple[str, ...]
+# ------------------------------------------------------------------------ start-up check
+def _init_names(cls: type) -> frozenset[str]:
+    """Attribute names a class's __init__ stores or reads (private ones appear mangled)."""
+    return frozenset(cls.__init__.__code__.co_names)  # type: ignore[misc]
 
 
-@dataclass(frozen=True, slots=True)
-class RaftStatus:
-    address: str
-    role: Role
-    leader: str | None
-    term: int
-    commit_index: int
-    applied_index: int
-    log_len: int
-    last_snapshot_index: int
-    members: tuple[str, ...]
-    ready: bool
-    snapshots_taken: int
-    last_snapshot_seconds: float | None
+def _message_constants() -> frozenset[str]:
+    handler = getattr(SyncObj, "_SyncObj__onMessageReceived", None)
+    return frozenset(c for c in handler.__code__.co_consts if isinstance(c, str)) if handler else frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class RaftSettings:
-    """Everything the adapter needs; built from the TOML config or `Cache(...)` arguments."""
+# What this module relies on, by where it lives. Instance attributes are checked against the
+# names the class's __init__ sets; message types and keys against the constants of
+# SyncObj's message handler. Keep in step with every use below.
+_NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
+    ("pysyncobj.syncobj", lambda: vars(_pso_syncobj), ("createJournal",)),
+    ("SyncObj", lambda: SyncObj, (
+        "_getLeader", "_getRaftLogSize", "isReady", "forceLogCompaction", "addNodeToCluster",
+        "removeNodeFromCluster", "transferLeadership", "isNodeConnected", "addOnTickCallback",
+        "destroy", "tick_thread_alive", "raftCurrentTerm", "raftCommitIndex", "raftLastApplied",
+        "otherNodes",
+    )),
+    ("SyncObj.__init__", lambda: _init_names(SyncObj), (
+        "_SyncObj__raftNextIndex", "_SyncObj__commandsWaitingCommit", "_SyncObj__transport",
+        "_SyncObj__raftElectionDeadline", "_SyncObj__raftLog", "_poller",
+    )),
+    ("SyncObjConf", lambda: vars(SyncObjConf()), (
+        "password", "bindAddress", "autoTick", "autoTickPeriod", "appendEntriesUseBatch",
+        "appendEntriesPeriod", "appendEntriesBatchSizeBytes", "raftMinTimeout", "raftMaxTimeout",
+        "connectionTimeout", "connectionRetryTime", "leaderFallbackTimeout", "commandsWaitLeader",
+        "commandsQueueSize", "logCompactionMinEntries", "logCompactionMinTime",
+        "logCompactionBatchSize", "sendBufferSize", "recvBufferSize", "fullDumpFile", "journalFile",
+        "serializer", "deserializer", "serializeChecker", "dynamicMembershipChange", "onStateChanged",
+    )),
+    ("TCPTransport", lambda: TCPTransport, (
+        "send", "addNode", "_onMessageReceived", "_onNodeConnected", "_onNodeDisconnected",
+        "_onNewIncomingConnection",
+    )),
+    ("TCPTransport.__init__", lambda: _init_names(TCPTransport), ("_syncObj", "_connections")),
+    ("TcpConnection", lambda: TcpConnection, ("_TcpConnection__trySendBuffer",)),
+    ("TcpConnection.__init__", lambda: _init_names(TcpConnection), (
+        "_TcpConnection__writeBuffer", "sendRandKey", "encryptor",
+    )),
+    ("FAIL_REASON", lambda: FAIL_REASON, (
+        "SUCCESS", "QUEUE_FULL", "MISSING_LEADER", "DISCARDED", "NOT_LEADER", "LEADER_CHANGED",
+        "REQUEST_DENIED", "UNKNOWN_OUTCOME",
+    )),
+    ("SERIALIZER_STATE", lambda: SERIALIZER_STATE, ("NOT_SERIALIZING", "SERIALIZING", "SUCCESS", "FAILED")),
+    ("SyncObj messages", _message_constants, (
+        "append_entries", "apply_command", "apply_command_response", "next_node_idx", "prevLogIdx",
+        "prevLogTerm", "entries", "commit_index", "serialized", "transmission", "request_id", "error",
+        "reset", "success",
+    )),
+)
 
-    address: str
-    peers: tuple[str, ...]
-    secret: str | None = None
-    data_dir: str | None = None
-    fsync: bool = True
-    heartbeat_s: float = 0.05
-    election_timeout_s: tuple[float, float] = (1.0, 2.0)
-    leader_lease_s: float = 2.5  # a leader without majority contact this long steps down
-    connect_retry_s: float = 0.5
-    snapshot_min_entries: int = 20_000
-    snapshot_min_interval_s: float = 600.0
-    snapshot_max_log_bytes: int = 64 * 1024 * 1024
-    max_entry_bytes: int = 2 * 1024 * 1024
-    peer_compression_level: int = 0  # zlib level of peer messages (0: none; worth it only on slow links)
 
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def validate_address(address: str, what: str = "raft address") -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{what} {address!r} must be host:port")
-    if host.strip("[]") in ("0.0.0.0", "::"):
-        raise ConfigError(f"{what} {address!r} must be an address peers can reach, not a wildcard")
+def check_pysyncobj() -> None:
+    """Raise ConsensusBackendError (one line) unless the installed pysyncobj has everything
+    this module relies on. Called whenever a node is built."""
+    missing: list[str] = []
+    for where, get, names in _NEEDS:
+        try:
+            have = get()
+        except Exception as exc:  # the probe itself broke: report it as missing
+            missing.append(f"{where} ({type(exc).__name__}: {exc})")
+            continue
+        for name in names:
+            present = name in have if isinstance(have, (dict, frozenset)) else hasattr(have, name)
+            if not present:
+                missing.append(f"{where}.{name}")
+    if getattr(_COMMAND_TYPE, "NO_OP", None) != NO_OP_ENTRY[0]:
+        missing.append(f"_COMMAND_TYPE.NO_OP == {NO_OP_ENTRY[0]}")
+    if missing:
+        version = getattr(_pso_version, "VERSION", "?")
+        raise ConsensusBackendError(
+            f"installed pysyncobj {version} lacks what raftcache's adapter needs ({', '.join(missing)}); "
+            "install pysyncobj==0.3.17"
+        )
 
 
 # ---------------------------------------------------------------------------- the journal
 class _Journal:
-    """pysyncobj's journal interface, persisted by our LogFile/MetaFile (or memory only)."""
+    """pysyncobj's journal interface over a LogStore and a MetaStore (or memory only)."""
 
-    def __init__(self, data_dir: str | None, fsync: bool, on_fatal: Callable[[BaseException], None]) -> None:
+    def __init__(self, store: LogStore | None, meta: MetaStore | None, on_fatal: Callable[[BaseException], None]) -> None:
         self._on_fatal = on_fatal
-        self._file: LogFile | None = None
-        self._meta_file: MetaFile | None = None
-        self._meta: dict[str, Any] = {}
+        self._file = store
+        self._meta_file = meta
+        self._meta: dict[str, Any] = meta.load() if meta is not None else {}
         self._meta_dirty = False
-        self._entries: list[Entry] = []
-        if data_dir is not None:
-            self._file = LogFile(os.path.join(data_dir, "raft.log"), fsync=fsync)
-            self._meta_file = MetaFile(os.path.join(data_dir, "raft.meta"))
-            self._meta = self._meta_file.load()
-            self._entries = self._file.open()
+        self._entries: list[tuple[bytes, int, int]] = store.open() if store is not None else []
 
     # -- what the adapter uses
     def sync(self) -> None:
@@ -202,12 +196,9 @@ class _Journal:
     def payload_bytes(self) -> int:
         return self._file.bytes if self._file is not None else 0
 
-    def find(self, index: int) -> int | None:
-        """Position of the entry with this log index, if held."""
-        if not self._entries:
-            return None
-        pos = index - self._entries[0][1]
-        return pos if 0 <= pos < len(self._entries) else None
+    def view(self) -> list[tuple[bytes, int, int]]:
+        """The entries, for the repairs (a plain list; read, never changed, by them)."""
+        return self._entries
 
     def _guard(self, action: Callable[[], None]) -> None:
         try:
@@ -282,51 +273,72 @@ class _Journal:
             self._guard(lambda: self._meta_file.store(dict(self._meta)))  # type: ignore[union-attr]
 
 
-# pysyncobj builds its journal with `createJournal(conf.journalFile)`. We pass our journal
-# object as `journalFile` and let this factory hand it back; anything else goes to the original.
-_original_create_journal = _pso_syncobj.createJournal
+# pysyncobj builds its journal inside SyncObj.__init__ with `createJournal(conf.journalFile)`, a
+# global of its syncobj module, and its tick thread starts inside that same __init__, so the
+# journal cannot be swapped in afterwards. The only way in is to let that name answer with our
+# journal while our SyncObj is built: scoped to the construction, under a lock (two nodes built
+# at once in one process each get their own), restored right after. Any other SyncObj built
+# meanwhile gets the original factory's answer (ours delegates for every other argument).
+_construct_lock = threading.Lock()
 
 
-def _create_journal(journal_file: Any) -> Any:
-    if isinstance(journal_file, _Journal):
-        return journal_file
-    return _original_create_journal(journal_file)
+def _build_with_journal(journal: _Journal, build: Callable[[], Any]) -> Any:
+    with _construct_lock:
+        original = _pso_syncobj.createJournal
 
+        def create_journal(journal_file: Any) -> Any:
+            return journal if journal_file is journal else original(journal_file)
 
-_pso_syncobj.createJournal = _create_journal
+        _pso_syncobj.createJournal = create_journal
+        try:
+            return build()
+        finally:
+            _pso_syncobj.createJournal = original
 
 
 # ----------------------------------------------------------------- peer message compression
-class _PeerCompression:
+def _compress_at(conn: Any, level: int) -> None:
     """pysyncobj zlib-compresses every peer message at level 3, once per follower, on the Raft
     thread: 2 ms per 100 KB batch here, more than the whole rest of the commit path. On
-    loopback and LAN links that is pure cost, so the level is configurable and 0 by default.
-    Level 0 still writes a zlib stream (stored blocks), which any pysyncobj decompresses."""
+    loopback and LAN links that is pure cost, so the level is a per-node setting, 0 by default.
+    This replaces `conn.send` with TcpConnection.send at `level`: the same frame (level 0
+    still writes a zlib stream, stored blocks, which any pysyncobj decompresses)."""
 
-    level = 0
+    def send(message: Any) -> None:
+        if conn.sendRandKey:
+            message = (conn.sendRandKey, message)
+        data = zlib.compress(_pso_pickle.dumps(message), level)
+        if conn.encryptor:
+            data = conn.encryptor.encrypt_at_time(data, int(_pso_monotonic()))
+        conn._TcpConnection__writeBuffer += struct.pack("i", len(data)) + data
+        conn._TcpConnection__trySendBuffer()
 
-    @staticmethod
-    def compress(data: bytes, level: int = -1) -> bytes:
-        return zlib.compress(data, _PeerCompression.level)
-
-    decompress = staticmethod(zlib.decompress)
-
-
-_pso_tcp.zlib = _PeerCompression  # type: ignore[assignment]
+    conn.send = send
 
 
 # -------------------------------------------------------------------------- the transport
 class _GuardedTransport(TCPTransport):
-    """TCP transport with our hooks: journal sync before send, message filter, fault drops."""
+    """TCP transport with our hooks: journal sync before send, the repairs on every incoming
+    message, per-node compression on every connection."""
+
+    def addNode(self, node: Any) -> None:  # noqa: N802
+        super().addNode(node)
+        conn = self._connections.get(node)
+        if conn is not None:
+            _compress_at(conn, self._syncObj._raftcache_node.settings.peer_compression_level)
+
+    def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802
+        super()._onNewIncomingConnection(conn)
+        _compress_at(conn, self._syncObj._raftcache_node.settings.peer_compression_level)
 
     def send(self, node: Any, message: Any) -> bool:
-        node_impl: RaftNode = self._syncObj._raftcache_node
-        if not node_impl._before_send(node):
+        node_impl: PysyncobjNode = self._syncObj._raftcache_node
+        if not node_impl._before_send():
             return False
         return super().send(node, message)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
-        node_impl: RaftNode = self._syncObj._raftcache_node
+        node_impl: PysyncobjNode = self._syncObj._raftcache_node
         message = node_impl._filter_incoming(node, message)
         if message is None:
             return
@@ -345,7 +357,7 @@ class _GuardedTransport(TCPTransport):
 
 
 class _SyncObj(SyncObj):
-    def __init__(self, node: RaftNode, conf: SyncObjConf) -> None:
+    def __init__(self, node: PysyncobjNode, conf: SyncObjConf) -> None:
         self._raftcache_node = node  # read by the transport, built inside SyncObj.__init__
         super().__init__(node.settings.address, list(node.settings.peers), conf, transportClass=_GuardedTransport)
 
@@ -355,22 +367,6 @@ class _SyncObj(SyncObj):
 
 
 # --------------------------------------------------------------------------- the adapter
-ApplyFn = Callable[[bytes], Any]
-WriteStateFn = Callable[[str, SnapshotMeta], None]
-LoadStateFn = Callable[[str], SnapshotMeta]
-ProposalCallback = Callable[[Any, "Failure | None"], None]
-
-
-@dataclass
-class _Hooks:
-    apply: ApplyFn
-    write_state: WriteStateFn
-    load_state: LoadStateFn
-    on_tick: Callable[[], None] = lambda: None
-    on_role: Callable[[Role], None] = lambda role: None
-    on_fatal: Callable[[BaseException], None] = lambda exc: None
-
-
 @dataclass
 class _SnapshotJob:
     pid: int
@@ -378,43 +374,21 @@ class _SnapshotJob:
     started: float
 
 
-@dataclass
-class _Faults:
-    """Test-only message drops (a transport-level partition)."""
+class PysyncobjNode:
+    """One Raft member running pysyncobj: a :class:`~raftcache.consensus.protocol.Consensus`."""
 
-    isolated: set[str] = field(default_factory=set)
-
-
-class RaftNode:
-    """One Raft member running pysyncobj, seen through typed, thread-safe methods."""
-
-    def __init__(
-        self,
-        settings: RaftSettings,
-        *,
-        apply: ApplyFn,
-        write_state: WriteStateFn,
-        load_state: LoadStateFn,
-        on_tick: Callable[[], None] | None = None,
-        on_role: Callable[[Role], None] | None = None,
-        on_fatal: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        _check_settings(settings)
+    def __init__(self, settings: RaftSettings, state_machine: StateMachine, events: Events | None = None) -> None:
+        check_pysyncobj()
+        check_settings(settings)
         self.settings = settings
-        self._hooks = _Hooks(apply, write_state, load_state)
-        if on_tick:
-            self._hooks.on_tick = on_tick
-        if on_role:
-            self._hooks.on_role = on_role
-        if on_fatal:
-            self._hooks.on_fatal = on_fatal
+        self._fsm = state_machine
+        self._events = events or Events()
         self._role = Role.FOLLOWER
         self._fatal: BaseException | None = None
         self._closing = False
         self._calls: deque[Callable[[], None]] = deque()
-        self._faults = _Faults()
         self._refuse_forwarded_until = 0.0  # leadership transfer: refuse commands forwarded to us
-        self._backtrack: tuple[tuple[int, str], int] | None = None  # ((term, leader), next index we asked for)
+        self._backtrack: repairs.Backtrack | None = None
         self._snapshot: _SnapshotJob | None = None
         # pysyncobj only re-arms its serializer after a SUCCESS or FAILED report; set when a
         # snapshot ended without the child reporting (fork failed, child killed).
@@ -435,9 +409,13 @@ class RaftNode:
             os.makedirs(settings.data_dir, exist_ok=True)
             dump_dir = settings.data_dir
         self._dump_path = os.path.join(dump_dir, "snapshot.rcs")
+        store: LogStore | None = None
+        meta: MetaStore | None = None
         if settings.data_dir is not None:
             remove_partial_files(self._dump_path)  # left by writers killed with an earlier run
-        self._journal = _Journal(settings.data_dir, settings.fsync, self._fail)
+            store = LogFile(os.path.join(settings.data_dir, "raft.log"), fsync=settings.fsync)
+            meta = MetaFile(os.path.join(settings.data_dir, "raft.meta"))
+        self._journal = _Journal(store, meta, self._fail)
         self._sync: _SyncObj | None = None
         self._owner: threading.Thread | None = None
         self._stop = threading.Event()
@@ -455,7 +433,8 @@ class RaftNode:
 
         def own() -> None:
             try:
-                self._sync = _SyncObj(self, self._conf())
+                conf = self._conf()
+                self._sync = _build_with_journal(self._journal, lambda: _SyncObj(self, conf))
                 self._sync._poller.subscribe(self._wake_r, self._drain_wake, POLL_EVENT_TYPE.READ)
                 self._sync.addOnTickCallback(self._on_tick)
             except BaseException as exc:  # surfaced to start()'s caller
@@ -473,7 +452,6 @@ class RaftNode:
 
     def _conf(self) -> SyncObjConf:
         s = self.settings
-        _PeerCompression.level = s.peer_compression_level
         secret = s.secret
         if not secret:
             log.warning("no cluster secret: using the built-in development key (loopback only, NOT secure)")
@@ -533,6 +511,11 @@ class RaftNode:
     def fatal_error(self) -> BaseException | None:
         return self._fatal
 
+    @property
+    def running(self) -> bool:
+        sync = self._sync
+        return sync is not None and sync.tick_thread_alive()
+
     def _fail(self, exc: BaseException) -> None:
         """Stop participating at once (no further sends, no acks) and report upwards."""
         if self._fatal is not None:
@@ -540,18 +523,13 @@ class RaftNode:
         self._fatal = exc
         log.critical("raft node %s stopping: %s", self.settings.address, exc)
         try:
-            self._hooks.on_fatal(exc)
+            self._events.on_fatal(exc)
         except Exception:
             log.exception("fatal-error hook failed")
 
     # -------------------------------------------------------------------- proposals
     def propose(self, payload: bytes, callback: ProposalCallback) -> Failure | None:
-        """Replicate `payload`. Thread-safe.
-
-        Returns a Failure when the proposal is refused on the spot (then `callback` never
-        runs); otherwise `callback(result, failure)` runs later on the Raft thread. Never
-        calling back from inside propose() lets callers propose while holding their locks.
-        """
+        """Replicate `payload`. Thread-safe. See Consensus.propose."""
         sync = self._sync
         if sync is None or self._fatal is not None or self._closing:
             return Failure.STOPPED
@@ -560,7 +538,7 @@ class RaftNode:
         proposing = True
 
         def done(result: Any, error: int) -> None:
-            failure = None if error == FAIL_REASON.SUCCESS else _FAILURES.get(error, Failure.UNKNOWN)
+            failure = _failure(error)
             with guard:
                 if proposing:
                     refused.append(failure or Failure.UNKNOWN)
@@ -576,7 +554,7 @@ class RaftNode:
         if self._fatal is not None:
             return None
         try:
-            return self._hooks.apply(payload)
+            return self._fsm.apply(payload)
         except Exception as exc:
             # apply must not raise into pysyncobj: it would re-apply the entry on the next tick.
             self._fail(exc if isinstance(exc, StorageError) else StorageError(f"cannot apply log entry: {exc}"))
@@ -636,23 +614,21 @@ class RaftNode:
         if self._sync is not None:
             self._sync.forceLogCompaction()
 
-    def add_member(self, address: str, callback: Callable[[Failure | None], None]) -> None:
+    def add_member(self, address: str, callback: DoneCallback) -> None:
         self._membership_change("add", address, callback)
 
-    def remove_member(self, address: str, callback: Callable[[Failure | None], None]) -> None:
+    def remove_member(self, address: str, callback: DoneCallback) -> None:
         self._membership_change("remove", address, callback)
 
-    def _membership_change(self, kind: str, address: str, callback: Callable[[Failure | None], None]) -> None:
-        validate_address(address)
-        if not is_loopback(address) and not self.settings.secret:
-            raise ConfigError(f"raft address {address!r} is not loopback: a cluster secret is required")
+    def _membership_change(self, kind: str, address: str, callback: DoneCallback) -> None:
+        check_member_address(address, self.settings)
         sync = self._sync
         if sync is None:
             callback(Failure.STOPPED)
             return
 
         def done(result: Any, error: int) -> None:
-            callback(None if error == FAIL_REASON.SUCCESS else _FAILURES.get(error, Failure.UNKNOWN))
+            callback(_failure(error))
 
         if kind == "add":
             sync.addNodeToCluster(address, callback=done)
@@ -660,20 +636,12 @@ class RaftNode:
             sync.removeNodeFromCluster(address, callback=done)
 
     def refuse_forwarded(self, seconds: float) -> None:
-        """For a leadership transfer (Raft §3.10): answer commands that followers forward to
-        this leader with NOT_LEADER (definitely not applied; they retry) for `seconds`;
-        0 ends it."""
         self._refuse_forwarded_until = time.monotonic() + seconds if seconds > 0 else 0.0
 
-    def transfer_leadership(self, target: str | None, callback: Callable[[Failure | None], None]) -> None:
+    def transfer_leadership(self, target: str | None, callback: DoneCallback) -> None:
         def run() -> None:
             assert self._sync is not None
-            self._sync.transferLeadership(
-                target,
-                callback=lambda result, error: callback(
-                    None if error == FAIL_REASON.SUCCESS else _FAILURES.get(error, Failure.UNKNOWN)
-                ),
-            )
+            self._sync.transferLeadership(target, callback=lambda result, error: callback(_failure(error)))
 
         self.call_soon(run)
 
@@ -683,10 +651,6 @@ class RaftNode:
         if sync is None:
             return set()
         return {n.address for n in sync.otherNodes if sync.isNodeConnected(n)}
-
-    def isolate(self, peers: set[str]) -> None:
-        """Test hook: drop all traffic to and from these peers (a one-sided partition)."""
-        self._faults.isolated = set(peers)
 
     # --------------------------------------------------------------- tick-thread hooks
     def _on_tick(self) -> None:
@@ -710,7 +674,7 @@ class RaftNode:
             # A lone node commits on its next tick, and no peer ack will wake it: tick again now.
             self.wake()
         try:
-            self._hooks.on_tick()
+            self._events.on_tick()
         except Exception:
             log.exception("tick hook failed")
 
@@ -720,15 +684,13 @@ class RaftNode:
         if sync is not None:  # pysyncobj becomes candidate before it increments the term
             log.info("role %s (term %s)", self._role.value, sync.raftCurrentTerm + (self._role is Role.CANDIDATE))
         try:
-            self._hooks.on_role(self._role)
+            self._events.on_role(self._role)
         except Exception:
             log.exception("role hook failed")
 
-    def _before_send(self, node: Any) -> bool:
+    def _before_send(self) -> bool:
         """Called by the transport before every message: nothing leaves before the disk has it."""
         if self._fatal is not None or self._closing:
-            return False
-        if node is not None and getattr(node, "address", None) in self._faults.isolated:
             return False
         try:
             self._journal.sync()
@@ -738,15 +700,21 @@ class RaftNode:
         return True
 
     def _filter_incoming(self, node: Any, message: Any) -> Any:
+        """The message pysyncobj should handle instead of `message` (None: drop it)."""
         if self._fatal is not None or self._closing:
-            return None
-        if getattr(node, "address", None) in self._faults.isolated:
             return None
         if isinstance(message, dict):
             kind = message.get("type")
-            if kind == "append_entries":
-                checked = self._check_append_entries(node, message)
-                return self._trim_append_entries(checked) if checked is message else checked
+            if kind == "append_entries" and self._sync is not None:
+                repaired, self._backtrack = repairs.repair_append_entries(
+                    message,
+                    self._journal.view(),
+                    sender=getattr(node, "address", ""),
+                    current_term=self._sync.raftCurrentTerm,
+                    commit_index=self._sync.raftCommitIndex,
+                    backtrack=self._backtrack,
+                )
+                return repaired
             if kind == "apply_command" and self._refuse_forwarded_until and time.monotonic() < self._refuse_forwarded_until:
                 if "request_id" in message and self._sync is not None:
                     self._sync._SyncObj__transport.send(  # type: ignore[attr-defined]
@@ -757,113 +725,18 @@ class RaftNode:
         return message
 
     def _next_index_to_keep(self, node: Any, message: Any) -> int | None:
-        """*A late ack must not rewind the leader.* pysyncobj's leader sets a follower's next
-        index to whatever a success reply names. A follower that was paused (or slow) works
-        through a backlog of append-entries the leader pipelined long ago and acks each, so
-        every late ack moved the next index back; once behind the leader's log start, each one
-        made the leader send its whole snapshot again (55-180 loads of the same snapshot in
-        1-2 s after a pause, each rewinding the follower's state). Acks still raise the match
-        index; only a reset reply (a log conflict or gap) moves the next index back. Returns
-        the next index to restore after pysyncobj has handled `message`, if it would go back."""
-        if self._role is not Role.LEADER or not isinstance(message, dict) or message.get("type") != "next_node_idx":
+        """See repairs.next_index_to_keep: the follower's next index to restore after
+        pysyncobj handled `message`, if it would move back."""
+        sync = self._sync
+        if sync is None or self._role is not Role.LEADER:
             return None
-        if message.get("reset") or not message.get("success") or self._sync is None:
-            return None
-        current = self._sync._SyncObj__raftNextIndex.get(node)  # type: ignore[attr-defined]
-        return current if current is not None and message.get("next_node_idx", current) < current else None
+        current = sync._SyncObj__raftNextIndex.get(node)  # type: ignore[attr-defined]
+        return repairs.next_index_to_keep(message, is_leader=True, current=current)
 
     def _keep_next_index(self, node: Any, index: int) -> None:
         next_index = self._sync._SyncObj__raftNextIndex  # type: ignore[union-attr]
         if node in next_index and next_index[node] < index:
             next_index[node] = index
-
-    def _check_append_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
-        """Two fixes to pysyncobj's follower side of append-entries (see module doc); returns
-        `message` itself when neither applies."""
-        sync = self._sync
-        if sync is None or message.get("term", -1) < sync.raftCurrentTerm or "transmission" in message:
-            return message
-        if "prevLogIdx" not in message:
-            return self._snapshot_offer(message, sync.raftCommitIndex)
-        return self._backtrack_to_agreement(node, message)
-
-    def _snapshot_offer(self, message: dict[str, Any], commit_index: int) -> dict[str, Any]:
-        """*Commit only over a matching log.* A leader's snapshot-transfer messages carry no
-        prevLogIdx, and pysyncobj raises its commit index from each of them as from any other,
-        up to the end of our log. Until the last chunk has arrived and loaded, our log may still
-        hold entries the leader never had (a deposed leader's uncommitted writes): between two
-        chunks they would be committed, applied and acknowledged to clients, and then replaced
-        by the snapshot (a lost acknowledged write; the soak found it). A last chunk that fails
-        to load leaves that log in place too. So no such message advances our commit index;
-        after a load, the leader's next append-entries (matched at the snapshot) does."""
-        if message.get("serialized") is not None:
-            self._backtrack = None  # the snapshot replaces our log
-        capped = dict(message)
-        capped["commit_index"] = min(message.get("commit_index") or 0, commit_index)
-        return capped
-
-    def _backtrack_to_agreement(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
-        """*Backtracking that converges.* On a log conflict pysyncobj answers "try index p",
-        the leader steps back one entry, but every later append-entries already on its way (the
-        leader pipelines) finds our log too short and answers "try the end of your log",
-        undoing the step; under steady writes a follower that missed a term never catches up.
-        We remember the index we asked for and give that same answer to the too-short
-        messages, and on a conflict we ask for the first index of our conflicting term, so the
-        leader skips a whole term per round trip (Raft §5.3's optimisation)."""
-        journal = self._journal
-        if not len(journal):
-            return message
-        source = (message["term"], getattr(node, "address", ""))
-        if self._backtrack is not None and self._backtrack[0] != source:
-            self._backtrack = None
-        prev = message["prevLogIdx"]
-        pos = journal.find(prev)
-        if pos is None:
-            if self._backtrack is not None and prev > journal[-1][1] and journal.find(self._backtrack[1]) is not None:
-                return self._ask_for(message, self._backtrack[1])
-            return message
-        ours = journal[pos][2]
-        if ours == message["prevLogTerm"]:
-            self._backtrack = None  # found where we agree: pysyncobj's answers are right from here
-            return message
-        first = pos  # back to the first entry of our conflicting term, never to our first entry
-        while first > 1 and journal[first - 1][2] == ours:  # (the snapshot boundary, which the leader has)
-            first -= 1
-        self._backtrack = (source, journal[first][1])
-        return self._ask_for(message, journal[first][1])
-
-    @staticmethod
-    def _ask_for(message: dict[str, Any], index: int) -> dict[str, Any]:
-        """The message as a heartbeat that makes pysyncobj answer "send from `index`": a
-        prevLogTerm no entry has forces its conflict reply for that index (and nothing is
-        appended or committed)."""
-        asked = dict(message)
-        asked["prevLogIdx"] = index
-        asked["prevLogTerm"] = -1
-        asked["entries"] = []
-        return asked
-
-    def _trim_append_entries(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Keep a follower from truncating entries it already holds (see module doc).
-
-        If our last entry carries the sender's term, it was written by this very leader, so
-        (log matching) our whole log equals the leader's up to it. Entries the message
-        repeats are dropped and the message re-anchored at our last entry.
-        """
-        if "prevLogIdx" not in message or "transmission" in message or self._sync is None:
-            return message
-        term = message["term"]
-        if term < self._sync.raftCurrentTerm or not len(self._journal):
-            return message
-        _, last_index, last_term = self._journal[-1]
-        if last_term != term or last_index <= message["prevLogIdx"]:
-            return message
-        entries = message.get("entries") or []
-        trimmed = dict(message)
-        trimmed["prevLogIdx"] = last_index
-        trimmed["prevLogTerm"] = last_term
-        trimmed["entries"] = [e for e in entries if e[1] > last_index]
-        return trimmed
 
     # -------------------------------------------------------------------- snapshots
     def _serialize(self, tmp_path: str, raft_data: Any) -> None:
@@ -881,7 +754,7 @@ class RaftNode:
         )
         unlink_quietly(tmp_path)
         try:
-            pid = write_in_child(self._dump_path, lambda partial: self._hooks.write_state(partial, meta))
+            pid = write_in_child(self._dump_path, lambda partial: self._fsm.snapshot(partial, meta))
         except OSError as exc:
             log.error("cannot fork a snapshot writer: %s", exc)
             self._snapshot_failed = True
@@ -921,7 +794,7 @@ class RaftNode:
         try:
             with open(path, "rb") as f:  # pysyncobj renamed a streamed file without fsync
                 os.fsync(f.fileno())
-            meta = self._hooks.load_state(path)
+            meta = self._fsm.restore(path)
         except BaseException as exc:
             # pysyncobj would swallow this and run on with an empty state machine: stop instead.
             self._fail(exc if isinstance(exc, StorageError) else StorageError(f"cannot load snapshot {path}: {exc}"))
@@ -932,7 +805,7 @@ class RaftNode:
         # pysyncobj clears the journal unless it starts exactly at the snapshot's (prev, last).
         # After a crash between writing a snapshot and compacting, it holds older entries too:
         # drop just those, so the entries after the snapshot survive.
-        pos = self._journal.find(meta.prev.index)
+        pos = repairs.find(self._journal.view(), meta.prev.index)
         if pos is not None and pos + 1 < len(self._journal):
             held_prev, held_last = self._journal[pos], self._journal[pos + 1]
             if held_prev[2] == meta.prev.term and held_last[2] == meta.last.term and pos > 0:
@@ -942,16 +815,14 @@ class RaftNode:
         return last, prev, {TCPNode(address) for address in meta.members}
 
     def _fail_orphaned_proposals(self) -> None:
-        """Proposals waiting for a log index that a snapshot load skipped are never called
-        back by pysyncobj (it calls back only when it applies that index itself). Their outcome
-        is unknown: say so now, so the replica retries them (same exactly-once tag) at once
-        instead of at their deadline. Runs on the tick after the load."""
+        """Say "outcome unknown" now to proposals a snapshot load skipped past (see
+        repairs.orphaned_proposals), so the replica retries them at once instead of at their
+        deadline. Runs on the tick after the load."""
         sync = self._sync
         if sync is None:
             return
         waiting = sync._SyncObj__commandsWaitingCommit  # type: ignore[attr-defined]
-        applied = sync.raftLastApplied
-        orphaned = sorted(i for i in waiting if i <= applied)
+        orphaned = repairs.orphaned_proposals(waiting, sync.raftLastApplied)
         if orphaned:
             log.info("proposals at log indexes %s..%s were skipped by the snapshot load: outcome unknown, retrying",
                      orphaned[0], orphaned[-1])
@@ -983,39 +854,9 @@ class RaftNode:
         self._snapshot_failed = True
 
 
-def seed_snapshot_meta(members: tuple[str, ...]) -> SnapshotMeta:
-    """The log position of a snapshot that seeds a brand-new cluster (``raftcache restore``).
-
-    Every node of the new cluster gets the same seed: two no-op entries of term 0, so they all
-    start at log index 2 with the same state and elect a leader in term 1 as usual.
-    """
-    noop = bytes([_PSO_NO_OP])
-    return SnapshotMeta(last=LogPosition(2, 0, noop), prev=LogPosition(1, 0, noop), members=tuple(sorted(members)))
-
-
-_PSO_NO_OP = 1  # pysyncobj's _COMMAND_TYPE.NO_OP: the type byte of its no-op entries
-
-
-def _check_settings(settings: RaftSettings) -> None:
-    validate_address(settings.address)
-    for peer in settings.peers:
-        validate_address(peer, "peer address")
-    if settings.address in settings.peers:
-        raise ConfigError(f"raft address {settings.address!r} is listed among its own peers")
-    if not settings.secret:
-        public = [a for a in (settings.address, *settings.peers) if not is_loopback(a)]
-        if public:
-            raise ConfigError(
-                f"raft address {public[0]!r} is not loopback: set a cluster secret "
-                "(peer traffic is pickled; without a secret anyone reaching the port could run code)"
-            )
-    low, high = settings.election_timeout_s
-    if not (settings.heartbeat_s * 3 < low < high):
-        raise ConfigError("need heartbeat * 3 < election timeout min < election timeout max")
-    if settings.leader_lease_s <= settings.heartbeat_s:
-        raise ConfigError("leader lease must exceed the heartbeat interval")
-    if settings.snapshot_min_entries < 2:
-        raise ConfigError("snapshot min_entries must be at least 2")
+def pysyncobj_node(settings: RaftSettings, state_machine: StateMachine, events: Events) -> PysyncobjNode:
+    """The default :data:`~raftcache.consensus.protocol.ConsensusFactory`."""
+    return PysyncobjNode(settings, state_machine, events)
 
 
 def _check_bindable(address: str) -> None:

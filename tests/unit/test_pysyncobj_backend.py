@@ -1,0 +1,194 @@
+"""The pysyncobj backend without sockets: the start-up check, per-node peer compression, the
+scoped journal factory, the journal over wal.py, and the backend's use of the repairs."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import zlib
+from types import SimpleNamespace
+from typing import Any
+
+import pysyncobj.journal
+import pysyncobj.syncobj
+import pysyncobj.tcp_connection
+import pytest
+from pysyncobj import FAIL_REASON, SyncObj
+from pysyncobj.tcp_connection import TcpConnection
+
+from raftcache.consensus import Failure, RaftSettings, Role
+from raftcache.consensus import pysyncobj_backend as backend
+from raftcache.consensus.pysyncobj_backend import PysyncobjNode, check_pysyncobj
+from raftcache.errors import ConsensusBackendError
+from raftcache.wal import LogFile, MetaFile
+
+SETTINGS = RaftSettings(address="127.0.0.1:7101", peers=("127.0.0.1:7102",))
+
+
+class NoStateMachine:
+    def apply(self, payload: bytes) -> Any:
+        raise AssertionError("not driven in these tests")
+
+    def snapshot(self, path: str, meta: Any) -> None:
+        raise AssertionError("not driven in these tests")
+
+    def restore(self, path: str) -> Any:
+        raise AssertionError("not driven in these tests")
+
+
+# ------------------------------------------------------------------------ start-up check
+def test_the_installed_pysyncobj_has_everything_the_backend_needs():
+    check_pysyncobj()
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "named"),
+    [
+        (SyncObj, "transferLeadership", "SyncObj.transferLeadership"),
+        (SyncObj, "_SyncObj__onMessageReceived", "SyncObj messages.append_entries"),
+        (TcpConnection, "_TcpConnection__trySendBuffer", "TcpConnection._TcpConnection__trySendBuffer"),
+        (pysyncobj.syncobj, "createJournal", "pysyncobj.syncobj.createJournal"),
+    ],
+)
+def test_building_a_node_fails_in_one_line_when_pysyncobj_lacks_something(monkeypatch, owner, name, named):
+    monkeypatch.delattr(owner, name)
+    with pytest.raises(ConsensusBackendError) as info:
+        PysyncobjNode(SETTINGS, NoStateMachine())
+    message = str(info.value)
+    assert "\n" not in message
+    assert named in message and "pysyncobj==0.3.17" in message
+
+
+def test_a_private_attribute_its_init_no_longer_sets_is_reported(monkeypatch):
+    def init_without_next_index(self, *args: Any, **kwargs: Any) -> None:
+        self._SyncObj__commandsWaitingCommit = {}
+        self._SyncObj__transport = None
+
+    monkeypatch.setattr(SyncObj, "__init__", init_without_next_index)
+    with pytest.raises(ConsensusBackendError, match=r"SyncObj.__init__._SyncObj__raftNextIndex"):
+        check_pysyncobj()
+
+
+# -------------------------------------------------------------------- peer compression
+class FakeConnection:
+    """The parts of TcpConnection that its send touches."""
+
+    def __init__(self) -> None:
+        self.sendRandKey = None
+        self.encryptor = None
+        self._TcpConnection__writeBuffer = b""
+        self.flushed = 0
+
+    def _TcpConnection__trySendBuffer(self) -> None:  # noqa: N802
+        self.flushed += 1
+
+    def frames(self) -> list[Any]:
+        data, out = self._TcpConnection__writeBuffer, []
+        while data:
+            (length,) = struct.unpack("i", data[:4])
+            out.append(pickle.loads(zlib.decompress(data[4 : 4 + length])))
+            data = data[4 + length :]
+        return out
+
+
+def test_each_connection_compresses_at_its_own_nodes_level_and_any_peer_can_read_it():
+    message = {"type": "append_entries", "entries": [(b"x" * 1000 + bytes([i]), i, 2) for i in range(20)]}
+    fast, small = FakeConnection(), FakeConnection()
+    backend._compress_at(fast, 0)
+    backend._compress_at(small, 9)
+    fast.send(message)
+    small.send(message)
+    assert fast.frames() == small.frames() == [message]  # the frame pysyncobj's reader expects
+    assert len(small._TcpConnection__writeBuffer) < len(fast._TcpConnection__writeBuffer) / 10
+    assert fast.flushed == small.flushed == 1
+    assert pysyncobj.tcp_connection.zlib is zlib  # nothing patched for the whole process
+
+
+def test_the_session_key_is_sent_first_as_pysyncobj_does():
+    conn = FakeConnection()
+    conn.sendRandKey = b"k" * 32
+    backend._compress_at(conn, 0)
+    conn.send("hello")
+    assert conn.frames() == [(b"k" * 32, "hello")]
+
+
+# ----------------------------------------------------------------------------- journal
+def test_the_journal_factory_is_ours_only_while_our_syncobj_is_built():
+    journal = backend._Journal(None, None, on_fatal=lambda exc: None)
+    original = pysyncobj.syncobj.createJournal
+
+    def build() -> Any:
+        create = pysyncobj.syncobj.createJournal
+        return create(journal), create(None)
+
+    ours, other = backend._build_with_journal(journal, build)
+    assert ours is journal
+    assert isinstance(other, pysyncobj.journal.MemoryJournal)  # anyone else's request: the original's answer
+    assert pysyncobj.syncobj.createJournal is original
+
+    with pytest.raises(RuntimeError):
+        backend._build_with_journal(journal, lambda: (_ for _ in ()).throw(RuntimeError("bind failed")))
+    assert pysyncobj.syncobj.createJournal is original
+
+
+def test_the_journal_keeps_entries_term_and_vote_in_the_wal_files(tmp_path):
+    def open_journal() -> backend._Journal:
+        return backend._Journal(LogFile(str(tmp_path / "raft.log"), fsync=True), MetaFile(str(tmp_path / "raft.meta")), lambda exc: None)
+
+    journal = open_journal()
+    journal.add(b"\x01", 1, 0)
+    journal.add(b"payload", 2, 3)
+    journal.setCurrentTerm(3, "127.0.0.1:7102")
+    journal.setRaftCommitIndex(2)
+    journal._destroy()
+    again = open_journal()
+    assert again.view() == [(b"\x01", 1, 0), (b"payload", 2, 3)]
+    assert (again.getCurrentTerm(), again.getVotedForNodeId(), again.getRaftCommitIndex()) == (3, "127.0.0.1:7102", 2)
+
+
+# --------------------------------------------------------------- the repairs, wired in
+def test_proposals_a_snapshot_load_skipped_are_reported_as_outcome_unknown():
+    # pysyncobj calls a proposal back only when it applies that index itself; a snapshot load
+    # jumps past it. The adapter fails those at once (retried with the same tag), not the rest.
+    calls: list[tuple[str, Any, int]] = []
+    waiting = {index: [(2, lambda result, error, i=index: calls.append((f"at {i}", result, error)))] for index in (3, 7, 12)}
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node._sync = SimpleNamespace(raftLastApplied=10, _SyncObj__commandsWaitingCommit=waiting)
+    node._fail_orphaned_proposals()
+    assert calls == [("at 3", None, FAIL_REASON.UNKNOWN_OUTCOME), ("at 7", None, FAIL_REASON.UNKNOWN_OUTCOME)]
+    assert list(waiting) == [12]  # still to be applied: pysyncobj calls it back itself
+    assert backend._failure(FAIL_REASON.UNKNOWN_OUTCOME) is Failure.UNKNOWN and not Failure.UNKNOWN.definite
+
+
+def test_a_late_ack_does_not_rewind_the_leaders_next_index():
+    follower = "127.0.0.1:7102"  # pysyncobj keys these by node objects; any hashable will do
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node._role = Role.LEADER
+    next_index = {follower: 305}
+    node._sync = SimpleNamespace(_SyncObj__raftNextIndex=next_index)
+    late_ack = {"type": "next_node_idx", "next_node_idx": 175, "reset": False, "success": True}
+    keep = node._next_index_to_keep(follower, late_ack)
+    assert keep == 305
+    next_index[follower] = 175  # what pysyncobj does with the ack (it also raises the match index)
+    node._keep_next_index(follower, keep)
+    assert next_index[follower] == 305
+    node._role = Role.FOLLOWER
+    assert node._next_index_to_keep(follower, late_ack) is None
+
+
+def test_incoming_append_entries_reach_pysyncobj_repaired():
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node._fatal, node._closing, node._backtrack, node._refuse_forwarded_until = None, False, None, 0.0
+    node._sync = SimpleNamespace(raftCurrentTerm=3, raftCommitIndex=5)
+    node._journal = backend._Journal(None, None, lambda exc: None)
+    for index, term in enumerate([1] * 5 + [2] * 4, start=1):
+        node._journal.add(b"", index, term)
+    leader = SimpleNamespace(address="127.0.0.1:7103")
+    message = {"type": "append_entries", "term": 3, "commit_index": 1000, "prevLogIdx": 9, "prevLogTerm": 3, "entries": []}
+    out = node._filter_incoming(leader, message)
+    assert (out["prevLogIdx"], out["prevLogTerm"]) == (6, -1)
+    assert node._backtrack is not None and node._backtrack.index == 6
+    vote = {"type": "request_vote", "term": 4}
+    assert node._filter_incoming(leader, vote) is vote
+    node._fatal = RuntimeError("disk full")
+    assert node._filter_incoming(leader, vote) is None  # a stopped node hears nothing

@@ -1,0 +1,330 @@
+"""The replica (group commit, exactly-once sessions, deadlines, read barriers, expiry sweeps,
+snapshot hooks, membership) on the in-memory consensus fake: no sockets, no processes.
+
+The test thread plays the consensus thread: ``fake.tick()`` commits and applies what is
+pending, calls the replica back and runs its tick hook (deadlines, retries, leader duties).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from raftcache import commands as c
+from raftcache.consensus import Failure, RaftSettings
+from raftcache.consensus.memory import MemoryConsensus, memory_consensus
+from raftcache.errors import NodeClosedError, NoLeaderError, OutcomeUnknownError, OverloadedError
+from raftcache.replica import STALE, Replica, ReplicaOptions
+from tests.helpers import wait_until
+
+ADDRESS = "127.0.0.1:7101"
+
+
+class Results:
+    """on_done callbacks that record what each request was answered."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str):
+        def on_done(result: Any) -> None:
+            with self._lock:
+                assert name not in self.values, f"{name} answered twice"
+                self.values[name] = result
+
+        return on_done
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self.values
+
+    def __getitem__(self, name: str) -> Any:
+        with self._lock:
+            return self.values[name]
+
+
+def make_replica(tmp_path=None, peers: tuple[str, ...] = (), **options: Any) -> tuple[Replica, MemoryConsensus]:
+    settings = RaftSettings(address=ADDRESS, peers=peers, data_dir=str(tmp_path) if tmp_path else None)
+    replica = Replica(ReplicaOptions(raft=settings, **options), node_id="n1", consensus=memory_consensus)
+    replica.start()
+    assert isinstance(replica.raft, MemoryConsensus)
+    return replica, replica.raft
+
+
+@pytest.fixture
+def node():
+    replica, fake = make_replica()
+    yield replica, fake
+    replica.close()
+
+
+def tick_until(fake: MemoryConsensus, predicate, timeout: float = 5.0, what: str = "condition") -> Any:
+    def step() -> Any:
+        fake.tick()
+        return predicate()
+
+    return wait_until(step, timeout, interval=0.005, what=what)
+
+
+def batches(fake: MemoryConsensus) -> list[c.Batch]:
+    return [c.decode_batch(p) for p in fake.applied_payloads]
+
+
+def writes_in(batch: c.Batch) -> list[Any]:
+    return [command for _, command in batch.commands if type(command) is not c.Barrier]
+
+
+# ----------------------------------------------------------------------- group commit
+def test_writes_queued_behind_an_entry_in_flight_go_out_as_one_entry(node):
+    replica, fake = node
+    results = Results()
+    replica.submit(c.Set(b"first", b"1"), results("first"))  # proposed at once, alone
+    for i in range(100):
+        replica.submit(c.Set(b"k%d" % i, b"v%d" % i), results(f"k{i}"))
+    assert fake.pending == 1  # one entry in flight (max_inflight=1); the rest wait
+    fake.tick()  # commits "first"; the 100 queued writes go out as the next entry
+    assert "first" in results and "k0" not in results
+    assert fake.pending == 1
+    fake.tick()
+    assert all(results[f"k{i}"] is True for i in range(100))
+    assert [len(writes_in(b)) for b in batches(fake)] == [1, 100]
+    assert replica.counters["committed"] == 2
+
+
+def test_a_batch_is_cut_at_the_configured_number_of_commands():
+    replica, fake = make_replica(max_batch_commands=30)
+    try:
+        results = Results()
+        for i in range(70):
+            replica.submit(c.Set(b"k%d" % i, b"v"), results(f"k{i}"))
+        tick_until(fake, lambda: all(f"k{i}" in results for i in range(70)), what="all writes answered")
+        assert [len(writes_in(b)) for b in batches(fake)] == [1, 30, 30, 9]
+    finally:
+        replica.close()
+
+
+# ------------------------------------------------------------------------ exactly once
+def test_a_retried_tag_gets_the_first_result_and_applies_once(node):
+    replica, fake = node
+    results = Results()
+    tag = c.SessionTag(client_id=77, seq=1, ack=1)
+    replica.submit(c.IncrBy(b"n", 5), results("first"), tag=tag)
+    tick_until(fake, lambda: "first" in results)
+    replica.submit(c.IncrBy(b"n", 5), results("retry"), tag=tag)  # a client retrying after a timeout
+    tick_until(fake, lambda: "retry" in results)
+    assert results["first"] == results["retry"] == 5
+    assert replica.read_local(c.Get(b"n")) == b"5"
+
+
+def test_a_write_whose_commit_was_not_heard_is_retried_with_its_tag_and_applied_once():
+    replica, fake = make_replica(entry_timeout_s=0.05)
+    try:
+        results = Results()
+        fake.lose_acks = True  # the entry commits and applies; the news of it is lost
+        replica.submit(c.IncrBy(b"n", 1), results("incr"))
+        tick_until(fake, lambda: replica.counters["retried_writes"] >= 1, what="the entry deadline to pass")
+        fake.lose_acks = False
+        tick_until(fake, lambda: "incr" in results, what="the retry to be answered")
+        assert results["incr"] == 1  # the first application's result, from the session table
+        assert replica.read_local(c.Get(b"n")) == b"1"  # applied once
+        incrs = [cmd for b in batches(fake) for cmd in writes_in(b) if type(cmd) is c.IncrBy]
+        assert len(incrs) >= 2  # it really was in the log more than once
+    finally:
+        replica.close()
+
+
+def test_a_definitely_failed_entry_is_retried_and_applied_once(node):
+    replica, fake = node
+    results = Results()
+    fake.hold = True
+    replica.submit(c.Append(b"s", b"x"), results("append"))
+    fake.fail_pending(Failure.DISCARDED)  # overwritten by a new leader: certainly not applied
+    fake.hold = False
+    tick_until(fake, lambda: "append" in results)
+    assert results["append"] == 1
+    assert replica.read_local(c.Get(b"s")) == b"x"
+    assert replica.counters["failed_discarded"] == 1
+
+
+# --------------------------------------------------------------------------- deadlines
+def test_without_a_leader_a_write_fails_as_definitely_not_applied(node):
+    replica, fake = node
+    results = Results()
+    fake.set_leader(False)
+    replica.submit(c.Set(b"k", b"v"), results("set"), timeout=0.2)
+    tick_until(fake, lambda: "set" in results, what="the request deadline")
+    assert isinstance(results["set"], NoLeaderError)
+    assert replica.read_local(c.Get(b"k")) is None
+    assert fake.applied_payloads == []
+
+
+def test_without_a_leader_a_linearizable_read_fails_but_a_stale_one_is_answered(node):
+    replica, fake = node
+    results = Results()
+    replica.submit(c.Set(b"k", b"v"), results("set"))
+    tick_until(fake, lambda: "set" in results)
+    fake.set_leader(False)
+    replica.submit(c.Get(b"k"), results("linearizable"), timeout=0.2)
+    replica.submit(c.Get(b"k"), results("stale"), consistency=STALE)
+    assert results["stale"] == b"v"  # at once, from local state
+    tick_until(fake, lambda: "linearizable" in results, what="the request deadline")
+    assert isinstance(results["linearizable"], NoLeaderError)
+
+
+def test_a_proposed_but_unconfirmed_write_ends_as_outcome_unknown_after_retries():
+    replica, fake = make_replica(entry_timeout_s=0.05)
+    try:
+        results = Results()
+        fake.lose_proposals = True  # accepted, never heard of again
+        replica.submit(c.Set(b"k", b"v"), results("set"), timeout=1.0)
+        tick_until(fake, lambda: "set" in results, what="the request deadline")
+        assert isinstance(results["set"], OutcomeUnknownError)
+        assert replica.counters["failed_timeout"] >= 2  # proposed, timed out, retried, ...
+    finally:
+        replica.close()
+
+
+def test_a_full_queue_until_the_deadline_is_overloaded_not_applied(node):
+    replica, fake = node
+    results = Results()
+    for _ in range(1000):
+        fake.refuse_next(Failure.QUEUE_FULL)
+    replica.submit(c.Set(b"k", b"v"), results("set"), timeout=0.2)
+    tick_until(fake, lambda: "set" in results, what="the request deadline")
+    assert isinstance(results["set"], OverloadedError)
+
+
+def test_closing_fails_queued_requests_as_not_applied_and_proposed_ones_as_unknown():
+    replica, fake = make_replica()
+    results = Results()
+    fake.hold = True
+    replica.submit(c.Set(b"a", b"1"), results("proposed"))
+    replica.submit(c.Set(b"b", b"1"), results("queued"))
+    replica.close()
+    assert isinstance(results["proposed"], OutcomeUnknownError)
+    assert isinstance(results["queued"], NodeClosedError)
+    replica.submit(c.Get(b"a"), results("after"))
+    assert isinstance(results["after"], NodeClosedError)
+
+
+# ------------------------------------------------------------------------ read barrier
+def test_a_linearizable_read_is_answered_only_after_the_next_entry_applies(node):
+    replica, fake = node
+    results = Results()
+    replica.submit(c.Set(b"k", b"old"), results("old"))
+    tick_until(fake, lambda: "old" in results)
+    replica.submit(c.Set(b"k", b"new"), results("new"))  # in flight
+    replica.submit(c.Get(b"k"), results("read"))  # waits for the entry after it
+    assert "read" not in results
+    fake.tick()  # "new" applies; the read rides the next entry, not yet applied
+    assert results["new"] is True and "read" not in results
+    assert fake.pending == 1
+    fake.tick()
+    assert results["read"] == b"new"
+
+
+def test_run_at_barrier_runs_on_the_consensus_thread_after_the_next_entry(node):
+    replica, fake = node
+    results = Results()
+    seen: list[int] = []
+    replica.run_at_barrier(lambda: seen.append(fake.applied_index) or "ran", results("fn"))
+    assert seen == []
+    fake.tick()
+    assert results["fn"] == "ran" and seen == [fake.applied_index]
+
+
+# ------------------------------------------------------------------------ expiry sweeps
+def test_the_leader_sweeps_expired_keys_through_the_log():
+    replica, fake = make_replica(clock_interval_s=0.01)
+    try:
+        results = Results()
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=30), results("set"))
+        replica.submit(c.Set(b"keep", b"y"), results("keep"))
+        tick_until(fake, lambda: "keep" in results)
+        tick_until(fake, lambda: len(replica.fsm) == 1, what="the expired key to be swept")
+        assert any(type(cmd) is c.Sweep for b in batches(fake) for cmd in writes_in(b))
+        assert replica.read_local(c.Get(b"keep")) == b"y"
+    finally:
+        replica.close()
+
+
+def test_a_follower_proposes_no_sweeps_or_clock_entries():
+    replica, fake = make_replica(clock_interval_s=0.01)
+    try:
+        results = Results()
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=1), results("set"))
+        tick_until(fake, lambda: "set" in results)
+        fake.set_leader(False)
+        applied = len(fake.applied_payloads)
+        for _ in range(20):
+            fake.tick()
+        assert len(fake.applied_payloads) == applied
+    finally:
+        replica.close()
+
+
+# --------------------------------------------------------------------- snapshot hooks
+def test_a_snapshot_written_through_the_hooks_restores_the_state(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    source, fake = make_replica(tmp_path / "a")
+    results = Results()
+    try:
+        source.submit(c.MSet((b"a", b"1", b"b", b"2")), results("mset"))
+        tick_until(fake, lambda: "mset" in results)
+        fake.force_snapshot()
+    finally:
+        source.close()
+    target, other = make_replica(tmp_path / "b")
+    try:
+        meta = other.load_snapshot(fake.snapshot_path)
+        assert meta == fake.snapshots[-1]
+        assert target.read_local(c.Get(b"a")) == b"1" and target.read_local(c.Get(b"b")) == b"2"
+        target.digest_async(results("digest"))
+        tick_until(other, lambda: "digest" in results)
+        assert results["digest"][1] == source.fsm.digest()
+    finally:
+        target.close()
+
+
+# ------------------------------------------------------------------------- membership
+def test_add_and_remove_member_go_through_the_registry_and_consensus(node):
+    replica, fake = node
+    results = Results()
+    replica.add_member("127.0.0.1:7102", "n2", "127.0.0.1:7002", results("add"))
+    tick_until(fake, lambda: "add" in results)
+    assert results["add"] is True
+    assert ("127.0.0.1:7102", "n2", "127.0.0.1:7002") in replica.members()
+    replica.remove_member("127.0.0.1:7102", results("remove"))
+    tick_until(fake, lambda: "remove" in results)
+    assert results["remove"] is True
+    assert [m[0] for m in replica.members()] == [ADDRESS]
+
+
+def test_status_reports_the_consensus_view_and_the_queues(node):
+    replica, fake = node
+    status = replica.status()
+    assert (status.role, status.leader, status.members) == ("leader", ADDRESS, (ADDRESS,))
+    fake.hold = True
+    replica.submit(c.Set(b"k", b"v"), Results()("set"))
+    replica.submit(c.Set(b"k2", b"v"), Results()("set2"))
+    status = replica.status()
+    assert (status.inflight_entries, status.queued_requests) == (1, 1)
+
+
+def test_a_leadership_transfer_holds_proposals_until_another_node_leads():
+    replica, fake = make_replica(peers=("127.0.0.1:7102",))
+    try:
+        results = Results()
+        replica.transfer_leadership("127.0.0.1:7102", results("transfer"), timeout=2)
+        assert fake.refuse_forwarded_for == 2  # forwarded proposals are refused meanwhile
+        replica.submit(c.Set(b"k", b"v"), results("set"))
+        assert fake.pending == 0  # held: the target must be able to catch up
+        tick_until(fake, lambda: "transfer" in results)
+        assert results["transfer"] is None and fake.status().leader == "127.0.0.1:7102"
+        assert fake.refuse_forwarded_for == 0
+    finally:
+        replica.close()
