@@ -19,8 +19,7 @@ leader's Cache (a follower refuses and names the leader).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .aio import LoopDelivery

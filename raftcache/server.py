@@ -195,12 +195,13 @@ class _Connection(asyncio.Protocol):
         server = self.server
         try:
             reply = server.local[spec.name](self, args)
+            if isinstance(reply, Later):  # an operation refuses by raising before it starts
+                reply.start(server.delivery.deliverer(partial(self._answer, slot, reply.render, command.protocol)))
+                return
         except CommandError as err:
             self.proto.complete(slot, server.render(_identity, err, command.protocol))
             return
-        if isinstance(reply, Later):
-            reply.start(server.delivery.deliverer(partial(self._answer, slot, reply.render, command.protocol)))
-        elif isinstance(reply, Submit):
+        if isinstance(reply, Submit):
             self._data_command(command, reply.spec, reply.args, reply.tag)
         elif asyncio.iscoroutine(reply):
             self._reply_when_done(slot, command.protocol, reply)
