@@ -15,8 +15,8 @@ It owns what belongs to the connection, not to the server or the data:
 * READONLY / READWRITE (stale local reads), QUIT;
 * flow control it can judge alone: reading pauses while too many commands are in flight.
 
-``mode`` is where per-connection modes go (MULTI queueing, subscribe mode): commands are
-routed by it in ``_route`` before they are handed out.
+``mode`` is where per-connection modes go (MULTI queueing, subscribe mode): a command that
+passed the gates (known, arity, auth) goes to its mode's router (``_by_mode``).
 """
 
 from __future__ import annotations
@@ -127,6 +127,9 @@ class Connection:
             "readwrite": lambda args: self._set_readonly(False),
             "quit": self._quit,
         }
+        # A command that passed the gates (known, arity, auth) goes to its mode's router;
+        # MULTI (queue until EXEC) and subscribe mode (only (P)SUBSCRIBE, PING, ...) add theirs.
+        self._by_mode: dict[Mode, Callable[[Spec, list[bytes]], Command | None]] = {Mode.NORMAL: self._normal}
 
     # ------------------------------------------------------------------ input
     def receive_data(self, data: bytes) -> None:
@@ -199,6 +202,10 @@ class Connection:
         if not self.authenticated and "noauth" not in spec.flags:
             self._replies.append(Slot(NOAUTH_REPLY))
             return None
+        return self._by_mode[self.mode](spec, args)
+
+    def _normal(self, spec: Spec, args: list[bytes]) -> Command | None:
+        """Mode.NORMAL: answer connection commands here, hand out the rest."""
         self._on_command(spec.name)
         own = self._own.get(spec.name)
         if own is not None:
