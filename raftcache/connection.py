@@ -73,6 +73,7 @@ class ProtocolFailure:
     """Input that cannot be parsed; the error is queued and the connection closes after it."""
 
     message: str
+    over_limit: bool = False  # the unparsed input outgrew the query buffer limit
 
 
 def _nothing(name: str) -> None:
@@ -149,7 +150,7 @@ class Connection:
             if args is None:
                 if parser.buffered > self._max_query_buffer:
                     self._parser = None  # free the buffer now
-                    return self._fail("Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)")
+                    return self._fail("Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)", over_limit=True)
                 return NEED_DATA
             event = self._route(args)
             if event is not None:
@@ -225,10 +226,10 @@ class Connection:
         self._on_error(prefix)
         self._replies.append(Slot(encode_error(prefix, message)))
 
-    def _fail(self, message: str) -> ProtocolFailure:
+    def _fail(self, message: str, *, over_limit: bool = False) -> ProtocolFailure:
         self._replies.append(Slot(encode_error("ERR", message)))
         self.closing = self.bad_input = True
-        return ProtocolFailure(message)
+        return ProtocolFailure(message, over_limit)
 
     # ----------------------------------------------------- connection commands
     def _auth(self, args: list[bytes]) -> Any:

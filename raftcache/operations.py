@@ -290,11 +290,15 @@ class ClusterOperations:
 
         self.replica.backup(path, written, timeout=timeout)
 
-    def read_backup(self, backup_id: str, offset: int, count: int) -> bytes:
+    def staged_backup(self, backup_id: str) -> StagedBackup:
         with self._lock:
             backup = self._backups.get(backup_id)
         if backup is None:
             raise CommandError("no such backup (it may have expired)")
+        return backup
+
+    def read_backup(self, backup: StagedBackup, offset: int, count: int) -> bytes:
+        """Up to `count` bytes of a staged backup file from `offset`."""
         if offset < 0 or not 0 < count <= BACKUP_CHUNK_MAX:
             raise CommandError(f"offset must be >= 0 and count in 1..{BACKUP_CHUNK_MAX}")
         with open(backup.path, "rb") as f:

@@ -175,7 +175,7 @@ class _Connection(asyncio.Protocol):
                 break
             if isinstance(event, ProtocolFailure):
                 self.server.stats.protocol_errors += 1
-                log.info("client %s: %s; closing", self.peer, event.message)
+                log.log(logging.WARNING if event.over_limit else logging.INFO, "client %s: %s; closing", self.peer, event.message)
                 break
             self._execute(event)
         if proto.in_frame:
@@ -603,8 +603,8 @@ class RespServer:
         if sub == b"START" and len(args) == 3:
             return Later(self.ops.start_backup, lambda b: [b.id.encode(), b.bytes, b.keys, b.applied_index])
         if sub == b"READ" and len(args) == 6:
-            backup_id = args[3].decode("utf-8", "replace")
-            return self.ops.read_backup(backup_id, parse_int_arg(args[4]), parse_int_arg(args[5]))
+            backup = self.ops.staged_backup(args[3].decode("utf-8", "replace"))
+            return self.ops.read_backup(backup, parse_int_arg(args[4]), parse_int_arg(args[5]))
         if sub == b"END" and len(args) == 4:
             self.ops.drop_backup(args[3].decode("utf-8", "replace"))
             return OK

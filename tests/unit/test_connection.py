@@ -225,7 +225,7 @@ def test_query_buffer_limit_closes_the_connection():
     d = Driver(Connection(max_query_buffer_bytes=64))
     d.feed([b"*1\r\n$1000\r\n" + b"x" * 100])
     assert d.out == b"-ERR Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)\r\n"
-    assert d.conn.finished and d.failures
+    assert d.conn.finished and [f.over_limit for f in d.failures] == [True]
 
 
 def test_unknown_commands_and_wrong_arity_are_counted_errors(split):
