@@ -9,12 +9,17 @@ Inputs: keys and values may be ``str`` (UTF-8 encoded), ``bytes``-like, ``int`` 
 or ``str`` with ``decode_responses=True``. Errors are raised as ``raftcache.errors``
 exceptions (``CommandError`` subclasses for rejected commands, ``NoLeaderError`` /
 ``OutcomeUnknownError`` when the cluster cannot settle a command in time).
+
+Membership (``members``, ``add_member``, ``remove_member``, ``transfer_leader``) follows the
+same rules as ``raftcache members`` (one change at a time, unsafe changes refused unless
+``force=True``), through ``operations.ClusterOperations``; changes must be asked of the
+leader's Cache (a follower refuses and names the leader).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .aio import LoopDelivery
@@ -23,7 +28,8 @@ from .clock import Clock
 from .config import ClusterConfig, load_config
 from .consensus import RaftSettings
 from .errors import ConfigError
-from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions, wait_for
+from .operations import ClusterOperations, Member
+from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, OnDone, Replica, ReplicaOptions, wait_for
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:
@@ -97,6 +103,7 @@ class _Replicated(CacheCommands):
         self._max_key = DEFAULT_MAX_KEY_BYTES
         self._timeout = options.request_timeout_s
         self._replica = Replica(options, node_id=node_id, clock=clock)
+        self._ops = ClusterOperations(self._replica)
         self._replica.start()
 
     @classmethod
@@ -116,6 +123,32 @@ class _Replicated(CacheCommands):
     @property
     def replica(self) -> Replica:
         return self._replica
+
+    # ----------------------------------------------------------------- membership
+    def members(self) -> list[Member]:
+        """The Raft members as this node sees them (local, immediate, like `status()`):
+        id ("" when unknown), raft and client address, whether it leads, whether this node
+        is connected to it."""
+        return self._ops.members()
+
+    def add_member(self, node_id: str, raft: str, client: str, *, force: bool = False) -> Any:
+        """Add a member (True). Refused while a member is unreachable unless `force`; start
+        the new node (its partners: every member) before or right after."""
+        return self._operate(lambda done: self._ops.add_member(node_id, raft, client, done, force=force), _true)
+
+    def remove_member(self, node: str, *, force: bool = False) -> Any:
+        """Remove the member named by id or raft address (True). Refused when the remaining
+        members would have no reachable majority, unless `force`; refused for this node
+        while it leads (`transfer_leader` first)."""
+        return self._operate(lambda done: self._ops.remove_member(node, done, force=force), _true)
+
+    def transfer_leader(self, node: str | None = None) -> Any:
+        """Hand leadership to the member named `node` (default: the most caught-up one);
+        returns the new leader's name (its id, or its raft address when no id is known)."""
+        return self._operate(lambda done: self._ops.transfer_leader(node, done), _peer_name)
+
+    def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
+        raise NotImplementedError
 
     def _check_consistency(self, consistency: str | None) -> str:
         if consistency is None:
@@ -153,7 +186,14 @@ class Cache(_Replicated):
         )
         return raise_or_convert(result, convert)
 
+    def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
+        result = wait_for(start, _OPERATION_TIMEOUT_S, "no answer from the local replica")
+        if isinstance(result, BaseException):
+            raise result
+        return convert(result)
+
     def close(self) -> None:
+        self._ops.close()
         self._replica.close()
 
     def __enter__(self) -> Cache:
@@ -182,18 +222,30 @@ class AsyncCache(_Replicated):
         consistency: str | None = None,
         timeout: float | None = None,
     ) -> Any:
+        future, resolve = self._future()
+        budget = timeout if timeout is not None else self._timeout
+        self._replica.submit(command, resolve, consistency=self._check_consistency(consistency), timeout=budget)
+        return _finish(future, convert)
+
+    async def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
+        future, resolve = self._future()
+        start(resolve)  # a refusal raises here, i.e. when awaited
+        result = await future
+        if isinstance(result, BaseException):
+            raise result
+        return convert(result)
+
+    def _future(self) -> tuple[asyncio.Future[Any], OnDone]:
+        """A future on the running loop and a callable, safe from any thread, resolving it."""
         loop = asyncio.get_running_loop()
         delivery = self._deliveries.get(loop)
         if delivery is None:
             delivery = self._deliveries[loop] = LoopDelivery(loop)
         future: asyncio.Future[Any] = loop.create_future()
-        budget = timeout if timeout is not None else self._timeout
-        self._replica.submit(
-            command, delivery.resolver(future), consistency=self._check_consistency(consistency), timeout=budget
-        )
-        return _finish(future, convert)
+        return future, delivery.resolver(future)
 
     async def close(self) -> None:
+        self._ops.close()
         await asyncio.get_running_loop().run_in_executor(None, self._replica.close)
 
     async def __aenter__(self) -> AsyncCache:
@@ -201,6 +253,17 @@ class AsyncCache(_Replicated):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+_OPERATION_TIMEOUT_S = 60.0  # backstop: every operation reports by its own deadline first
+
+
+def _true(result: Any) -> bool:
+    return True
+
+
+def _peer_name(peer: Any) -> str:
+    return peer.name
 
 
 async def _finish(future: asyncio.Future[Any], convert: Convert | None) -> Any:

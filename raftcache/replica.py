@@ -636,6 +636,29 @@ class Replica:
             raise result
         return result
 
+    # -- cluster-operation accessors --
+    # What raftcache.operations (membership, transfer, backups) and INFO need to know about
+    # the Raft node, so that nothing outside this module reaches into `self.raft`.
+    @property
+    def address(self) -> str:
+        """This node's raft (peer) address."""
+        return self.raft.settings.address
+
+    def is_leader(self) -> bool:
+        return self.raft.role is Role.LEADER
+
+    def connected_peers(self) -> frozenset[str]:
+        """Raft addresses of the members this node currently has a connection to."""
+        return frozenset(self.raft.connected_peers())
+
+    def force_snapshot(self) -> None:
+        """Compact the log now (RAFTCACHE COMPACT)."""
+        self.raft.force_snapshot()
+
+    def volatile_keys(self) -> int:
+        """Keys with an expiry (a local, possibly stale count)."""
+        return self.fsm.volatile_keys()
+
 
 class _StateMachineHooks:
     """The replica as the state machine consensus drives (consensus.StateMachine)."""

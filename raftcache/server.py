@@ -1,10 +1,13 @@
-"""The RESP2 server: asyncio glue between sockets, the sans-I/O parser, the command table
-and the replica. Bytes in, bytes out.
+"""The RESP server: asyncio glue between sockets, the connection protocol objects, the
+command table and the replica. Bytes in, bytes out.
 
-Per connection: requests are parsed as they arrive; data commands go to the replica (where
-commands of all connections share group-committed Raft entries) and reply slots are kept in
-order, so pipelined commands are answered in order even though they complete out of order.
-Results come back from the Raft thread through one loop wake-up per burst (`LoopDelivery`).
+Per connection, an I/O-free ``connection.Connection`` parses requests, answers AUTH, HELLO,
+READONLY/READWRITE and QUIT itself and keeps replies in request order; the shell here
+(``_Connection``) feeds it what the socket reads, executes the commands it hands out (data
+commands go to the replica, where commands of all connections share group-committed Raft
+entries) and writes what it says may leave. Results come back from the Raft thread through
+one loop wake-up per burst (`LoopDelivery`). Cluster operations (membership, transfer,
+backups) are ``operations.ClusterOperations``; this module only maps RAFTCACHE commands to them.
 
 Protection: limits on bulk/array/inline sizes and on the unparsed input per connection,
 ``maxclients``, a deadline for half-sent commands (slowloris), reading paused while a
@@ -19,23 +22,19 @@ import logging
 import os
 import platform
 import resource
-import shutil
-import tempfile
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import __version__
 from . import commands as c
-from .addresses import validate_address
 from .aio import LoopDelivery
-from .consensus import Role
-from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, RaftCacheError, WrongPassError, resp_prefix
+from .connection import NEED_DATA, Command, Connection, ProtocolFailure, Slot
+from .errors import CommandError, resp_prefix
 from .metrics import CommandStats
+from .operations import ClusterOperations, Peer
 from .redis_commands import (
     COMMANDS,
     Kind,
@@ -50,11 +49,12 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .replica import LINEARIZABLE, Replica
-from .resp import OK, PONG, Map, RequestParser, encode_error, encode_reply
+from .resp import OK, PONG, Map, encode_error, encode_reply
+
+__all__ = ["Peer", "RespServer", "ServerSettings"]
 
 log = logging.getLogger(__name__)
 
-_NOAUTH = encode_error("NOAUTH", "Authentication required.")  # also NoAuthError's word
 _MAXCLIENTS = encode_error("ERR", "max number of clients reached")
 
 
@@ -73,20 +73,6 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """What the node knows about a cluster member (from the config)."""
-
-    id: str
-    raft: str
-    client: str
-
-    @property
-    def name(self) -> str:
-        """How to show the member: its id, or its raft address when no id is known."""
-        return self.id or self.raft
-
-
 @dataclass
 class _Stats:
     started: float = field(default_factory=time.monotonic)
@@ -96,35 +82,58 @@ class _Stats:
     protocol_errors: int = 0
 
 
+class Later(NamedTuple):
+    """A local command's answer that comes later: `start(on_done)` begins it, `on_done` (any
+    thread) receives the result, `render` turns it into the reply value."""
+
+    start: Callable[[Callable[[Any], None]], None]
+    render: Callable[[Any], Any]
+
+
+class Submit(NamedTuple):
+    """A local command that turns into a data command (RAFTCACHE ONCE)."""
+
+    spec: Spec
+    args: list[bytes]
+    tag: c.SessionTag | None
+
+
 class _Connection(asyncio.Protocol):
+    """The asyncio shell around a `Connection`: transport callbacks in, executed commands'
+    replies back, bytes out, closing and flow control on the transport."""
+
     def __init__(self, server: RespServer) -> None:
         self.server = server
         settings = server.settings
-        self.parser = RequestParser(
-            max_bulk_len=settings.max_bulk_bytes,
+        self.proto = Connection(
+            conn_id=next(server._ids),
+            requirepass=settings.requirepass,
+            max_bulk_bytes=settings.max_bulk_bytes,
             max_array_len=settings.max_array_len,
-            max_inline_len=settings.max_inline_bytes,
+            max_inline_bytes=settings.max_inline_bytes,
+            max_query_buffer_bytes=settings.max_query_buffer_bytes,
+            max_pending=settings.max_pending_per_client,
+            role=server.role,
+            on_command=server.count_command,
+            on_error=server.count_error,
         )
-        self.authenticated = not settings.requirepass
-        self.parser.authenticated = self.authenticated
-        self.readonly = False
-        self.protocol = 2  # RESP version, chosen with HELLO
-        self.name = b""
-        self.lib = b""
-        self.id = next(server._ids)
-        self.replies: deque[list[Any]] = deque()  # [reply bytes or None while pending]
-        self.pending = 0
         self.transport: asyncio.Transport | None = None
-        self.closing = False
-        self.close_after_flush = False
+        self.closing = False  # the transport is closed (or closing)
         self.draining = False  # protocol error answered: discard input until the peer closes
         self.reading_paused = False
         self.writing_paused = False
         self.frame_started: float | None = None
-        self.linger = False
         self.last_active = time.monotonic()
         self.created = self.last_active
         self.peer = ""
+
+    @property
+    def id(self) -> int:
+        return self.proto.id
+
+    @property
+    def pending(self) -> int:
+        return self.proto.pending
 
     # -------------------------------------------------------------- asyncio protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -158,149 +167,112 @@ class _Connection(asyncio.Protocol):
             return
         now = time.monotonic()
         self.last_active = now
-        parser = self.parser
-        parser.feed(data)
-        try:
-            while not self.closing and not self.close_after_flush:
-                args = parser.next()
-                if args is None:
-                    break
-                self._dispatch(args)
-        except ProtocolError as exc:
-            self.server.stats.protocol_errors += 1
-            log.info("client %s: %s; closing", self.peer, exc)
-            self._immediate(encode_error("ERR", str(exc)))
-            self.close_after_flush = self.linger = True
-        else:
-            if parser.buffered > self.server.settings.max_query_buffer_bytes:
+        proto = self.proto
+        proto.receive_data(data)
+        while not self.closing:
+            event = proto.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, ProtocolFailure):
                 self.server.stats.protocol_errors += 1
-                log.warning("client %s exceeded the query buffer limit; closing", self.peer)
-                self.parser = None  # type: ignore[assignment]  # free the buffer now
-                self._immediate(encode_error("ERR", "Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)"))
-                self.close_after_flush = self.linger = True
-            elif parser.in_frame:
-                if self.frame_started is None:
-                    self.frame_started = now
-            else:
-                self.frame_started = None
+                log.log(logging.WARNING if event.over_limit else logging.INFO, "client %s: %s; closing", self.peer, event.message)
+                break
+            self._execute(event)
+        if proto.in_frame:
+            if self.frame_started is None:
+                self.frame_started = now
+        else:
+            self.frame_started = None
         self._flush()
         self._update_reading()
 
-    # ------------------------------------------------------------------- dispatch
-    def _dispatch(self, args: list[bytes]) -> None:
+    # ------------------------------------------------------------------ execute
+    def _execute(self, command: Command) -> None:
+        spec, args, slot = command.spec, command.args, command.slot
+        if spec.kind is not Kind.LOCAL:
+            self._data_command(command, spec, args, None)
+            return
         server = self.server
-        spec = lookup(args[0])
-        if spec is None:
-            self._error("ERR", unknown_command_message(args))
-            return
-        if not spec.arity_ok(len(args)):
-            self._error("ERR", wrong_arity_message(spec.name))
-            return
-        if not self.authenticated and "noauth" not in spec.flags:
-            self._immediate(_NOAUTH)
-            return
-        server.stats.commands_processed += 1
-        server.command_stats.calls[spec.name] += 1
-        if spec.kind is Kind.LOCAL:
-            try:
-                reply = server.local[spec.name](self, args)
-            except CommandError as err:
-                self._error(resp_prefix(err), err.message)
-                return
-            if asyncio.iscoroutine(reply):
-                self._reply_when_done(reply)
-            elif reply is not _ASYNC:
-                self._immediate(encode_reply(reply, self.protocol))
-            return
-        self._data_command(spec, args, None)
-
-    def _data_command(self, spec: Spec, args: list[bytes], tag: c.SessionTag | None) -> None:
         try:
-            command = build_command(spec, args, self.server.settings.limits)
+            reply = server.local[spec.name](self, args)
+            if isinstance(reply, Later):  # an operation refuses by raising before it starts
+                reply.start(server.delivery.deliverer(partial(self._answer, slot, reply.render, command.protocol)))
+                return
         except CommandError as err:
-            self._error(resp_prefix(err), err.message)
+            self.proto.complete(slot, server.render(_identity, err, command.protocol))
             return
-        replica = self.server.replica
-        if spec.kind is Kind.READ and self.readonly:
-            self._finish_now(spec.render, replica.read_local(command))
-            return
-        slot: list[Any] = [None]
-        self.replies.append(slot)
-        self.pending += 1
-        # Render with the protocol in force now: a later HELLO must not change this reply.
-        on_done = self.server.delivery.deliverer(
-            partial(self._complete, slot, spec.render, self.protocol, spec.kind.value, time.perf_counter())
-        )
-        replica.submit(command, on_done, consistency=LINEARIZABLE, tag=tag)
+        if isinstance(reply, Submit):
+            self._data_command(command, reply.spec, reply.args, reply.tag)
+        elif asyncio.iscoroutine(reply):
+            self._reply_when_done(slot, command.protocol, reply)
+        else:
+            self.proto.complete(slot, encode_reply(reply, command.protocol))
 
-    def _complete(self, slot: list[Any], render: Callable[[Any], Any], protocol: int, kind: str, start: float, result: Any) -> None:
+    def _data_command(self, command: Command, spec: Spec, args: list[bytes], tag: c.SessionTag | None) -> None:
+        server = self.server
+        try:
+            cmd = build_command(spec, args, server.settings.limits)
+        except CommandError as err:
+            self.proto.complete(command.slot, server.render(_identity, err, command.protocol))
+            return
+        replica = server.replica
+        if spec.kind is Kind.READ and command.readonly:
+            self.proto.complete(command.slot, server.render(spec.render, replica.read_local(cmd), command.protocol))
+            return
+        on_done = server.delivery.deliverer(
+            partial(self._complete, command.slot, spec.render, command.protocol, spec.kind.value, time.perf_counter())
+        )
+        replica.submit(cmd, on_done, consistency=LINEARIZABLE, tag=tag)
+
+    def _complete(self, slot: Slot, render: Callable[[Any], Any], protocol: int, kind: str, start: float, result: Any) -> None:
         """On the loop: a replica result for a reply slot."""
-        self.pending -= 1
         self.server.command_stats.latency[kind].observe(time.perf_counter() - start)
-        slot[0] = self.server.render(render, result, protocol)
+        self._answer(slot, render, protocol, result)
+
+    def _answer(self, slot: Slot, render: Callable[[Any], Any], protocol: int, result: Any) -> None:
+        """On the loop: the result of a handed-out command."""
+        self.proto.complete(slot, self.server.render(render, result, protocol))
         if not self.closing:
             self._flush()
             self._update_reading()
 
-    def _finish_now(self, render: Callable[[Any], Any], result: Any) -> None:
-        self._immediate(self.server.render(render, result, self.protocol))
-
-    def _reply_when_done(self, coroutine: Any) -> None:
-        """A local command answered by a coroutine (membership, backups): keep its place."""
-        slot: list[Any] = [None]
-        self.replies.append(slot)
-        self.pending += 1
+    def _reply_when_done(self, slot: Slot, protocol: int, coroutine: Any) -> None:
+        """A local command answered by a coroutine: keep its place."""
 
         def done(task: asyncio.Task[Any]) -> None:
-            self.pending -= 1
             if task.cancelled():
                 result: Any = CommandError("cancelled: the node is stopping")
             else:
                 result = task.exception() or task.result()
-            slot[0] = self.server.render(_identity, result, self.protocol)
-            if not self.closing:
-                self._flush()
-                self._update_reading()
+            self._answer(slot, _identity, protocol, result)
 
         asyncio.get_running_loop().create_task(coroutine).add_done_callback(done)
 
-    def _immediate(self, data: bytes) -> None:
-        self.replies.append([data])
-
-    def _error(self, prefix: str, message: str) -> None:
-        self.server.command_stats.errors[prefix] += 1
-        self._immediate(encode_error(prefix, message))
-
+    # ------------------------------------------------------------------- output
     def _flush(self) -> None:
-        replies = self.replies
-        if not replies or replies[0][0] is None or self.transport is None:
-            if self.close_after_flush and not replies:
-                self._close()
+        if self.transport is None:
             return
-        out = []
-        while replies and replies[0][0] is not None:
-            out.append(replies.popleft()[0])
-        if not self.closing:
-            self.transport.write(b"".join(out))
-        if self.close_after_flush and not replies:
+        data = self.proto.data_to_send()
+        if data and not self.closing:
+            self.transport.write(data)
+        if self.proto.finished:
             self._close()
 
     def _update_reading(self) -> None:
         if self.transport is None or self.closing:
             return
-        limit = self.server.settings.max_pending_per_client
-        should_pause = self.writing_paused or self.pending >= limit
+        should_pause = self.proto.reading_paused(self.writing_paused)
         if should_pause and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
-        elif not should_pause and self.reading_paused and self.pending <= limit // 2:
+        elif not should_pause and self.reading_paused:
             self.transport.resume_reading()
             self.reading_paused = False
 
     def _close(self) -> None:
         if self.closing or self.transport is None:
             return
-        if self.linger and not self.draining and self.transport.can_write_eof():
+        if self.proto.bad_input and not self.draining and self.transport.can_write_eof():
             # Closing with unread input makes the kernel send RST, and the peer may lose the
             # error we just wrote. Half-close instead, ignore what still arrives, then close.
             self.draining = True
@@ -321,20 +293,15 @@ class _Connection(asyncio.Protocol):
         return False
 
 
-_ASYNC = object()  # a local handler that answers later through a reply slot
-_BACKUP_KEEP_S = 1800.0  # a backup not fetched and released within this is deleted
-_BACKUP_CHUNK_MAX = 4 << 20
-
-
-@dataclass
-class _Backup:
-    path: str
-    created: float = field(default_factory=time.monotonic)
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
 
 
 def _identity(result: Any) -> Any:
     return result
+
+
+def _ok(result: Any) -> Any:
+    return OK
 
 
 class RespServer:
@@ -344,13 +311,11 @@ class RespServer:
         self.replica = replica
         self.settings = settings
         self.node_id = node_id
-        self.peers = peers or {}  # raft address -> Peer
+        self.ops = ClusterOperations(replica, node_id=node_id, peers=peers)
         self.connections: set[_Connection] = set()
         self.stats = _Stats()
         self.command_stats = CommandStats()
         self._ids = itertools.count(1)
-        self._backups: dict[str, _Backup] = {}
-        self._membership_lock: asyncio.Lock | None = None
         self.delivery: LoopDelivery = None  # type: ignore[assignment]  # set in start()
         self._server: asyncio.AbstractServer | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -358,16 +323,11 @@ class RespServer:
         self.local: dict[str, Callable[[_Connection, list[bytes]], Any]] = {
             "ping": self._ping,
             "echo": lambda conn, args: args[1],
-            "quit": self._quit,
             "select": self._select,
-            "auth": self._auth,
-            "hello": self._hello,
             "client": self._client,
             "command": self._command,
             "config": self._config,
             "info": self._info,
-            "readonly": partial(self._set_readonly, True),
-            "readwrite": partial(self._set_readonly, False),
             "raftcache": self._raftcache,
         }
         self._raftcache_subcommands: dict[bytes, Callable[[_Connection, list[bytes]], Any]] = {
@@ -380,8 +340,6 @@ class RespServer:
             b"TRANSFER": self._transfer,
             b"BACKUP": self._backup,
         }
-        self._registering: set[str] = set()
-        self._backup_dir = tempfile.mkdtemp(prefix="raftcache-backups-")
 
     def render(self, render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
         """A result (or exception) as reply bytes; counts error replies."""
@@ -396,6 +354,16 @@ class RespServer:
             log.exception("cannot render %r", result)
             return encode_error("ERR", "internal error rendering the reply")
 
+    def role(self) -> str:
+        return self.replica.status().role
+
+    def count_command(self, name: str) -> None:
+        self.stats.commands_processed += 1
+        self.command_stats.calls[name] += 1
+
+    def count_error(self, prefix: str) -> None:
+        self.command_stats.errors[prefix] += 1
+
     def rss_bytes(self) -> int:
         return _rss_bytes()
 
@@ -409,7 +377,7 @@ class RespServer:
         log.info("serving RESP on %s", self.address)
 
     async def close(self) -> None:
-        shutil.rmtree(self._backup_dir, ignore_errors=True)
+        self.ops.close()
         if self._reaper is not None:
             self._reaper.cancel()
         if self._server is not None:
@@ -425,10 +393,7 @@ class RespServer:
         while True:
             await asyncio.sleep(min(1.0, settings.frame_timeout_s / 2))
             now = time.monotonic()
-            self._register_members()
-            for backup_id, backup in list(self._backups.items()):
-                if now - backup.created > _BACKUP_KEEP_S:
-                    self._drop_backup(backup_id)
+            self.ops.tick(now)
             for conn in list(self.connections):
                 if conn.frame_started is not None and now - conn.frame_started > settings.frame_timeout_s:
                     log.info("client %s left a command half-sent for %.0fs; closing", conn.peer, now - conn.frame_started)
@@ -442,85 +407,25 @@ class RespServer:
             raise CommandError(wrong_arity_message("ping"))
         return args[1] if len(args) == 2 else PONG
 
-    def _quit(self, conn: _Connection, args: list[bytes]) -> Any:
-        conn.close_after_flush = True
-        return OK
-
     def _select(self, conn: _Connection, args: list[bytes]) -> Any:
         if parse_int_arg(args[1]) != 0:
             raise CommandError("DB index is out of range")
         return OK
-
-    def _auth(self, conn: _Connection, args: list[bytes]) -> Any:
-        if len(args) > 3:
-            raise CommandError("syntax error")
-        password = args[-1]
-        if not self.settings.requirepass:
-            raise CommandError(
-                "AUTH <password> called without any password configured for the default user. "
-                "Are you sure your configuration is correct?"
-            )
-        user_ok = len(args) == 2 or args[1] == b"default"
-        if not user_ok or password != self.settings.requirepass.encode():
-            raise WrongPassError()
-        conn.authenticated = True
-        conn.parser.authenticated = True
-        return OK
-
-    def _hello(self, conn: _Connection, args: list[bytes]) -> Any:
-        version = conn.protocol
-        if len(args) >= 2:
-            try:
-                version = parse_int_arg(args[1])
-            except CommandError:
-                raise CommandError("Protocol version is not an integer or out of range") from None
-            if version not in (2, 3):
-                raise NoProtoError()
-        i = 2
-        while i < len(args):
-            option = args[i].upper()
-            if option == b"AUTH" and i + 2 < len(args):
-                self._auth(conn, [b"auth", args[i + 1], args[i + 2]])
-                i += 3
-            elif option == b"SETNAME" and i + 1 < len(args):
-                conn.name = args[i + 1]
-                i += 2
-            else:
-                raise CommandError(f"Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
-        if not conn.authenticated:
-            raise NoAuthError(
-                "HELLO must be called with the client already authenticated, otherwise the "
-                "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client "
-                "and select the RESP protocol version at the same time"
-            )
-        conn.protocol = version
-        status = self.replica.status()
-        return Map(
-            {
-                b"server": b"redis",
-                b"version": b"7.0.0",
-                b"proto": version,
-                b"id": conn.id,
-                b"mode": b"standalone",
-                b"role": b"master" if status.role == "leader" else b"replica",
-                b"modules": [],
-            }
-        )
 
     def _client(self, conn: _Connection, args: list[bytes]) -> Any:
         sub = args[1].upper()
         if sub == b"SETNAME" and len(args) == 3:
             if b" " in args[2] or b"\n" in args[2]:
                 raise CommandError("Client names cannot contain spaces, newlines or special characters.")
-            conn.name = args[2]
+            conn.proto.name = args[2]
             return OK
         if sub == b"GETNAME" and len(args) == 2:
-            return conn.name or None
+            return conn.proto.name or None
         if sub == b"ID" and len(args) == 2:
             return conn.id
         if sub == b"SETINFO" and len(args) == 4:
             if args[2].upper() == b"LIB-NAME":
-                conn.lib = args[3]
+                conn.proto.lib = args[3]
             return OK
         if sub == b"INFO" and len(args) == 2:
             return self._client_line(conn)
@@ -532,7 +437,7 @@ class RespServer:
         age = int(time.monotonic() - conn.created)
         idle = int(time.monotonic() - conn.last_active)
         return b"id=%d addr=%s name=%s age=%d idle=%d db=0 lib-name=%s\n" % (
-            conn.id, conn.peer.encode(), conn.name, age, idle, conn.lib,
+            conn.id, conn.peer.encode(), conn.proto.name, age, idle, conn.proto.lib,
         )
 
     def _command(self, conn: _Connection, args: list[bytes]) -> Any:
@@ -575,10 +480,6 @@ class RespServer:
                     out[name] = value
         return out
 
-    def _set_readonly(self, on: bool, conn: _Connection, args: list[bytes]) -> Any:
-        conn.readonly = on
-        return OK
-
     # -------------------------------------------------------------------- INFO
     def _info(self, conn: _Connection, args: list[bytes]) -> Any:
         wanted = [a.decode("utf-8", "replace").lower() for a in args[1:]] or ["default"]
@@ -600,7 +501,7 @@ class RespServer:
         peer = self.peer_lookup()  # one registry read for the whole reply
         leader = peer(status.leader) if status.leader else None
         rss = _rss_bytes()
-        volatile = len(self.replica.fsm._expires)
+        volatile = self.replica.volatile_keys()
         return {
             "server": {
                 "redis_version": "7.0.0",
@@ -638,7 +539,7 @@ class RespServer:
                 "raft_last_snapshot_index": status.last_snapshot_index,
                 "raft_snapshots_taken": status.snapshots_taken,
                 "raft_members": ",".join(peer(a).name for a in status.members),
-                "raft_connected_peers": ",".join(sorted(peer(a).name for a in self.replica.raft.connected_peers())),
+                "raft_connected_peers": ",".join(sorted(peer(a).name for a in self.replica.connected_peers())),
                 "raft_revision": status.revision,
                 "raft_replicated_time_ms": status.replicated_time_ms,
                 "raft_inflight_entries": status.inflight_entries,
@@ -668,199 +569,55 @@ class RespServer:
             raise CommandError(f"RAFTCACHE ONCE wraps data commands, not '{spec.name}'")
         if not spec.arity_ok(len(inner)):
             raise CommandError(wrong_arity_message(spec.name))
-        conn._data_command(spec, inner, c.SessionTag(client_id, seq, ack) if spec.kind is Kind.WRITE else None)
-        return _ASYNC
+        return Submit(spec, inner, c.SessionTag(client_id, seq, ack) if spec.kind is Kind.WRITE else None)
 
     # ------------------------------------------------------------ members, backups
     def peer_lookup(self) -> Callable[[str], Peer]:
-        """What this node knows of members (the replicated registry, else its config file),
-        from one read of the registry: take one per request, then look up every member."""
-        registry = self.replica.read_local(c.Members())
-
-        def peer(raft: str) -> Peer:
-            if raft in registry:
-                node_id, client = registry[raft]
-                return Peer(node_id, raft, client)
-            return self.peers.get(raft, Peer("", raft, ""))
-
-        return peer
-
-    def peer(self, raft: str) -> Peer:
-        return self.peer_lookup()(raft)
-
-    def member_ids(self, addresses: Any) -> list[str]:
-        """Node ids of these raft addresses (the address itself when no id is known)."""
-        peer = self.peer_lookup()
-        return [peer(a).name for a in addresses]
-
-    def _register_members(self) -> None:
-        """The leader records members it knows from its config in the replicated registry, so
-        every node (and every client) learns their ids and client addresses."""
-        if self.replica.raft.role is not Role.LEADER:
-            return
-        registry = self.replica.read_local(c.Members())
-        for raft in self.replica.raft.status().members:
-            peer = self.peers.get(raft)
-            if raft in registry or peer is None or raft in self._registering:
-                continue
-            self._registering.add(raft)
-            self.replica.submit(c.SetMember(raft, peer.id, peer.client), lambda result, r=raft: self._registering.discard(r))
+        """Member names from one registry read (see ClusterOperations.peer_lookup)."""
+        return self.ops.peer_lookup()
 
     def _members(self, conn: _Connection, args: list[bytes]) -> Any:
-        status = self.replica.raft.status()
-        lookup = self.peer_lookup()
-        rows = []
-        for raft in status.members:
-            peer = lookup(raft)
-            rows.append([peer.id.encode(), raft.encode(), peer.client.encode(), int(raft == status.leader)])
-        return rows
-
-    def _require_leader(self) -> None:
-        status = self.replica.raft.status()
-        if status.role is not Role.LEADER:
-            leader = self.peer(status.leader) if status.leader else None
-            where = f"the leader is {leader.name} ({leader.client or 'no client address'})" if leader else "no leader is known"
-            raise CommandError(f"membership changes go to the leader; {where}")
-
-    def _resolve(self, node: bytes) -> str:
-        """A member named by id or raft address -> its raft address."""
-        name = node.decode("utf-8", "replace")
-        peer = self.peer_lookup()
-        for raft in self.replica.raft.status().members:
-            if raft == name or peer(raft).id == name:
-                return raft
-        raise CommandError(f"no member named {name!r} (see RAFTCACHE MEMBERS)")
+        return [[m.id.encode(), m.raft.encode(), m.client.encode(), int(m.leader)] for m in self.ops.members()]
 
     def _member(self, conn: _Connection, args: list[bytes]) -> Any:
         """RAFTCACHE MEMBER ADD <id> <raft> <client> [FORCE] | REMOVE <id> [FORCE]"""
         sub = args[2].upper() if len(args) > 2 else b""
         force = args[-1].upper() == b"FORCE"
+        ops = self.ops
         if sub == b"ADD" and len(args) in (6, 7):
-            return self._member_add(args[3].decode(), args[4].decode(), args[5].decode(), force)
+            node_id, raft, client = (a.decode() for a in args[3:6])
+            return Later(lambda done: ops.add_member(node_id, raft, client, done, force=force), _ok)
         if sub == b"REMOVE" and len(args) in (4, 5):
-            return self._member_remove(args[3], force)
+            node = args[3].decode("utf-8", "replace")
+            return Later(lambda done: ops.remove_member(node, done, force=force), _ok)
         raise CommandError("RAFTCACHE MEMBER ADD <id> <raft host:port> <client host:port> [FORCE] | REMOVE <id> [FORCE]")
-
-    def _one_change_at_a_time(self) -> asyncio.Lock:
-        if self._membership_lock is None:
-            self._membership_lock = asyncio.Lock()
-        if self._membership_lock.locked():
-            raise CommandError("another membership change is in progress; one change at a time")
-        return self._membership_lock
-
-    async def _member_add(self, node_id: str, raft: str, client: str, force: bool) -> Any:
-        self._require_leader()
-        try:
-            validate_address(raft)
-            validate_address(client, "client address")
-        except RaftCacheError as exc:
-            raise CommandError(str(exc)) from None
-        status = self.replica.raft.status()
-        if raft in status.members:
-            raise CommandError(f"{raft} is already a member")
-        peer = self.peer_lookup()
-        for member in status.members:
-            if peer(member).id == node_id:
-                raise CommandError(f"member id {node_id!r} is already used by {member}")
-        missing = self._unreachable(status.members)
-        if missing and not force:
-            raise CommandError(
-                f"refusing to add a member while {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} unreachable: "
-                "the cluster would need one more "
-                "vote with one already missing. Bring it back or remove it first (or add FORCE)"
-            )
-        async with self._one_change_at_a_time():
-            await self._await_replica(lambda done: self.replica.add_member(raft, node_id, client, done))
-            await self._until(lambda: raft in self.replica.raft.status().members, 10, "the new member to take effect")
-        log.info("member %s (%s, client %s) added", node_id, raft, client)
-        return OK
-
-    async def _member_remove(self, node: bytes, force: bool) -> Any:
-        self._require_leader()
-        raft = self._resolve(node)
-        status = self.replica.raft.status()
-        if raft == status.address:
-            raise CommandError("this node is the leader: transfer leadership first (RAFTCACHE TRANSFER), then remove it")
-        remaining = [m for m in status.members if m != raft]
-        reachable = len(remaining) - len(self._unreachable(remaining))
-        if reachable <= len(remaining) // 2 and not force:
-            raise CommandError(
-                f"refusing: after removing {node.decode()} only {reachable} of {len(remaining)} remaining members are "
-                "reachable, not a majority (add FORCE to do it anyway)"
-            )
-        async with self._one_change_at_a_time():
-            await self._await_replica(lambda done: self.replica.remove_member(raft, done))
-            await self._until(lambda: raft not in self.replica.raft.status().members, 10, "the removal to take effect")
-        log.info("member %s removed", raft)
-        return OK
-
-    def _unreachable(self, members: Any) -> list[str]:
-        own = self.replica.raft.settings.address
-        connected = self.replica.raft.connected_peers()
-        return self.member_ids(m for m in members if m != own and m not in connected)
 
     def _transfer(self, conn: _Connection, args: list[bytes]) -> Any:
         """RAFTCACHE TRANSFER [id]: hand leadership to a member (the most caught-up by default)."""
-        self._require_leader()
-        target = self._resolve(args[2]) if len(args) > 2 else None
-        return self._do_transfer(target)
-
-    async def _do_transfer(self, target: str | None) -> Any:
-        if target == self.replica.raft.settings.address:
-            return self.node_id.encode()
-        await self._await_replica(lambda done: self.replica.transfer_leadership(target, done))
-        return (self.peer(self.replica.raft.status().leader or "").id or "").encode()
+        node = args[2].decode("utf-8", "replace") if len(args) > 2 else None
+        return Later(lambda done: self.ops.transfer_leader(node, done), lambda peer: peer.id.encode())
 
     def _backup(self, conn: _Connection, args: list[bytes]) -> Any:
         """RAFTCACHE BACKUP START | READ <id> <offset> <count> | END <id>"""
         sub = args[2].upper() if len(args) > 2 else b""
         if sub == b"START" and len(args) == 3:
-            return self._backup_start()
+            return Later(self.ops.start_backup, lambda b: [b.id.encode(), b.bytes, b.keys, b.applied_index])
         if sub == b"READ" and len(args) == 6:
-            backup = self._backups.get(args[3].decode("utf-8", "replace"))
-            if backup is None:
-                raise CommandError("no such backup (it may have expired)")
-            offset, count = parse_int_arg(args[4]), parse_int_arg(args[5])
-            if offset < 0 or not 0 < count <= _BACKUP_CHUNK_MAX:
-                raise CommandError(f"offset must be >= 0 and count in 1..{_BACKUP_CHUNK_MAX}")
-            with open(backup.path, "rb") as f:
-                f.seek(offset)
-                return f.read(count)
+            backup = self.ops.staged_backup(args[3].decode("utf-8", "replace"))
+            return self.ops.read_backup(backup, parse_int_arg(args[4]), parse_int_arg(args[5]))
         if sub == b"END" and len(args) == 4:
-            self._drop_backup(args[3].decode("utf-8", "replace"))
+            self.ops.drop_backup(args[3].decode("utf-8", "replace"))
             return OK
         raise CommandError("RAFTCACHE BACKUP START | READ <id> <offset> <count> | END <id>")
 
-    async def _backup_start(self) -> Any:
-        backup_id = uuid.uuid4().hex
-        path = os.path.join(self._backup_dir, f"{backup_id}.rcs")
-        info = await self._await_replica(lambda done: self.replica.backup(path, done, timeout=600))
-        self._backups[backup_id] = _Backup(path)
-        return [backup_id.encode(), info["bytes"], info["keys"], info["applied_index"]]
-
-    def _drop_backup(self, backup_id: str) -> None:
-        backup = self._backups.pop(backup_id, None)
-        if backup is not None:
-            try:
-                os.unlink(backup.path)
-            except OSError:
-                pass
-
-    async def _await_replica(self, start: Callable[[Callable[[Any], None]], None], *, raw: bool = False) -> Any:
+    async def _await_replica(self, start: Callable[[Callable[[Any], None]], None]) -> Any:
         """Await a replica operation that reports through a callback (from any thread)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         start(self.delivery.resolver(future))
         result = await future
-        if isinstance(result, BaseException) and not raw:
+        if isinstance(result, BaseException):
             raise result
         return result
-
-    async def _until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise CommandError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.05)
 
     def _digest(self, conn: _Connection, args: list[bytes]) -> Any:
         return self._digest_reply()
@@ -870,7 +627,7 @@ class RespServer:
         return [index, digest.encode()]
 
     def _compact(self, conn: _Connection, args: list[bytes]) -> Any:
-        self.replica.raft.force_snapshot()
+        self.replica.force_snapshot()
         return OK
 
     def _debug(self, conn: _Connection, args: list[bytes]) -> Any:

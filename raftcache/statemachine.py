@@ -141,6 +141,10 @@ class CacheStateMachine:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def volatile_keys(self) -> int:
+        """How many keys carry an expiry (INFO keyspace's ``expires``)."""
+        return len(self._expires)
+
     def apply(self, batch: c.Batch) -> list[Any]:
         """Apply one replicated batch; one result (value or CommandError) per command."""
         self._now = max(self._now, batch.time_ms)

@@ -93,7 +93,7 @@ def main() -> None:
             if op == "submit_tagged":
                 result = submit_tagged(*call_args)
             elif op == "force_snapshot":
-                cache.replica.raft.force_snapshot()
+                cache.replica.force_snapshot()
                 result = True
             elif op == "pid":
                 result = os.getpid()

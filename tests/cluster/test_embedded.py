@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import EmbeddedCluster, RemoteError, wait_until
+from tests.helpers import EmbeddedCluster, EmbeddedNode, RemoteError, free_ports, wait_until
 
 
 @pytest.fixture
@@ -228,3 +228,63 @@ def test_increments_stay_exact_across_a_leader_pause(cluster):
     assert acked > 200
     assert acked <= total <= acked + unknown, (acked, total, errors)
     cluster.converged()
+
+
+# ---------------------------------------------------------------------- membership
+def _rows(node):
+    return {m["raft"]: m for m in node.call("members")}
+
+
+def test_cache_adds_a_fourth_member_transfers_leadership_and_removes_a_member(cluster, tmp_path):
+    leader = cluster.leader()
+    assert leader.call("set", "before", "yes") is True
+    rows = _rows(leader)
+    assert set(rows) == set(cluster.addresses)
+    assert [r["raft"] for r in rows.values() if r["leader"]] == [leader.address]
+    raft_port, client_port = free_ports(2)
+    address, client = f"127.0.0.1:{raft_port}", f"127.0.0.1:{client_port}"
+    fourth = EmbeddedNode(address, list(cluster.addresses), tmp_path / "n3.log", tmp_path / "n3").start()
+    cluster.nodes.append(fourth)  # closed with the cluster
+    assert leader.call("add_member", "n4", address, client) is True
+    rows = _rows(leader)
+    assert set(rows) == {*cluster.addresses, address}
+    assert (rows[address]["id"], rows[address]["client"]) == ("n4", client)
+    # it caught up and answers linearizable reads
+    wait_until(lambda: fourth.call("get", "before") == b"yes", 30, what="the new member to catch up")
+    with pytest.raises(RemoteError, match="is already a member"):
+        leader.call("add_member", "n4", address, client)
+
+    assert leader.call("transfer_leader", "n4") == "n4"
+    assert cluster.leader() is fourth
+
+    victim = next(n for n in cluster.nodes if n is not leader and n is not fourth)
+    assert fourth.call("remove_member", victim.address) is True
+    assert set(_rows(fourth)) == {n.address for n in cluster.nodes if n is not victim}
+    victim.kill()  # a removed node takes no part; stop it
+    assert leader.call("set", "after", "ok") is True
+    assert fourth.call("get", "after") == b"ok"
+
+
+def test_cache_refuses_unsafe_member_changes(cluster):
+    leader = cluster.leader()
+    dead, alive = [n for n in cluster.nodes if n is not leader]
+    dead.kill()
+    wait_until(lambda: not _rows(leader)[dead.address]["connected"], 10, what="the leader to see the dead node go")
+    # removing the live follower would leave {leader, dead}: no reachable majority
+    with pytest.raises(RemoteError) as refused:
+        leader.call("remove_member", alive.address)
+    assert refused.value.kind == "CommandError"
+    assert "refusing: after removing" in refused.value.message and "not a majority" in refused.value.message
+    # adding would need one more vote with one already missing
+    with pytest.raises(RemoteError, match=f"while {dead.address} is unreachable"):
+        leader.call("add_member", "n9", "127.0.0.1:1", "127.0.0.1:2")
+    # changes go to the leader; the leader does not remove itself
+    with pytest.raises(RemoteError, match="membership changes go to the leader"):
+        alive.call("remove_member", dead.address)
+    with pytest.raises(RemoteError, match="transfer leadership first"):
+        leader.call("remove_member", leader.address)
+    assert set(_rows(leader)) == set(cluster.addresses)  # nothing changed
+    # the safe change still works
+    assert leader.call("remove_member", dead.address) is True
+    assert set(_rows(leader)) == {leader.address, alive.address}
+    assert alive.call("set", "still", "works") is True

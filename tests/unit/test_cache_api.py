@@ -198,3 +198,36 @@ def test_no_quorum_is_an_error_within_the_deadline(tmp_path):
             c.set("k", "v")
         with pytest.raises(NoLeaderError):
             c.wait_ready(timeout=1.0)
+
+
+def test_member_operations_sync_and_async_on_a_single_node(tmp_path):
+    """The member operations' two drivers: refusals raise CommandError (the async one when
+    awaited), results come back converted. Multi-node changes: tests/cluster/test_embedded.py."""
+    from raftcache.errors import CommandError
+    from raftcache.operations import Member
+
+    (port,) = free_ports(1)
+    address = f"127.0.0.1:{port}"
+    with Cache(address, [], data_dir=str(tmp_path / "s"), secret="s", node_id="solo") as cache:
+        cache.wait_ready(10)
+        assert cache.members() == [Member("", address, "", True, True)]
+        assert cache.transfer_leader(address) == "solo"  # already the leader: nothing to do
+        with pytest.raises(CommandError, match="transfer leadership first"):
+            cache.remove_member(address)
+        with pytest.raises(CommandError, match="no member named 'ghost'"):
+            cache.remove_member("ghost")
+        with pytest.raises(CommandError, match="host:port"):
+            cache.add_member("n2", "nohost", "127.0.0.1:1")
+
+    async def scenario() -> None:
+        (port,) = free_ports(1)
+        own = f"127.0.0.1:{port}"
+        async with AsyncCache(own, [], data_dir=str(tmp_path / "a"), secret="s") as c:
+            await c.wait_ready(10)
+            assert [m.raft for m in c.members() if m.leader] == [own]
+            assert await c.transfer_leader(own) == own  # no node id given: named by its address
+            refused = c.remove_member(own)  # nothing raised until awaited
+            with pytest.raises(CommandError, match="transfer leadership first"):
+                await refused
+
+    asyncio.run(scenario())

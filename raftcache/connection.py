@@ -1,0 +1,296 @@
+"""One client connection's protocol state, with no I/O (as h11's ``Connection``).
+
+Fed the bytes a client sent (``receive_data``), it yields events (``next_event``): a
+``Command`` to execute, ``NEED_DATA``, or ``ProtocolFailure`` (bad input, answered; the
+connection closes once the answer is out). Whoever executes a command hands its reply bytes
+back with ``complete(slot, data)``; ``data_to_send()`` returns what may leave now. Replies
+leave in request order although pipelined commands may finish out of order.
+
+It owns what belongs to the connection, not to the server or the data:
+
+* the RESP request parser and its limits, the unparsed-input (query buffer) limit;
+* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH and HELLO [AUTH];
+* the RESP version chosen with HELLO (a command's reply is rendered in the version in force
+  when it was received);
+* READONLY / READWRITE (stale local reads), QUIT;
+* flow control it can judge alone: reading pauses while too many commands are in flight.
+
+``mode`` is where per-connection modes go (MULTI queueing, subscribe mode): a command that
+passed the gates (known, arity, auth) goes to its mode's router (``_by_mode``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, WrongPassError, resp_prefix
+from .redis_commands import Spec, lookup, parse_int_arg, unknown_command_message, wrong_arity_message
+from .resp import OK, Map, RequestParser, encode_error, encode_reply
+
+NOAUTH_REPLY = encode_error("NOAUTH", "Authentication required.")  # also NoAuthError's word
+
+
+class Mode(enum.Enum):
+    """What the connection does with the next command. MULTI and subscribe mode go here."""
+
+    NORMAL = "normal"  # every command is handed out to be executed
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Any = _NeedData()  # no complete command buffered (or the connection is closing)
+
+
+class Slot:
+    """A place in the reply order; ``data`` is None until the reply is known."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | None = None) -> None:
+        self.data = data
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command to execute; answer it with ``Connection.complete(slot, reply_bytes)``."""
+
+    spec: Spec
+    args: list[bytes]
+    slot: Slot
+    protocol: int  # RESP version to render the reply in (2 or 3)
+    readonly: bool  # READONLY was in force: reads may be answered from local state
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolFailure:
+    """Input that cannot be parsed; the error is queued and the connection closes after it."""
+
+    message: str
+    over_limit: bool = False  # the unparsed input outgrew the query buffer limit
+
+
+def _nothing(name: str) -> None:
+    pass
+
+
+class Connection:
+    """The protocol state of one client connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        conn_id: int = 0,
+        requirepass: str = "",
+        max_bulk_bytes: int = 8 << 20,
+        max_array_len: int = 1024 * 1024,
+        max_inline_bytes: int = 64 * 1024,
+        max_query_buffer_bytes: int = 64 << 20,
+        max_pending: int = 10_000,
+        role: Callable[[], str] = lambda: "leader",
+        on_command: Callable[[str], None] = _nothing,
+        on_error: Callable[[str], None] = _nothing,
+    ) -> None:
+        """`role()` answers HELLO's role ("leader" or another Raft role); `on_command(name)`
+        counts each command accepted for execution, `on_error(prefix)` each error reply."""
+        self.id = conn_id
+        self._password = requirepass.encode()
+        self._parser: RequestParser | None = RequestParser(
+            max_bulk_len=max_bulk_bytes, max_array_len=max_array_len, max_inline_len=max_inline_bytes
+        )
+        self._max_query_buffer = max_query_buffer_bytes
+        self._max_pending = max_pending
+        self._role = role
+        self._on_command = on_command
+        self._on_error = on_error
+        self.authenticated = not requirepass
+        self._parser.authenticated = self.authenticated
+        self.protocol = 2
+        self.readonly = False
+        self.name = b""
+        self.lib = b""
+        self.mode = Mode.NORMAL
+        self.closing = False  # QUIT or bad input: no more commands; close once replies are out
+        self.bad_input = False  # closing because of a protocol error (unread input may follow)
+        self.pending = 0  # commands handed out and not completed
+        self._replies: deque[Slot] = deque()
+        self._reading_paused = False
+        self._own: dict[str, Callable[[list[bytes]], Any]] = {
+            "auth": self._auth,
+            "hello": self._hello,
+            "readonly": lambda args: self._set_readonly(True),
+            "readwrite": lambda args: self._set_readonly(False),
+            "quit": self._quit,
+        }
+        # A command that passed the gates (known, arity, auth) goes to its mode's router;
+        # MULTI (queue until EXEC) and subscribe mode (only (P)SUBSCRIBE, PING, ...) add theirs.
+        self._by_mode: dict[Mode, Callable[[Spec, list[bytes]], Command | None]] = {Mode.NORMAL: self._normal}
+
+    # ------------------------------------------------------------------ input
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client (ignored once the connection is closing)."""
+        if not self.closing and self._parser is not None:
+            self._parser.feed(data)
+
+    def next_event(self) -> Command | ProtocolFailure | Any:
+        """The next command to execute, NEED_DATA, or ProtocolFailure. Commands the connection
+        answers itself (AUTH, HELLO, READONLY, QUIT, refusals) only queue their reply."""
+        while not self.closing and self._parser is not None:
+            parser = self._parser
+            try:
+                args = parser.next()
+            except ProtocolError as exc:
+                return self._fail(str(exc))
+            if args is None:
+                if parser.buffered > self._max_query_buffer:
+                    self._parser = None  # free the buffer now
+                    return self._fail("Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)", over_limit=True)
+                return NEED_DATA
+            event = self._route(args)
+            if event is not None:
+                return event
+        return NEED_DATA
+
+    @property
+    def in_frame(self) -> bool:
+        """A command has started arriving and is not complete (for the half-sent deadline)."""
+        return self._parser is not None and self._parser.in_frame
+
+    # ----------------------------------------------------------------- output
+    def complete(self, slot: Slot, data: bytes) -> None:
+        """The reply to a handed-out command."""
+        slot.data = data
+        self.pending -= 1
+
+    def data_to_send(self) -> bytes:
+        """Replies ready to leave, in request order (b"" when the next one is not ready)."""
+        replies = self._replies
+        out = []
+        while replies and replies[0].data is not None:
+            out.append(replies.popleft().data)
+        return b"".join(out)  # type: ignore[arg-type]
+
+    @property
+    def finished(self) -> bool:
+        """Closing, with every reply handed out by data_to_send: close the transport now."""
+        return self.closing and not self._replies
+
+    def reading_paused(self, writing_paused: bool = False) -> bool:
+        """Whether to stop reading from the client: its replies are not being read, or too
+        many of its commands are in flight (resume once half of them are answered)."""
+        limit = self._max_pending
+        if writing_paused or self.pending >= limit:
+            self._reading_paused = True
+        elif self._reading_paused and self.pending <= limit // 2:
+            self._reading_paused = False
+        return self._reading_paused
+
+    # ---------------------------------------------------------------- routing
+    def _route(self, args: list[bytes]) -> Command | None:
+        spec = lookup(args[0])
+        if spec is None:
+            self._error("ERR", unknown_command_message(args))
+            return None
+        if not spec.arity_ok(len(args)):
+            self._error("ERR", wrong_arity_message(spec.name))
+            return None
+        if not self.authenticated and "noauth" not in spec.flags:
+            self._replies.append(Slot(NOAUTH_REPLY))
+            return None
+        return self._by_mode[self.mode](spec, args)
+
+    def _normal(self, spec: Spec, args: list[bytes]) -> Command | None:
+        """Mode.NORMAL: answer connection commands here, hand out the rest."""
+        self._on_command(spec.name)
+        own = self._own.get(spec.name)
+        if own is not None:
+            try:
+                reply = own(args)
+            except CommandError as err:
+                self._error(resp_prefix(err), err.message)
+                return None
+            self._replies.append(Slot(encode_reply(reply, self.protocol)))
+            return None
+        slot = Slot()
+        self._replies.append(slot)
+        self.pending += 1
+        return Command(spec, args, slot, self.protocol, self.readonly)
+
+    def _error(self, prefix: str, message: str) -> None:
+        self._on_error(prefix)
+        self._replies.append(Slot(encode_error(prefix, message)))
+
+    def _fail(self, message: str, *, over_limit: bool = False) -> ProtocolFailure:
+        self._replies.append(Slot(encode_error("ERR", message)))
+        self.closing = self.bad_input = True
+        return ProtocolFailure(message, over_limit)
+
+    # ----------------------------------------------------- connection commands
+    def _auth(self, args: list[bytes]) -> Any:
+        if len(args) > 3:
+            raise CommandError("syntax error")
+        if not self._password:
+            raise CommandError(
+                "AUTH <password> called without any password configured for the default user. "
+                "Are you sure your configuration is correct?"
+            )
+        user_ok = len(args) == 2 or args[1] == b"default"
+        if not user_ok or args[-1] != self._password:
+            raise WrongPassError()
+        self.authenticated = True
+        if self._parser is not None:
+            self._parser.authenticated = True
+        return OK
+
+    def _hello(self, args: list[bytes]) -> Any:
+        version = self.protocol
+        if len(args) >= 2:
+            try:
+                version = parse_int_arg(args[1])
+            except CommandError:
+                raise CommandError("Protocol version is not an integer or out of range") from None
+            if version not in (2, 3):
+                raise NoProtoError()
+        i = 2
+        while i < len(args):
+            option = args[i].upper()
+            if option == b"AUTH" and i + 2 < len(args):
+                self._auth([b"auth", args[i + 1], args[i + 2]])
+                i += 3
+            elif option == b"SETNAME" and i + 1 < len(args):
+                self.name = args[i + 1]
+                i += 2
+            else:
+                raise CommandError(f"Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
+        if not self.authenticated:
+            raise NoAuthError(
+                "HELLO must be called with the client already authenticated, otherwise the "
+                "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client "
+                "and select the RESP protocol version at the same time"
+            )
+        self.protocol = version
+        return Map(
+            {
+                b"server": b"redis",
+                b"version": b"7.0.0",
+                b"proto": version,
+                b"id": self.id,
+                b"mode": b"standalone",
+                b"role": b"master" if self._role() == "leader" else b"replica",
+                b"modules": [],
+            }
+        )
+
+    def _set_readonly(self, on: bool) -> Any:
+        self.readonly = on
+        return OK
+
+    def _quit(self, args: list[bytes]) -> Any:
+        self.closing = True
+        return OK
