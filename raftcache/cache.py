@@ -22,8 +22,9 @@ from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, 
 from .clock import Clock
 from .config import ClusterConfig, load_config
 from .errors import ConfigError
-from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, Replica, ReplicaOptions, wait_for
+from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, Replica, ReplicaOptions, wait_for
 from .replication import RaftSettings
+from .status import NodeStatus
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:

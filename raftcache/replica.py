@@ -41,11 +41,12 @@ from .errors import (
     SessionExpiredError,
     StorageError,
 )
-from .metrics import LatencyHistogram
 from .replication import Failure, LogPosition, RaftNode, RaftSettings, RaftStatus, Role, SnapshotMeta
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine
+from .stats import LatencyHistogram
+from .status import NodeStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +68,6 @@ class ReplicaOptions:
     max_batch_bytes: int = 1 << 20
     clock_interval_s: float = 0.1  # the leader proposes its time when idle this long
     sweep_limit: int = 1000  # expired keys deleted per Sweep
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """Typed status of one node (what `Cache.status()` and INFO raft report)."""
-
-    id: str
-    address: str
-    role: str
-    leader: str | None
-    term: int
-    commit_index: int
-    applied_index: int
-    log_len: int
-    last_snapshot_index: int
-    keys: int
-    members: tuple[str, ...]
-    revision: int
-    replicated_time_ms: int
-    snapshots_taken: int
-    last_snapshot_seconds: float | None
-    inflight_entries: int
-    queued_requests: int
 
 
 class _Request:
@@ -587,6 +565,7 @@ class Replica:
             last_snapshot_seconds=raft.last_snapshot_seconds,
             inflight_entries=inflight,
             queued_requests=queued,
+            connected_peers=tuple(sorted(self.raft.connected_peers())),
         )
 
     def digest_async(self, on_done: OnDone) -> None:

@@ -8,11 +8,10 @@ from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
-from ..replica import NodeStatus
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..status import NodeStatus, from_info
 from .base import ClientBase
 from .core import Call, Plan, Sleep
-from .pipeline import status_from_info
 
 
 class _Connection:
@@ -106,7 +105,7 @@ class AsyncClient(ClientBase):
         return self._drive(self._core.execute(commands))
 
     async def status(self, endpoint: str | None = None) -> NodeStatus:
-        return status_from_info(await self._drive(self._status_plan(endpoint)))
+        return from_info(await self._drive(self._status_plan(endpoint)))
 
     async def close(self) -> None:
         idle, self._idle = self._idle, {}

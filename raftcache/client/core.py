@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..resp import ErrorReply, encode_command
 from ..session import ClientSession
+from ..status import from_info
 from . import protocol
 
 
@@ -223,11 +224,11 @@ class ClientCore:
             self._unreachable.pop(endpoint, None)
             if isinstance(reply, ErrorReply):  # e.g. NOAUTH: the driver reports it on the real call
                 return endpoint
-            info = parse_info(reply)
-            if info.get("raft_state") == "leader":
+            status = from_info(parse_info(reply))
+            if status.role == "leader":
                 self.leader = endpoint
                 return endpoint
-            leader = info.get("raft_leader_client")
+            leader = status.leader_client
             if leader:
                 if leader not in self.endpoints:
                     self.endpoints.append(leader)

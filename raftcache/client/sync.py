@@ -10,11 +10,10 @@ from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
-from ..replica import NodeStatus
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..status import NodeStatus, from_info
 from .base import ClientBase
 from .core import Call, Plan, Sleep
-from .pipeline import status_from_info
 
 
 class _Connection:
@@ -129,7 +128,7 @@ class Client(ClientBase):
 
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """Status of one node (default: the leader, or whichever node answers)."""
-        return status_from_info(self._drive(self._status_plan(endpoint)))
+        return from_info(self._drive(self._status_plan(endpoint)))
 
     def close(self) -> None:
         self._pool.close()
