@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .aio import LoopDelivery
-from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
+from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, consistency_level, raise_or_convert
 from .clock import Clock
 from .config import ClusterConfig, load_config
 from .errors import ConfigError
-from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, Replica, ReplicaOptions, wait_for
+from .replica import Replica, ReplicaOptions, wait_for
 from .replication import RaftSettings
 from .status import NodeStatus
 
@@ -119,11 +119,7 @@ class _Replicated(CacheCommands):
         return self._replica
 
     def _check_consistency(self, consistency: str | None) -> str:
-        if consistency is None:
-            return LINEARIZABLE
-        if consistency not in CONSISTENCY_LEVELS:
-            raise ValueError(f"consistency must be one of {CONSISTENCY_LEVELS}")
-        return consistency
+        return consistency_level(consistency)
 
 
 class Cache(_Replicated):

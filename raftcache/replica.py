@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import commands as c
+from .api import LINEARIZABLE, STALE
 from .clock import Clock, DisciplinedClock, SystemClock
 from .errors import (
     CommandError,
@@ -50,9 +51,6 @@ from .status import NodeStatus
 
 log = logging.getLogger(__name__)
 
-LINEARIZABLE = "linearizable"
-STALE = "stale"
-CONSISTENCY_LEVELS = (LINEARIZABLE, STALE)
 
 OnDone = Callable[[Any], None]
 _INLINE_DIGEST_KEYS = 20_000  # above this, hash in a forked child (it takes ~5 µs per key)

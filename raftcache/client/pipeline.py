@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import CacheCommands, Convert
+from .core import as_requested
 
 
 class Pipeline(CacheCommands):
@@ -25,15 +26,18 @@ class Pipeline(CacheCommands):
         self._max_key = client._max_key
 
     def _run(self, command: Any, convert: Convert | None = None, *, consistency: str | None = None, timeout: float | None = None) -> Any:
-        self._queued.append((command, convert))
+        if timeout is not None:
+            raise ValueError("a pipeline has one deadline for all its commands: pass timeout= to execute()")
+        self._queued.append((as_requested(command, consistency), convert))
         return self
 
     def __len__(self) -> int:
         return len(self._queued)
 
-    def execute(self, raise_on_error: bool = True) -> Any:
+    def execute(self, raise_on_error: bool = True, timeout: float | None = None) -> Any:
+        """Send the queued commands; `timeout` (seconds) replaces the retry policy's deadline."""
         queued, self._queued = self._queued, []
-        results = self._client._run_many([command for command, _ in queued])
+        results = self._client._run_many([command for command, _ in queued], timeout=timeout)
         if hasattr(results, "__await__"):
             return _finish_async(results, queued, raise_on_error)
         return _finish(results, queued, raise_on_error)
