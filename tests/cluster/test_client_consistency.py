@@ -52,10 +52,9 @@ def test_a_stale_read_is_answered_without_a_quorum(survivor):
 
 
 def test_a_stale_read_in_a_pipeline(survivor):
-    with Client([survivor.client_address], retry=SHORT) as client:
-        with client.pipeline() as p:
-            p.get("s:k", consistency="stale").ttl("s:n", consistency="stale")
-            assert p.execute() == [b"v", -1]
+    with Client([survivor.client_address], retry=SHORT) as client, client.pipeline() as p:
+        p.get("s:k", consistency="stale").ttl("s:n", consistency="stale")
+        assert p.execute() == [b"v", -1]
 
 
 def test_async_stale_read_without_a_quorum(survivor):
