@@ -8,7 +8,7 @@ import re
 import pytest
 
 from raftcache import Client
-from tests.helpers import ServerCluster
+from tests.helpers import ServerCluster, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,8 @@ def test_run_id_changes_when_the_node_restarts(cluster):
     node.terminate()
     node.start()
     assert node.info("server")["run_id"] != before
-    cluster.leader()
+    leader = cluster.leader()
+    wait_until(lambda: node.info()["raft_leader_id"] == leader.id, 30, what="the restarted node to follow the leader")
 
 
 def test_client_status_reads_every_field_back(cluster):
