@@ -23,6 +23,22 @@ DEFAULT_MAX_KEY_BYTES = 64 * 1024
 
 Convert = Callable[[Any], Any]
 
+# Read consistency levels (the `consistency=` argument of every read method): linearizable
+# reads go through a Raft round; stale ones are answered from one replica's state at once,
+# which may lag the leader but needs no leader or quorum.
+LINEARIZABLE = "linearizable"
+STALE = "stale"
+CONSISTENCY_LEVELS = (LINEARIZABLE, STALE)
+
+
+def consistency_level(consistency: str | None) -> str:
+    """A `consistency=` argument checked (None means linearizable); ValueError otherwise."""
+    if consistency is None:
+        return LINEARIZABLE
+    if consistency not in CONSISTENCY_LEVELS:
+        raise ValueError(f"consistency must be one of {CONSISTENCY_LEVELS}, not {consistency!r}")
+    return consistency
+
 
 def _to_bytes(value: Any, what: str) -> bytes:
     if isinstance(value, bytes):

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .aio import LoopDelivery
-from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, raise_or_convert
+from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, consistency_level, raise_or_convert
 from .clock import Clock
 from .config import ClusterConfig, load_config
 from .consensus import RaftSettings
 from .errors import ConfigError
 from .operations import ClusterOperations, Member
-from .replica import CONSISTENCY_LEVELS, LINEARIZABLE, NodeStatus, OnDone, Replica, ReplicaOptions, wait_for
+from .replica import OnDone, Replica, ReplicaOptions, wait_for
+from .status import NodeStatus
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:
@@ -151,11 +152,7 @@ class _Replicated(CacheCommands):
         raise NotImplementedError
 
     def _check_consistency(self, consistency: str | None) -> str:
-        if consistency is None:
-            return LINEARIZABLE
-        if consistency not in CONSISTENCY_LEVELS:
-            raise ValueError(f"consistency must be one of {CONSISTENCY_LEVELS}")
-        return consistency
+        return consistency_level(consistency)
 
 
 class Cache(_Replicated):

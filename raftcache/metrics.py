@@ -1,55 +1,21 @@
 """Prometheus metrics of one node (``metrics = "host:port"`` in its [[nodes]] entry).
 
-The hot path only bumps plain counters and bucket arrays (``CommandStats``, owned by the
-server's event loop); everything is turned into Prometheus metric families when scraped, by
+The hot path only bumps plain counters and bucket arrays (``stats.CommandStats``, owned by
+the server's event loop); everything is turned into Prometheus metric families when scraped, by
 a custom collector that also reads the replica's status. Scrapes run on prometheus-client's
 HTTP thread and only ever copy what the loop writes.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the exporter is handed a server; importing it here would be a circle
     from .server import RespServer
-
-# Latency bucket bounds, seconds (Prometheus convention: cumulative, plus +Inf).
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class LatencyHistogram:
-    __slots__ = ("counts", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
-        self.total += seconds
-
-    def cumulative(self) -> tuple[list[tuple[str, int]], float]:
-        counts, total = list(self.counts), self.total
-        running, out = 0, []
-        for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts):
-            running += count
-            out.append((bound, running))
-        return out, total
-
-
-class CommandStats:
-    """What the server counts per command; cheap enough for every command."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()  # by RESP error word
-        self.latency: dict[str, LatencyHistogram] = {"read": LatencyHistogram(), "write": LatencyHistogram()}
 
 
 class NodeCollector:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import commands as c
+from .api import LINEARIZABLE, STALE
 from .clock import Clock, DisciplinedClock, SystemClock
 from .consensus import (
     ConsensusFactory,
@@ -53,16 +54,14 @@ from .errors import (
     SessionExpiredError,
     StorageError,
 )
-from .metrics import LatencyHistogram
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
 from .statemachine import CacheStateMachine
+from .stats import LatencyHistogram
+from .status import NodeStatus
 
 log = logging.getLogger(__name__)
 
-LINEARIZABLE = "linearizable"
-STALE = "stale"
-CONSISTENCY_LEVELS = (LINEARIZABLE, STALE)
 
 OnDone = Callable[[Any], None]
 _INLINE_DIGEST_KEYS = 20_000  # above this, hash in a forked child (it takes ~5 µs per key)
@@ -78,29 +77,6 @@ class ReplicaOptions:
     max_batch_bytes: int = 1 << 20
     clock_interval_s: float = 0.1  # the leader proposes its time when idle this long
     sweep_limit: int = 1000  # expired keys deleted per Sweep
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """Typed status of one node (what `Cache.status()` and INFO raft report)."""
-
-    id: str
-    address: str
-    role: str
-    leader: str | None
-    term: int
-    commit_index: int
-    applied_index: int
-    log_len: int
-    last_snapshot_index: int
-    keys: int
-    members: tuple[str, ...]
-    revision: int
-    replicated_time_ms: int
-    snapshots_taken: int
-    last_snapshot_seconds: float | None
-    inflight_entries: int
-    queued_requests: int
 
 
 class _Request:
@@ -601,6 +577,7 @@ class Replica:
             last_snapshot_seconds=raft.last_snapshot_seconds,
             inflight_entries=inflight,
             queued_requests=queued,
+            connected_peers=tuple(sorted(self.raft.connected_peers())),
         )
 
     def digest_async(self, on_done: OnDone) -> None:

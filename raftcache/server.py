@@ -22,6 +22,9 @@ import logging
 import os
 import platform
 import resource
+import secrets
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +36,6 @@ from . import commands as c
 from .aio import LoopDelivery
 from .connection import NEED_DATA, Command, Connection, ProtocolFailure, Slot
 from .errors import CommandError, resp_prefix
-from .metrics import CommandStats
 from .operations import ClusterOperations, Peer
 from .redis_commands import (
     COMMANDS,
@@ -50,10 +52,20 @@ from .redis_commands import (
 )
 from .replica import LINEARIZABLE, Replica
 from .resp import OK, PONG, Map, encode_error, encode_reply
+from .stats import CommandStats, ServerStats
+from .status import to_info
 
 __all__ = ["Peer", "RespServer", "ServerSettings"]
 
 log = logging.getLogger(__name__)
+
+# The Redis release whose commands, replies and error strings ours follow (for the commands
+# we implement; README lists the rest). 7.2 is the first with CLIENT SETINFO, which redis-py
+# sends on connect and which we answer.
+REDIS_VERSION = "7.2.4"
+RUN_ID = secrets.token_hex(20)  # random per process start, as Redis's run_id (40 hex digits)
+_OS = f"{platform.system()} {platform.release()} {platform.machine()}"
+_ARCH_BITS = struct.calcsize("P") * 8
 
 _MAXCLIENTS = encode_error("ERR", "max number of clients reached")
 
@@ -71,15 +83,6 @@ class ServerSettings:
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 64 << 20
     limits: Limits = field(default_factory=Limits)
-
-
-@dataclass
-class _Stats:
-    started: float = field(default_factory=time.monotonic)
-    connections_received: int = 0
-    rejected_connections: int = 0
-    commands_processed: int = 0
-    protocol_errors: int = 0
 
 
 class Later(NamedTuple):
@@ -313,7 +316,7 @@ class RespServer:
         self.node_id = node_id
         self.ops = ClusterOperations(replica, node_id=node_id, peers=peers)
         self.connections: set[_Connection] = set()
-        self.stats = _Stats()
+        self.stats = ServerStats()
         self.command_stats = CommandStats()
         self._ids = itertools.count(1)
         self.delivery: LoopDelivery = None  # type: ignore[assignment]  # set in start()
@@ -498,53 +501,52 @@ class RespServer:
     def info_sections(self) -> dict[str, dict[str, Any]]:
         status = self.replica.status()
         uptime = int(time.monotonic() - self.stats.started)
-        peer = self.peer_lookup()  # one registry read for the whole reply
-        leader = peer(status.leader) if status.leader else None
         rss = _rss_bytes()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         volatile = self.replica.volatile_keys()
         return {
             "server": {
-                "redis_version": "7.0.0",
+                "redis_version": REDIS_VERSION,
                 "raftcache_version": __version__,
+                "redis_git_sha1": "00000000",
+                "redis_git_dirty": 0,
                 "redis_mode": "standalone",
-                "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+                "os": _OS,
+                "arch_bits": _ARCH_BITS,
                 "process_id": os.getpid(),
-                "tcp_port": self.address.rsplit(":", 1)[-1],
+                "process_supervised": "no",
+                "run_id": RUN_ID,
+                "tcp_port": int(self.address.rsplit(":", 1)[-1] or 0),
+                "server_time_usec": time.time_ns() // 1000,
                 "uptime_in_seconds": uptime,
                 "uptime_in_days": uptime // 86400,
+                "executable": sys.executable,
             },
             "clients": {
                 "connected_clients": len(self.connections),
+                "cluster_connections": 0,
                 "maxclients": self.settings.maxclients,
                 "blocked_clients": 0,
+                "tracking_clients": 0,
             },
-            "memory": {"used_memory": rss, "used_memory_rss": rss, "used_memory_peak": _peak_rss_bytes()},
+            "memory": {
+                "used_memory": rss,
+                "used_memory_rss": rss,
+                "used_memory_peak": _peak_rss_bytes(),
+                "maxmemory": 0,
+                "maxmemory_policy": "noeviction",
+            },
+            "persistence": {"loading": 0},
             "stats": {
                 "total_connections_received": self.stats.connections_received,
                 "total_commands_processed": self.stats.commands_processed,
                 "rejected_connections": self.stats.rejected_connections,
                 "protocol_errors": self.stats.protocol_errors,
             },
+            "cpu": {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"},
+            "cluster": {"cluster_enabled": 0},  # Redis Cluster's sharding protocol, which we do not speak
             "keyspace": {"db0": f"keys={status.keys},expires={volatile},avg_ttl=0"} if status.keys else {},
-            "raft": {
-                "raft_node_id": self.node_id,
-                "raft_state": status.role,
-                "raft_leader_id": leader.name if leader else "",
-                "raft_leader_addr": status.leader or "",
-                "raft_leader_client": leader.client if leader else "",
-                "raft_term": status.term,
-                "raft_commit_index": status.commit_index,
-                "raft_applied_index": status.applied_index,
-                "raft_log_len": status.log_len,
-                "raft_last_snapshot_index": status.last_snapshot_index,
-                "raft_snapshots_taken": status.snapshots_taken,
-                "raft_members": ",".join(peer(a).name for a in status.members),
-                "raft_connected_peers": ",".join(sorted(peer(a).name for a in self.replica.connected_peers())),
-                "raft_revision": status.revision,
-                "raft_replicated_time_ms": status.replicated_time_ms,
-                "raft_inflight_entries": status.inflight_entries,
-                "raft_queued_requests": status.queued_requests,
-            },
+            "raft": to_info(status, self.ops.peer_lookup()),  # one registry read for the whole reply
         }
 
     # -------------------------------------------------------------- RAFTCACHE ...

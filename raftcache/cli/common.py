@@ -17,6 +17,7 @@ from ..client.core import parse_info
 from ..config import ClusterConfig, load_config
 from ..errors import RaftCacheError, error_from_resp
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..status import from_info
 
 
 @dataclass
@@ -58,11 +59,12 @@ class Target:
             if isinstance(info, Exception):
                 seen.append(f"{endpoint}: {info}")
                 continue
-            if info.get("raft_state") == "leader":
+            status = from_info(info)
+            if status.role == "leader":
                 return endpoint
-            if info.get("raft_leader_client"):
-                return info["raft_leader_client"]
-            seen.append(f"{endpoint}: {info.get('raft_state')} without a known leader")
+            if status.leader_client:
+                return status.leader_client
+            seen.append(f"{endpoint}: {status.role} without a known leader")
         raise click.ClickException("no leader: " + "; ".join(seen))
 
 

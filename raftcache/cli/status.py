@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..status import from_info
 from .common import Target, cluster_options, human_bytes, human_seconds, print_json, print_table
 
 COLUMNS = [
@@ -35,6 +36,10 @@ def _int(info: dict[str, str], key: str) -> int | None:
         return None
 
 
+# Row fields read from the node's status (INFO raft, through status.from_info).
+_STATUS_COLUMNS = ("role", "leader", "term", "commit_index", "applied_index", "log_len", "last_snapshot_index", "keys")
+
+
 def node_rows(target: Target) -> list[dict[str, Any]]:
     """A status row per node; unreachable nodes keep their place with role 'unreachable'."""
     rows = []
@@ -42,22 +47,12 @@ def node_rows(target: Target) -> list[dict[str, Any]]:
         if isinstance(info, Exception):
             rows.append({"id": target.names.get(endpoint, ""), "client": endpoint, "role": "unreachable", "error": str(info)})
             continue
-        keys = 0
-        for part in info.get("db0", "").split(","):
-            if part.startswith("keys="):
-                keys = int(part[5:])
+        status = from_info(info)
         rows.append(
             {
-                "id": info.get("raft_node_id") or target.names.get(endpoint, ""),
+                "id": status.id or target.names.get(endpoint, ""),
                 "client": endpoint,
-                "role": info.get("raft_state", "unknown"),
-                "leader": info.get("raft_leader_id") or None,
-                "term": _int(info, "raft_term"),
-                "commit_index": _int(info, "raft_commit_index"),
-                "applied_index": _int(info, "raft_applied_index"),
-                "log_len": _int(info, "raft_log_len"),
-                "last_snapshot_index": _int(info, "raft_last_snapshot_index"),
-                "keys": keys,
+                **{name: getattr(status, name) for name in _STATUS_COLUMNS},
                 "memory": _int(info, "used_memory_rss"),
                 "clients": _int(info, "connected_clients"),
                 "uptime": _int(info, "uptime_in_seconds"),

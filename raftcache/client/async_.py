@@ -8,11 +8,10 @@ from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
-from ..replica import NodeStatus
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..status import NodeStatus, from_info
 from .base import ClientBase
-from .core import Call, Plan, Sleep
-from .pipeline import status_from_info
+from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
@@ -95,18 +94,19 @@ class AsyncClient(ClientBase):
         return replies
 
     def _run(self, command: Any, convert: Convert | None = None, *, consistency: str | None = None, timeout: float | None = None) -> Any:
-        return self._finish(self._drive(self._core.execute([command])), convert)
+        command = as_requested(command, consistency)  # a bad argument raises here, not when awaited
+        return self._finish(self._drive(self._core.execute([command], timeout=timeout)), convert)
 
     @staticmethod
     async def _finish(results: Any, convert: Convert | None) -> Any:
         (result,) = await results
         return raise_or_convert(result, convert)
 
-    def _run_many(self, commands: list[Any]) -> Any:
-        return self._drive(self._core.execute(commands))
+    def _run_many(self, commands: list[Any], timeout: float | None = None) -> Any:
+        return self._drive(self._core.execute(commands, timeout=timeout))
 
     async def status(self, endpoint: str | None = None) -> NodeStatus:
-        return status_from_info(await self._drive(self._status_plan(endpoint)))
+        return from_info(await self._drive(self._status_plan(endpoint)))
 
     async def close(self) -> None:
         idle, self._idle = self._idle, {}

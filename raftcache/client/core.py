@@ -5,6 +5,11 @@ replies, timeout)`` or ``Sleep(seconds)`` — and receive the replies (or have t
 thrown in). ``sync.Client`` and ``async_.AsyncClient`` are small drivers that perform those
 requests with blocking sockets or asyncio; everything that decides anything is here, once.
 
+Stale reads (``consistency="stale"``) go to the known leader, or else to any node that
+answers, with no discovery round and no leader needed, each wrapped as ``READONLY <read>
+READWRITE`` so the node answers from its local state and the pooled connection is back to
+linearizable reads afterwards. ``timeout=`` on a call replaces ``RetryPolicy.deadline`` for it.
+
 Retry rules: reads are always safe to retry; writes are tagged (client id, seq, ack) and
 sent as ``RAFTCACHE ONCE``, so a retry after an unknown outcome (connection lost, node died,
 ``-UNKNOWN``) is answered from the cluster's session table instead of being applied twice.
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import commands as c
+from ..api import STALE, consistency_level
 from ..errors import (
     NodeClosedError,
     NoLeaderError,
@@ -33,6 +39,7 @@ from ..errors import (
 )
 from ..resp import ErrorReply, encode_command
 from ..session import ClientSession
+from ..status import from_info
 from . import protocol
 
 
@@ -78,6 +85,24 @@ Op = Call | Sleep
 Plan = Generator[Op, Any, Any]
 
 _INFO_RAFT = encode_command(b"INFO", b"raft")
+_READONLY = encode_command(b"READONLY")
+_READWRITE = encode_command(b"READWRITE")
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRead:
+    """A read to be answered from one node's local state (``consistency="stale"``)."""
+
+    command: Any
+
+
+def as_requested(command: Any, consistency: str | None) -> Any:
+    """The command to execute for a `consistency=` argument (checked: ValueError if unknown)."""
+    if consistency_level(consistency) != STALE:
+        return command
+    if c.is_write(command):
+        raise ValueError("consistency applies to reads only")
+    return StaleRead(command)
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -102,6 +127,7 @@ def parse_info(text: bytes | str) -> dict[str, str]:
 class _Item:
     command: Any
     write: bool
+    stale: bool = False
     seq: int = 0
     maybe_applied: bool = False
     error: BaseException | None = None
@@ -118,28 +144,37 @@ class ClientCore:
     _unreachable: dict[str, str] = field(default_factory=dict)  # why each endpoint failed discovery
 
     # ------------------------------------------------------------------ execution
-    def execute(self, commands: list[Any]) -> Plan:
-        """Run commands (one, or a pipeline) to completion; returns one result or exception
-        instance per command, in order."""
-        items = [_Item(cmd, c.is_write(cmd)) for cmd in commands]
+    def execute(self, commands: list[Any], *, timeout: float | None = None) -> Plan:
+        """Run commands (one, or a pipeline; ``StaleRead`` wraps a stale read) to completion
+        within `timeout` seconds (default: the policy's deadline); returns one result or
+        exception instance per command, in order."""
+        items = [
+            _Item(cmd.command, False, stale=True) if isinstance(cmd, StaleRead) else _Item(cmd, c.is_write(cmd))
+            for cmd in commands
+        ]
         for item in items:
             if item.write:
                 item.seq = self.session.issue()
         results: list[Any] = [None] * len(items)
         pending = list(range(len(items)))
-        deadline = time.monotonic() + self.retry.deadline
+        budget = self.retry.deadline if timeout is None else timeout
+        deadline = time.monotonic() + budget
         attempt = 0
         while pending:
-            endpoint = yield from self._target(deadline)
+            if all(items[i].stale for i in pending):
+                endpoint = self._any_node()
+            else:
+                endpoint = yield from self._target(deadline)
             if endpoint is None:
                 reasons = "; ".join(f"{e}: {why}" for e, why in self._unreachable.items()) or "no endpoints"
                 for i in pending:
                     items[i].error = items[i].error or NoLeaderError(f"no node reachable ({reasons})")
             else:
                 payload = b"".join(self._encode(items[i]) for i in pending)
-                timeout = max(0.05, min(self.retry.attempt_timeout, deadline - time.monotonic()))
+                count = sum(3 if items[i].stale else 1 for i in pending)
+                attempt_timeout = max(0.05, min(self.retry.attempt_timeout, deadline - time.monotonic()))
                 try:
-                    replies = yield Call(endpoint, payload, len(pending), timeout)
+                    replies = yield Call(endpoint, payload, count, attempt_timeout)
                 except self.retry.retry_on as exc:
                     self._lost(endpoint)
                     for i in pending:
@@ -151,20 +186,36 @@ class ClientCore:
                 break
             if time.monotonic() >= deadline:
                 for i in pending:
-                    results[i] = self._give_up(items[i])
+                    results[i] = self._give_up(items[i], budget)
                 break
             yield Sleep(min(self.retry.backoff(attempt), max(0.0, deadline - time.monotonic())))
             attempt += 1
         return results
 
     def _encode(self, item: _Item) -> bytes:
+        if item.stale:  # three replies: OK, the read's, OK
+            return _READONLY + protocol.encode(item.command, None) + _READWRITE
         tag = c.SessionTag(self.session.client_id, item.seq, self.session.low) if item.write else None
         return protocol.encode(item.command, tag)
+
+    @staticmethod
+    def _replies_per_item(items: list[_Item], pending: list[int], replies: list[Any]) -> list[Any]:
+        """One reply per pending item: a stale read's own reply (or its READONLY's error)."""
+        out, at = [], 0
+        for i in pending:
+            if items[i].stale:
+                switch, reply = replies[at], replies[at + 1]
+                out.append(switch if isinstance(switch, ErrorReply) else reply)
+                at += 3
+            else:
+                out.append(replies[at])
+                at += 1
+        return out
 
     def _settle(self, items: list[_Item], pending: list[int], replies: list[Any], results: list[Any]) -> list[int]:
         """Record final results; return the indexes that need another attempt."""
         again = []
-        for i, reply in zip(pending, replies):
+        for i, reply in zip(pending, self._replies_per_item(items, pending, replies)):
             item = items[i]
             result = protocol.decode(item.command, reply)
             if isinstance(result, SessionExpiredError) and item.write and not item.maybe_applied:
@@ -186,15 +237,15 @@ class ClientCore:
             results[i] = result
         return again
 
-    def _give_up(self, item: _Item) -> BaseException:
+    def _give_up(self, item: _Item, budget: float) -> BaseException:
         if item.write:
             self.session.answered(item.seq)
         cause = item.error
         if item.write and item.maybe_applied:
-            return OutcomeUnknownError(f"outcome unknown after {self.retry.deadline:.0f}s of retries: {cause}")
+            return OutcomeUnknownError(f"outcome unknown after {budget:g}s of retries: {cause}")
         if isinstance(cause, RaftCacheError):
             return cause
-        return NoLeaderError(f"no node could serve the command within {self.retry.deadline:.0f}s: {_describe(cause)}")
+        return NoLeaderError(f"no node could serve the command within {budget:g}s: {_describe(cause)}")
 
     # ------------------------------------------------------------- leader tracking
     def _lost(self, endpoint: str) -> None:
@@ -202,6 +253,15 @@ class ClientCore:
         self._suspect_until[endpoint] = time.monotonic() + self.retry.backoff_max + 1.0
         if endpoint == self.leader:
             self.leader = None
+
+    def _any_node(self) -> str | None:
+        """Where a stale read goes: the leader when known (its state is the freshest), else
+        the first endpoint that has not just failed. No discovery round: a stale read must
+        work when no leader is known or none exists."""
+        now = time.monotonic()
+        order = ([self.leader] if self.leader else []) + [e for e in self.endpoints if e != self.leader]
+        fresh = [e for e in order if self._suspect_until.get(e, 0.0) <= now]
+        return (fresh or order or [None])[0]
 
     def _target(self, deadline: float) -> Plan:
         """The endpoint to send to: the leader when known, else any node that answers (every
@@ -223,11 +283,11 @@ class ClientCore:
             self._unreachable.pop(endpoint, None)
             if isinstance(reply, ErrorReply):  # e.g. NOAUTH: the driver reports it on the real call
                 return endpoint
-            info = parse_info(reply)
-            if info.get("raft_state") == "leader":
+            status = from_info(parse_info(reply))
+            if status.role == "leader":
                 self.leader = endpoint
                 return endpoint
-            leader = info.get("raft_leader_client")
+            leader = status.leader_client
             if leader:
                 if leader not in self.endpoints:
                     self.endpoints.append(leader)

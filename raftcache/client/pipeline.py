@@ -1,11 +1,11 @@
-"""Pipelines (shared by Client and AsyncClient) and INFO -> NodeStatus."""
+"""Pipelines, shared by Client and AsyncClient."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..api import CacheCommands, Convert
-from ..replica import NodeStatus
+from .core import as_requested
 
 
 class Pipeline(CacheCommands):
@@ -26,15 +26,18 @@ class Pipeline(CacheCommands):
         self._max_key = client._max_key
 
     def _run(self, command: Any, convert: Convert | None = None, *, consistency: str | None = None, timeout: float | None = None) -> Any:
-        self._queued.append((command, convert))
+        if timeout is not None:
+            raise ValueError("a pipeline has one deadline for all its commands: pass timeout= to execute()")
+        self._queued.append((as_requested(command, consistency), convert))
         return self
 
     def __len__(self) -> int:
         return len(self._queued)
 
-    def execute(self, raise_on_error: bool = True) -> Any:
+    def execute(self, raise_on_error: bool = True, timeout: float | None = None) -> Any:
+        """Send the queued commands; `timeout` (seconds) replaces the retry policy's deadline."""
         queued, self._queued = self._queued, []
-        results = self._client._run_many([command for command, _ in queued])
+        results = self._client._run_many([command for command, _ in queued], timeout=timeout)
         if hasattr(results, "__await__"):
             return _finish_async(results, queued, raise_on_error)
         return _finish(results, queued, raise_on_error)
@@ -68,37 +71,3 @@ def _finish(results: list[Any], queued: list[tuple[Any, Convert | None]], raise_
 
 async def _finish_async(results: Any, queued: list[tuple[Any, Convert | None]], raise_on_error: bool) -> list[Any]:
     return _finish(await results, queued, raise_on_error)
-
-
-def _int(info: dict[str, str], key: str) -> int:
-    try:
-        return int(info.get(key, 0) or 0)
-    except ValueError:
-        return 0
-
-
-def status_from_info(info: dict[str, str]) -> NodeStatus:
-    keyspace = info.get("db0", "")
-    keys = 0
-    for part in keyspace.split(","):
-        if part.startswith("keys="):
-            keys = int(part[5:])
-    return NodeStatus(
-        id=info.get("raft_node_id", ""),
-        address=info.get("raft_leader_addr", "") if info.get("raft_state") == "leader" else "",
-        role=info.get("raft_state", "unknown"),
-        leader=info.get("raft_leader_id") or None,
-        term=_int(info, "raft_term"),
-        commit_index=_int(info, "raft_commit_index"),
-        applied_index=_int(info, "raft_applied_index"),
-        log_len=_int(info, "raft_log_len"),
-        last_snapshot_index=_int(info, "raft_last_snapshot_index"),
-        keys=keys,
-        members=tuple(m for m in info.get("raft_members", "").split(",") if m),
-        revision=_int(info, "raft_revision"),
-        replicated_time_ms=_int(info, "raft_replicated_time_ms"),
-        snapshots_taken=_int(info, "raft_snapshots_taken"),
-        last_snapshot_seconds=None,
-        inflight_entries=_int(info, "raft_inflight_entries"),
-        queued_requests=_int(info, "raft_queued_requests"),
-    )

@@ -10,11 +10,10 @@ from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
-from ..replica import NodeStatus
 from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..status import NodeStatus, from_info
 from .base import ClientBase
-from .core import Call, Plan, Sleep
-from .pipeline import status_from_info
+from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
@@ -121,15 +120,15 @@ class Client(ClientBase):
                 error = exc
 
     def _run(self, command: Any, convert: Convert | None = None, *, consistency: str | None = None, timeout: float | None = None) -> Any:
-        (result,) = self._drive(self._core.execute([command]))
+        (result,) = self._drive(self._core.execute([as_requested(command, consistency)], timeout=timeout))
         return raise_or_convert(result, convert)
 
-    def _run_many(self, commands: list[Any]) -> list[Any]:
-        return self._drive(self._core.execute(commands))
+    def _run_many(self, commands: list[Any], timeout: float | None = None) -> list[Any]:
+        return self._drive(self._core.execute(commands, timeout=timeout))
 
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """Status of one node (default: the leader, or whichever node answers)."""
-        return status_from_info(self._drive(self._status_plan(endpoint)))
+        return from_info(self._drive(self._status_plan(endpoint)))
 
     def close(self) -> None:
         self._pool.close()

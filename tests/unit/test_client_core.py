@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from raftcache import commands as c
-from raftcache.client.core import Call, ClientCore, RetryPolicy, Sleep
+from raftcache.client.core import Call, ClientCore, RetryPolicy, Sleep, StaleRead, as_requested
 from raftcache.errors import NoLeaderError, NotIntegerError, OutcomeUnknownError
 from raftcache.resp import OK, ErrorReply, RequestParser
 
@@ -185,3 +186,55 @@ def test_ack_advances_as_answers_arrive():
 def test_backoff_is_bounded(attempt):
     policy = RetryPolicy(backoff_base=0.05, backoff_max=1.0, jitter=0.5)
     assert 0 <= policy.backoff(attempt) <= 1.5
+
+
+def test_a_stale_read_needs_no_leader_and_switches_the_connection_back():
+    local = {b"k": b"local"}
+
+    def node_without_leader(request):
+        if request[0] == b"INFO":
+            return leader_info("candidate")
+        if request[0] in (b"READONLY", b"READWRITE"):
+            return OK
+        if request[0] == b"GET":  # only reached on a READONLY connection in this fake
+            return local.get(request[1])
+        return ErrorReply("CLUSTERDOWN not applied: no leader")  # what a linearizable read gets
+
+    net = FakeNetwork({"a:1": node_without_leader})
+    core = ClientCore(["a:1"], FAST)
+    assert net.run(core.execute([StaleRead(c.Get(b"k")), StaleRead(c.Get(b"j"))])) == [b"local", None]
+    # no discovery round; each read is wrapped so the pooled connection stays linearizable
+    assert [r for _, r in net.seen] == [[b"READONLY"], [b"GET", b"k"], [b"READWRITE"], [b"READONLY"], [b"GET", b"j"], [b"READWRITE"]]
+    stale, barrier = net.run(core.execute([StaleRead(c.Get(b"k")), c.Barrier()], timeout=0.1))
+    assert stale == b"local" and isinstance(barrier, NoLeaderError)
+
+
+def test_a_stale_read_moves_on_from_a_dead_node_and_reports_a_refused_switch():
+    net = FakeNetwork({"a:1": down, "b:1": lambda request: OK if request[0] != b"GET" else b"v"})
+    core = ClientCore(["a:1", "b:1"], FAST)
+    assert net.run(core.execute([StaleRead(c.Get(b"k"))])) == [b"v"]
+    net.handlers["b:1"] = lambda request: ErrorReply("NOAUTH Authentication required.")
+    (result,) = net.run(core.execute([StaleRead(c.Get(b"k"))]))
+    assert type(result).__name__ == "NoAuthError"
+
+
+def test_a_calls_timeout_replaces_the_policys_deadline():
+    def no_leader(request):
+        return leader_info("candidate") if request[0] == b"INFO" else ErrorReply("CLUSTERDOWN not applied: no leader")
+
+    net = FakeNetwork({"a:1": no_leader})
+    core = ClientCore(["a:1"], RetryPolicy(deadline=30.0, backoff_base=0.0, jitter=0.0))
+    start = time.monotonic()
+    (result,) = net.run(core.execute([c.Barrier()], timeout=0.2))
+    assert isinstance(result, NoLeaderError)
+    assert time.monotonic() - start < 2.0
+
+
+def test_consistency_arguments_are_checked():
+    assert as_requested(c.Get(b"k"), None) == c.Get(b"k")
+    assert as_requested(c.Get(b"k"), "linearizable") == c.Get(b"k")
+    assert as_requested(c.Get(b"k"), "stale") == StaleRead(c.Get(b"k"))
+    with pytest.raises(ValueError):
+        as_requested(c.Get(b"k"), "eventual")
+    with pytest.raises(ValueError):
+        as_requested(c.Set(b"k", b"v"), "stale")

@@ -1,0 +1,57 @@
+"""The counters a node keeps: connections, commands, errors and latencies.
+
+Plain integers and bucket arrays, bumped on the hot path (the server's event loop, the Raft
+thread for commit latency) and only read elsewhere: INFO copies them, and the Prometheus
+exporter (``metrics``) turns them into metric families when scraped. Nothing here imports
+prometheus-client, so the server and the replica count without loading it.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+
+# Latency bucket bounds, seconds (Prometheus convention: cumulative, plus +Inf).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class LatencyHistogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> tuple[list[tuple[str, int]], float]:
+        counts, total = list(self.counts), self.total
+        running, out = 0, []
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts):
+            running += count
+            out.append((bound, running))
+        return out, total
+
+
+class CommandStats:
+    """What the server counts per command; cheap enough for every command."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()  # by RESP error word
+        self.latency: dict[str, LatencyHistogram] = {"read": LatencyHistogram(), "write": LatencyHistogram()}
+
+
+@dataclass
+class ServerStats:
+    """What the server counts per connection (INFO stats, and the exporter)."""
+
+    started: float = field(default_factory=time.monotonic)
+    connections_received: int = 0
+    rejected_connections: int = 0
+    commands_processed: int = 0
+    protocol_errors: int = 0
