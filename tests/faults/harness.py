@@ -34,6 +34,7 @@ from typing import Any
 
 from raftcache.resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
+from tests.helpers import Workers
 
 FAIL_PREFIXES = {"CLUSTERDOWN", "TRYAGAIN", "ERR", "NOAUTH"}
 UNKNOWN_PREFIXES = {"UNKNOWN", "MISCONF"}
@@ -135,7 +136,7 @@ class Workload:
         self.record = Record()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._workers = Workers()  # stop() re-raises what a client thread raised
         self._keys = itertools.count()
         self._prefix = prefix  # keys of different workloads on one cluster must not meet
         self._active = [f"{prefix}r{next(self._keys)}" for _ in range(4)]
@@ -156,15 +157,12 @@ class Workload:
         self.started = time.monotonic()
         self.started_wall = time.time()
         for w in range(self.workers):
-            thread = threading.Thread(target=self._run, args=(w,), name=f"client-{w}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._workers.start(self._run, w, name=f"client-{w}")
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(self.timeout + 10)
+        self._workers.join(self.timeout + 10)
 
     @property
     def ok_ops(self) -> int:
