@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from raftcache.resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from raftcache.resp import ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
 from tests.helpers import ServerCluster, Workers, wait_until
 
@@ -74,18 +74,13 @@ class RespConn:
         except OSError as exc:
             self.close()
             raise NoReply(str(exc)) from None  # part of it may have gone out
+        sock = self.sock
         try:
-            while True:
-                reply = self.parser.next()
-                if reply is not NEED_DATA:
-                    return reply
-                data = self.sock.recv(65536)
-                if not data:
-                    raise NoReply("connection closed")
-                self.parser.feed(data)
-        except (OSError, NoReply) as exc:
+            (reply,) = self.parser.read_replies(1, lambda: sock.recv(65536))
+        except OSError as exc:  # ConnectionResetError included: the node closed the connection
             self.close()
             raise NoReply(str(exc)) from None
+        return reply
 
     def close(self) -> None:
         if self.sock is not None:
