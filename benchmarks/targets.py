@@ -31,6 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import etcd_call, parse_info, resp_call
 
+from raftcache.errors import ProtocolError
+from raftcache.resp import ReplyParser
+
 HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
 
@@ -272,25 +275,15 @@ class RaftWatcher(threading.Thread):
                 sock = socket.create_connection(("127.0.0.1", node.client_port), timeout=self.timeout)
                 self._socks[node.id] = sock
             sock.sendall(b"*2\r\n$4\r\nINFO\r\n$4\r\nraft\r\n")
-            buf = b""
-            while b"\r\n" not in buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed")
-                buf += chunk
-            header, rest = buf.split(b"\r\n", 1)
-            need = int(header[1:]) + 2
-            while len(rest) < need:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed")
-                rest += chunk
-            info = parse_info(rest[:need - 2])
+            (reply,) = ReplyParser().read_replies(1, lambda: sock.recv(65536))
+            if not isinstance(reply, bytes):  # an error reply: as good as down
+                raise ValueError(f"INFO answered {reply!r}")
+            info = parse_info(reply)
             return (info["raft_state"], info["raft_term"], info["raft_leader_id"])
         except TimeoutError:
             self._drop(node.id)
             return ("unresponsive",)
-        except (OSError, ConnectionError, ValueError, KeyError):
+        except (OSError, ConnectionError, ValueError, KeyError, ProtocolError):
             self._drop(node.id)
             return ("down",)
 

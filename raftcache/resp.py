@@ -36,7 +36,7 @@ byte-offset path that mirrors Redis's checks.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any, Final
 
@@ -737,6 +737,38 @@ class ReplyParser(_Buffered):
     def in_frame(self) -> bool:
         """True while part of a reply has arrived but not all of it (after draining)."""
         return bool(self._stack) or self._bulklen >= 0 or self.buffered > 0
+
+    # The "send N requests, read N replies" loop, written once for every caller (client,
+    # CLI, tests, benchmarks). The caller supplies the I/O as `read`, which returns the next
+    # chunk of bytes (b"" when the peer closed); nothing here touches a socket.
+    def take(self, count: int) -> list[Any]:
+        """Up to `count` replies that are already complete (fewer if the rest has not arrived)."""
+        replies: list[Any] = []
+        while len(replies) < count and (reply := self.next()) is not NEED_DATA:
+            replies.append(reply)
+        return replies
+
+    def read_replies(self, count: int, read: Callable[[], bytes]) -> list[Any]:
+        """The next `count` replies, calling `read()` for bytes while they are incomplete.
+        Raises ``ConnectionResetError`` if `read()` returns b"" (the peer closed)."""
+        replies = self.take(count)
+        while len(replies) < count:
+            self._feed_read(read())
+            replies += self.take(count - len(replies))
+        return replies
+
+    async def read_replies_async(self, count: int, read: Callable[[], Awaitable[bytes]]) -> list[Any]:
+        """`read_replies` with an awaitable `read` (e.g. ``lambda: reader.read(65536)``)."""
+        replies = self.take(count)
+        while len(replies) < count:
+            self._feed_read(await read())
+            replies += self.take(count - len(replies))
+        return replies
+
+    def _feed_read(self, data: bytes) -> None:
+        if not data:
+            raise ConnectionResetError("connection closed by the server")
+        self.feed(data)
 
 
 # --------------------------------------------------------------------------- encoders

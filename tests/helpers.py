@@ -36,6 +36,82 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+class Workers:
+    """Threads a test starts, whose exceptions fail the test: `join()` (or leaving the `with`
+    block) waits for them all and re-raises, in the test's thread, the first exception any of
+    them raised. (An exception in a bare thread only prints a warning and is lost.)"""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def start(self, target: Callable[..., Any], *args: Any, name: str | None = None) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # handed to the test thread by join()
+                with self._lock:
+                    self._errors.append(exc)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    @property
+    def errors(self) -> list[BaseException]:
+        with self._lock:
+            return list(self._errors)
+
+    def join(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        errors = self.errors
+        if errors:
+            raise errors[0]
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            raise AssertionError(f"threads still running after {timeout}s: {stuck}")
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.join()
+
+
+class OutputReader:
+    """Reads a process's text stream on a thread as it comes, so the process never blocks on
+    a full pipe while the test waits for something else; `text` is what arrived so far."""
+
+    def __init__(self, stream: Any) -> None:
+        self._chunks: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._lock:
+                self._chunks.append(line)
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._chunks)
+
+    def wait_for(self, needle: str, timeout: float, what: str | None = None) -> str:
+        return wait_until(lambda: needle in self.text and self.text, timeout, 0.02, what or repr(needle))
+
+    def close(self, timeout: float = 10.0) -> str:
+        """Wait for the end of the stream (the process exited); return everything."""
+        self._thread.join(timeout)
+        return self.text
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Ports the OS reports free (held open together so they are distinct)."""
     sockets = []

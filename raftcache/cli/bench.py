@@ -10,7 +10,7 @@ import time
 
 import click
 
-from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..resp import ErrorReply, ReplyParser, encode_command
 from .common import Target, cluster_options
 
 
@@ -35,17 +35,7 @@ async def _run(endpoint: str, password: str | None, clients: int, ops: int, valu
         parser = ReplyParser()
 
         async def replies(n: int) -> list[object]:
-            out: list[object] = []
-            while len(out) < n:
-                reply = parser.next()
-                if reply is NEED_DATA:
-                    data = await reader.read(1 << 16)
-                    if not data:
-                        raise ConnectionResetError("server closed the connection")
-                    parser.feed(data)
-                else:
-                    out.append(reply)
-            return out
+            return await parser.read_replies_async(n, lambda: reader.read(1 << 16))
 
         if password:
             writer.write(encode_command(b"AUTH", password))

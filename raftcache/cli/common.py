@@ -16,7 +16,7 @@ from ..client import Client, RetryPolicy
 from ..client.core import parse_info
 from ..config import ClusterConfig, load_config
 from ..errors import RaftCacheError, error_from_resp
-from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import from_info
 
 
@@ -75,17 +75,10 @@ def call_node(endpoint: str, password: str | None, *args: Any, timeout: float = 
     with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
         requests = ([encode_command(b"AUTH", password)] if password else []) + [encode_command(*args)]
         sock.sendall(b"".join(requests))
-        parser = ReplyParser()
-        replies: list[Any] = []
-        while len(replies) < len(requests):
-            reply = parser.next()
-            if reply is NEED_DATA:
-                data = sock.recv(1 << 20)
-                if not data:
-                    raise ConnectionResetError(f"{endpoint} closed the connection")
-                parser.feed(data)
-                continue
-            replies.append(reply)
+        try:
+            replies = ReplyParser().read_replies(len(requests), lambda: sock.recv(1 << 20))
+        except ConnectionResetError:
+            raise ConnectionResetError(f"{endpoint} closed the connection") from None
     for reply in replies:
         if isinstance(reply, ErrorReply):
             raise error_from_resp(reply.prefix, reply.message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from ..errors import RaftCacheError
 from ..node import run_node
 
 _LEVELS = ["debug", "info", "warning", "error"]
+_STOP_TIMEOUT_S = 15.0  # after SIGTERM, how long the nodes get before SIGKILL
 
 
 @click.command()
@@ -51,10 +53,79 @@ def _die_with_parent() -> None:
         pass
 
 
+class _StopRequest:
+    """Set by SIGINT / SIGTERM. A plain flag polled in short sleeps, not a threading.Event: a
+    signal handler runs on the main thread, and Event.set() would wait for the lock that
+    thread may be holding inside Event.wait(), deadlocking the shutdown."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, *_: object) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.05, left))
+        return self.requested
+
+
+class _Echo:
+    """`up`'s own stderr, written by one daemon thread so that nothing else ever blocks on it.
+
+    When nobody reads that stderr (a pipe left unread, a stuck terminal), a blocking write
+    would stall whoever makes it: a log pump (then the node it drains blocks on its own log
+    and ignores SIGTERM) or the main thread (then Ctrl-C never stops the cluster). Here
+    callers only queue; past a bounded backlog lines are dropped and counted, and a notice
+    says how many once the stream moves again (the node logs keep every line).
+    """
+
+    def __init__(self, fd: int = 2, backlog: int = 1000) -> None:
+        self._fd = fd
+        self._lines: queue.Queue[bytes] = queue.Queue(backlog)
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self._broken = False
+        self._thread = threading.Thread(target=self._write_all, name="echo", daemon=True)
+        self._thread.start()
+
+    def __call__(self, text: str) -> None:
+        try:
+            self._lines.put_nowait(text.encode("utf-8", "replace") + b"\n")
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every queued line is written; True if they were."""
+        deadline = time.monotonic() + timeout
+        while self._lines.unfinished_tasks and not self._broken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._lines.unfinished_tasks
+
+    def _write_all(self) -> None:
+        while True:
+            data = self._lines.get()
+            with self._lock:
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                data = f"({dropped} log lines not shown: stderr was not being read; the node logs have them)\n".encode() + data
+            try:
+                if not self._broken:
+                    while data:
+                        data = data[os.write(self._fd, data):]
+            except OSError:  # stderr closed (EPIPE): nobody will read anything; keep draining
+                self._broken = True
+            finally:
+                self._lines.task_done()
+
+
 class _Child:
-    def __init__(self, node_id: str, config_path: str, log_path: Path, echo: bool) -> None:
+    def __init__(self, node_id: str, config_path: str, log_path: Path, echo: _Echo, verbose: bool) -> None:
         self.node_id = node_id
         self.log_path = log_path
+        self.reported = False
         cmd = [sys.executable, "-m", "raftcache", "serve", "--config", config_path, "--node", node_id]
         self.proc = subprocess.Popen(
             cmd,
@@ -63,36 +134,39 @@ class _Child:
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
-        self._pump = threading.Thread(target=self._copy_log, args=(self.proc.stderr, echo), daemon=True)
+        self._pump = threading.Thread(target=self._copy_log, args=(self.proc.stderr, echo, verbose), daemon=True)
         self._pump.start()
 
-    def _copy_log(self, stream: IO[bytes], echo: bool) -> None:
+    def _copy_log(self, stream: IO[bytes], echo: _Echo, verbose: bool) -> None:
+        # Always drains the node's stderr: echo() never blocks, so the node never stalls on its log.
         with open(self.log_path, "ab") as log:
             for line in iter(stream.readline, b""):
                 log.write(line)
                 log.flush()
-                if echo or b" WARNING " in line or b" ERROR " in line or b" CRITICAL " in line:
-                    click.echo(line.decode("utf-8", "replace").rstrip(), err=True)
+                if verbose or b" WARNING " in line or b" ERROR " in line or b" CRITICAL " in line:
+                    echo(line.decode("utf-8", "replace").rstrip())
 
-    def stop(self, timeout: float) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+    def finish(self, deadline: float) -> None:
+        """Wait for the (already signalled) node until `deadline`, then kill it."""
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         self._pump.join(2)
 
 
-def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float) -> str:
-    """Wait until every node answers and agrees on a leader; return the leader's id."""
+def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float, stop: _StopRequest) -> str | None:
+    """Wait until every node answers and agrees on a leader; return the leader's id (None if
+    asked to stop first)."""
     from ..client import Client
 
     deadline = time.monotonic() + timeout
     password = config.server.requirepass or None
     last_problem = "starting"
     while time.monotonic() < deadline:
+        if stop.requested:
+            return None
         for child in children:
             if child.proc.poll() is not None:
                 tail = child.log_path.read_text(errors="replace").splitlines()[-15:]
@@ -110,7 +184,7 @@ def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float) -
             last_problem = f"no agreed leader yet ({sorted(map(str, leaders))})"
         except (OSError, RaftCacheError) as exc:
             last_problem = str(exc)
-        time.sleep(0.2)
+        stop.wait(0.2)
     raise click.ClickException(f"cluster not ready after {timeout:.0f}s: {last_problem}")
 
 
@@ -133,36 +207,42 @@ def up(config_path: str, log_dir: str | None, verbose: bool, ready_timeout: floa
     logs = Path(log_dir) if log_dir else Path(config_path).resolve().parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children: list[_Child] = []
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stop = _StopRequest()
+    # Ctrl-C only sets the flag, like SIGTERM: a KeyboardInterrupt raised at an arbitrary point
+    # (inside Popen.poll, say, between taking and releasing its waitpid lock) could leave a
+    # half-done step behind that stalls the shutdown below.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    echo = _Echo()
     try:
         for node in config.nodes:
-            children.append(_Child(node.id, os.path.abspath(config_path), logs / f"{node.id}.log", verbose))
-        leader = _wait_ready(config, children, ready_timeout)
-        click.echo(f"raftcache cluster up ({len(children)} nodes, config {config_path}, logs in {logs}/)")
-        click.echo(f"  {'node':6} {'client (RESP)':22} {'raft':22} {'data':s}")
-        for node in config.nodes:
-            mark = "  <- leader" if node.id == leader else ""
-            click.echo(f"  {node.id:6} {node.client:22} {node.raft:22} {node.data_dir or 'memory only'}{mark}")
-        first = config.nodes[0].client
-        click.echo(f"try: redis-cli -p {first.rsplit(':', 1)[1]} SET greeting hello   (any node works)")
-        click.echo("Ctrl-C to stop.")
-        while not stopping.is_set():
+            children.append(_Child(node.id, os.path.abspath(config_path), logs / f"{node.id}.log", echo, verbose))
+        leader = _wait_ready(config, children, ready_timeout, stop)
+        if leader is not None:
+            click.echo(f"raftcache cluster up ({len(children)} nodes, config {config_path}, logs in {logs}/)")
+            click.echo(f"  {'node':6} {'client (RESP)':22} {'raft':22} {'data':s}")
+            for node in config.nodes:
+                mark = "  <- leader" if node.id == leader else ""
+                click.echo(f"  {node.id:6} {node.client:22} {node.raft:22} {node.data_dir or 'memory only'}{mark}")
+            first = config.nodes[0].client
+            click.echo(f"try: redis-cli -p {first.rsplit(':', 1)[1]} SET greeting hello   (any node works)")
+            click.echo("Ctrl-C to stop.")
+        while not stop.requested:
             for child in children:
-                if child.proc.poll() is not None and not getattr(child, "reported", False):
-                    child.reported = True  # type: ignore[attr-defined]
-                    click.echo(f"node {child.node_id} exited with status {child.proc.returncode}; see {child.log_path}", err=True)
-            stopping.wait(0.5)
-    except KeyboardInterrupt:
-        pass
+                if child.proc.poll() is not None and not child.reported:
+                    child.reported = True
+                    echo(f"node {child.node_id} exited with status {child.proc.returncode}; see {child.log_path}")
+            stop.wait(0.5)
     finally:
-        click.echo("stopping...", err=True)
+        echo("stopping...")
         for child in children:
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_TIMEOUT_S  # one deadline for all: they stop in parallel
         for child in children:
-            child.stop(timeout=15)
-        click.echo("all nodes stopped.", err=True)
+            child.finish(deadline)
+        echo("all nodes stopped.")
+        echo.drain(timeout=2)
 
 
 COMMANDS = [serve, up]

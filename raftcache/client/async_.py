@@ -8,7 +8,7 @@ from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
-from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from .base import ClientBase
 from .core import Call, Plan, Sleep, as_requested
@@ -38,17 +38,7 @@ class _Connection:
     async def _call(self, payload: bytes, count: int) -> list[Any]:
         self.writer.write(payload)
         await self.writer.drain()
-        replies: list[Any] = []
-        while len(replies) < count:
-            reply = self.parser.next()
-            if reply is NEED_DATA:
-                data = await self.reader.read(1 << 16)
-                if not data:
-                    raise ConnectionResetError("connection closed by the server")
-                self.parser.feed(data)
-                continue
-            replies.append(reply)
-        return replies
+        return await self.parser.read_replies_async(count, lambda: self.reader.read(1 << 16))
 
     def close(self) -> None:
         self.writer.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
-from ..resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from .base import ClientBase
 from .core import Call, Plan, Sleep, as_requested
@@ -31,18 +31,7 @@ class _Connection:
     def call(self, payload: bytes, count: int, timeout: float) -> list[Any]:
         self.sock.settimeout(timeout)
         self.sock.sendall(payload)
-        replies: list[Any] = []
-        parser = self.parser
-        while len(replies) < count:
-            reply = parser.next()
-            if reply is NEED_DATA:
-                data = self.sock.recv(1 << 16)
-                if not data:
-                    raise ConnectionResetError("connection closed by the server")
-                parser.feed(data)
-                continue
-            replies.append(reply)
-        return replies
+        return self.parser.read_replies(count, lambda: self.sock.recv(1 << 16))
 
     def close(self) -> None:
         try:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
+import termios
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from tests.helpers import REPO, ServerCluster, wait_until, write_cluster_config
+from tests.helpers import REPO, OutputReader, ServerCluster, wait_until, write_cluster_config
 
 
 def raftcache(*args: str, **kwargs) -> subprocess.Popen:
@@ -77,23 +82,30 @@ def test_serve_reports_a_busy_port(tmp_path):
         cluster.close()
 
 
-def _start_up(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    cfg = write_cluster_config(tmp_path, 3)
-    proc = raftcache("up", "--config", str(cfg), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C to stop" in line:
-            break
-    text = "".join(lines)
-    assert "raftcache cluster up (3 nodes" in text, text + (proc.stderr.read() if proc.poll() is not None else "")
-    assert "<- leader" in text
-    return proc, cfg
+def _start_up(tmp_path: Path, *, stderr: Any = subprocess.PIPE, sections: dict | None = None) -> tuple[subprocess.Popen, Path, OutputReader]:
+    """`raftcache up` on a 3-node config, its stdout read on a thread; returns once it is ready."""
+    cfg = write_cluster_config(tmp_path, 3, sections=sections)
+    proc = raftcache("up", "--config", str(cfg), stdout=subprocess.PIPE, stderr=stderr)
+    out = OutputReader(proc.stdout)
+
+    def ready() -> bool:
+        if proc.poll() is not None and "Ctrl-C to stop" not in out.text:
+            raise AssertionError(f"`up` exited with {proc.returncode}:\n{out.close()}")
+        return "Ctrl-C to stop" in out.text
+
+    try:
+        wait_until(ready, 90, what="`up` to report the cluster ready")
+    except BaseException:
+        proc.kill()
+        raise
+    assert "raftcache cluster up (3 nodes" in out.text, out.text
+    assert "<- leader" in out.text
+    return proc, cfg, out
 
 
 def test_up_runs_the_cluster_and_ctrl_c_stops_everything(tmp_path):
-    proc, cfg = _start_up(tmp_path)
+    proc, cfg, _ = _start_up(tmp_path)
+    err = OutputReader(proc.stderr)  # read as it comes: `up` must never wait on us
     try:
         from raftcache.config import load_config
 
@@ -105,7 +117,7 @@ def test_up_runs_the_cluster_and_ctrl_c_stops_everything(tmp_path):
         assert len(processes_mentioning(str(cfg))) == 4  # `up` and its three nodes
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-        assert "all nodes stopped." in proc.stderr.read()
+        assert "all nodes stopped." in err.close()
         assert processes_mentioning(str(cfg)) == []
         assert (tmp_path / "logs" / "n1.log").read_text().count("stopping") >= 1
     finally:
@@ -113,8 +125,53 @@ def test_up_runs_the_cluster_and_ctrl_c_stops_everything(tmp_path):
             proc.kill()
 
 
+def _pipe_bytes_queued(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
+
+
+def test_ctrl_c_stops_up_whose_stderr_nobody_reads(tmp_path):
+    """A full stderr pipe must not keep Ctrl-C from stopping the cluster: `up` echoes node
+    warnings, and when nobody read them the echo blocked the log pumps, then the nodes on
+    their own logging (deaf to SIGTERM), then `up`'s main thread on "stopping...": forever."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: few warnings fill it
+    try:
+        # Each client that overruns the query buffer costs its node one WARNING line.
+        proc, cfg, out = _start_up(tmp_path, stderr=w, sections={"limits": {"max_query_buffer_bytes": 1024}})
+    finally:
+        os.close(w)
+    try:
+        from raftcache.config import load_config
+
+        ports = [int(n.client.rsplit(":", 1)[1]) for n in load_config(str(cfg)).nodes]
+        # Well past what fills `up`'s pipe (4 KiB) and, behind it, each node's own (64 KiB):
+        # ~110 bytes a line, so ~600 lines per node stall a node that cannot get rid of them.
+        stalled = []  # nodes that stopped answering (blocked writing their log)
+        for _ in range(800):
+            for port in [p for p in ports if p not in stalled]:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"*1\r\n$100000\r\n" + b"x" * 2048)
+                    try:
+                        assert s.recv(200).startswith(b"-ERR Protocol error: query buffer limit exceeded")
+                    except TimeoutError:
+                        stalled.append(port)
+        assert _pipe_bytes_queued(r) > 4096 - 200  # nobody has read it: it is full
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        assert processes_mentioning(str(cfg)) == []
+        assert stalled == [], "nodes stalled on their log when nobody read `up`'s stderr"
+        for node in ("n1", "n2", "n3"):
+            assert f"node {node} stopping" in (tmp_path / "logs" / f"{node}.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(r)
+
+
 def test_nodes_do_not_outlive_a_killed_up(tmp_path):
-    proc, cfg = _start_up(tmp_path)
+    proc, cfg, _ = _start_up(tmp_path)
     proc.kill()  # kill -9: no chance to clean up
     proc.wait(10)
     wait_until(lambda: processes_mentioning(str(cfg)) == [], 30, what="orphaned nodes to stop")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import EmbeddedCluster, EmbeddedNode, RemoteError, free_ports, wait_until
+from tests.helpers import EmbeddedCluster, EmbeddedNode, RemoteError, Workers, free_ports, wait_until
 
 
 @pytest.fixture
@@ -209,9 +209,10 @@ def test_increments_stay_exact_across_a_leader_pause(cluster):
             with lock:
                 acked += 1
 
-    threads = [threading.Thread(target=incr_loop, args=(f,)) for f in followers for _ in range(4)]
-    for t in threads:
-        t.start()
+    workers = Workers()  # join() re-raises what an incr_loop raised (a lost exception would hide a bug)
+    for f in followers:
+        for _ in range(4):
+            workers.start(incr_loop, f)
     try:
         wait_until(lambda: acked > 100, 30, what="some increments")
         leader.pause()
@@ -220,8 +221,7 @@ def test_increments_stay_exact_across_a_leader_pause(cluster):
         wait_until(lambda: acked > 250, 60, what="increments after the pause")
     finally:
         stop.set()
-        for t in threads:
-            t.join(60)
+    workers.join(60)
     total = int(followers[0].call("get", "n"))
     unknown = errors.count("OutcomeUnknownError")
     print(f"acked={acked} total={total} errors={sorted(set(errors))} ({len(errors)})")

@@ -22,18 +22,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import contextlib
 import os
 import random
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from raftcache.resp import NEED_DATA, ErrorReply, ReplyParser, encode_command
+import pytest
+
+from raftcache.resp import ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
+from tests.helpers import ServerCluster, Workers, wait_until
 
 FAIL_PREFIXES = {"CLUSTERDOWN", "TRYAGAIN", "ERR", "NOAUTH"}
 UNKNOWN_PREFIXES = {"UNKNOWN", "MISCONF"}
@@ -70,18 +74,13 @@ class RespConn:
         except OSError as exc:
             self.close()
             raise NoReply(str(exc)) from None  # part of it may have gone out
+        sock = self.sock
         try:
-            while True:
-                reply = self.parser.next()
-                if reply is not NEED_DATA:
-                    return reply
-                data = self.sock.recv(65536)
-                if not data:
-                    raise NoReply("connection closed")
-                self.parser.feed(data)
-        except (OSError, NoReply) as exc:
+            (reply,) = self.parser.read_replies(1, lambda: sock.recv(65536))
+        except OSError as exc:  # ConnectionResetError included: the node closed the connection
             self.close()
             raise NoReply(str(exc)) from None
+        return reply
 
     def close(self) -> None:
         if self.sock is not None:
@@ -135,7 +134,7 @@ class Workload:
         self.record = Record()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._workers = Workers()  # stop() re-raises what a client thread raised
         self._keys = itertools.count()
         self._prefix = prefix  # keys of different workloads on one cluster must not meet
         self._active = [f"{prefix}r{next(self._keys)}" for _ in range(4)]
@@ -156,15 +155,12 @@ class Workload:
         self.started = time.monotonic()
         self.started_wall = time.time()
         for w in range(self.workers):
-            thread = threading.Thread(target=self._run, args=(w,), name=f"client-{w}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._workers.start(self._run, w, name=f"client-{w}")
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(self.timeout + 10)
+        self._workers.join(self.timeout + 10)
 
     @property
     def ok_ops(self) -> int:
@@ -383,3 +379,112 @@ def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Cal
         report.counter_problems.append(f"too little work: {report.ok} ok operations < {min_ok}")
     report.save()
     return report
+
+
+# ------------------------------------------------------------------ scenarios, shared by the fault tests and the soak
+FAULT_SECTIONS = {
+    "cluster": {"secret": "fault-secret", "request_timeout_ms": 2000},
+    "raft": {"entry_timeout_ms": 1000},
+    "server": {"debug_commands": True},
+}
+
+
+def hold(seconds: float) -> None:
+    """Keep a fault in place for a while: part of the schedule, not synchronisation."""
+    time.sleep(seconds)
+
+
+def final_reader(cluster) -> Callable[[str], bytes | None]:
+    def get(key: str) -> bytes | None:
+        with cluster.leader().redis() as r:
+            return r.get(key)
+
+    return get
+
+
+def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
+                 endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None) -> Report:
+    workload = Workload(endpoints or (lambda: cluster.endpoints), workers=workers, seed=hash(name) % 1000).start()
+    started = time.monotonic()
+    try:
+        wait_until(lambda: workload.ok_ops >= 150, 30, 0.05, "load before the fault")
+        fault()
+        resumed_from = workload.ok_ops
+        wait_until(lambda: workload.ok_ops >= resumed_from + 300, 60, 0.05, "load to flow after the fault")
+    finally:
+        workload.stop()
+    return judge(name, cluster, workload, started, min_ok=min_ok, after=after)
+
+
+def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int, converge_timeout: float = 60.0,
+          after: Callable[[], None] | None = None) -> Report:
+    """After a stopped workload: heal what a fault left behind, wait for the replicas to
+    converge, check the history, print the report and fail on any problem."""
+    for node in cluster.nodes:
+        if node.alive:
+            node.resume()
+        else:
+            node.start()
+    if after is not None:
+        after()
+    try:
+        # RAFTCACHE_CONVERGE_TIMEOUT lowers the bar when hunting slow convergence
+        cluster.converged(timeout=float(os.environ.get("RAFTCACHE_CONVERGE_TIMEOUT", converge_timeout)))
+        converged = True
+    except AssertionError as exc:
+        converged = False
+        print(f"{exc}\n{divergence_report(cluster)}")
+    report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
+                     converged=converged, min_ok=min_ok)
+    print("\n" + report.summary(), flush=True)
+    assert report.passed, report.summary() + "\n" + "\n".join(report.problems[:20])
+    return report
+
+
+def divergence_report(cluster) -> str:
+    """What each replica says after a failed convergence wait, and the tail of its log."""
+    lines = []
+    for node in cluster.nodes:
+        try:
+            info = node.info()
+            state = {k: info.get(k) for k in ("raft_state", "raft_leader_id", "raft_term", "raft_commit_index",
+                                              "raft_applied_index", "raft_log_len")}
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            state = {"error": repr(exc)}
+        lines.append(f"--- {node.id}: {state}\n{node.log_text()[-2500:]}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def partitioned_cluster(tmp_path, sections: dict[str, dict[str, Any]], *, required: bool = True) -> Iterator[ServerCluster]:
+    """A started 3-node cluster whose nodes live in their own network namespaces (real
+    partitions through `cluster.network`). Where namespaces are unavailable the test is
+    skipped, or, with `required=False`, runs on a plain loopback cluster (`network` None)."""
+    from tests.faults import netns
+
+    ok, why = netns.available()
+    if not ok and required:
+        pytest.skip(f"network namespaces unavailable: {why}")
+    network = None
+    if ok:
+        netns.cleanup_stale()
+        network = netns.Network(3)
+        cl = ServerCluster(tmp_path, sections=sections, hosts=[network.node_ip(i) for i in range(3)],
+                           exec_prefixes=[network.exec_prefix(i) for i in range(3)])
+    else:
+        cl = ServerCluster(tmp_path, sections=sections)
+    cl.network = network
+    try:
+        cl.start()
+        yield cl
+    finally:
+        if network is not None:
+            network.heal()
+        for node in cl.nodes:
+            if node.alive:
+                node.resume()
+        cl.close()
+        if network is not None:
+            network.close()
+
+

@@ -5,89 +5,15 @@ little work done."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.faults.harness import Report, Workload, verdict
+from tests.faults.harness import FAULT_SECTIONS, hold, partitioned_cluster, run_scenario
 from tests.helpers import ServerCluster, wait_until
-
-FAULT_SECTIONS = {
-    "cluster": {"secret": "fault-secret", "request_timeout_ms": 2000},
-    "raft": {"entry_timeout_ms": 1000},
-    "server": {"debug_commands": True},
-}
-
-
-def hold(seconds: float) -> None:
-    """Keep a fault in place for a while: part of the schedule, not synchronisation."""
-    time.sleep(seconds)
-
-
-def final_reader(cluster) -> Callable[[str], bytes | None]:
-    def get(key: str) -> bytes | None:
-        with cluster.leader().redis() as r:
-            return r.get(key)
-
-    return get
-
-
-def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
-                 endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None) -> Report:
-    workload = Workload(endpoints or (lambda: cluster.endpoints), workers=workers, seed=hash(name) % 1000).start()
-    started = time.monotonic()
-    try:
-        wait_until(lambda: workload.ok_ops >= 150, 30, 0.05, "load before the fault")
-        fault()
-        resumed_from = workload.ok_ops
-        wait_until(lambda: workload.ok_ops >= resumed_from + 300, 60, 0.05, "load to flow after the fault")
-    finally:
-        workload.stop()
-    return judge(name, cluster, workload, started, min_ok=min_ok, after=after)
-
-
-def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int, converge_timeout: float = 60.0,
-          after: Callable[[], None] | None = None) -> Report:
-    """After a stopped workload: heal what a fault left behind, wait for the replicas to
-    converge, check the history, print the report and fail on any problem."""
-    for node in cluster.nodes:
-        if node.alive:
-            node.resume()
-        else:
-            node.start()
-    if after is not None:
-        after()
-    try:
-        # RAFTCACHE_CONVERGE_TIMEOUT lowers the bar when hunting slow convergence
-        cluster.converged(timeout=float(os.environ.get("RAFTCACHE_CONVERGE_TIMEOUT", converge_timeout)))
-        converged = True
-    except AssertionError as exc:
-        converged = False
-        print(f"{exc}\n{divergence_report(cluster)}")
-    report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
-                     converged=converged, min_ok=min_ok)
-    print("\n" + report.summary(), flush=True)
-    assert report.passed, report.summary() + "\n" + "\n".join(report.problems[:20])
-    return report
-
-
-def divergence_report(cluster) -> str:
-    """What each replica says after a failed convergence wait, and the tail of its log."""
-    lines = []
-    for node in cluster.nodes:
-        try:
-            info = node.info()
-            state = {k: info.get(k) for k in ("raft_state", "raft_leader_id", "raft_term", "raft_commit_index",
-                                              "raft_applied_index", "raft_log_len")}
-        except Exception as exc:  # noqa: BLE001 - diagnostics only
-            state = {"error": repr(exc)}
-        lines.append(f"--- {node.id}: {state}\n{node.log_text()[-2500:]}")
-    return "\n".join(lines)
 
 
 @pytest.fixture
@@ -323,31 +249,6 @@ def test_rapid_leader_kills(cluster):
 
 
 # ------------------------------------------------------------------ network partitions
-@contextlib.contextmanager
-def partitioned_cluster(tmp_path, sections: dict[str, dict[str, Any]]) -> Iterator[ServerCluster]:
-    """A cluster whose nodes live in their own network namespaces (real partitions)."""
-    from tests.faults import netns
-
-    ok, why = netns.available()
-    if not ok:
-        pytest.skip(f"network namespaces unavailable: {why}")
-    netns.cleanup_stale()
-    network = netns.Network(3)
-    cl = ServerCluster(tmp_path, sections=sections, hosts=[network.node_ip(i) for i in range(3)],
-                       exec_prefixes=[network.exec_prefix(i) for i in range(3)])
-    cl.network = network
-    try:
-        cl.start()
-        yield cl
-    finally:
-        network.heal()
-        for node in cl.nodes:
-            if node.alive:
-                node.resume()
-        cl.close()
-        network.close()
-
-
 @pytest.fixture
 def partitioned(tmp_path):
     with partitioned_cluster(tmp_path, FAULT_SECTIONS) as cl:

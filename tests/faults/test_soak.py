@@ -16,9 +16,7 @@ import time
 
 import pytest
 
-from tests.faults.harness import Workload
-from tests.faults.test_nemeses import FAULT_SECTIONS, hold, judge
-from tests.helpers import ServerCluster
+from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
 # The suite-wide 300 s test timeout would cut the soak short: allow its length plus healing.
@@ -85,21 +83,10 @@ def test_random_fault_mix(tmp_path):
     minutes = MINUTES
     rng = random.Random(int(os.environ.get("RAFTCACHE_SOAK_SEED", "7")))
     sections = {**FAULT_SECTIONS, "snapshot": {"min_entries": 500}}
-    from tests.faults import netns
-
-    network = None
-    if netns.available()[0]:
-        netns.cleanup_stale()
-        network = netns.Network(3)
-        cluster = ServerCluster(tmp_path, sections=sections, hosts=[network.node_ip(i) for i in range(3)],
-                                exec_prefixes=[network.exec_prefix(i) for i in range(3)])
-        cluster.network = network
-    else:
-        cluster = ServerCluster(tmp_path, sections=sections)
-    cluster.start()
-    end = time.monotonic() + minutes * 60
-    segment = 0
-    try:
+    with partitioned_cluster(tmp_path, sections, required=False) as cluster:  # partitions only where namespaces exist
+        network = cluster.network
+        end = time.monotonic() + minutes * 60
+        segment = 0
         while time.monotonic() < end:
             segment += 1
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
@@ -124,12 +111,3 @@ def test_random_fault_mix(tmp_path):
 
             judge(f"soak segment {segment}", cluster, workload, started, min_ok=100, converge_timeout=90,
                   after=heal_network_and_clocks)
-    finally:
-        if network is not None:
-            network.heal()
-        for node in cluster.nodes:
-            if node.alive:
-                node.resume()
-        cluster.close()
-        if network is not None:
-            network.close()

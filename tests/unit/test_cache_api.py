@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 import pytest
 
 from raftcache import AsyncCache, Cache, ConfigError, NoLeaderError
 from raftcache.errors import NotIntegerError, SyntaxError_, ValueTooLargeError
-from tests.helpers import free_ports
+from tests.helpers import Workers, free_ports
 
 
 @pytest.fixture
@@ -103,23 +102,15 @@ def test_status_is_typed(cache):
 
 
 def test_many_threads_share_one_cache(cache):
-    errors = []
-
     def work(t: int) -> None:
-        try:
-            for i in range(50):
-                cache.incr("shared", 1)
-                cache.set(f"t{t}:{i}", str(i))
-                assert cache.get(f"t{t}:{i}") == str(i).encode()
-        except Exception as exc:  # collected and asserted below
-            errors.append(exc)
+        for i in range(50):
+            cache.incr("shared", 1)
+            cache.set(f"t{t}:{i}", str(i))
+            assert cache.get(f"t{t}:{i}") == str(i).encode()
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    with Workers() as workers:  # re-raises a worker's exception here
+        for t in range(16):
+            workers.start(work, t)
     assert cache.get("shared") == b"800"
     assert cache.dbsize() == 801
     assert cache.replica.counters["committed"] < 2 * 1600  # many commands shared Raft entries

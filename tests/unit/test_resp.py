@@ -647,3 +647,50 @@ def test_protocol_error_reply_round_trip() -> None:
     parser = ReplyParser()
     parser.feed(encode_error("ERR", message))
     assert parser.next() == ErrorReply("ERR Protocol error: invalid bulk length")
+
+
+# ------------------------------------------------------------------ reading N replies
+_THREE_REPLIES = b"+OK\r\n$5\r\nhello\r\n*2\r\n:1\r\n-ERR no\r\n"
+_THREE_VALUES = ["OK", b"hello", [1, ErrorReply("ERR no")]]
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 3, len(_THREE_REPLIES)])
+def test_read_replies_reads_until_it_has_n(size):
+    pieces = _chunks(_THREE_REPLIES + b":7\r\n", size)
+    reads = iter(pieces)
+    parser = ReplyParser()
+    assert parser.read_replies(3, lambda: next(reads)) == _THREE_VALUES
+    # what arrived past the third reply stays buffered for the next call, nothing more is read
+    rest = list(reads)
+    assert parser.read_replies(1, lambda: rest.pop(0)) == [7]
+
+
+def test_read_replies_takes_buffered_replies_without_reading():
+    parser = ReplyParser()
+    parser.feed(_THREE_REPLIES)
+    assert parser.take(2) == ["OK", b"hello"]
+    assert parser.read_replies(1, lambda: pytest.fail("read although a reply was buffered")) == [[1, ErrorReply("ERR no")]]
+    assert parser.take(1) == []
+
+
+def test_read_replies_when_the_peer_closes():
+    reads = iter([b"+OK\r\n$5\r\nhel", b""])
+    with pytest.raises(ConnectionResetError, match="connection closed by the server"):
+        ReplyParser().read_replies(2, lambda: next(reads))
+
+
+def test_read_replies_async_is_the_same_loop():
+    import asyncio
+
+    pieces = _chunks(_THREE_REPLIES, 2)
+
+    async def read() -> bytes:
+        return pieces.pop(0) if pieces else b""
+
+    assert asyncio.run(ReplyParser().read_replies_async(3, read)) == _THREE_VALUES
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(ReplyParser().read_replies_async(1, read))
