@@ -78,7 +78,7 @@ def parse(text: bytes) -> Number | None:
         frac = frac or b""
         if not whole and not frac:
             return None
-        exact = Fraction(int(whole + frac), 10 ** len(frac)) * Fraction(10) ** int(exp or b"0")
+        exact = Fraction(_parse_decimal_digits(whole + frac), 10 ** len(frac)) * Fraction(10) ** int(exp or b"0")
     else:
         return None
     if sign == b"-":
@@ -95,6 +95,15 @@ def add(a: Number, b: Number) -> Number | None:
         total = float(a) + float(b)
         return None if total != total else total
     return round_to_long_double(a + b)
+
+
+def _parse_decimal_digits(digits: bytes) -> int:
+    """int(digits) for any length (int(str) is capped at 4300 digits); b"" is 0."""
+    n = 0
+    for i in range(0, len(digits), 1000):
+        chunk = digits[i : i + 1000]
+        n = n * 10 ** len(chunk) + int(chunk)
+    return n
 
 
 def _decimal_digits(n: int) -> bytes:

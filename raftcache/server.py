@@ -36,6 +36,7 @@ from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, Raft
 from .metrics import CommandStats
 from .redis_commands import (
     COMMANDS,
+    Immediate,
     Kind,
     Limits,
     Spec,
@@ -218,6 +219,9 @@ class _Connection(asyncio.Protocol):
             command = build_command(spec, args, self.server.settings.limits)
         except CommandError as err:
             self._error(resp_prefix(err), err.message)
+            return
+        if isinstance(command, Immediate):  # TIME, OBJECT HELP: nothing to ask a replica
+            self._finish_now(spec.render, command.reply)
             return
         replica = self.server.replica
         if spec.kind is Kind.READ and self.readonly:
