@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from raftcache import Cache
 from raftcache import commands as c
 from raftcache import redis_float
 from raftcache.client import protocol
@@ -14,6 +15,7 @@ from raftcache.errors import CommandError, InvalidExpireError, NotIntegerError, 
 from raftcache.redis_commands import Immediate, Limits, build_command, lookup
 from raftcache.resp import RequestParser
 from raftcache.statemachine import CacheStateMachine
+from tests.helpers import free_ports
 
 T0 = 1_700_000_000_000
 
@@ -171,6 +173,27 @@ def test_replicas_store_identical_bytes_for_incrbyfloat():
             fsm.apply(c.decode_batch(payload))
     assert machines[0].digest() == machines[1].digest()
     assert machines[0].read(c.Get(b"f")) == b"3"
+
+
+def test_embedded_cache_has_the_same_methods(tmp_path):
+    """The API methods on the embedded Cache (a single in-process node, as test_cache_api)."""
+    (port,) = free_ports(1)
+    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as cache:
+        cache.wait_ready(10)
+        assert cache.setnx("a", "1") is True and cache.setnx("a", "2") is False
+        assert cache.setex("e", 100, "v") is True and 0 < cache.ttl("e") <= 100
+        with pytest.raises(InvalidExpireError, match="'psetex'"):
+            cache.psetex("e", 0, "v")
+        assert cache.getset("a", 5) == b"1"
+        assert cache.getex("a", px=5000) == b"5" and 0 < cache.pttl("a") <= 5000
+        assert cache.incrbyfloat("a", 0.1) == 5.1 and cache.get("a") == b"5.1"
+        assert cache.setrange("a", 3, "!") == 4 and cache.getrange("a", -2, -1) == b"1!"
+        assert cache.msetnx({"m": 1, "n": 2}) is True
+        assert cache.rename("m", "m2") is True and cache.renamenx("m2", "n") is False
+        assert cache.copy("m2", "c") is True and cache.copy("m2", "c", replace=True) is True
+        with pytest.raises(CommandError, match="DB index is out of range"):
+            cache.copy("m2", "c", destination_db=2)
+        assert cache.touch("c", "missing", "n") == 2
 
 
 # --------------------------------------------------------------------------- the codec
