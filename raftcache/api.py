@@ -7,7 +7,8 @@ So the embedded library and the network client have the same semantics by constr
 
 Inputs: ``str`` (UTF-8), ``bytes``-like, ``int`` or ``float`` (decimal text, as redis-py).
 Outputs: ``bytes`` values (``str`` with ``decode_responses=True``), ``int`` counts, ``bool``
-for set/cas/expire/persist.
+for set/setnx/setex/psetex/msetnx/rename/renamenx/copy/cas/expire/persist, ``float`` for
+incrbyfloat: the types redis-py returns for the same methods.
 """
 
 from __future__ import annotations

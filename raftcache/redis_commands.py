@@ -4,7 +4,8 @@ Sans-I/O: turns a request (``[b"SET", b"k", b"v", b"EX", b"10"]``) into one of o
 tuples, and a state-machine result into a RESP reply value, with Redis's exact error strings.
 Commands answered by the connection itself (PING, INFO, AUTH, ...) are listed here too, so
 that COMMAND / COMMAND COUNT / COMMAND DOCS describe the whole server from one table; their
-behaviour lives in ``server.py``.
+behaviour lives in ``server.py``. A builder may also return an ``Immediate`` reply, for
+commands that need neither the state nor the connection (TIME, OBJECT HELP).
 """
 
 from __future__ import annotations
@@ -209,7 +210,9 @@ def _build_setnx(args: list[bytes], limits: Limits) -> c.Set:
 def _build_setex(unit_ms: int, name: str) -> Build:
     def build(args: list[bytes], limits: Limits) -> c.Set:
         amount = _int(args[2])
-        if amount <= 0 or amount > INT64_MAX // unit_ms:
+        # Redis also refuses a TTL that overflows when added to the clock; judged here against
+        # this node's clock (the state machine re-checks against replicated time, as 'set').
+        if amount <= 0 or amount > INT64_MAX // unit_ms or amount * unit_ms > INT64_MAX - time.time_ns() // 1_000_000:
             raise InvalidExpireError(f"invalid expire time in '{name}' command")
         return c.Set(_key(args[1], limits), _value(args[3], limits), ttl_ms=amount * unit_ms)
 
