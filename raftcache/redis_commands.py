@@ -110,8 +110,8 @@ _SET_EXPIRY = {b"EX": (1000, False), b"PX": (1, False), b"EXAT": (1000, True), b
 def _build_set(args: list[bytes], limits: Limits) -> c.Set:
     key, value = _key(args[1], limits), _value(args[2], limits)
     cond, get, keepttl = c.COND_NONE, False, False
-    ttl_ms = at_ms = None
-    expiry_seen = False
+    expiry: bytes | None = None  # EX/PX/EXAT/PXAT: one of them, which may repeat (the last wins)
+    amount_arg = b""
     i = 3
     while i < len(args):
         option = args[i].upper()
@@ -121,23 +121,25 @@ def _build_set(args: list[bytes], limits: Limits) -> c.Set:
             cond = c.COND_XX
         elif option == b"GET":
             get = True
-        elif option == b"KEEPTTL" and not expiry_seen:
+        elif option == b"KEEPTTL" and expiry is None:
             keepttl = True
-        elif option in _SET_EXPIRY and not keepttl and not expiry_seen and i + 1 < len(args):
-            unit, absolute = _SET_EXPIRY[option]
-            amount = _int(args[i + 1])
-            if amount <= 0:
-                raise InvalidExpireError("invalid expire time in 'set' command")
-            ms = _seconds_to_ms(amount, "set") if unit == 1000 else amount
-            if absolute:
-                at_ms = ms
-            else:
-                ttl_ms = ms
-            expiry_seen = True
+        elif option in _SET_EXPIRY and not keepttl and expiry in (None, option) and i + 1 < len(args):
+            expiry, amount_arg = option, args[i + 1]
             i += 1
         else:
             raise SyntaxError_()
         i += 1
+    ttl_ms = at_ms = None
+    if expiry is not None:  # Redis judges the amount only once the syntax is known good
+        unit, absolute = _SET_EXPIRY[expiry]
+        amount = _int(amount_arg)
+        if amount <= 0:
+            raise InvalidExpireError("invalid expire time in 'set' command")
+        ms = _seconds_to_ms(amount, "set") if unit == 1000 else amount
+        if absolute:
+            at_ms = ms
+        else:
+            ttl_ms = ms
     return c.Set(key, value, cond, get, ttl_ms, at_ms, keepttl)
 
 

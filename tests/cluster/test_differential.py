@@ -90,7 +90,7 @@ FLOATS = st.sampled_from(["0.1", "-0.1", "1e3", "1.5", "-10.5", "3", "0x10", "ab
 INTS = st.sampled_from(["-100", "-60", "-10", "-3", "-1", "0", "1", "2", "5", "50", "9223372036854775807", "x"])
 TTL_OPTIONS = st.sampled_from(
     [[], ["EX", "100"], ["PX", "200000"], ["EXAT", "1"], ["PXAT", "4102444800000"], ["EX", "0"], ["EX", "x"],
-     ["KEEPTTL"], ["EX"]]
+     ["KEEPTTL"], ["EX"], ["EX", "100", "EX", "200"], ["EX", "0", "XX", "bogus"]]
 )
 GETEX_OPTIONS = st.sampled_from(
     [[], ["EX", "100"], ["PX", "200000"], ["EXAT", "1"], ["EXAT", "4102444800"], ["PXAT", "4102444800000"],
@@ -207,6 +207,8 @@ EDGES = [
     ["PSETEX", "s", "9223372036854775000", "v"], ["SET", "s", "v", "PX", "9223372036854775000"], ["PSETEX", "s", "0", "v"], ["SETEX", "s", "-5", "v"],
     ["MSETNX", "p", "1", "p", "2"], ["GET", "p"], ["MSETNX", "p", "1", "q", "2"], ["EXISTS", "q"],
     ["OBJECT", "ENCODING", "p"], ["OBJECT", "ENCODING", "missing"], ["OBJECT", "encoding", "a"], ["OBJECT", "Nope", "a"],
+    ["SET", "s", "v", "EX", "100", "EX", "200"], ["PTTL", "s"], ["SET", "s", "v", "EX", "0", "BOGUS"],
+    ["SET", "s", "v", "EX", "x", "NX"], ["SET", "s", "v", "PX", "10", "EX", "10"], ["SET", "s", "v", "KEEPTTL", "EX", "1"],
     ["OBJECT", "ENCODING"], ["TOUCH", "p", "missing", "p"], ["SETNX", "p", "9"], ["GETSET", "p", "3"], ["GETSET", "new", "3"],
 ]
 

@@ -243,6 +243,16 @@ def test_parsing_of_the_set_family():
         parse("SETEX", "k", "1.5", "v")
 
 
+def test_set_options_are_checked_before_the_amount_as_redis_does():
+    assert parse("SET", "k", "v", "EX", "1", "EX", "2") == c.Set(b"k", b"v", ttl_ms=2000)  # repeated: the last wins
+    with pytest.raises(SyntaxError_):
+        parse("SET", "k", "v", "EX", "0", "BOGUS")
+    with pytest.raises(SyntaxError_):
+        parse("SET", "k", "v", "EX", "x", "PX", "1")
+    with pytest.raises(NotIntegerError):
+        parse("SET", "k", "v", "EX", "x", "NX")
+
+
 def test_parsing_of_getex_options():
     assert parse("GETEX", "k") == c.GetEx(b"k")
     assert parse("GETEX", "k", "persist") == c.GetEx(b"k", persist=True)
