@@ -10,6 +10,8 @@ Determinism rules kept here:
   ``now = max(now, time_ms)``; expiry is judged against it, so all replicas expire alike.
 * Reads hide expired keys but never delete them; the leader proposes ``Sweep`` batches that
   delete them (``_sweep`` picks keys in ``(expiry, key)`` order, identical on every replica).
+* No platform floats: INCRBYFLOAT computes in exact integer arithmetic (``redis_float``),
+  so replicas on different CPUs store identical bytes.
 * Handlers validate before they mutate, so a rejected command leaves no trace; errors are
   ``CommandError`` results, never exceptions escaping ``apply``.
 * Exactly-once: a tagged write (client id, seq, ack) whose result is still in the session
@@ -424,7 +426,7 @@ class CacheStateMachine:
         if old is None:
             return None  # Redis looks the key up before it judges the amount
         if cmd.amount is not None:
-            when = self._getex_when(cmd)
+            when = self._getex_when(cmd.amount, cmd)
             if cmd.absolute and when <= self._now:
                 self._delete_live(cmd.key)
             else:
@@ -435,9 +437,8 @@ class CacheStateMachine:
             self._set_expiry(cmd.key, None)
         return old[_HEADER:]
 
-    def _getex_when(self, cmd: c.GetEx) -> int:
-        assert cmd.amount is not None
-        amount = parse_int64(cmd.amount)
+    def _getex_when(self, amount_text: bytes, cmd: c.GetEx) -> int:
+        amount = parse_int64(amount_text)
         invalid = InvalidExpireError("invalid expire time in 'getex' command")
         if amount <= 0 or amount > INT64_MAX // cmd.unit_ms:
             raise invalid
