@@ -7,16 +7,18 @@ So the embedded library and the network client have the same semantics by constr
 
 Inputs: ``str`` (UTF-8), ``bytes``-like, ``int`` or ``float`` (decimal text, as redis-py).
 Outputs: ``bytes`` values (``str`` with ``decode_responses=True``), ``int`` counts, ``bool``
-for set/cas/expire/persist.
+for set/setnx/setex/psetex/msetnx/rename/renamenx/copy/cas/expire/persist, ``float`` for
+incrbyfloat: the types redis-py returns for the same methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from . import commands as c
-from .errors import SyntaxError_, ValueTooLargeError
+from .errors import CommandError, InvalidExpireError, SyntaxError_, ValueTooLargeError
 
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 DEFAULT_MAX_KEY_BYTES = 64 * 1024
@@ -54,7 +56,9 @@ def _to_bytes(value: Any, what: str) -> bytes:
     raise TypeError(f"invalid {what} of type {type(value).__name__}; use a str, bytes, int or float")
 
 
-def _ms(seconds: float, what: str) -> int:
+def _ms(seconds: float | timedelta, what: str) -> int:
+    if isinstance(seconds, timedelta):  # redis-py accepts timedeltas for expiries
+        return int(round(seconds.total_seconds() * 1000))
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{what} must be a number of seconds")
     return int(round(seconds * 1000))
@@ -132,6 +136,14 @@ class CacheCommands:
             lambda r: (r[0], self._out_list(r[1])),
             consistency=consistency,
         )
+
+    def getrange(self, key: Any, start: int, end: int, *, consistency: str | None = None) -> Any:
+        """Bytes start..end inclusive; negative indexes count from the end (Redis's GETRANGE)."""
+        return self._run(c.GetRange(self._key(key), int(start), int(end)), self._out, consistency=consistency)
+
+    def touch(self, *keys: Any) -> Any:
+        """How many of the keys exist (no access times are kept, so nothing else changes)."""
+        return self._run(c.Exists(tuple(self._key(k) for k in _flatten(keys))))
 
     def dbsize(self, *, consistency: str | None = None) -> Any:
         return self._run(c.DbSize(), consistency=consistency)
@@ -236,6 +248,91 @@ class CacheCommands:
         if ttl_ms is not None and ttl_ms <= 0:
             raise SyntaxError_("invalid expire time in 'cas' command")
         return self._run(c.Cas(self._key(key), self._value(expected), self._value(new), ttl_ms), bool)
+
+    def setnx(self, name: Any, value: Any) -> Any:
+        """Set only if the key does not exist; True if it was set."""
+        return self._run(c.Set(self._key(name), self._value(value), c.COND_NX), bool)
+
+    def setex(self, name: Any, time: float | timedelta, value: Any) -> Any:
+        """Set with a time to live in seconds (int, float or timedelta)."""
+        return self._setex(name, _ms(time, "time"), value, "setex")
+
+    def psetex(self, name: Any, time_ms: int | timedelta, value: Any) -> Any:
+        """Set with a time to live in milliseconds (int or timedelta)."""
+        ms = _ms(time_ms, "time_ms") if isinstance(time_ms, timedelta) else int(time_ms)
+        return self._setex(name, ms, value, "psetex")
+
+    def _setex(self, name: Any, ttl_ms: int, value: Any, command: str) -> Any:
+        if ttl_ms <= 0:
+            raise InvalidExpireError(f"invalid expire time in '{command}' command")
+        return self._run(c.Set(self._key(name), self._value(value), ttl_ms=ttl_ms), bool)
+
+    def getset(self, name: Any, value: Any) -> Any:
+        """Set a value and return the old one (or None); drops the key's expiry, as Redis."""
+        return self._run(c.Set(self._key(name), self._value(value), get=True), self._out)
+
+    def getex(
+        self,
+        name: Any,
+        ex: float | timedelta | None = None,
+        px: int | timedelta | None = None,
+        exat: float | None = None,
+        pxat: int | None = None,
+        persist: bool = False,
+    ) -> Any:
+        """The value (or None), and set (`ex`/`px` relative, `exat`/`pxat` Unix time) or
+        drop (`persist`) its expiry."""
+        options = [v for v in (ex, px, exat, pxat) if v is not None]
+        if len(options) + bool(persist) > 1:
+            raise SyntaxError_("getex: choose at most one of ex/px/exat/pxat/persist")
+        key = self._key(name)
+        if ex is not None:
+            command = c.GetEx(key, b"%d" % _ms(ex, "ex"), 1)
+        elif px is not None:
+            command = c.GetEx(key, b"%d" % (_ms(px, "px") if isinstance(px, timedelta) else int(px)), 1)
+        elif exat is not None:
+            command = c.GetEx(key, b"%d" % _ms(exat, "exat"), 1, absolute=True)
+        elif pxat is not None:
+            command = c.GetEx(key, b"%d" % int(pxat), 1, absolute=True)
+        else:
+            command = c.GetEx(key, persist=persist)
+        return self._run(command, self._out)
+
+    def incrbyfloat(self, name: Any, amount: float = 1.0) -> Any:
+        """Add a float (computed as Redis's long double); returns the new value as a float."""
+        if isinstance(amount, bool) or not isinstance(amount, (int, float, str, bytes)):
+            raise TypeError("amount must be a number")
+        return self._run(c.IncrByFloat(self._key(name), _to_bytes(amount, "amount")), float)
+
+    def setrange(self, name: Any, offset: int, value: Any) -> Any:
+        """Overwrite from `offset` (zero-padding a shorter value); returns the new length."""
+        if int(offset) < 0:
+            raise CommandError("offset is out of range")
+        data = self._value(value)
+        if data and int(offset) + len(data) > self._max_value:
+            raise ValueTooLargeError(f"value of {int(offset) + len(data)} bytes exceeds the limit of {self._max_value} bytes")
+        return self._run(c.SetRange(self._key(name), int(offset), data))
+
+    def msetnx(self, mapping: Mapping[Any, Any]) -> Any:
+        """Set every pair only if none of the keys exists; True if it did."""
+        pairs: list[bytes] = []
+        for k, v in mapping.items():
+            pairs += (self._key(k), self._value(v))
+        return self._run(c.MSetNx(tuple(pairs)), bool)
+
+    def rename(self, src: Any, dst: Any) -> Any:
+        """Move a key (value and expiry); raises CommandError('no such key') if src is missing."""
+        return self._run(c.Rename(self._key(src), self._key(dst)), bool)
+
+    def renamenx(self, src: Any, dst: Any) -> Any:
+        """Rename only if dst does not exist; True if it did."""
+        return self._run(c.Rename(self._key(src), self._key(dst), nx=True), bool)
+
+    def copy(self, source: Any, destination: Any, destination_db: int | None = None, replace: bool = False) -> Any:
+        """Copy a key (value and expiry); True if copied. Only database 0 exists."""
+        if destination_db not in (None, 0):
+            raise CommandError("DB index is out of range")
+        return self._run(c.Copy(self._key(source), self._key(destination), replace), bool)
 
     def flushall(self) -> Any:
         return self._run(c.FlushAll())

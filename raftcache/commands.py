@@ -104,6 +104,48 @@ class RemoveMember(NamedTuple):
     raft: str
 
 
+class GetEx(NamedTuple):
+    """GETEX: the value, and set or drop its expiry.
+
+    The amount travels as the client's text because Redis judges it only when the key exists
+    (GETEX of a missing key answers nil even for a malformed amount)."""
+
+    key: bytes
+    amount: bytes | None = None  # None: no expiry change (unless persist)
+    unit_ms: int = 1000  # 1000 for EX/EXAT, 1 for PX/PXAT
+    absolute: bool = False  # EXAT/PXAT
+    persist: bool = False
+
+
+class IncrByFloat(NamedTuple):
+    """INCRBYFLOAT: the increment as text, computed as Redis's long double (redis_float)."""
+
+    key: bytes
+    increment: bytes
+
+
+class SetRange(NamedTuple):
+    key: bytes
+    offset: int
+    value: bytes
+
+
+class MSetNx(NamedTuple):
+    pairs: tuple[bytes, ...]  # k1, v1, k2, v2, ...
+
+
+class Rename(NamedTuple):
+    src: bytes
+    dst: bytes
+    nx: bool = False
+
+
+class Copy(NamedTuple):
+    src: bytes
+    dst: bytes
+    replace: bool = False
+
+
 # ----------------------------------------------------------------------------------- reads
 class Get(NamedTuple):
     key: bytes
@@ -144,6 +186,16 @@ class Type(NamedTuple):
     key: bytes
 
 
+class GetRange(NamedTuple):
+    key: bytes
+    start: int
+    end: int
+
+
+class ObjectEncoding(NamedTuple):
+    key: bytes
+
+
 class Barrier(NamedTuple):
     """A read that returns nothing: waits until this node has caught up linearizably."""
 
@@ -154,8 +206,11 @@ class Members(NamedTuple):
 
 WriteCommand = (
     Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
+    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy
 )
-ReadCommand = Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members
+ReadCommand = (
+    Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members | GetRange | ObjectEncoding
+)
 
 # Opcodes are part of the on-disk and on-wire format: never renumber, only append.
 _OPCODES: dict[type, int] = {
@@ -172,10 +227,18 @@ _OPCODES: dict[type, int] = {
     Sweep: 11,
     SetMember: 12,
     RemoveMember: 13,
+    GetEx: 14,
+    IncrByFloat: 15,
+    SetRange: 16,
+    MSetNx: 17,
+    Rename: 18,
+    Copy: 19,
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)
-READ_TYPES = frozenset({Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members})
+READ_TYPES = frozenset(
+    {Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members, GetRange, ObjectEncoding}
+)
 
 
 def is_write(command: object) -> bool:

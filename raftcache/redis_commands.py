@@ -4,20 +4,24 @@ Sans-I/O: turns a request (``[b"SET", b"k", b"v", b"EX", b"10"]``) into one of o
 tuples, and a state-machine result into a RESP reply value, with Redis's exact error strings.
 Commands answered by the connection itself (PING, INFO, AUTH, ...) are listed here too, so
 that COMMAND / COMMAND COUNT / COMMAND DOCS describe the whole server from one table; their
-behaviour lives in ``server.py``.
+behaviour lives in ``server.py``. A builder may also return an ``Immediate`` reply, for
+commands that need neither the state nor the connection (TIME, OBJECT HELP).
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import commands as c
+from . import redis_float
 from .errors import CommandError, InvalidExpireError, NotIntegerError, SyntaxError_, ValueTooLargeError
 from .redis_semantics import INT64_MAX, INT64_MIN, parse_int64
 from .resp import OK, Map, SimpleString
+from .statemachine import MAX_STRING_BYTES
 
 
 class Kind(enum.Enum):
@@ -34,6 +38,13 @@ class Limits:
 
 Build = Callable[[list[bytes], Limits], Any]
 Render = Callable[[Any], Any]
+
+
+class Immediate(NamedTuple):
+    """What a builder returns for a reply computed from the arguments alone (TIME, OBJECT
+    HELP): the server answers it at once, no replica involved."""
+
+    reply: Any
 
 
 def _identity(result: Any) -> Any:
@@ -99,8 +110,8 @@ _SET_EXPIRY = {b"EX": (1000, False), b"PX": (1, False), b"EXAT": (1000, True), b
 def _build_set(args: list[bytes], limits: Limits) -> c.Set:
     key, value = _key(args[1], limits), _value(args[2], limits)
     cond, get, keepttl = c.COND_NONE, False, False
-    ttl_ms = at_ms = None
-    expiry_seen = False
+    expiry: bytes | None = None  # EX/PX/EXAT/PXAT: one of them, which may repeat (the last wins)
+    amount_arg = b""
     i = 3
     while i < len(args):
         option = args[i].upper()
@@ -110,23 +121,25 @@ def _build_set(args: list[bytes], limits: Limits) -> c.Set:
             cond = c.COND_XX
         elif option == b"GET":
             get = True
-        elif option == b"KEEPTTL" and not expiry_seen:
+        elif option == b"KEEPTTL" and expiry is None:
             keepttl = True
-        elif option in _SET_EXPIRY and not keepttl and not expiry_seen and i + 1 < len(args):
-            unit, absolute = _SET_EXPIRY[option]
-            amount = _int(args[i + 1])
-            if amount <= 0:
-                raise InvalidExpireError("invalid expire time in 'set' command")
-            ms = _seconds_to_ms(amount, "set") if unit == 1000 else amount
-            if absolute:
-                at_ms = ms
-            else:
-                ttl_ms = ms
-            expiry_seen = True
+        elif option in _SET_EXPIRY and not keepttl and expiry in (None, option) and i + 1 < len(args):
+            expiry, amount_arg = option, args[i + 1]
             i += 1
         else:
             raise SyntaxError_()
         i += 1
+    ttl_ms = at_ms = None
+    if expiry is not None:  # Redis judges the amount only once the syntax is known good
+        unit, absolute = _SET_EXPIRY[expiry]
+        amount = _int(amount_arg)
+        if amount <= 0:
+            raise InvalidExpireError("invalid expire time in 'set' command")
+        ms = _seconds_to_ms(amount, "set") if unit == 1000 else amount
+        if absolute:
+            at_ms = ms
+        else:
+            ttl_ms = ms
     return c.Set(key, value, cond, get, ttl_ms, at_ms, keepttl)
 
 
@@ -190,6 +203,150 @@ def _build_cas(args: list[bytes], limits: Limits) -> c.Cas:
             raise InvalidExpireError("invalid expire time in 'cas' command")
         ttl_ms = _seconds_to_ms(amount, "cas") if rest[0].upper() == b"EX" else amount
     return c.Cas(_key(args[1], limits), _value(args[2], limits), _value(args[3], limits), ttl_ms)
+
+
+def _build_setnx(args: list[bytes], limits: Limits) -> c.Set:
+    return c.Set(_key(args[1], limits), _value(args[2], limits), c.COND_NX)
+
+
+def _build_setex(unit_ms: int, name: str) -> Build:
+    def build(args: list[bytes], limits: Limits) -> c.Set:
+        amount = _int(args[2])
+        # Redis also refuses a TTL that overflows when added to the clock; judged here against
+        # this node's clock (the state machine re-checks against replicated time, as 'set').
+        if amount <= 0 or amount > INT64_MAX // unit_ms or amount * unit_ms > INT64_MAX - time.time_ns() // 1_000_000:
+            raise InvalidExpireError(f"invalid expire time in '{name}' command")
+        return c.Set(_key(args[1], limits), _value(args[3], limits), ttl_ms=amount * unit_ms)
+
+    return build
+
+
+def _build_getset(args: list[bytes], limits: Limits) -> c.Set:
+    return c.Set(_key(args[1], limits), _value(args[2], limits), get=True)
+
+
+# GETEX's expiry options: word -> (unit in ms, absolute). Redis lets an option repeat (the
+# last amount wins) but never combine with another one.
+_GETEX_EXPIRY = {b"EX": (1000, False), b"PX": (1, False), b"EXAT": (1000, True), b"PXAT": (1, True)}
+
+
+def _build_getex(args: list[bytes], limits: Limits) -> c.GetEx:
+    key = _key(args[1], limits)
+    chosen: bytes | None = None
+    amount: bytes | None = None
+    i = 2
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"PERSIST" and chosen in (None, b"PERSIST"):
+            chosen = option
+        elif option in _GETEX_EXPIRY and chosen in (None, option) and i + 1 < len(args):
+            chosen, amount = option, args[i + 1]
+            i += 1
+        else:
+            raise SyntaxError_()
+        i += 1
+    if chosen is None or chosen == b"PERSIST":
+        return c.GetEx(key, persist=chosen is not None)
+    unit_ms, absolute = _GETEX_EXPIRY[chosen]
+    return c.GetEx(key, amount, unit_ms, absolute)  # the amount is judged at apply, after the lookup
+
+
+def _build_incrbyfloat(args: list[bytes], limits: Limits) -> c.IncrByFloat:
+    if redis_float.parse(args[2]) is None:  # same answer Redis gives, without a round through the log
+        raise CommandError("value is not a valid float")
+    return c.IncrByFloat(_key(args[1], limits), args[2])
+
+
+def _build_getrange(args: list[bytes], limits: Limits) -> c.GetRange:
+    return c.GetRange(_key(args[1], limits), _int(args[2]), _int(args[3]))
+
+
+def _build_setrange(args: list[bytes], limits: Limits) -> c.SetRange:
+    offset = _int(args[2])
+    if offset < 0:
+        raise CommandError("offset is out of range")
+    value = _value(args[3], limits)
+    end = offset + len(value)
+    if value and end > MAX_STRING_BYTES:  # an empty value writes nothing, so passes
+        raise ValueTooLargeError("string exceeds maximum allowed size (proto-max-bulk-len)")
+    if value and end > limits.max_value_bytes:
+        raise ValueTooLargeError(
+            f"string exceeds maximum allowed size ({offset + len(value)} bytes > limits.max_value_bytes "
+            f"{limits.max_value_bytes})"
+        )
+    return c.SetRange(_key(args[1], limits), offset, value)
+
+
+def _build_msetnx(args: list[bytes], limits: Limits) -> c.MSetNx:
+    if len(args) % 2 == 0:
+        raise CommandError("wrong number of arguments for 'msetnx' command")
+    return c.MSetNx(_build_mset(args, limits).pairs)
+
+
+def _build_rename(nx: bool) -> Build:
+    def build(args: list[bytes], limits: Limits) -> c.Rename:
+        return c.Rename(_key(args[1], limits), _key(args[2], limits), nx)
+
+    return build
+
+
+def _build_copy(args: list[bytes], limits: Limits) -> c.Copy:
+    replace = False
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"REPLACE":
+            replace = True
+        elif option == b"DB" and i + 1 < len(args):
+            db = _int(args[i + 1])
+            if not -(2**31) <= db < 2**31:  # Redis reads DB as a C int
+                raise CommandError(f"value is out of range, value must between {-(2**31)} and {2**31 - 1}")
+            if db != 0:
+                raise CommandError("DB index is out of range")  # database 0 is the only one
+            i += 1
+        else:
+            raise SyntaxError_()
+        i += 1
+    return c.Copy(_key(args[1], limits), _key(args[2], limits), replace)
+
+
+def _build_time(args: list[bytes], limits: Limits) -> Immediate:
+    # The node's wall clock, as Redis answers TIME: a reading, not replicated state.
+    now_us = time.time_ns() // 1000
+    return Immediate([b"%d" % (now_us // 1_000_000), b"%d" % (now_us % 1_000_000)])
+
+
+_OBJECT_HELP = [
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "HELP",
+    "    Prints this help.",
+]
+
+# OBJECT's subcommands: word -> (arity, builder). FREQ, IDLETIME and REFCOUNT are left out:
+# raftcache tracks no access times or reference counts, so any answer would be invented.
+_OBJECT_SUBCOMMANDS: dict[bytes, tuple[int, Build]] = {
+    b"ENCODING": (3, lambda a, l: c.ObjectEncoding(_key(a[2], l))),
+    b"HELP": (2, lambda a, l: Immediate([SimpleString(line) for line in _OBJECT_HELP])),
+}
+
+
+def _build_object(args: list[bytes], limits: Limits) -> Any:
+    sub = args[1].upper()
+    entry = _OBJECT_SUBCOMMANDS.get(sub)
+    if entry is None:
+        name = args[1].decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")[:128]
+        raise CommandError(f"unknown subcommand '{name}'. Try OBJECT HELP.")
+    arity, build = entry
+    if len(args) != arity:
+        raise CommandError(wrong_arity_message(f"object|{sub.decode().lower()}"))
+    return build(args, limits)
+
+
+def _render_encoding(result: Any) -> Any:
+    return result.encode() if isinstance(result, str) else result  # the encoding, nil, or HELP's lines
 
 
 def _build_flush(args: list[bytes], limits: Limits) -> c.FlushAll:
@@ -273,6 +430,17 @@ _SPECS = [
     _data("pexpireat", -3, W, "generic", "Set a key's expiry as a Unix time in milliseconds", _build_expire(1, True, "pexpireat"), _as_int, ("fast",)),
     _data("persist", 2, W, "generic", "Remove a key's expiry", lambda a, l: c.Persist(_key(a[1], l)), _as_int, ("fast",)),
     _data("cas", -4, W, "string", "Compare-and-set: CAS key expected new [EX s|PX ms]; 1 if swapped", _build_cas, _as_int, ("fast",)),
+    _data("setnx", 3, W, "string", "Set the value of a key, only if the key does not exist", _build_setnx, _as_int, ("fast",)),
+    _data("setex", 4, W, "string", "Set the value and expiration of a key", _build_setex(1000, "setex"), _ok),
+    _data("psetex", 4, W, "string", "Set the value and expiration in milliseconds of a key", _build_setex(1, "psetex"), _ok),
+    _data("getset", 3, W, "string", "Set the string value of a key and return its old value", _build_getset, flags=("fast",)),
+    _data("getex", -2, W, "string", "Get the value of a key and optionally set its expiration (EX PX EXAT PXAT PERSIST)", _build_getex, flags=("fast",)),
+    _data("incrbyfloat", 3, W, "string", "Increment the float value of a key by the given amount", _build_incrbyfloat, flags=("fast",)),
+    _data("setrange", 4, W, "string", "Overwrite part of a string at key starting at the specified offset", _build_setrange),
+    _data("msetnx", -3, W, "string", "Set multiple keys to multiple values, only if none of the keys exist", _build_msetnx, _as_int, keys=(1, -1, 2)),
+    _data("rename", 3, W, "generic", "Rename a key", _build_rename(False), _ok, keys=(1, 2, 1)),
+    _data("renamenx", 3, W, "generic", "Rename a key, only if the new key does not exist", _build_rename(True), _as_int, ("fast",), keys=(1, 2, 1)),
+    _data("copy", -3, W, "generic", "Copy a key (REPLACE; DB 0 only)", _build_copy, _as_int, keys=(1, 2, 1)),
     _data("flushall", -1, W, "server", "Remove all keys", _build_flush, _ok, keys=_NO_KEYS),
     _data("flushdb", -1, W, "server", "Remove all keys", _build_flush, _ok, keys=_NO_KEYS),
     # strings and keyspace: reads
@@ -285,6 +453,11 @@ _SPECS = [
     _data("type", 2, R, "generic", "Type of the value at a key", lambda a, l: c.Type(_key(a[1], l)), _render_type, ("fast",)),
     _data("keys", 2, R, "generic", "Keys matching a glob pattern", lambda a, l: c.Keys(a[1]), keys=_NO_KEYS),
     _data("scan", -2, R, "generic", "Incrementally iterate keys (MATCH COUNT TYPE)", _build_scan, _render_scan, keys=_NO_KEYS),
+    _data("getrange", 4, R, "string", "Get a substring of the string stored at a key", _build_getrange),
+    _data("substr", 4, R, "string", "Get a substring of the string stored at a key", _build_getrange),
+    _data("touch", -2, R, "generic", "Count existing keys (no access times are kept to alter)", lambda a, l: c.Exists(_keys(a, l)), flags=("fast",), keys=_ALL_KEYS),
+    _data("object", -2, R, "generic", "OBJECT ENCODING key | HELP", _build_object, _render_encoding, keys=(2, 2, 1)),
+    Spec("time", 1, R, "server", "Return the current server time (this node's wall clock)", _build_time, flags=("loading", "stale", "fast")),
     _data("dbsize", 1, R, "server", "Number of keys", lambda a, l: c.DbSize(), flags=("fast",), keys=_NO_KEYS),
     # answered by the connection / node
     _local("ping", -1, "connection", "Ping the server", ("fast",)),
@@ -355,6 +528,7 @@ def parse_int_arg(arg: bytes) -> int:
 
 __all__ = [
     "COMMANDS",
+    "Immediate",
     "Kind",
     "Limits",
     "NotIntegerError",

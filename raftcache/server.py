@@ -39,6 +39,7 @@ from .errors import CommandError, resp_prefix
 from .operations import ClusterOperations, Peer
 from .redis_commands import (
     COMMANDS,
+    Immediate,
     Kind,
     Limits,
     Spec,
@@ -217,6 +218,9 @@ class _Connection(asyncio.Protocol):
             cmd = build_command(spec, args, server.settings.limits)
         except CommandError as err:
             self.proto.complete(command.slot, server.render(_identity, err, command.protocol))
+            return
+        if isinstance(cmd, Immediate):  # TIME, OBJECT HELP: nothing to ask a replica
+            self.proto.complete(command.slot, server.render(spec.render, cmd.reply, command.protocol))
             return
         replica = server.replica
         if spec.kind is Kind.READ and command.readonly:

@@ -10,6 +10,8 @@ Determinism rules kept here:
   ``now = max(now, time_ms)``; expiry is judged against it, so all replicas expire alike.
 * Reads hide expired keys but never delete them; the leader proposes ``Sweep`` batches that
   delete them (``_sweep`` picks keys in ``(expiry, key)`` order, identical on every replica).
+* No platform floats: INCRBYFLOAT computes in exact integer arithmetic (``redis_float``),
+  so replicas on different CPUs store identical bytes.
 * Handlers validate before they mutate, so a rejected command leaves no trace; errors are
   ``CommandError`` results, never exceptions escaping ``apply``.
 * Exactly-once: a tagged write (client id, seq, ack) whose result is still in the session
@@ -37,15 +39,18 @@ from .errors import (
     CommandError,
     IntegerOverflowError,
     InvalidExpireError,
+    NotIntegerError,
     SessionExpiredError,
     ValueTooLargeError,
 )
+from .redis_float import incr_by_float
 from .redis_semantics import INT64_MAX, INT64_MIN, compile_glob, parse_int64
 
 log = logging.getLogger(__name__)
 
 # Fixed (not configurable) because every replica must apply identical rules.
 MAX_STRING_BYTES = 512 * 1024 * 1024  # Redis's proto-max-bulk-len
+EMBSTR_MAX_BYTES = 44  # Redis's OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 SESSION_TTL_MS = 60 * 60 * 1000  # forget a client session after an hour without writes
 MAX_SESSIONS = 100_000
 MAX_RESULTS_PER_SESSION = 100_000
@@ -96,6 +101,12 @@ class CacheStateMachine:
             c.Sweep: self._sweep,
             c.SetMember: self._set_member,
             c.RemoveMember: self._remove_member,
+            c.GetEx: self._getex,
+            c.IncrByFloat: self._incrbyfloat,
+            c.SetRange: self._setrange,
+            c.MSetNx: self._msetnx,
+            c.Rename: self._rename,
+            c.Copy: self._copy,
         }
         self._readers: dict[type, Callable[[Any], Any]] = {
             c.Get: self._get,
@@ -109,6 +120,8 @@ class CacheStateMachine:
             c.Type: self._type,
             c.Barrier: lambda cmd: None,
             c.Members: lambda cmd: dict(self._members),
+            c.GetRange: self._getrange,
+            c.ObjectEncoding: self._object_encoding,
         }
         self._reset()
 
@@ -412,6 +425,95 @@ class CacheStateMachine:
         self._order_revs = array("Q")
         return True
 
+    def _getex(self, cmd: c.GetEx) -> bytes | None:
+        old = self._live(cmd.key)
+        if old is None:
+            return None  # Redis looks the key up before it judges the amount
+        if cmd.amount is not None:
+            when = self._getex_when(cmd.amount, cmd)
+            if cmd.absolute and when <= self._now:
+                self._delete_live(cmd.key)
+            else:
+                self._revision += 1
+                self._set_expiry(cmd.key, when)
+        elif cmd.persist and cmd.key in self._expires:
+            self._revision += 1
+            self._set_expiry(cmd.key, None)
+        return old[_HEADER:]
+
+    def _getex_when(self, amount_text: bytes, cmd: c.GetEx) -> int:
+        amount = parse_int64(amount_text)
+        invalid = InvalidExpireError("invalid expire time in 'getex' command")
+        if amount <= 0 or amount > INT64_MAX // cmd.unit_ms:
+            raise invalid
+        when = amount * cmd.unit_ms + (0 if cmd.absolute else self._now)
+        if when > INT64_MAX:
+            raise invalid
+        return when
+
+    def _incrbyfloat(self, cmd: c.IncrByFloat) -> bytes:
+        old = self._live(cmd.key)
+        value = incr_by_float(None if old is None else old[_HEADER:], cmd.increment)
+        self._store(cmd.key, value, old)  # keeps the expiry, as Redis's dbOverwrite
+        return value
+
+    def _setrange(self, cmd: c.SetRange) -> int:
+        if cmd.offset < 0:
+            raise CommandError("offset is out of range")
+        old = self._live(cmd.key)
+        current = b"" if old is None else old[_HEADER:]
+        if not cmd.value:
+            return len(current)  # nothing written, nothing created
+        end = cmd.offset + len(cmd.value)
+        if end > MAX_STRING_BYTES:
+            raise ValueTooLargeError("string exceeds maximum allowed size (proto-max-bulk-len)")
+        padded = current.ljust(cmd.offset, b"\x00")
+        value = padded[: cmd.offset] + cmd.value + padded[end:]
+        self._store(cmd.key, value, old)
+        return len(value)
+
+    def _msetnx(self, cmd: c.MSetNx) -> bool:
+        pairs = cmd.pairs
+        if len(pairs) % 2:
+            raise CommandError("wrong number of arguments for 'msetnx' command")
+        if any(len(pairs[i]) > MAX_STRING_BYTES for i in range(1, len(pairs), 2)):
+            raise ValueTooLargeError()
+        if any(self._live(pairs[i]) is not None for i in range(0, len(pairs), 2)):
+            return False
+        for i in range(0, len(pairs), 2):
+            key = pairs[i]
+            self._store(key, pairs[i + 1], self._live(key))  # a key named twice: the last value wins
+            self._set_expiry(key, None)
+        return True
+
+    def _rename(self, cmd: c.Rename) -> bool:
+        old = self._live(cmd.src)
+        if old is None:
+            raise CommandError("no such key")
+        if cmd.src == cmd.dst:
+            return not cmd.nx
+        if cmd.nx and self._live(cmd.dst) is not None:
+            return False
+        self._move_value(old, cmd.src, cmd.dst)
+        self._delete_live(cmd.src)
+        return True
+
+    def _copy(self, cmd: c.Copy) -> bool:
+        if cmd.src == cmd.dst:
+            raise CommandError("source and destination objects are the same")
+        old = self._live(cmd.src)
+        if old is None or (not cmd.replace and self._live(cmd.dst) is not None):
+            return False
+        self._move_value(old, cmd.src, cmd.dst)
+        return True
+
+    def _move_value(self, packed: bytes, src: bytes, dst: bytes) -> None:
+        """Write src's value and expiry to dst as a new key (RENAME and COPY replace dst whole)."""
+        when = self._expires.get(src)
+        self._delete_live(dst)
+        self._store(dst, packed[_HEADER:], None)
+        self._set_expiry(dst, when)
+
     def _set_member(self, cmd: c.SetMember) -> bool:
         for raft, (node_id, _) in self._members.items():
             if node_id == cmd.id and raft != cmd.raft:
@@ -486,6 +588,36 @@ class CacheStateMachine:
             found.append(key)
         cursor = 0 if stop >= len(keys) else revs[stop]
         return cursor, found
+
+    def _getrange(self, cmd: c.GetRange) -> bytes:
+        """Redis 7.0's GETRANGE index rules, byte for byte (including its quirks)."""
+        packed = self._live(cmd.key)
+        value = b"" if packed is None else packed[_HEADER:]
+        start, end, length = cmd.start, cmd.end, len(value)
+        if start < 0 and end < 0 and start > end:
+            return b""
+        if start < 0:
+            start = max(0, length + start)
+        if end < 0:
+            end = max(0, length + end)
+        end = min(end, length - 1)
+        if start > end or length == 0:
+            return b""
+        return value[start : end + 1]
+
+    def _object_encoding(self, cmd: c.ObjectEncoding) -> str | None:
+        """What Redis would answer for a value written by SET: judged from the bytes alone."""
+        packed = self._live(cmd.key)
+        if packed is None:
+            return None
+        value = packed[_HEADER:]
+        if len(value) <= 20:
+            try:
+                parse_int64(value)
+                return "int"
+            except NotIntegerError:
+                pass
+        return "embstr" if len(value) <= EMBSTR_MAX_BYTES else "raw"
 
     def _dbsize(self, cmd: c.DbSize) -> int:
         return len(self._values)

@@ -47,6 +47,23 @@ def _cas_args(cmd: c.Cas) -> list[Any]:
     return args
 
 
+# GETEX option words by (unit in ms, absolute), the inverse of redis_commands' table.
+_GETEX_OPTION = {(1000, False): b"EX", (1, False): b"PX", (1000, True): b"EXAT", (1, True): b"PXAT"}
+
+
+def _getex_args(cmd: c.GetEx) -> list[Any]:
+    args: list[Any] = [b"GETEX", cmd.key]
+    if cmd.amount is not None:
+        args += (_GETEX_OPTION[(cmd.unit_ms, cmd.absolute)], cmd.amount)
+    elif cmd.persist:
+        args.append(b"PERSIST")
+    return args
+
+
+def _copy_args(cmd: c.Copy) -> list[Any]:
+    return [b"COPY", cmd.src, cmd.dst, *((b"REPLACE",) if cmd.replace else ())]
+
+
 def _scan_args(cmd: c.Scan) -> list[Any]:
     args: list[Any] = [b"SCAN", cmd.cursor]
     if cmd.match is not None:
@@ -65,6 +82,14 @@ _TO_ARGS: dict[type, ToArgs] = {
     c.Persist: lambda cmd: [b"PERSIST", cmd.key],
     c.Cas: _cas_args,
     c.FlushAll: lambda cmd: [b"FLUSHALL"],
+    c.GetEx: _getex_args,
+    c.IncrByFloat: lambda cmd: [b"INCRBYFLOAT", cmd.key, cmd.increment],
+    c.SetRange: lambda cmd: [b"SETRANGE", cmd.key, cmd.offset, cmd.value],
+    c.MSetNx: lambda cmd: [b"MSETNX", *cmd.pairs],
+    c.Rename: lambda cmd: [b"RENAMENX" if cmd.nx else b"RENAME", cmd.src, cmd.dst],
+    c.Copy: _copy_args,
+    c.GetRange: lambda cmd: [b"GETRANGE", cmd.key, cmd.start, cmd.end],
+    c.ObjectEncoding: lambda cmd: [b"OBJECT", b"ENCODING", cmd.key],
     c.Get: lambda cmd: [b"GET", cmd.key],
     c.MGet: lambda cmd: [b"MGET", *cmd.keys],
     c.Exists: lambda cmd: [b"EXISTS", *cmd.keys],
@@ -96,6 +121,10 @@ _FROM_REPLY: dict[type, Callable[[Any, Any], Any]] = {
     c.Set: _set_result,
     c.MSet: lambda cmd, reply: True,
     c.FlushAll: lambda cmd, reply: True,
+    c.MSetNx: lambda cmd, reply: bool(reply),
+    c.Rename: lambda cmd, reply: bool(reply),  # +OK, or RENAMENX's 1/0
+    c.Copy: lambda cmd, reply: bool(reply),
+    c.ObjectEncoding: lambda cmd, reply: None if reply is None else reply.decode(),
     c.Type: lambda cmd, reply: str(reply),
     c.Scan: lambda cmd, reply: (int(reply[0]), reply[1]),
     c.Barrier: lambda cmd, reply: None,

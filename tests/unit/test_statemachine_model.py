@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -178,6 +179,99 @@ class CacheVersusModel(RuleBasedStateMachine):
         for _, key in due[:removed]:
             del self.model.data[key]
 
+    @rule(key=KEYS, value=VALUES)
+    def setnx_getset(self, key, value):
+        old = self.model.live(key)
+        assert self.write(c.Set(key, value, c.COND_NX)) is (old is None)
+        if old is None:
+            self.model.data[key] = (value, None)
+        current = self.model.value(key)
+        assert self.write(c.Set(key, value, get=True)) == current
+        self.model.data[key] = (value, None)
+
+    @rule(key=KEYS, offset=st.integers(min_value=0, max_value=6), value=VALUES)
+    def setrange(self, key, offset, value):
+        old = self.model.live(key)
+        current = b"" if old is None else old[0]
+        result = self.write(c.SetRange(key, offset, value))
+        if not value:
+            assert result == len(current)
+            return
+        new = current.ljust(offset, b"\0")[:offset] + value + current[offset + len(value):]
+        assert result == len(new)
+        self.model.data[key] = (new, None if old is None else old[1])
+
+    @rule(key=KEYS, start=st.integers(min_value=-8, max_value=8), end=st.integers(min_value=-8, max_value=8))
+    def getrange(self, key, start, end):
+        value = self.model.value(key) or b""
+        n = len(value)
+        if start < 0 and end < 0 and start > end:
+            expected = b""
+        else:
+            s, e = max(0, n + start if start < 0 else start), max(0, n + end if end < 0 else end)
+            expected = value[s : min(e, n - 1) + 1] if n and s <= min(e, n - 1) else b""
+        assert self.fsm.read(c.GetRange(key, start, end)) == expected
+
+    @rule(src=KEYS, dst=KEYS, nx=st.booleans())
+    def rename(self, src, dst, nx):
+        old, target = self.model.live(src), self.model.live(dst)
+        result = self.write(c.Rename(src, dst, nx))
+        if old is None:
+            assert result == CommandError("no such key")
+        elif src == dst:
+            assert result is (not nx)
+        elif nx and target is not None:
+            assert result is False
+        else:
+            assert result is True
+            self.model.data[dst] = old
+            del self.model.data[src]
+
+    @rule(src=KEYS, dst=KEYS, replace=st.booleans())
+    def copy(self, src, dst, replace):
+        old, target = self.model.live(src), self.model.live(dst)
+        result = self.write(c.Copy(src, dst, replace))
+        if src == dst:
+            assert result == CommandError("source and destination objects are the same")
+        elif old is None or (target is not None and not replace):
+            assert result is False
+        else:
+            assert result is True
+            self.model.data[dst] = old
+
+    @rule(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=3))
+    def msetnx(self, pairs):
+        any_live = any(self.model.live(k) is not None for k, _ in pairs)
+        assert self.write(c.MSetNx(tuple(x for pair in pairs for x in pair))) is (not any_live)
+        if not any_live:
+            for key, value in pairs:
+                self.model.data[key] = (value, None)
+
+    @rule(key=KEYS, ttl=st.none() | TTL_MS, persist=st.booleans())
+    def getex(self, key, ttl, persist):
+        old = self.model.live(key)
+        command = c.GetEx(key, None if ttl is None else b"%d" % ttl, 1, persist=persist and ttl is None)
+        assert self.write(command) == (None if old is None else old[0])
+        if old is not None and ttl is not None:
+            self.model.data[key] = (old[0], self.model.now + ttl)
+        elif old is not None and persist:
+            self.model.data[key] = (old[0], None)
+
+    @rule(key=KEYS, increment=st.sampled_from([b"1.5", b"-2", b"0.25", b"10", b"x"]))
+    def incrbyfloat(self, key, increment):
+        old = self.model.live(key)
+        result = self.write(c.IncrByFloat(key, increment))
+        try:
+            current = Decimal(0) if old is None else Decimal(old[0].decode())
+            total = current + Decimal(increment.decode())
+        except ArithmeticError:
+            assert result == CommandError("value is not a valid float")
+            return
+        if abs(total) < 2**50:  # exact in a long double, so the text is the plain decimal
+            text = format(total.normalize(), "f")
+            assert result == (text[:-2] if text.endswith(".0") else text).encode()
+        self.model.data[key] = (result, None if old is None else old[1])
+
     @rule()
     def flushall(self):
         self.write(c.FlushAll())
@@ -232,6 +326,12 @@ def random_batches(seed: int, count: int) -> list[bytes]:
                     c.Cas(key, b"v%d" % rng.randint(0, 9), b"w"),
                     c.GetDel(key),
                     c.Sweep(rng.randint(1, 10)),
+                    c.GetEx(key, b"%d" % rng.randint(-5, 3000), rng.choice([1, 1000]), rng.random() < 0.3),
+                    c.IncrByFloat(key, rng.choice([b"0.1", b"-1.5", b"1e3", b"x"])),
+                    c.SetRange(key, rng.randint(0, 5), b"r"),
+                    c.MSetNx((key, b"m", rng.choice(keys), b"n")),
+                    c.Rename(key, rng.choice(keys), rng.random() < 0.5),
+                    c.Copy(key, rng.choice(keys), rng.random() < 0.5),
                 ]
             )
             tag = None
