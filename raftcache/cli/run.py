@@ -161,8 +161,11 @@ def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float, s
     asked to stop first)."""
     from ..client import Client
 
+    from .common import TlsOptions
+
     deadline = time.monotonic() + timeout
     password = config.server.requirepass or None
+    tls = TlsOptions().context(config)  # the config's own CA and client certificate, when TLS is on
     last_problem = "starting"
     while time.monotonic() < deadline:
         if stop.requested:
@@ -176,7 +179,7 @@ def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float, s
         leaders = set()
         try:
             for node in config.nodes:
-                with Client(node.client, password=password) as client:
+                with Client(node.client, password=password, ssl_context=tls) as client:
                     status = client.status(node.client)
                 leaders.add(status.leader)
             if len(leaders) == 1 and None not in leaders:

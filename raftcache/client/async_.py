@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,9 +22,11 @@ class _Connection:
         self.parser = ReplyParser()
 
     @classmethod
-    async def open(cls, endpoint: str, timeout: float, password: str | None) -> _Connection:
+    async def open(cls, endpoint: str, timeout: float, password: str | None, tls: ssl.SSLContext | None = None) -> _Connection:
         host, port = endpoint.rsplit(":", 1)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        host = host.strip("[]")
+        tls_options: dict[str, Any] = {"ssl": tls, "server_hostname": host} if tls is not None else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), **tls_options), timeout)
         conn = cls(reader, writer)
         if password:
             (reply,) = await conn.call(encode_command(b"AUTH", password), 1, timeout)
@@ -74,7 +77,7 @@ class AsyncClient(ClientBase):
         idle = self._idle.get(op.endpoint)
         conn = idle.pop() if idle else None
         if conn is None:
-            conn = await _Connection.open(op.endpoint, min(self._connect_timeout, op.timeout), self._password)
+            conn = await _Connection.open(op.endpoint, min(self._connect_timeout, op.timeout), self._password, self._ssl)
         try:
             replies = await conn.call(op.payload, op.replies, op.timeout)
         except BaseException:
