@@ -25,6 +25,12 @@ from .errors import ConfigError
 AUTH_CLIENTS = {"no": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "yes": ssl.CERT_REQUIRED}
 PROTOCOLS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 DEFAULT_PROTOCOLS = "TLSv1.2 TLSv1.3"
+# With TLS 1.3 a node that refuses our client certificate does so after the client's side of
+# the handshake is done: the client sees the connection close before the first reply.
+TLS_FIRST_CLOSE = (
+    "TLS handshake failed (the node closed the connection before its first reply: does it "
+    "require a client certificate we did not present, or not trust ours?)"
+)
 
 
 def protocols_problem(value: str) -> str | None:

@@ -12,6 +12,7 @@ from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from .base import ClientBase
+from ..tls import TLS_FIRST_CLOSE
 from .core import Call, Plan, Sleep, as_requested
 
 
@@ -19,6 +20,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.fresh = True  # no reply read yet
         self.parser = ReplyParser()
 
     @classmethod
@@ -41,7 +43,14 @@ class _Connection:
     async def _call(self, payload: bytes, count: int) -> list[Any]:
         self.writer.write(payload)
         await self.writer.drain()
-        return await self.parser.read_replies_async(count, lambda: self.reader.read(1 << 16))
+        try:
+            replies = await self.parser.read_replies_async(count, lambda: self.reader.read(1 << 16))
+        except ConnectionResetError:
+            if self.fresh and self.writer.get_extra_info("ssl_object") is not None:
+                raise ConnectionResetError(TLS_FIRST_CLOSE) from None
+            raise
+        self.fresh = False
+        return replies
 
     def close(self) -> None:
         self.writer.close()

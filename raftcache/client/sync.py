@@ -14,12 +14,14 @@ from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from .base import ClientBase
+from ..tls import TLS_FIRST_CLOSE
 from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
     def __init__(self, endpoint: str, timeout: float, password: str | None, tls: ssl.SSLContext | None = None) -> None:
         self.sock = connect(endpoint, timeout, tls)
+        self.fresh = True  # no reply read yet
         self.parser = ReplyParser()
         if password:
             (reply,) = self.call(encode_command(b"AUTH", password), 1, timeout)
@@ -30,7 +32,14 @@ class _Connection:
     def call(self, payload: bytes, count: int, timeout: float) -> list[Any]:
         self.sock.settimeout(timeout)
         self.sock.sendall(payload)
-        return self.parser.read_replies(count, lambda: self.sock.recv(1 << 16))
+        try:
+            replies = self.parser.read_replies(count, lambda: self.sock.recv(1 << 16))
+        except ConnectionResetError:
+            if self.fresh and isinstance(self.sock, ssl.SSLSocket):
+                raise ConnectionResetError(TLS_FIRST_CLOSE) from None
+            raise
+        self.fresh = False
+        return replies
 
     def close(self) -> None:
         try:
