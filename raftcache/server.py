@@ -567,6 +567,7 @@ class RespServer:
             b"proto-max-bulk-len": b"%d" % s.max_bulk_bytes,
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
             b"maxmemory": b"0",
+            b"protected-mode": b"yes" if s.protected_mode else b"no",
         }
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Any:

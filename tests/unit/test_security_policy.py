@@ -129,3 +129,33 @@ def test_protected_mode_judges_the_peer_address_as_redis_does():
     assert _is_local_peer("127.0.0.1") and _is_local_peer("127.8.9.10") and _is_local_peer("::1")
     assert _is_local_peer("::ffff:127.0.0.1")  # IPv4-mapped, from a dual-stack socket
     assert not _is_local_peer("10.0.0.1") and not _is_local_peer("::ffff:10.0.0.1") and not _is_local_peer("fe80::1")
+
+
+@pytest.mark.parametrize(
+    "server, warning",
+    [
+        ("", "protected mode refuses clients not on loopback"),
+        ("protected_mode = false", "anyone who reaches it can read and write every key"),
+        ('requirepass = "pw"', "passwords and data cross the network in clear text"),
+    ],
+)
+def test_client_port_off_loopback_starts_with_a_warning(tmp_path, caplog, server, warning):
+    from raftcache.config import load_config
+    from raftcache.node import check_security
+
+    path = tmp_path / "cluster.toml"
+    path.write_text(f'[cluster]\nsecret = "{STRONG}"\n[server]\n{server}\n[[nodes]]\nid = "n1"\nraft = "10.0.0.1:7101"\nclient = "10.0.0.1:7001"\n')
+    with caplog.at_level("WARNING", logger="raftcache.node"):
+        assert check_security(load_config(str(path)), "n1") is None  # allowed (no TLS context), as Redis
+    assert warning in caplog.text
+
+
+def test_loopback_client_port_and_strong_secret_start_silently(tmp_path, caplog):
+    from raftcache.config import load_config
+    from raftcache.node import check_security
+
+    path = tmp_path / "cluster.toml"
+    path.write_text(f'[cluster]\nsecret = "{STRONG}"\n[[nodes]]\nid = "n1"\nraft = "10.0.0.1:7101"\nclient = "127.0.0.1:7001"\n')
+    with caplog.at_level("WARNING", logger="raftcache.node"):
+        check_security(load_config(str(path)), "n1")
+    assert caplog.text == ""
