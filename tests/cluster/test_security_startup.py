@@ -103,3 +103,21 @@ def test_a_secret_from_the_environment_runs(tmp_path, monkeypatch):
         assert "the cluster secret" not in node.log_text()  # a strong secret: no warning
     finally:
         cluster.close()
+
+
+def test_a_file_from_raftcache_init_runs(tmp_path):
+    from tests.helpers import ServerNode
+
+    raft, client = free_ports(2)
+    path = tmp_path / "cluster.toml"
+    made = subprocess.run([sys.executable, "-m", "raftcache", "init", str(path), "--nodes", "1", "--raft-port", str(raft),
+                           "--client-port", str(client), "--secret-file", str(tmp_path / "secret")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    node = ServerNode(path, "n1", f"127.0.0.1:{client}", f"127.0.0.1:{raft}", tmp_path / "data" / "n1").start()
+    try:
+        with node.redis(socket_timeout=10) as r:
+            assert r.set("k", "v") and r.get("k") == b"v"
+        assert "the cluster secret" not in node.log_text()  # a strong secret, read from its file
+    finally:
+        node.terminate()
