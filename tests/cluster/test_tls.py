@@ -216,3 +216,17 @@ def test_sighup_reloads_the_certificate_without_a_restart(tmp_path):
         assert _served_serial(node.port, ca) == renewed.serial and served_by(node, ca)
     finally:
         cluster.close()
+
+
+def test_optional_client_certificates_are_checked_only_when_sent(tmp_path):
+    ca, rogue = CA(tmp_path, "ca"), CA(tmp_path, "rogue")
+    cluster, _ = tls_node(tmp_path / "n", ca, "optional")
+    node = cluster.nodes[0]
+    try:
+        assert served_by(node, ca)  # no certificate: fine
+        assert served_by(node, ca, ca.issue("app", client=True))
+        with tls_redis(node, ca, rogue.issue("intruder", client=True)) as r:
+            with pytest.raises(redis.ConnectionError):
+                r.ping()
+    finally:
+        cluster.close()
