@@ -41,7 +41,7 @@ def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -
     settings = RaftSettings(
         address=node.raft,
         peers=config.peers_of(node_id),
-        secret=cl.secret or None,
+        secret=config.secret() or None,  # from the file, secret_file or secret_env
         data_dir=node.data_dir,
         fsync=cl.fsync == "always",
         heartbeat_s=raft.heartbeat_ms / 1000,

@@ -6,8 +6,14 @@ loader is one loop and every error names the file, the key and the problem::
     cluster.toml: raft.heartbeat_ms: must be an integer >= 1 (got "fast")
 
 Unknown keys are errors too (with a did-you-mean), because a misspelt timeout silently
-ignored is worse than a refusal to start. Relative ``data_dir`` paths are resolved against
-the directory of the config file, so a cluster starts the same from any working directory.
+ignored is worse than a refusal to start. Relative ``data_dir``, ``secret_file`` and TLS file
+paths are resolved against the directory of the config file, so a cluster starts the same from
+any working directory.
+
+The cluster secret may sit in the file (``secret``), in a file of its own (``secret_file``)
+or in an environment variable (``secret_env``), so the config itself can be committed; it is
+read by ``ClusterConfig.secret()`` when a node starts, not at load, so operator commands that
+never need it (``raftcache status --config``) work where the secret is absent.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
+from .tls import AUTH_CLIENTS, DEFAULT_PROTOCOLS, ServerTls, protocols_problem
 
 Check = Callable[[Any], str | None]
 
@@ -81,9 +88,15 @@ def _address(v: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------ sections
+def _env_name(v: Any) -> str | None:
+    return None if isinstance(v, str) and v and v.replace("_", "a").isalnum() else "must be an environment variable name"
+
+
 @dataclass(frozen=True)
 class ClusterSection:
     secret: str = _opt("", _string, "authenticates and encrypts peer (raft) traffic; required unless all raft addresses are loopback")
+    secret_file: str = _opt("", _string, "read the secret from this file instead (first line; relative to the config file)")
+    secret_env: str = _opt("", lambda v: None if v == "" else _env_name(v), "read the secret from this environment variable instead")
     fsync: str = _opt("always", _one_of("always", "no"), "journal fsync policy for nodes with a data_dir")
     request_timeout_ms: int = _opt(5000, _int_min(1), "deadline of one client command, retries included")
 
@@ -117,6 +130,26 @@ class ServerSection:
     idle_timeout_s: float = _opt(0.0, _number_min(0), "close connections idle this long (0: never, as Redis)")
     max_pending_per_client: int = _opt(10_000, _int_min(1), "pipelined commands in flight per connection before reading pauses")
     debug_commands: bool = _opt(False, _bool, "allow RAFTCACHE DEBUG (fault injection: clock offset); tests only")
+    protected_mode: bool = _opt(True, _bool, "without requirepass, refuse clients that are not on loopback (as Redis)")
+    tls_cert_file: str = _opt("", _string, "certificate chain of the client port; when set, the port speaks TLS only")
+    tls_key_file: str = _opt("", _string, "private key of tls_cert_file")
+    tls_ca_cert_file: str = _opt("", _string, "CA certificates that client certificates must chain to")
+    tls_auth_clients: str = _opt("yes", _one_of(*AUTH_CLIENTS), "client certificates: required, checked if sent, or not asked for")
+    tls_protocols: str = _opt(DEFAULT_PROTOCOLS, lambda v: _string(v) or protocols_problem(v), "TLS versions accepted")
+    tls_client_cert_file: str = _opt("", _string, "certificate the CLI and `up` present to TLS nodes (default: tls_cert_file)")
+    tls_client_key_file: str = _opt("", _string, "key of tls_client_cert_file (default: tls_key_file)")
+
+    def tls(self) -> ServerTls | None:
+        """The client port's TLS options, or None for plain text."""
+        if not self.tls_cert_file:
+            return None
+        return ServerTls(self.tls_cert_file, self.tls_key_file, self.tls_ca_cert_file, self.tls_auth_clients, self.tls_protocols)
+
+    def client_cert(self) -> tuple[str, str]:
+        """(cert, key) a client built from this config presents (Redis's tls-client-cert-file rule)."""
+        if self.tls_client_cert_file:
+            return self.tls_client_cert_file, self.tls_client_key_file
+        return self.tls_cert_file, self.tls_key_file
 
 
 @dataclass(frozen=True)
@@ -157,6 +190,25 @@ class ClusterConfig:
 
     def peers_of(self, node_id: str) -> tuple[str, ...]:
         return tuple(n.raft for n in self.nodes if n.id != node_id)
+
+    def secret(self) -> str:
+        """The cluster secret from wherever the file says it is ("" when none is set)."""
+        cl = self.cluster
+        if cl.secret_file:
+            try:
+                with open(cl.secret_file, encoding="utf-8") as f:
+                    value = f.readline().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {cl.secret_file}: {exc.strerror or exc}", file=self.path, key="cluster.secret_file") from None
+            if not value:
+                raise ConfigError(f"{cl.secret_file} is empty", file=self.path, key="cluster.secret_file")
+            return value
+        if cl.secret_env:
+            value = os.environ.get(cl.secret_env, "").strip()
+            if not value:
+                raise ConfigError(f"environment variable {cl.secret_env} is not set", file=self.path, key="cluster.secret_env")
+            return value
+        return cl.secret
 
 
 _SECTIONS: dict[str, type] = {
@@ -224,6 +276,18 @@ def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> Clus
             node = replace(node, data_dir=os.path.normpath(os.path.join(base, node.data_dir)))
         nodes.append(node)
     _check_unique(nodes, path)
+    cluster: ClusterSection = sections["cluster"]
+    given = [k for k in ("secret", "secret_file", "secret_env") if getattr(cluster, k)]
+    if len(given) > 1:
+        raise ConfigError(f"give one of secret, secret_file, secret_env (got {', '.join(given)})", file=path, key=f"cluster.{given[1]}")
+    if cluster.secret_file:
+        sections["cluster"] = replace(cluster, secret_file=_resolve(base, cluster.secret_file))
+    server: ServerSection = sections["server"]
+    if bool(server.tls_cert_file) != bool(server.tls_key_file):
+        missing = "tls_key_file" if server.tls_cert_file else "tls_cert_file"
+        raise ConfigError("is required with " + ("tls_cert_file" if server.tls_cert_file else "tls_key_file"), file=path, key=f"server.{missing}")
+    tls_files = ("tls_cert_file", "tls_key_file", "tls_ca_cert_file", "tls_client_cert_file", "tls_client_key_file")
+    sections["server"] = replace(server, **{k: _resolve(base, getattr(server, k)) for k in tls_files if getattr(server, k)})
     limits: LimitsSection = sections["limits"]
     if limits.max_bulk_bytes < limits.max_value_bytes:
         raise ConfigError("must be at least limits.max_value_bytes", file=path, key="limits.max_bulk_bytes")
@@ -233,6 +297,10 @@ def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> Clus
     if raft.election_timeout_max_ms <= raft.election_timeout_min_ms:
         raise ConfigError("must exceed raft.election_timeout_min_ms", file=path, key="raft.election_timeout_max_ms")
     return ClusterConfig(path=path, nodes=tuple(nodes), **sections)
+
+
+def _resolve(base: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
 def _check_unique(nodes: list[NodeSection], path: str) -> None:

@@ -9,7 +9,10 @@ leave in request order although pipelined commands may finish out of order.
 It owns what belongs to the connection, not to the server or the data:
 
 * the RESP request parser and its limits, the unparsed-input (query buffer) limit;
-* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH and HELLO [AUTH];
+* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH and HELLO [AUTH], checked
+  by an ``auth.Authenticator``; after repeated failures the connection is *held*
+  (``hold_seconds`` > 0): it yields no command until the shell calls ``release()`` once the
+  delay has passed, so only this connection waits;
 * the RESP version chosen with HELLO (a command's reply is rendered in the version in force
   when it was received);
 * READONLY / READWRITE (stale local reads), QUIT;
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .auth import DEFAULT_USER, Authenticator, AuthThrottle
 from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, WrongPassError, resp_prefix
 from .redis_commands import Spec, lookup, parse_int_arg, unknown_command_message, wrong_arity_message
 from .resp import OK, Map, RequestParser, encode_error, encode_reply
@@ -96,11 +100,21 @@ class Connection:
         role: Callable[[], str] = lambda: "leader",
         on_command: Callable[[str], None] = _nothing,
         on_error: Callable[[str], None] = _nothing,
+        authenticator: Authenticator | None = None,
+        throttle: AuthThrottle = AuthThrottle(),
+        on_auth_failure: Callable[[], None] = lambda: None,
     ) -> None:
         """`role()` answers HELLO's role ("leader" or another Raft role); `on_command(name)`
-        counts each command accepted for execution, `on_error(prefix)` each error reply."""
+        counts each command accepted for execution, `on_error(prefix)` each error reply,
+        `on_auth_failure()` each failed AUTH. `authenticator` defaults to one built from
+        `requirepass`."""
         self.id = conn_id
-        self._password = requirepass.encode()
+        self._auth_users = authenticator if authenticator is not None else Authenticator(requirepass)
+        self._throttle = throttle
+        self._on_auth_failure = on_auth_failure
+        self.auth_failures = 0  # consecutive failed AUTH attempts
+        self.hold_seconds = 0.0  # > 0: held after a failed AUTH; the shell calls release() after this long
+        self.user = DEFAULT_USER
         self._parser: RequestParser | None = RequestParser(
             max_bulk_len=max_bulk_bytes, max_array_len=max_array_len, max_inline_len=max_inline_bytes
         )
@@ -109,7 +123,7 @@ class Connection:
         self._role = role
         self._on_command = on_command
         self._on_error = on_error
-        self.authenticated = not requirepass
+        self.authenticated = not self._auth_users.default_user_has_password
         self._parser.authenticated = self.authenticated
         self.protocol = 2
         self.readonly = False
@@ -141,7 +155,7 @@ class Connection:
     def next_event(self) -> Command | ProtocolFailure | Any:
         """The next command to execute, NEED_DATA, or ProtocolFailure. Commands the connection
         answers itself (AUTH, HELLO, READONLY, QUIT, refusals) only queue their reply."""
-        while not self.closing and self._parser is not None:
+        while not self.closing and self._parser is not None and not self.hold_seconds:
             parser = self._parser
             try:
                 args = parser.next()
@@ -185,6 +199,8 @@ class Connection:
         """Whether to stop reading from the client: its replies are not being read, or too
         many of its commands are in flight (resume once half of them are answered)."""
         limit = self._max_pending
+        if self.hold_seconds:
+            return True
         if writing_paused or self.pending >= limit:
             self._reading_paused = True
         elif self._reading_paused and self.pending <= limit // 2:
@@ -232,17 +248,26 @@ class Connection:
         return ProtocolFailure(message, over_limit)
 
     # ----------------------------------------------------- connection commands
+    def release(self) -> None:
+        """The hold after a failed AUTH is over: commands are read again."""
+        self.hold_seconds = 0.0
+
     def _auth(self, args: list[bytes]) -> Any:
         if len(args) > 3:
             raise CommandError("syntax error")
-        if not self._password:
+        if not self._auth_users.has_passwords:
             raise CommandError(
                 "AUTH <password> called without any password configured for the default user. "
                 "Are you sure your configuration is correct?"
             )
-        user_ok = len(args) == 2 or args[1] == b"default"
-        if not user_ok or args[-1] != self._password:
+        user = DEFAULT_USER if len(args) == 2 else args[1].decode("utf-8", "replace")
+        if not self._auth_users.check(user, args[-1]):
+            self.auth_failures += 1
+            self.hold_seconds = self._throttle.delay_after(self.auth_failures)
+            self._on_auth_failure()
             raise WrongPassError()
+        self.auth_failures = 0
+        self.user = user
         self.authenticated = True
         if self._parser is not None:
             self._parser.authenticated = True

@@ -58,8 +58,9 @@ class NodeCollector:
         yield gauge("raftcache_memory_rss_bytes", "Resident memory of the node process", server.rss_bytes())
         yield gauge("raftcache_connected_clients", "Open client connections", len(server.connections))
         yield counter("raftcache_connections", "Client connections accepted", server.stats.connections_received)
-        yield counter("raftcache_rejected_connections", "Connections refused (maxclients)", server.stats.rejected_connections)
+        yield counter("raftcache_rejected_connections", "Connections refused (maxclients, protected mode)", server.stats.rejected_connections)
         yield counter("raftcache_protocol_errors", "Connections closed for malformed input", server.stats.protocol_errors)
+        yield counter("raftcache_auth_failures", "Failed AUTH attempts (wrong password or user)", server.stats.auth_failures)
 
         stats = server.command_stats
         calls = CounterMetricFamily("raftcache_commands", "Commands processed, by command", labels=["node", "command"])

@@ -2,6 +2,11 @@
 
 ``raftcache serve`` calls :func:`run_node`. SIGTERM/SIGINT stop it cleanly (exit 0); a fatal
 storage error (disk full, corrupt snapshot) stops it with exit status 3 after logging why.
+SIGHUP re-reads the TLS certificate, key and CA files (new connections use them).
+
+Before anything touches the data directory, :func:`check_security` refuses what must never
+run (a missing or weak cluster secret when raft traffic leaves the host, unreadable TLS files)
+and warns about what is merely risky (a client port off loopback without a password).
 """
 
 from __future__ import annotations
@@ -10,9 +15,14 @@ import asyncio
 import logging
 import signal
 
+import ssl
+
+from . import cluster_secret
+from .addresses import is_loopback
 from .cache import options_from_config
 from .config import ClusterConfig
 from .errors import BindError, ConfigError
+from .tls import reload_server_context, server_context
 from .redis_commands import Limits
 from .replica import Replica
 from .server import Peer, RespServer, ServerSettings
@@ -37,13 +47,58 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
         max_inline_bytes=lim.max_inline_bytes,
         max_query_buffer_bytes=lim.max_query_buffer_bytes,
         limits=Limits(max_key_bytes=lim.max_key_bytes, max_value_bytes=lim.max_value_bytes),
+        protected_mode=s.protected_mode,
     )
+
+
+def _secret_key(config: ClusterConfig) -> str:
+    cl = config.cluster
+    return "cluster.secret_file" if cl.secret_file else "cluster.secret_env" if cl.secret_env else "cluster.secret"
+
+
+def check_security(config: ClusterConfig, node_id: str) -> ssl.SSLContext | None:
+    """Refuse (ConfigError, one line) or warn before the node is built; returns the client
+    port's TLS context (None: plain text)."""
+    node = config.node(node_id)
+    secret = config.secret()
+    problem = cluster_secret.problem(secret, (node.raft, *config.peers_of(node_id)))
+    if problem:
+        raise ConfigError(problem, file=config.path, key=_secret_key(config))
+    if secret and cluster_secret.weakness(secret):
+        log.warning(
+            "the cluster secret %s: fine while every raft address is loopback, refused otherwise; %s",
+            cluster_secret.weakness(secret), cluster_secret.HOW_TO_MAKE_ONE,
+        )
+    tls = config.server.tls()
+    context = None
+    if tls is not None:
+        try:
+            context = server_context(tls)
+        except ConfigError as exc:
+            raise ConfigError(exc.problem, file=config.path, key=exc.key) from None
+    s = config.server
+    if node.client and not is_loopback(node.client):
+        if not s.requirepass and s.protected_mode:
+            log.warning(
+                "client address %s is not loopback and there is no requirepass: protected mode refuses "
+                "clients not on loopback (-DENIED) until requirepass is set (or protected_mode = false)",
+                node.client,
+            )
+        elif not s.requirepass:
+            log.warning(
+                "client address %s is not loopback, there is no requirepass and protected_mode = false: "
+                "anyone who reaches it can read and write every key", node.client,
+            )
+        elif context is None:
+            log.warning("client address %s is not loopback and not TLS: passwords and data cross the network in clear text", node.client)
+    return context
 
 
 async def serve_node(config: ClusterConfig, node_id: str) -> int:
     node = config.node(node_id)
     if not node.client:
         raise ConfigError(f"node {node_id!r} has no client address", file=config.path, key="nodes.client")
+    tls = check_security(config, node_id)  # before the replica touches the data directory
     options, _ = options_from_config(config, node_id, max_value_bytes=config.limits.max_value_bytes)
     replica = Replica(options, node_id=node_id)
     loop = asyncio.get_running_loop()
@@ -59,13 +114,26 @@ async def serve_node(config: ClusterConfig, node_id: str) -> int:
     replica.on_fatal(fatal)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    tls_files = config.server.tls()
+    if tls is not None and tls_files is not None:
+        live, files = tls, tls_files
+
+        def reload_tls() -> None:
+            try:
+                reload_server_context(live, files)
+            except ConfigError as exc:
+                log.error("SIGHUP: TLS files not reloaded (the old ones stay in use): %s", exc)
+            else:
+                log.info("SIGHUP: TLS certificate, key and CA files reloaded")
+
+        loop.add_signal_handler(signal.SIGHUP, reload_tls)
     replica.start()
     peers = {n.raft: Peer(n.id, n.raft, n.client) for n in config.nodes}
     server = RespServer(replica, server_settings(config), node_id=node_id, peers=peers)
     host, port = node.client.rsplit(":", 1)
     try:
         try:
-            await server.start(host.strip("[]"), int(port))
+            await server.start(host.strip("[]"), int(port), tls=tls)
         except OSError as exc:
             raise BindError(f"cannot listen on client address {node.client}: {exc.strerror or exc}") from None
         metrics = None
@@ -77,8 +145,8 @@ async def serve_node(config: ClusterConfig, node_id: str) -> int:
             except OSError as exc:
                 raise BindError(f"cannot listen on metrics address {node.metrics}: {exc.strerror or exc}") from None
         log.info(
-            "node %s up: raft %s, RESP %s, metrics %s, data %s",
-            node_id, node.raft, node.client, node.metrics or "off", node.data_dir or "memory only",
+            "node %s up: raft %s, RESP %s%s, metrics %s, data %s",
+            node_id, node.raft, node.client, " (TLS)" if tls else "", node.metrics or "off", node.data_dir or "memory only",
         )
         try:
             await stop.wait()

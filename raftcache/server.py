@@ -12,11 +12,17 @@ backups) are ``operations.ClusterOperations``; this module only maps RAFTCACHE c
 Protection: limits on bulk/array/inline sizes and on the unparsed input per connection,
 ``maxclients``, a deadline for half-sent commands (slowloris), reading paused while a
 connection has too many commands in flight or is not reading its replies, and AUTH.
+
+Security at the door: protected mode (as Redis: with no password for the default user,
+clients not on loopback get ``-DENIED ...`` and are closed), TLS on the whole client port
+when the server is given an ``ssl.SSLContext`` (``tls.py``), and a connection held for a
+while after repeated failed AUTHs (``auth.AuthThrottle``; a timer releases it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import os
@@ -29,11 +35,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from . import commands as c
 from .aio import LoopDelivery
+from .auth import Authenticator, AuthThrottle
 from .connection import NEED_DATA, Command, Connection, ProtocolFailure, Slot
 from .errors import CommandError, resp_prefix
 from .operations import ClusterOperations, Peer
@@ -56,6 +63,9 @@ from .resp import OK, PONG, Map, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
 from .status import to_info
 
+if TYPE_CHECKING:
+    import ssl
+
 __all__ = ["Peer", "RespServer", "ServerSettings"]
 
 log = logging.getLogger(__name__)
@@ -69,6 +79,41 @@ _OS = f"{platform.system()} {platform.release()} {platform.machine()}"
 _ARCH_BITS = struct.calcsize("P") * 8
 
 _MAXCLIENTS = encode_error("ERR", "max number of clients reached")
+# Redis 7.2's words (src/networking.c, clientAcceptHandler), typo included; with raftcache the
+# remedies are `protected_mode = false` in [server] or a `requirepass` (CONFIG SET is not served).
+DENIED_PROTECTED_MODE = (
+    b"-DENIED Redis is running in protected mode because protected "
+    b"mode is enabled and no password is set for the default user. "
+    b"In this mode connections are only accepted from the loopback interface. "
+    b"If you want to connect from external computers to Redis you "
+    b"may adopt one of the following solutions: "
+    b"1) Just disable protected mode sending the command "
+    b"'CONFIG SET protected-mode no' from the loopback interface "
+    b"by connecting to Redis from the same host the server is "
+    b"running, however MAKE SURE Redis is not publicly accessible "
+    b"from internet if you do so. Use CONFIG REWRITE to make this "
+    b"change permanent. "
+    b"2) Alternatively you can just disable the protected mode by "
+    b"editing the Redis configuration file, and setting the protected "
+    b"mode option to 'no', and then restarting the server. "
+    b"3) If you started the server manually just for testing, restart "
+    b"it with the '--protected-mode no' option. "
+    b"4) Setup a an authentication password for the default user. "
+    b"NOTE: You only need to do one of the above things in order for "
+    b"the server to start accepting connections from the outside.\r\n"
+)
+_TLS_HANDSHAKE = 0x16  # first byte of a TLS record carrying a ClientHello: never valid RESP
+
+
+def _is_local_peer(host: str) -> bool:
+    """Whether a peer address is loopback (Redis's connIsLocal), IPv4-mapped IPv6 included."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +129,8 @@ class ServerSettings:
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 64 << 20
     limits: Limits = field(default_factory=Limits)
+    protected_mode: bool = True
+    auth_throttle: AuthThrottle = AuthThrottle()
 
 
 class Later(NamedTuple):
@@ -120,7 +167,12 @@ class _Connection(asyncio.Protocol):
             role=server.role,
             on_command=server.count_command,
             on_error=server.count_error,
+            authenticator=server.authenticator,
+            throttle=settings.auth_throttle,
+            on_auth_failure=server.count_auth_failure,
         )
+        self.hold_timer: asyncio.TimerHandle | None = None
+        self.first_data = True
         self.transport: asyncio.Transport | None = None
         self.closing = False  # the transport is closed (or closing)
         self.draining = False  # protocol error answered: discard input until the peer closes
@@ -146,9 +198,14 @@ class _Connection(asyncio.Protocol):
         server.stats.connections_received += 1
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        refusal = None
         if len(server.connections) >= server.settings.maxclients:
+            refusal = _MAXCLIENTS
+        elif server.protected and not (peer and _is_local_peer(str(peer[0]))):
+            refusal = DENIED_PROTECTED_MODE
+        if refusal is not None:
             server.stats.rejected_connections += 1
-            self.transport.write(_MAXCLIENTS)
+            self.transport.write(refusal)
             self.closing = True
             self.transport.close()
             return
@@ -156,6 +213,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
         self.server.connections.discard(self)
 
     def pause_writing(self) -> None:
@@ -169,10 +228,24 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.draining:
             return
+        if self.first_data:
+            self.first_data = False
+            if data[0] == _TLS_HANDSHAKE and self.server.tls is None:
+                # A TLS client on the plain-text port: closing at once gives it a clean
+                # handshake error instead of a wait for a ServerHello that never comes.
+                log.info("client %s sent a TLS handshake to the plain-text client port; closing", self.peer)
+                self.server.stats.protocol_errors += 1
+                self.closing = True
+                self.transport.close()  # type: ignore[union-attr]
+                return
+        self.last_active = time.monotonic()
+        self.proto.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        """Execute what the connection hands out, then write and adjust flow control."""
         now = time.monotonic()
-        self.last_active = now
         proto = self.proto
-        proto.receive_data(data)
         while not self.closing:
             event = proto.next_event()
             if event is NEED_DATA:
@@ -182,6 +255,9 @@ class _Connection(asyncio.Protocol):
                 log.log(logging.WARNING if event.over_limit else logging.INFO, "client %s: %s; closing", self.peer, event.message)
                 break
             self._execute(event)
+        if proto.hold_seconds and self.hold_timer is None and not self.closing:
+            # repeated failed AUTHs: this connection reads nothing until the timer releases it
+            self.hold_timer = asyncio.get_running_loop().call_later(proto.hold_seconds, self._release)
         if proto.in_frame:
             if self.frame_started is None:
                 self.frame_started = now
@@ -189,6 +265,13 @@ class _Connection(asyncio.Protocol):
             self.frame_started = None
         self._flush()
         self._update_reading()
+
+    def _release(self) -> None:
+        self.hold_timer = None
+        if self.closing:
+            return
+        self.proto.release()
+        self._process()
 
     # ------------------------------------------------------------------ execute
     def _execute(self, command: Command) -> None:
@@ -319,6 +402,10 @@ class RespServer:
         self.settings = settings
         self.node_id = node_id
         self.ops = ClusterOperations(replica, node_id=node_id, peers=peers)
+        self.authenticator = Authenticator(settings.requirepass)
+        # Protected mode bites only when the default user needs no password (as Redis).
+        self.protected = settings.protected_mode and not self.authenticator.default_user_has_password
+        self.tls: ssl.SSLContext | None = None  # set by start(); then the port speaks TLS only
         self.connections: set[_Connection] = set()
         self.stats = ServerStats()
         self.command_stats = CommandStats()
@@ -371,13 +458,22 @@ class RespServer:
     def count_error(self, prefix: str) -> None:
         self.command_stats.errors[prefix] += 1
 
+    def count_auth_failure(self) -> None:
+        self.stats.auth_failures += 1
+
     def rss_bytes(self) -> int:
         return _rss_bytes()
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on host:port; with `tls`, every connection must complete a TLS handshake
+        first (a failed handshake closes that connection only)."""
         loop = asyncio.get_running_loop()
         self.delivery = LoopDelivery(loop)
-        self._server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True, backlog=1024)
+        self.tls = tls
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, reuse_address=True, backlog=1024, ssl=tls,
+            ssl_handshake_timeout=self.settings.frame_timeout_s if tls is not None else None,
+        )
         sock = self._server.sockets[0].getsockname()
         self.address = f"{sock[0]}:{sock[1]}"
         self._reaper = asyncio.create_task(self._reap())
@@ -471,6 +567,7 @@ class RespServer:
             b"proto-max-bulk-len": b"%d" % s.max_bulk_bytes,
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
             b"maxmemory": b"0",
+            b"protected-mode": b"yes" if s.protected_mode else b"no",
         }
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Any:
@@ -546,6 +643,7 @@ class RespServer:
                 "total_commands_processed": self.stats.commands_processed,
                 "rejected_connections": self.stats.rejected_connections,
                 "protocol_errors": self.stats.protocol_errors,
+                "acl_access_denied_auth": self.stats.auth_failures,
             },
             "cpu": {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"},
             "cluster": {"cluster_enabled": 0},  # Redis Cluster's sharding protocol, which we do not speak

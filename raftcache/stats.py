@@ -55,3 +55,4 @@ class ServerStats:
     rejected_connections: int = 0
     commands_processed: int = 0
     protocol_errors: int = 0
+    auth_failures: int = 0  # failed AUTH / HELLO AUTH (INFO's acl_access_denied_auth)

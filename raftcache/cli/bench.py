@@ -7,6 +7,7 @@ import asyncio
 import random
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -20,8 +21,10 @@ def _percentile(samples: list[float], p: float) -> float:
 
 
 async def _run(endpoint: str, password: str | None, clients: int, ops: int, value_size: int, read_ratio: float,
-               pipeline: int, keyspace: int, bar: object) -> tuple[list[float], int, int, float]:
+               pipeline: int, keyspace: int, bar: object, tls: Any = None) -> tuple[list[float], int, int, float]:
     host, port = endpoint.rsplit(":", 1)
+    host = host.strip("[]")
+    tls_options = {"ssl": tls, "server_hostname": host} if tls is not None else {}
     value = b"x" * value_size
     latencies: list[float] = []
     errors = 0
@@ -31,7 +34,7 @@ async def _run(endpoint: str, password: str | None, clients: int, ops: int, valu
     async def client(count: int, seed: int) -> None:
         nonlocal errors, done
         rng = random.Random(seed)
-        reader, writer = await asyncio.open_connection(host, int(port))
+        reader, writer = await asyncio.open_connection(host, int(port), **tls_options)
         parser = ReplyParser()
 
         async def replies(n: int) -> list[object]:
@@ -90,7 +93,7 @@ def bench(target: Target, clients: int, ops: int, value_size: int, read_ratio: f
                f"{read_ratio:.0%} GET, against the leader {leader}", err=True)
     with click.progressbar(length=ops, label="ops", file=sys.stderr) as bar:
         latencies, errors, done, elapsed = asyncio.run(
-            _run(leader, target.password, clients, ops, value_size, read_ratio, pipeline, keyspace, bar)
+            _run(leader, target.password, clients, ops, value_size, read_ratio, pipeline, keyspace, bar, target.tls)
         )
     ms = 1000
     click.echo(f"ops:        {done} in {elapsed:.2f}s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,10 +15,12 @@ import click
 
 from ..client import Client, RetryPolicy
 from ..client.core import parse_info
+from ..client.sync import connect
 from ..config import ClusterConfig, load_config
 from ..errors import RaftCacheError, error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import from_info
+from ..tls import client_context
 
 
 @dataclass
@@ -28,14 +31,15 @@ class Target:
     password: str | None
     config: ClusterConfig | None = None
     names: dict[str, str] = field(default_factory=dict)  # client address -> node id (from config)
+    tls: ssl.SSLContext | None = None
 
     def client(self, **kwargs: Any) -> Client:
         kwargs.setdefault("retry", RetryPolicy(deadline=5))
-        return Client(self.endpoints, password=self.password, **kwargs)
+        return Client(self.endpoints, password=self.password, ssl_context=self.tls, **kwargs)
 
     def call(self, endpoint: str, *args: Any, timeout: float = 5.0) -> Any:
         """One command to one node; raises OSError if unreachable, our errors on -ERR."""
-        return call_node(endpoint, self.password, *args, timeout=timeout)
+        return call_node(endpoint, self.password, *args, timeout=timeout, tls=self.tls)
 
     def info(self, endpoint: str, timeout: float = 2.0) -> dict[str, str]:
         return parse_info(self.call(endpoint, "INFO", "all", timeout=timeout))
@@ -68,11 +72,8 @@ class Target:
         raise click.ClickException("no leader: " + "; ".join(seen))
 
 
-def call_node(endpoint: str, password: str | None, *args: Any, timeout: float = 5.0) -> Any:
-    import socket
-
-    host, port = endpoint.rsplit(":", 1)
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+def call_node(endpoint: str, password: str | None, *args: Any, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> Any:
+    with connect(endpoint, timeout, tls) as sock:
         requests = ([encode_command(b"AUTH", password)] if password else []) + [encode_command(*args)]
         sock.sendall(b"".join(requests))
         try:
@@ -85,7 +86,34 @@ def call_node(endpoint: str, password: str | None, *args: Any, timeout: float = 
     return replies[-1]
 
 
-def resolve_target(config_path: str | None, endpoints: str | None, password: str | None) -> Target:
+@dataclass(frozen=True)
+class TlsOptions:
+    """--tls, --cacert, --cert, --key (redis-cli's names)."""
+
+    tls: bool = False
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.tls or bool(self.cacert or self.cert or self.key)
+
+    def context(self, config: ClusterConfig | None = None) -> ssl.SSLContext | None:
+        """The TLS context to dial with: from the flags, else from the config file's [server]
+        TLS settings (its CA and client certificate), else None (plain text)."""
+        try:
+            if self.given:
+                return client_context(self.cacert, self.cert, self.key)
+            if config is not None and config.server.tls_cert_file:
+                cert, key = config.server.client_cert()
+                return client_context(config.server.tls_ca_cert_file or None, cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise click.ClickException(f"cannot load TLS files: {exc}") from None
+        return None
+
+
+def resolve_target(config_path: str | None, endpoints: str | None, password: str | None, tls: TlsOptions = TlsOptions()) -> Target:
     if config_path and endpoints:
         raise click.UsageError("give --config or --endpoints, not both")
     if config_path:
@@ -98,6 +126,7 @@ def resolve_target(config_path: str | None, endpoints: str | None, password: str
             password=password if password is not None else (config.server.requirepass or None),
             config=config,
             names={n.client: n.id for n in nodes},
+            tls=tls.context(config),
         )
     if endpoints:
         listed = [e.strip() for e in endpoints.split(",") if e.strip()]
@@ -105,20 +134,25 @@ def resolve_target(config_path: str | None, endpoints: str | None, password: str
             host, sep, port = endpoint.rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise click.UsageError(f"--endpoints: {endpoint!r} is not host:port")
-        return Target(endpoints=listed, password=password)
+        return Target(endpoints=listed, password=password, tls=tls.context())
     raise click.UsageError(
         "say which cluster: --config FILE or --endpoints host:port,... (or RAFTCACHE_CONFIG / RAFTCACHE_ENDPOINTS)"
     )
 
 
 def cluster_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds --config/--endpoints/--password and passes a resolved `target`."""
+    """Adds --config/--endpoints/--password and the TLS flags; passes a resolved `target`."""
 
     @click.option("--config", "config_path", envvar="RAFTCACHE_CONFIG", metavar="FILE", help="cluster TOML file")
     @click.option("--endpoints", envvar="RAFTCACHE_ENDPOINTS", metavar="HOST:PORT,...", help="client addresses of nodes")
     @click.option("--password", envvar="RAFTCACHE_PASSWORD", default=None, help="requirepass of the cluster")
+    @click.option("--tls", is_flag=True, envvar="RAFTCACHE_TLS", help="connect with TLS (implied by --cacert/--cert, or by a --config whose nodes use TLS)")
+    @click.option("--cacert", envvar="RAFTCACHE_CACERT", metavar="FILE", help="CA certificates to verify the nodes with (default: the system's)")
+    @click.option("--cert", envvar="RAFTCACHE_CERT", metavar="FILE", help="client certificate (for tls_auth_clients = yes)")
+    @click.option("--key", "key_file", envvar="RAFTCACHE_KEY", metavar="FILE", help="private key of --cert")
     @functools.wraps(fn)
-    def wrapper(config_path: str | None, endpoints: str | None, password: str | None, **kwargs: Any) -> Any:
+    def wrapper(config_path: str | None, endpoints: str | None, password: str | None, tls: bool, cacert: str | None,
+                cert: str | None, key_file: str | None, **kwargs: Any) -> Any:
         if config_path and endpoints:  # a flag on the command line beats the environment
             ctx = click.get_current_context()
             from_env = click.core.ParameterSource.ENVIRONMENT
@@ -126,7 +160,7 @@ def cluster_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 config_path = None
             elif ctx.get_parameter_source("endpoints") is from_env:
                 endpoints = None
-        target = resolve_target(config_path, endpoints, password)
+        target = resolve_target(config_path, endpoints, password, TlsOptions(tls, cacert, cert, key_file))
         try:
             return fn(target=target, **kwargs)
         except OSError as exc:

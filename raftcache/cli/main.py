@@ -24,9 +24,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import admin, backup, bench, keys, members, run, status
+    from . import admin, backup, bench, init, keys, members, run, status
 
-    for module in (run, status, keys, members, backup, admin, bench):
+    for module in (init, run, status, keys, members, backup, admin, bench):
         for command in module.COMMANDS:
             cli.add_command(command)
 

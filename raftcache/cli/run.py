@@ -161,8 +161,11 @@ def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float, s
     asked to stop first)."""
     from ..client import Client
 
+    from .common import TlsOptions
+
     deadline = time.monotonic() + timeout
     password = config.server.requirepass or None
+    tls = TlsOptions().context(config)  # the config's own CA and client certificate, when TLS is on
     last_problem = "starting"
     while time.monotonic() < deadline:
         if stop.requested:
@@ -176,7 +179,7 @@ def _wait_ready(config: ClusterConfig, children: list[_Child], timeout: float, s
         leaders = set()
         try:
             for node in config.nodes:
-                with Client(node.client, password=password) as client:
+                with Client(node.client, password=password, ssl_context=tls) as client:
                     status = client.status(node.client)
                 leaders.add(status.leader)
             if len(leaders) == 1 and None not in leaders:
@@ -225,7 +228,10 @@ def up(config_path: str, log_dir: str | None, verbose: bool, ready_timeout: floa
                 mark = "  <- leader" if node.id == leader else ""
                 click.echo(f"  {node.id:6} {node.client:22} {node.raft:22} {node.data_dir or 'memory only'}{mark}")
             first = config.nodes[0].client
-            click.echo(f"try: redis-cli -p {first.rsplit(':', 1)[1]} SET greeting hello   (any node works)")
+            tls_flags = ""
+            if config.server.tls_cert_file:
+                tls_flags = "--tls " + (f"--cacert {config.server.tls_ca_cert_file} " if config.server.tls_ca_cert_file else "")
+            click.echo(f"try: redis-cli {tls_flags}-p {first.rsplit(':', 1)[1]} SET greeting hello   (any node works)")
             click.echo("Ctrl-C to stop.")
         while not stop.requested:
             for child in children:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,7 @@ from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from .base import ClientBase
+from ..tls import TLS_FIRST_CLOSE
 from .core import Call, Plan, Sleep, as_requested
 
 
@@ -18,12 +20,15 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.fresh = True  # no reply read yet
         self.parser = ReplyParser()
 
     @classmethod
-    async def open(cls, endpoint: str, timeout: float, password: str | None) -> _Connection:
+    async def open(cls, endpoint: str, timeout: float, password: str | None, tls: ssl.SSLContext | None = None) -> _Connection:
         host, port = endpoint.rsplit(":", 1)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        host = host.strip("[]")
+        tls_options: dict[str, Any] = {"ssl": tls, "server_hostname": host} if tls is not None else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), **tls_options), timeout)
         conn = cls(reader, writer)
         if password:
             (reply,) = await conn.call(encode_command(b"AUTH", password), 1, timeout)
@@ -38,7 +43,14 @@ class _Connection:
     async def _call(self, payload: bytes, count: int) -> list[Any]:
         self.writer.write(payload)
         await self.writer.drain()
-        return await self.parser.read_replies_async(count, lambda: self.reader.read(1 << 16))
+        try:
+            replies = await self.parser.read_replies_async(count, lambda: self.reader.read(1 << 16))
+        except ConnectionResetError:
+            if self.fresh and self.writer.get_extra_info("ssl_object") is not None:
+                raise ConnectionResetError(TLS_FIRST_CLOSE) from None
+            raise
+        self.fresh = False
+        return replies
 
     def close(self) -> None:
         self.writer.close()
@@ -74,7 +86,7 @@ class AsyncClient(ClientBase):
         idle = self._idle.get(op.endpoint)
         conn = idle.pop() if idle else None
         if conn is None:
-            conn = await _Connection.open(op.endpoint, min(self._connect_timeout, op.timeout), self._password)
+            conn = await _Connection.open(op.endpoint, min(self._connect_timeout, op.timeout), self._password, self._ssl)
         try:
             replies = await conn.call(op.payload, op.replies, op.timeout)
         except BaseException:

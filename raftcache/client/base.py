@@ -3,12 +3,14 @@ and the status plan. The two differ only in how they perform I/O."""
 
 from __future__ import annotations
 
+import ssl as _ssl
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands
 from ..config import load_config
+from ..tls import client_context
 from .core import ClientCore, Plan, RetryPolicy
 from .pipeline import Pipeline
 
@@ -24,7 +26,15 @@ class ClientBase(CacheCommands):
         connect_timeout: float = 2.0,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        ssl: bool = False,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_context: _ssl.SSLContext | None = None,
     ) -> None:
+        """TLS, with redis-py's names: ``ssl=True`` verifies the nodes' certificates against
+        ``ssl_ca_certs`` (the system CAs when None) and presents ``ssl_certfile``/``ssl_keyfile``
+        when the nodes ask for a client certificate; ``ssl_context`` replaces all of that."""
         if isinstance(endpoints, str):
             endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
         self._core = ClientCore(list(endpoints), retry or RetryPolicy())
@@ -35,12 +45,22 @@ class ClientBase(CacheCommands):
         self._decode = decode_responses
         self._max_value = max_value_bytes
         self._max_key = max_key_bytes
+        if ssl_context is None and (ssl or ssl_ca_certs or ssl_certfile):
+            ssl_context = client_context(ssl_ca_certs, ssl_certfile, ssl_keyfile)
+        self._ssl: _ssl.SSLContext | None = ssl_context
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Any:
-        """A client for the cluster of a TOML file (client addresses, requirepass, limits)."""
+        """A client for the cluster of a TOML file (client addresses, requirepass, limits, and
+        TLS: the file's CA and client certificate when the nodes speak TLS)."""
         config = load_config(path)
         kwargs.setdefault("password", config.server.requirepass or None)
+        if config.server.tls_cert_file and "ssl_context" not in kwargs:
+            cert, key = config.server.client_cert()
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", config.server.tls_ca_cert_file or None)
+            kwargs.setdefault("ssl_certfile", cert)
+            kwargs.setdefault("ssl_keyfile", key)
         kwargs.setdefault("max_value_bytes", config.limits.max_value_bytes)
         return cls([n.client for n in config.nodes if n.client], **kwargs)
 

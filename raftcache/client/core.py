@@ -20,6 +20,7 @@ still unknown; a command that certainly never ran gets ``NoLeaderError``.
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -106,6 +107,10 @@ def as_requested(command: Any, consistency: str | None) -> Any:
 
 
 def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the node's certificate is not trusted ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc}; is this a TLS port, and is our certificate accepted?)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -13,14 +14,14 @@ from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from .base import ClientBase
+from ..tls import TLS_FIRST_CLOSE
 from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
-    def __init__(self, endpoint: str, timeout: float, password: str | None) -> None:
-        host, port = endpoint.rsplit(":", 1)
-        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, endpoint: str, timeout: float, password: str | None, tls: ssl.SSLContext | None = None) -> None:
+        self.sock = connect(endpoint, timeout, tls)
+        self.fresh = True  # no reply read yet
         self.parser = ReplyParser()
         if password:
             (reply,) = self.call(encode_command(b"AUTH", password), 1, timeout)
@@ -31,7 +32,14 @@ class _Connection:
     def call(self, payload: bytes, count: int, timeout: float) -> list[Any]:
         self.sock.settimeout(timeout)
         self.sock.sendall(payload)
-        return self.parser.read_replies(count, lambda: self.sock.recv(1 << 16))
+        try:
+            replies = self.parser.read_replies(count, lambda: self.sock.recv(1 << 16))
+        except ConnectionResetError:
+            if self.fresh and isinstance(self.sock, ssl.SSLSocket):
+                raise ConnectionResetError(TLS_FIRST_CLOSE) from None
+            raise
+        self.fresh = False
+        return replies
 
     def close(self) -> None:
         try:
@@ -40,11 +48,28 @@ class _Connection:
             pass
 
 
+def connect(endpoint: str, timeout: float, tls: ssl.SSLContext | None = None) -> socket.socket:
+    """A connected socket to host:port (TLS-wrapped and handshaken when `tls` is given;
+    the node's certificate must name `host`)."""
+    host, port = endpoint.rsplit(":", 1)
+    host = host.strip("[]")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
 class _Pool:
     """Idle connections per endpoint; a connection is used by one thread at a time."""
 
-    def __init__(self, password: str | None, connect_timeout: float) -> None:
+    def __init__(self, password: str | None, connect_timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self._password = password
+        self._tls = tls
         self._connect_timeout = connect_timeout
         self._idle: dict[str, list[_Connection]] = {}
         self._lock = threading.Lock()
@@ -54,7 +79,7 @@ class _Pool:
             idle = self._idle.get(op.endpoint)
             conn = idle.pop() if idle else None
         if conn is None:
-            conn = _Connection(op.endpoint, min(self._connect_timeout, op.timeout), self._password)
+            conn = _Connection(op.endpoint, min(self._connect_timeout, op.timeout), self._password, self._tls)
         try:
             replies = conn.call(op.payload, op.replies, op.timeout)
         except BaseException:
@@ -86,7 +111,7 @@ class Client(ClientBase):
 
     def __init__(self, endpoints: str | Iterable[str], **options: Any) -> None:
         super().__init__(endpoints, **options)
-        self._pool = _Pool(self._password, self._connect_timeout)
+        self._pool = _Pool(self._password, self._connect_timeout, self._ssl)
         self._lock = threading.Lock()  # the core's state (session, leader) is shared by threads
 
     # ------------------------------------------------------------------- driving

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..addresses import is_loopback, validate_address
+from .. import cluster_secret
+from ..addresses import validate_address
 from ..errors import ConfigError
 
 # Used only when every raft address is loopback and no secret was configured: traffic is still
@@ -127,13 +128,9 @@ def check_settings(settings: RaftSettings) -> None:
         validate_address(peer, "peer address")
     if settings.address in settings.peers:
         raise ConfigError(f"raft address {settings.address!r} is listed among its own peers")
-    if not settings.secret:
-        public = [a for a in (settings.address, *settings.peers) if not is_loopback(a)]
-        if public:
-            raise ConfigError(
-                f"raft address {public[0]!r} is not loopback: set a cluster secret "
-                "(peer traffic is pickled; without a secret anyone reaching the port could run code)"
-            )
+    problem = cluster_secret.problem(settings.secret or "", (settings.address, *settings.peers))
+    if problem:  # no secret, or a weak one, for traffic that leaves the host
+        raise ConfigError(problem)
     low, high = settings.election_timeout_s
     if not (settings.heartbeat_s * 3 < low < high):
         raise ConfigError("need heartbeat * 3 < election timeout min < election timeout max")
@@ -146,5 +143,6 @@ def check_settings(settings: RaftSettings) -> None:
 def check_member_address(address: str, settings: RaftSettings) -> None:
     """Raise ConfigError unless `address` may join a cluster run with `settings`."""
     validate_address(address)
-    if not is_loopback(address) and not settings.secret:
-        raise ConfigError(f"raft address {address!r} is not loopback: a cluster secret is required")
+    problem = cluster_secret.problem(settings.secret or "", (address,))
+    if problem:
+        raise ConfigError(problem)

@@ -383,9 +383,11 @@ def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Cal
 
 # ------------------------------------------------------------------ scenarios, shared by the fault tests and the soak
 FAULT_SECTIONS = {
-    "cluster": {"secret": "fault-secret", "request_timeout_ms": 2000},
+    # partitioned clusters run on non-loopback (namespace) addresses: a strong secret is required,
+    # and the test's clients come from the segment, not loopback (hence protected_mode off)
+    "cluster": {"secret": "fault-suite-V7q2Lx9pZr4Kd8Wm3Ns6Bt1Hy5Jc0Fg", "request_timeout_ms": 2000},
     "raft": {"entry_timeout_ms": 1000},
-    "server": {"debug_commands": True},
+    "server": {"debug_commands": True, "protected_mode": False},
 }
 
 

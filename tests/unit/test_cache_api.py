@@ -167,7 +167,7 @@ data_dir = "data/solo"
 
 
 def test_refuses_non_loopback_raft_address_without_secret():
-    with pytest.raises(ConfigError, match="not loopback: set a cluster secret"):
+    with pytest.raises(ConfigError, match="cluster secret is not set, and raft address .* is not loopback"):
         Cache("10.1.2.3:7101", ["10.1.2.4:7101"])
     with pytest.raises(ConfigError, match="wildcard"):
         Cache("0.0.0.0:7101", [], secret="s")

@@ -85,3 +85,49 @@ def test_unknown_node_id(tmp_path):
     cfg = load_config(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no node with id 'n9'"):
         cfg.node("n9")
+
+
+# ------------------------------------------------------------------ secrets and TLS
+def test_secret_from_file_or_environment(tmp_path, monkeypatch):
+    (tmp_path / "secret.txt").write_text("from-the-file\nignored\n")
+    cfg = load_config(write(tmp_path, GOOD.replace('secret = "s"', 'secret_file = "secret.txt"')))
+    assert cfg.cluster.secret_file == str(tmp_path / "secret.txt")  # relative to the config file
+    assert cfg.secret() == "from-the-file"
+    cfg = load_config(write(tmp_path, GOOD.replace('secret = "s"', 'secret_env = "RC_TEST_SECRET"')))
+    monkeypatch.setenv("RC_TEST_SECRET", "from-the-env")
+    assert cfg.secret() == "from-the-env"
+    monkeypatch.delenv("RC_TEST_SECRET")
+    with pytest.raises(ConfigError, match=r"cluster.secret_env: environment variable RC_TEST_SECRET is not set"):
+        cfg.secret()
+    cfg = load_config(write(tmp_path, GOOD.replace('secret = "s"', 'secret_file = "missing.txt"')))
+    with pytest.raises(ConfigError, match=r"cluster.secret_file: cannot read .*missing.txt"):
+        cfg.secret()  # read when a node starts, not at load (operator commands do not need it)
+
+
+def test_only_one_secret_source(tmp_path):
+    with pytest.raises(ConfigError, match=r"cluster.secret_env: give one of secret, secret_file, secret_env"):
+        load_config(write(tmp_path, GOOD.replace('secret = "s"', 'secret = "s"\nsecret_env = "X"')))
+
+
+def test_server_security_defaults_and_tls_options(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.server.protected_mode is True and cfg.server.tls() is None
+    text = GOOD + '\n[server]\ntls_cert_file = "tls/n.crt"\ntls_key_file = "tls/n.key"\ntls_ca_cert_file = "/abs/ca.crt"\n'
+    tls = load_config(write(tmp_path, text)).server.tls()
+    assert tls.cert_file == str(tmp_path / "tls" / "n.crt") and tls.ca_cert_file == "/abs/ca.crt"
+    assert tls.auth_clients == "yes" and tls.protocols == "TLSv1.2 TLSv1.3"  # Redis's defaults
+
+
+@pytest.mark.parametrize(
+    "server, key, problem",
+    [
+        ('tls_cert_file = "a.crt"', "server.tls_key_file", "is required with tls_cert_file"),
+        ('tls_auth_clients = "maybe"', "server.tls_auth_clients", "must be one of 'no', 'optional', 'yes'"),
+        ('tls_protocols = "TLSv1.1 TLSv1.2"', "server.tls_protocols", "unknown protocol 'TLSv1.1'"),
+        ("protected_mode = 0", "server.protected_mode", "must be true or false"),
+    ],
+)
+def test_bad_security_options_are_named(tmp_path, server, key, problem):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + f"\n[server]\n{server}\n"))
+    assert err.value.key == key and problem in err.value.problem
