@@ -482,7 +482,8 @@ _TRANSACTION_SPECS = [
     _local("multi", 1, "transactions", "Mark the start of a transaction block", ("fast", "noscript", "loading", "stale")),
     _local("exec", 1, "transactions", "Execute all commands issued after MULTI, atomically (one Raft entry)", ("noscript", "loading", "stale")),
     _local("discard", 1, "transactions", "Discard all commands issued after MULTI", ("fast", "noscript", "loading", "stale")),
-    Spec("watch", -2, Kind.LOCAL, "transactions", "Watch keys to abort the next EXEC if they change", flags=("fast", "noscript", "loading", "stale"), first_key=1, last_key=-1, step=1),
+    Spec("watch", -2, Kind.LOCAL, "transactions", "Watch keys to abort the next EXEC if they change",
+         flags=("fast", "noscript", "loading", "stale"), first_key=1, last_key=-1, step=1),
     _local("unwatch", 1, "transactions", "Forget all the watched keys", ("fast", "noscript", "loading", "stale")),
 ]
 
