@@ -5,13 +5,14 @@ EXEC retried without applying twice; replicas converge afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 
 import pytest
 import redis
 
-from raftcache import Client, WatchError
+from raftcache import AsyncClient, Client, WatchError
 from raftcache.errors import NotIntegerError
 from tests.helpers import ServerCluster
 
@@ -182,6 +183,24 @@ def test_client_transactions(cluster, other, k):
             client.pipeline(transaction=True).incr(k("n")).execute()
         with pytest.raises(WatchError):
             client.transaction(lambda pipe: other.incr(k("a")), k("a"), max_attempts=3)
+
+
+def test_async_client_transactions(cluster, k):
+    async def scenario() -> None:
+        async with AsyncClient(cluster.endpoints) as client:
+            async with client.pipeline(transaction=True) as p:
+                p.set(k("x"), "1").incr(k("x"))
+                assert await p.execute() == [True, 2]
+
+            async def bump(pipe) -> None:
+                value = int(await pipe.get(k("x")))
+                pipe.multi()
+                pipe.set(k("x"), value + 1)
+
+            await asyncio.gather(*(client.transaction(bump, k("x")) for _ in range(4)))
+            assert await client.get(k("x")) == b"6"
+
+    asyncio.run(scenario())
 
 
 def test_a_retried_tagged_exec_applies_once(cluster, follower, leader, k):
