@@ -192,6 +192,7 @@ class Connection:
         self._queue_bytes = 0
         self._queue_doomed = False
         self._queue_over_limit = False
+        self._over_limit_reply = b""
         # A command that passed the gates (known, arity, auth) goes to its mode's router;
         # MULTI (queue until EXEC) and subscribe mode (only (P)SUBSCRIBE, PING, ...) add theirs.
         self._by_mode: dict[Mode, Callable[[Spec, list[bytes]], Command | None]] = {
@@ -330,13 +331,16 @@ class Connection:
         # client must not grow one without bound (1M queued commands cost < 300 MB).
         self._queue_bytes += QUEUED_COMMAND_OVERHEAD + sum(len(a) for a in args)
         if self._queue_over_limit or self._queue_bytes > self._max_query_buffer:
-            self._queue = []  # free it now; the transaction can only be discarded
-            self._queue_doomed = self._queue_over_limit = True
-            self._error(
-                "ERR",
-                f"transaction queue limit exceeded (limits.max_query_buffer_bytes = {self._max_query_buffer}, "
-                f"{QUEUED_COMMAND_OVERHEAD} bytes per command plus its arguments)",
-            )
+            if not self._queue_over_limit:
+                self._queue = []  # free it now; the transaction can only be discarded
+                self._queue_doomed = self._queue_over_limit = True
+                self._over_limit_reply = encode_error(
+                    "ERR",
+                    f"transaction queue limit exceeded (limits.max_query_buffer_bytes = {self._max_query_buffer}, "
+                    f"{QUEUED_COMMAND_OVERHEAD} bytes per command plus its arguments)",
+                )
+            self._on_error("ERR")
+            self._replies.append(Slot(self._over_limit_reply))
             return
         self._queue.append((spec, args))
         self._replies.append(Slot(encode_reply(QUEUED, self.protocol)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import threading
 
 import pytest
@@ -213,6 +214,35 @@ def test_a_retried_tagged_exec_applies_once(cluster, follower, leader, k):
     assert first[-1] == again[-1] == [1, 11]
     with follower.redis() as r:
         assert r.get(counter) == b"11"
+
+
+def test_a_million_queued_commands_are_refused_and_the_node_stays_up(follower, k):
+    """The queue is charged against limits.max_query_buffer_bytes: past it the commands are
+    answered with an error and not kept, and EXEC discards the transaction."""
+    incr = b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n" % (len(k("q")), k("q").encode())
+    total = 1_000_000
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", follower.port), timeout=120) as s:
+
+        def read_all() -> None:
+            while not received.endswith(b"-EXECABORT Transaction discarded because of previous errors.\r\n"):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    return
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        s.sendall(b"*1\r\n$5\r\nMULTI\r\n")
+        for _ in range(total // 10_000):
+            s.sendall(incr * 10_000)
+        s.sendall(b"*1\r\n$4\r\nEXEC\r\n")
+        reader.join(120)
+    assert received.startswith(b"+OK\r\n+QUEUED\r\n")
+    assert received.count(b"-ERR transaction queue limit exceeded") == total - received.count(b"+QUEUED\r\n")
+    assert received.count(b"+QUEUED\r\n") < total // 2
+    with follower.redis() as r:
+        assert r.ping() is True and r.get(k("q")) is None  # nothing of it applied
 
 
 def test_replicas_converge_after_transactions(cluster):
