@@ -104,6 +104,7 @@ class _Replicated(CacheCommands):
         self._max_value = max_value_bytes
         self._max_key = DEFAULT_MAX_KEY_BYTES
         self._timeout = options.request_timeout_s
+        self._max_entry_bytes = options.raft.max_entry_bytes  # one transaction is one Raft entry
         self._replica = Replica(options, node_id=node_id, clock=clock)
         self._ops = ClusterOperations(self._replica)
         self._replica.start()

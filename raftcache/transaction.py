@@ -29,7 +29,7 @@ from typing import Any
 
 from . import commands as c
 from .api import CacheCommands, Convert, consistency_level
-from .errors import CommandError, WatchError
+from .errors import CommandError, ExecAbortError, WatchError
 
 DEFAULT_MAX_ATTEMPTS = 64
 
@@ -106,6 +106,9 @@ class TransactionPipeline(CacheCommands):
         queued, watches = self._queued, tuple(self._watches.items())
         self.reset()
         exec_cmd = c.Exec(tuple(command for command, _ in queued), watches)
+        limit = getattr(self._owner, "_max_entry_bytes", None)  # known where the replica is local
+        if limit is not None and c.size_hint(exec_cmd) > limit:  # the server checks it for clients
+            raise ExecAbortError(f"Transaction discarded because of: it exceeds one Raft entry (raft max_entry_bytes {limit})")
         return self._owner._run(exec_cmd, partial(_results, queued, raise_on_error), timeout=timeout)
 
     def __enter__(self) -> TransactionPipeline:

@@ -216,6 +216,15 @@ def test_a_retried_tagged_exec_applies_once(cluster, follower, leader, k):
         assert r.get(counter) == b"11"
 
 
+def test_a_transaction_larger_than_one_raft_entry_is_discarded(r, k):
+    with r.pipeline() as p:
+        for i in range(3):
+            p.set(k(f"big{i}"), "x" * (1 << 20))
+        with pytest.raises(redis.exceptions.ExecAbortError, match="exceeds one Raft entry"):
+            p.execute()
+    assert r.exists(k("big0")) == 0
+
+
 def test_a_million_queued_commands_are_refused_and_the_node_stays_up(follower, k):
     """The queue is charged against limits.max_query_buffer_bytes: past it the commands are
     answered with an error and not kept, and EXEC discards the transaction."""

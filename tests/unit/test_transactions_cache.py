@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from raftcache import AsyncCache, Cache, WatchError
-from raftcache.errors import CommandError, NotIntegerError
+from raftcache.errors import CommandError, ExecAbortError, NotIntegerError
 from tests.helpers import free_ports
 from tests.unit.test_cache_api import cache  # noqa: F401  (fixture)
 
@@ -56,6 +56,12 @@ def test_pipeline_refuses_misuse(cache):  # noqa: F811
         p.watch("k")
     with pytest.raises(ValueError):
         p.get("k", consistency="stale")
+    big = cache.pipeline()
+    for i in range(3):
+        big.set(f"big{i}", "x" * (1 << 20))
+    with pytest.raises(ExecAbortError, match="exceeds one Raft entry"):
+        big.execute()
+    assert cache.exists("big0") == 0
 
 
 def test_transaction_retries_until_it_wins_and_is_bounded(cache):  # noqa: F811
