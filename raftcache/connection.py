@@ -263,11 +263,11 @@ class Connection:
     def _route(self, args: list[bytes]) -> Command | None:
         spec = lookup(args[0])
         if spec is None:
-            self._queue_doomed = self.mode is Mode.MULTI
+            self._queue_doomed |= self.mode is Mode.MULTI  # a refusal while queuing dooms EXEC
             self._error("ERR", unknown_command_message(args))
             return None
         if not spec.arity_ok(len(args)):
-            self._queue_doomed = self.mode is Mode.MULTI
+            self._queue_doomed |= self.mode is Mode.MULTI  # a refusal while queuing dooms EXEC
             self._error("ERR", wrong_arity_message(spec.name))
             return None
         if not self.authenticated and "noauth" not in spec.flags:
