@@ -173,6 +173,7 @@ class Connection:
         self.closing = False  # QUIT or bad input: no more commands; close once replies are out
         self.bad_input = False  # closing because of a protocol error (unread input may follow)
         self.pending = 0  # commands handed out and not completed
+        self.commands_parsed = 0  # complete commands read so far (the server's half-sent deadline)
         self._replies: deque[Slot] = deque()
         self._reading_paused = False
         self._own: dict[str, Callable[[list[bytes]], Any]] = {
@@ -220,6 +221,7 @@ class Connection:
                     self._parser = None  # free the buffer now
                     return self._fail("Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)", over_limit=True)
                 return NEED_DATA
+            self.commands_parsed += 1
             event = self._route(args)
             if event is not None:
                 return event

@@ -173,6 +173,7 @@ class _Connection(asyncio.Protocol):
         self.last_active = now
         proto = self.proto
         proto.receive_data(data)
+        parsed = proto.commands_parsed
         while not self.closing:
             event = proto.next_event()
             if event is NEED_DATA:
@@ -183,7 +184,9 @@ class _Connection(asyncio.Protocol):
                 break
             self._execute(event)
         if proto.in_frame:
-            if self.frame_started is None:
+            # The half-sent deadline is per command: a stream that keeps completing commands
+            # (a long pipeline or transaction cut at chunk boundaries) is not slowloris.
+            if self.frame_started is None or proto.commands_parsed != parsed:
                 self.frame_started = now
         else:
             self.frame_started = None
