@@ -136,3 +136,10 @@ def test_commands_past_the_queue_limit_are_answered_not_kept():
 def test_resp3_queued_replies_are_simple_strings(split):
     d = talk(cmds(("HELLO", "3"), ("MULTI",), ("GET", "a")), split)
     assert d.out.endswith(OK + QUEUED)
+
+
+def test_commands_parsed_counts_queued_and_refused_commands_too(split):
+    """The server restarts its half-sent deadline whenever this moves: a long transaction
+    streamed in many chunks must not look like a slowloris."""
+    d = talk(cmds(("MULTI",), ("SET", "a", "1"), ("NOPE",), ("PING",)) + b"*2\r\n$3\r\nGET", split)
+    assert d.conn.commands_parsed == 4 and d.conn.in_frame
