@@ -19,6 +19,7 @@ from .errors import (
     OutcomeUnknownError,
     RaftCacheError,
     StorageError,
+    WatchError,
 )
 from .status import NodeStatus
 
@@ -62,5 +63,6 @@ __all__ = [
     "RaftCacheError",
     "RetryPolicy",
     "StorageError",
+    "WatchError",
     "__version__",
 ]

@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .operations import ClusterOperations, Member
 from .replica import OnDone, Replica, ReplicaOptions, wait_for
 from .status import NodeStatus
+from .transaction import AsyncTransactions, TransactionPipeline, Transactions
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:
@@ -103,9 +104,17 @@ class _Replicated(CacheCommands):
         self._max_value = max_value_bytes
         self._max_key = DEFAULT_MAX_KEY_BYTES
         self._timeout = options.request_timeout_s
+        self._max_entry_bytes = options.raft.max_entry_bytes  # one transaction is one Raft entry
         self._replica = Replica(options, node_id=node_id, clock=clock)
         self._ops = ClusterOperations(self._replica)
         self._replica.start()
+
+    def pipeline(self, transaction: bool = True) -> TransactionPipeline:
+        """A MULTI/EXEC transaction (raftcache.transaction), applied atomically. Embedded
+        calls have no round trips to save, so only ``transaction=True`` is offered."""
+        if not transaction:
+            raise ValueError("an embedded cache has no round trips to save: call the methods directly")
+        return TransactionPipeline(self)
 
     @classmethod
     def from_config(cls, path: str, node_id: str, **kwargs: Any) -> Any:
@@ -155,7 +164,7 @@ class _Replicated(CacheCommands):
         return consistency_level(consistency)
 
 
-class Cache(_Replicated):
+class Cache(_Replicated, Transactions):
     """A replica embedded in this process, with a blocking, thread-safe API.
 
     ::
@@ -200,7 +209,7 @@ class Cache(_Replicated):
         self.close()
 
 
-class AsyncCache(_Replicated):
+class AsyncCache(_Replicated, AsyncTransactions):
     """The asyncio twin of :class:`Cache`: same constructor, same methods, awaited.
 
     ``status()`` is local and immediate and ``digest()`` local (it may hash a large state in

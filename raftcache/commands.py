@@ -196,6 +196,12 @@ class ObjectEncoding(NamedTuple):
     key: bytes
 
 
+class WatchIndex(NamedTuple):
+    """WATCH: the modification index of each key (see CacheStateMachine.watch_index)."""
+
+    keys: tuple[bytes, ...]
+
+
 class Barrier(NamedTuple):
     """A read that returns nothing: waits until this node has caught up linearizably."""
 
@@ -204,12 +210,23 @@ class Members(NamedTuple):
     """The member registry: {raft address: (id, client address)}."""
 
 
+# ------------------------------------------------------------------------ transactions
+class Exec(NamedTuple):
+    """MULTI/EXEC: `ops` (data commands, reads included) applied as one unit, in order, with
+    no other command in between; aborted (result None) if a watched key's modification
+    index is no longer the one in `watches` ((key, index) pairs read by WatchIndex)."""
+
+    ops: tuple[Any, ...]
+    watches: tuple[tuple[bytes, int], ...] = ()
+
+
 WriteCommand = (
     Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
-    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy
+    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec
 )
 ReadCommand = (
     Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members | GetRange | ObjectEncoding
+    | WatchIndex
 )
 
 # Opcodes are part of the on-disk and on-wire format: never renumber, only append.
@@ -233,12 +250,45 @@ _OPCODES: dict[type, int] = {
     MSetNx: 17,
     Rename: 18,
     Copy: 19,
+    Exec: 20,  # fields: [[opcode, *fields] per op], [[key, index], ...]
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)
 READ_TYPES = frozenset(
-    {Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members, GetRange, ObjectEncoding}
+    {Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members, GetRange, ObjectEncoding, WatchIndex}
 )
+
+# Reads travel in the log only inside an Exec. Their own opcode range (never renumber).
+_READ_OPCODES: dict[type, int] = {
+    Get: 101,
+    MGet: 102,
+    Exists: 103,
+    Strlen: 104,
+    Ttl: 105,
+    Keys: 106,
+    Scan: 107,
+    DbSize: 108,
+    Type: 109,
+    GetRange: 110,
+    ObjectEncoding: 111,
+}
+_EXEC_OPCODES: dict[type, int] = {cls: op for cls, op in _OPCODES.items() if cls is not Exec} | _READ_OPCODES
+_EXEC_BY_OPCODE: dict[int, type] = {op: cls for cls, op in _EXEC_OPCODES.items()}
+EXEC_OP_TYPES = frozenset(_EXEC_OPCODES) - {Sweep, SetMember, RemoveMember}  # what a client may queue
+
+
+def _exec_fields(command: Exec) -> tuple[Any, ...]:
+    return ([(_EXEC_OPCODES[type(op)], *op) for op in command.ops], [tuple(w) for w in command.watches])
+
+
+def _exec_from_fields(ops: Any, watches: Any) -> Exec:
+    decoded = []
+    for row in ops:
+        cls = _EXEC_BY_OPCODE.get(row[0])
+        if cls is None:
+            raise MalformedBatch(f"unknown opcode {row[0]!r} inside EXEC")
+        decoded.append(cls(*row[1:]))
+    return Exec(tuple(decoded), tuple((key, index) for key, index in watches))
 
 
 def is_write(command: object) -> bool:
@@ -265,6 +315,8 @@ class MalformedBatch(ValueError):
 def size_hint(command: tuple) -> int:
     """Rough encoded size of a command, for batch sizing (no encoding needed)."""
     size = 16
+    if type(command) is Exec:
+        return size + sum(size_hint(op) for op in command.ops) + sum(len(k) + 14 for k, _ in command.watches)
     for field in command:
         if isinstance(field, (bytes, str)):
             size += len(field) + 5
@@ -278,10 +330,11 @@ def size_hint(command: tuple) -> int:
 def encode_batch(time_ms: int, commands: list[tuple[SessionTag | None, tuple]]) -> bytes:
     rows = []
     for tag, command in commands:
+        fields = _exec_fields(command) if type(command) is Exec else command
         if tag is None:
-            rows.append((_OPCODES[type(command)], None, 0, 0, *command))
+            rows.append((_OPCODES[type(command)], None, 0, 0, *fields))
         else:
-            rows.append((_OPCODES[type(command)], tag[0], tag[1], tag[2], *command))
+            rows.append((_OPCODES[type(command)], tag[0], tag[1], tag[2], *fields))
     return msgpack.packb((FORMAT_VERSION, time_ms, rows), use_bin_type=True)
 
 
@@ -298,7 +351,7 @@ def decode_batch(payload: bytes) -> Batch:
         if cls is None:
             raise MalformedBatch(f"unknown opcode {row[0]!r}")
         tag = None if row[1] is None else SessionTag(row[1], row[2], row[3])
-        commands.append((tag, cls(*row[4:])))
+        commands.append((tag, _exec_from_fields(*row[4:]) if cls is Exec else cls(*row[4:])))
     return Batch(time_ms, commands)
 
 

@@ -20,6 +20,12 @@ It owns what belongs to the connection, not to the server or the data:
 
 ``mode`` is where per-connection modes go (MULTI queueing, subscribe mode): a command that
 passed the gates (known, arity, auth) goes to its mode's router (``_by_mode``).
+
+Transactions: MULTI switches to ``Mode.MULTI``, where commands are queued (``+QUEUED``) and
+EXEC hands out one ``Command`` carrying the queue and the connection's ``WatchSet`` (the
+indexes its WATCHes read; the server fills them in when the reads return). A command refused
+while queuing (unknown, wrong arity, not allowed in a transaction, over the queue limit)
+dooms the transaction: EXEC answers ``EXECABORT``.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import DEFAULT_USER, Authenticator, AuthThrottle
 from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, WrongPassError, resp_prefix
-from .redis_commands import Spec, lookup, parse_int_arg, unknown_command_message, wrong_arity_message
-from .resp import OK, Map, RequestParser, encode_error, encode_reply
+from .redis_commands import Kind, Spec, lookup, parse_int_arg, unknown_command_message, wrong_arity_message
+from .resp import OK, Map, RequestParser, SimpleString, encode_error, encode_reply
 
 NOAUTH_REPLY = encode_error("NOAUTH", "Authentication required.")  # also NoAuthError's word
 
@@ -42,6 +48,7 @@ class Mode(enum.Enum):
     """What the connection does with the next command. MULTI and subscribe mode go here."""
 
     NORMAL = "normal"  # every command is handed out to be executed
+    MULTI = "multi"  # commands are queued until EXEC or DISCARD
 
 
 class _NeedData:
@@ -61,6 +68,39 @@ class Slot:
         self.data = data
 
 
+class WatchSet:
+    """The keys a connection WATCHes and the modification index each had when read.
+
+    WATCH is handed out as a command whose linearizable read completes later, and an EXEC
+    pipelined behind it must wait for it: ``pending`` counts reads not yet back and
+    ``when_ready`` runs the EXEC once they are. A key whose read failed gets index -1, which
+    never matches, so the EXEC aborts rather than run unguarded."""
+
+    __slots__ = ("indexes", "pending", "_waiters")
+
+    def __init__(self) -> None:
+        self.indexes: dict[bytes, int] = {}
+        self.pending = 0
+        self._waiters: list[Callable[[], None]] = []
+
+    def record(self, keys: list[bytes], indexes: list[int] | None) -> None:
+        """A WATCH read came back (`indexes` None: it failed)."""
+        for i, key in enumerate(keys):
+            # A key watched twice keeps its first index: a change in between must still abort.
+            self.indexes.setdefault(key, -1 if indexes is None else indexes[i])
+        self.pending -= 1
+        if not self.pending:
+            waiters, self._waiters = self._waiters, []
+            for run in waiters:
+                run()
+
+    def when_ready(self, run: Callable[[], None]) -> None:
+        if self.pending:
+            self._waiters.append(run)
+        else:
+            run()
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A command to execute; answer it with ``Connection.complete(slot, reply_bytes)``."""
@@ -70,6 +110,8 @@ class Command:
     slot: Slot
     protocol: int  # RESP version to render the reply in (2 or 3)
     readonly: bool  # READONLY was in force: reads may be answered from local state
+    watches: WatchSet | None = None  # WATCH: where its indexes go; EXEC: what guards it
+    queued: tuple[tuple[Spec, list[bytes]], ...] = field(default=())  # EXEC: the transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +124,18 @@ class ProtocolFailure:
 
 def _nothing(name: str) -> None:
     pass
+
+
+QUEUED = SimpleString("QUEUED")
+# Connection-level commands that may sit in a transaction: their replies depend on the
+# arguments alone, so the server computes them at EXEC (see server._exec).
+QUEUEABLE_LOCAL = frozenset({"ping", "echo", "select", "unwatch"})
+QUEUED_COMMAND_OVERHEAD = 256  # bytes charged per queued command on top of its arguments
+
+
+def is_tagged_exec(args: list[bytes]) -> bool:
+    """``RAFTCACHE ONCE <client-id> <seq> <ack> EXEC``: EXEC with an exactly-once tag."""
+    return len(args) == 6 and args[0].lower() == b"raftcache" and args[1].upper() == b"ONCE" and args[5].lower() == b"exec"
 
 
 class Connection:
@@ -133,6 +187,7 @@ class Connection:
         self.closing = False  # QUIT or bad input: no more commands; close once replies are out
         self.bad_input = False  # closing because of a protocol error (unread input may follow)
         self.pending = 0  # commands handed out and not completed
+        self.commands_parsed = 0  # complete commands read so far (the server's half-sent deadline)
         self._replies: deque[Slot] = deque()
         self._reading_paused = False
         self._own: dict[str, Callable[[list[bytes]], Any]] = {
@@ -141,10 +196,24 @@ class Connection:
             "readonly": lambda args: self._set_readonly(True),
             "readwrite": lambda args: self._set_readonly(False),
             "quit": self._quit,
+            "multi": self._multi_start,
+            "exec": self._without_multi,
+            "discard": self._without_multi,
+            "unwatch": self._unwatch,
         }
+        # MULTI state: the queue, its size, whether a refusal doomed it, the watched keys.
+        self.watches = WatchSet()
+        self._queue: list[tuple[Spec, list[bytes]]] = []
+        self._queue_bytes = 0
+        self._queue_doomed = False
+        self._queue_over_limit = False
+        self._over_limit_reply = b""
         # A command that passed the gates (known, arity, auth) goes to its mode's router;
         # MULTI (queue until EXEC) and subscribe mode (only (P)SUBSCRIBE, PING, ...) add theirs.
-        self._by_mode: dict[Mode, Callable[[Spec, list[bytes]], Command | None]] = {Mode.NORMAL: self._normal}
+        self._by_mode: dict[Mode, Callable[[Spec, list[bytes]], Command | None]] = {
+            Mode.NORMAL: self._normal,
+            Mode.MULTI: self._multi,
+        }
 
     # ------------------------------------------------------------------ input
     def receive_data(self, data: bytes) -> None:
@@ -166,6 +235,7 @@ class Connection:
                     self._parser = None  # free the buffer now
                     return self._fail("Protocol error: query buffer limit exceeded (limits.max_query_buffer_bytes)", over_limit=True)
                 return NEED_DATA
+            self.commands_parsed += 1
             event = self._route(args)
             if event is not None:
                 return event
@@ -211,9 +281,11 @@ class Connection:
     def _route(self, args: list[bytes]) -> Command | None:
         spec = lookup(args[0])
         if spec is None:
+            self._queue_doomed |= self.mode is Mode.MULTI  # a refusal while queuing dooms EXEC
             self._error("ERR", unknown_command_message(args))
             return None
         if not spec.arity_ok(len(args)):
+            self._queue_doomed |= self.mode is Mode.MULTI  # a refusal while queuing dooms EXEC
             self._error("ERR", wrong_arity_message(spec.name))
             return None
         if not self.authenticated and "noauth" not in spec.flags:
@@ -233,10 +305,90 @@ class Connection:
                 return None
             self._replies.append(Slot(encode_reply(reply, self.protocol)))
             return None
+        if spec.name == "raftcache" and is_tagged_exec(args):
+            self._error("ERR", "EXEC without MULTI")
+            return None
+        watches = None
+        if spec.name == "watch":
+            watches = self.watches
+            watches.pending += 1  # the server records the indexes when its read returns
+        return self._hand_out(spec, args, watches)
+
+    def _hand_out(self, spec: Spec, args: list[bytes], watches: WatchSet | None = None,
+                  queued: tuple[tuple[Spec, list[bytes]], ...] = ()) -> Command:
         slot = Slot()
         self._replies.append(slot)
         self.pending += 1
-        return Command(spec, args, slot, self.protocol, self.readonly)
+        return Command(spec, args, slot, self.protocol, self.readonly, watches, queued)
+
+    # ------------------------------------------------------------ transactions
+    def _multi(self, spec: Spec, args: list[bytes]) -> Command | None:
+        """Mode.MULTI: queue, except what ends or cannot join a transaction."""
+        self._on_command(spec.name)
+        name = spec.name
+        if name == "exec" or (name == "raftcache" and is_tagged_exec(args)):
+            return self._exec(spec, args)
+        if name == "discard":
+            self._end_multi()
+            self._replies.append(Slot(encode_reply(OK, self.protocol)))
+        elif name == "multi":
+            self._error("ERR", "MULTI calls can not be nested")  # as Redis: the queue survives
+        elif name == "watch":
+            self._error("ERR", "WATCH inside MULTI is not allowed")
+        elif name == "quit":
+            self._replies.append(Slot(encode_reply(self._quit(args), self.protocol)))
+        elif spec.kind is Kind.LOCAL and name not in QUEUEABLE_LOCAL:
+            self._queue_doomed = True
+            self._error("ERR", "Command not allowed inside a transaction")
+        else:
+            self._enqueue(spec, args)
+        return None
+
+    def _enqueue(self, spec: Spec, args: list[bytes]) -> None:
+        # Charged against the query buffer limit: a queue is input held for later, and a
+        # client must not grow one without bound (1M queued commands cost < 300 MB).
+        self._queue_bytes += QUEUED_COMMAND_OVERHEAD + sum(len(a) for a in args)
+        if self._queue_over_limit or self._queue_bytes > self._max_query_buffer:
+            if not self._queue_over_limit:
+                self._queue = []  # free it now; the transaction can only be discarded
+                self._queue_doomed = self._queue_over_limit = True
+                self._over_limit_reply = encode_error(
+                    "ERR",
+                    f"transaction queue limit exceeded (limits.max_query_buffer_bytes = {self._max_query_buffer}, "
+                    f"{QUEUED_COMMAND_OVERHEAD} bytes per command plus its arguments)",
+                )
+            self._on_error("ERR")
+            self._replies.append(Slot(self._over_limit_reply))
+            return
+        self._queue.append((spec, args))
+        self._replies.append(Slot(encode_reply(QUEUED, self.protocol)))
+
+    def _exec(self, spec: Spec, args: list[bytes]) -> Command | None:
+        queued, watches, doomed = tuple(self._queue), self.watches, self._queue_doomed
+        self._end_multi()
+        if doomed:
+            self._error("EXECABORT", "Transaction discarded because of previous errors.")
+            return None
+        return self._hand_out(spec, args, watches, queued)
+
+    def _end_multi(self) -> None:
+        """EXEC or DISCARD: back to normal; the watched keys are forgotten too."""
+        self.mode = Mode.NORMAL
+        self.watches = WatchSet()
+        self._queue = []
+        self._queue_bytes = 0
+        self._queue_doomed = self._queue_over_limit = False
+
+    def _multi_start(self, args: list[bytes]) -> Any:
+        self.mode = Mode.MULTI
+        return OK
+
+    def _without_multi(self, args: list[bytes]) -> Any:
+        raise CommandError(f"{args[0].decode('utf-8', 'replace').upper()} without MULTI")
+
+    def _unwatch(self, args: list[bytes]) -> Any:
+        self.watches = WatchSet()  # a WATCH read still in flight records into the old set
+        return OK
 
     def _error(self, prefix: str, message: str) -> None:
         self._on_error(prefix)

@@ -11,6 +11,8 @@
     │   ├── InvalidExpireError     "invalid expire time in '<cmd>' command"
     │   ├── ValueTooLargeError     value or key above the configured limit
     │   ├── SessionExpiredError    a retried write whose client session was forgotten
+    │   ├── WatchError             a transaction aborted: a WATCHed key changed (EXEC's nil)
+    │   ├── ExecAbortError         EXECABORT: a command was refused while queuing
     │   └── WrongPassError, NoAuthError, NoProtoError   connection handshake refusals
     ├── ClusterError               the cluster could not settle the command
     │   ├── NotAppliedError        definitely NOT applied: safe to retry
@@ -53,6 +55,8 @@ __all__ = [
     "StorageError",
     "SyntaxError_",
     "ValueTooLargeError",
+    "WatchError",
+    "ExecAbortError",
     "WrongPassError",
     "command_error_from_code",
     "error_from_resp",
@@ -123,6 +127,20 @@ class ValueTooLargeError(CommandError):
 class SessionExpiredError(CommandError):
     code = "SESSION"
     default_message = "client session expired; the outcome of the retried write is unknown"
+
+
+class WatchError(CommandError):
+    """A transaction was not applied because a watched key changed (retry it)."""
+
+    code = "WATCH"
+    default_message = "Watched variable changed."
+
+
+class ExecAbortError(CommandError):
+    """EXEC refused the whole transaction: a command was rejected while queuing."""
+
+    code = "EXECABORT"
+    default_message = "Transaction discarded because of previous errors."
 
 
 class WrongPassError(CommandError):
@@ -208,6 +226,7 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
     WrongPassError: "WRONGPASS",
     NoAuthError: "NOAUTH",
     NoProtoError: "NOPROTO",
+    ExecAbortError: "EXECABORT",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -236,6 +255,7 @@ _FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
     "WRONGPASS": WrongPassError,
     "NOAUTH": NoAuthError,
     "NOPROTO": NoProtoError,
+    "EXECABORT": ExecAbortError,
 }
 _FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
     (NotIntegerError.default_message, NotIntegerError),

@@ -475,7 +475,19 @@ _SPECS = [
     _local("raftcache", -2, "server", "RAFTCACHE ONCE | DIGEST | COMPACT | DEBUG: raftcache-specific operations"),
 ]
 
-COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS}
+# ------------------------------------------------------------------ transactions
+# MULTI/EXEC/DISCARD/WATCH/UNWATCH: queueing is the connection's (connection.py), EXEC and
+# WATCH are carried out by the server (server.py), applied by the state machine (Exec).
+_TRANSACTION_SPECS = [
+    _local("multi", 1, "transactions", "Mark the start of a transaction block", ("fast", "noscript", "loading", "stale")),
+    _local("exec", 1, "transactions", "Execute all commands issued after MULTI, atomically (one Raft entry)", ("noscript", "loading", "stale")),
+    _local("discard", 1, "transactions", "Discard all commands issued after MULTI", ("fast", "noscript", "loading", "stale")),
+    Spec("watch", -2, Kind.LOCAL, "transactions", "Watch keys to abort the next EXEC if they change",
+         flags=("fast", "noscript", "loading", "stale"), first_key=1, last_key=-1, step=1),
+    _local("unwatch", 1, "transactions", "Forget all the watched keys", ("fast", "noscript", "loading", "stale")),
+]
+
+COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS + _TRANSACTION_SPECS}
 
 
 def lookup(name: bytes) -> Spec | None:

@@ -42,7 +42,7 @@ from . import commands as c
 from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
 from .connection import NEED_DATA, Command, Connection, ProtocolFailure, Slot
-from .errors import CommandError, resp_prefix
+from .errors import CommandError, ExecAbortError, resp_prefix
 from .operations import ClusterOperations, Peer
 from .redis_commands import (
     COMMANDS,
@@ -59,7 +59,7 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .replica import LINEARIZABLE, Replica
-from .resp import OK, PONG, Map, encode_error, encode_reply
+from .resp import OK, PONG, ErrorReply, Map, NullArray, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
 from .status import to_info
 
@@ -246,6 +246,7 @@ class _Connection(asyncio.Protocol):
         """Execute what the connection hands out, then write and adjust flow control."""
         now = time.monotonic()
         proto = self.proto
+        parsed = proto.commands_parsed
         while not self.closing:
             event = proto.next_event()
             if event is NEED_DATA:
@@ -259,7 +260,9 @@ class _Connection(asyncio.Protocol):
             # repeated failed AUTHs: this connection reads nothing until the timer releases it
             self.hold_timer = asyncio.get_running_loop().call_later(proto.hold_seconds, self._release)
         if proto.in_frame:
-            if self.frame_started is None:
+            # The half-sent deadline is per command: a stream that keeps completing commands
+            # (a long pipeline or transaction cut at chunk boundaries) is not slowloris.
+            if self.frame_started is None or proto.commands_parsed != parsed:
                 self.frame_started = now
         else:
             self.frame_started = None
@@ -276,6 +279,9 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ execute
     def _execute(self, command: Command) -> None:
         spec, args, slot = command.spec, command.args, command.slot
+        if command.watches is not None:  # WATCH or EXEC
+            self.server.transactions.execute(self, command)
+            return
         if spec.kind is not Kind.LOCAL:
             self._data_command(command, spec, args, None)
             return
@@ -406,6 +412,7 @@ class RespServer:
         # Protected mode bites only when the default user needs no password (as Redis).
         self.protected = settings.protected_mode and not self.authenticator.default_user_has_password
         self.tls: ssl.SSLContext | None = None  # set by start(); then the port speaks TLS only
+        self.transactions = Transactions(self)
         self.connections: set[_Connection] = set()
         self.stats = ServerStats()
         self.command_stats = CommandStats()
@@ -433,6 +440,8 @@ class RespServer:
             b"MEMBER": self._member,
             b"TRANSFER": self._transfer,
             b"BACKUP": self._backup,
+            b"INDEX": self.transactions.index,
+            b"WATCHED": self.transactions.watched,
         }
 
     def render(self, render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
@@ -744,6 +753,133 @@ class RespServer:
             clock.offset_ms = parse_int_arg(args[3])  # type: ignore[attr-defined]
             return OK
         raise CommandError("RAFTCACHE DEBUG CLOCK-OFFSET <ms>")
+
+
+class Transactions:
+    """WATCH and EXEC for the connections of a server (the queueing is connection.py's).
+
+    WATCH reads its keys' modification indexes through the linearizable read path, into the
+    connection's WatchSet. EXEC waits for those reads, builds every queued command (a
+    command whose arguments are bad answers its error in place, as Redis's runtime errors),
+    and submits the data commands with the watched indexes as ONE ``Exec`` write: one Raft
+    entry row, applied atomically on every replica. Connection commands allowed in a
+    transaction (PING, ECHO, SELECT, UNWATCH) and TIME are answered here, in their place."""
+
+    _OP: Any = object()  # a plan slot whose result comes from the state machine
+
+    def __init__(self, server: RespServer) -> None:
+        self.server = server
+
+    def index(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE INDEX key [key ...]: the keys' WATCH indexes (a linearizable read), for
+        clients that keep them themselves (raftcache.Client's transactions)."""
+        if len(args) < 3:
+            raise CommandError(wrong_arity_message("raftcache|index"))
+        read = c.WatchIndex(build_command(lookup(b"exists"), args[1:], self.server.settings.limits).keys)
+        return Later(lambda done: self.server.replica.submit(read, done, consistency=LINEARIZABLE), _identity)
+
+    def watched(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE WATCHED key index [key index ...]: WATCH with indexes read earlier (by
+        RAFTCACHE INDEX, possibly through another node): the next EXEC aborts if one moved."""
+        if len(args) < 4 or len(args) % 2:
+            raise CommandError(wrong_arity_message("raftcache|watched"))
+        pairs = [(args[i], parse_int_arg(args[i + 1])) for i in range(2, len(args), 2)]
+        indexes = conn.proto.watches.indexes
+        for key, index in pairs:
+            indexes.setdefault(key, index)
+        return OK
+
+    def execute(self, conn: _Connection, command: Command) -> None:
+        if command.spec.name == "watch":
+            self._watch(conn, command)
+        else:
+            watches = command.watches
+            assert watches is not None
+            watches.when_ready(partial(self._exec, conn, command))
+
+    def _watch(self, conn: _Connection, command: Command) -> None:
+        server, watches, keys = self.server, command.watches, command.args[1:]
+        assert watches is not None
+
+        def done(result: Any) -> None:
+            failed = isinstance(result, BaseException)
+            watches.record(keys, None if failed else result)
+            conn._answer(command.slot, _ok, command.protocol, result)
+
+        try:
+            cmd = build_command(lookup(b"exists"), command.args, server.settings.limits)  # checks key sizes
+        except CommandError as err:
+            done(err)
+            return
+        server.replica.submit(c.WatchIndex(cmd.keys), server.delivery.deliverer(done), consistency=LINEARIZABLE)
+
+    def _exec(self, conn: _Connection, command: Command) -> None:
+        server = self.server
+        try:
+            tag = _exec_tag(command.args)
+        except CommandError as err:
+            conn._answer(command.slot, _identity, command.protocol, err)
+            return
+        plan: list[tuple[Callable[[Any], Any], Any]] = []  # (render, result or _OP) per queued command
+        ops = []
+        for spec, args in command.queued:
+            try:
+                if spec.kind is Kind.LOCAL:
+                    plan.append((_identity, OK if spec.name == "unwatch" else server.local[spec.name](conn, args)))
+                    continue
+                cmd = build_command(spec, args, server.settings.limits)
+            except CommandError as err:
+                plan.append((_identity, err))
+                continue
+            if isinstance(cmd, Immediate):
+                plan.append((spec.render, cmd.reply))
+            else:
+                ops.append(cmd)
+                plan.append((spec.render, self._OP))
+        watches = command.watches
+        assert watches is not None
+        render = partial(self._render, plan)
+        if not ops and not watches.indexes:
+            conn._answer(command.slot, render, command.protocol, [])
+            return
+        exec_cmd = c.Exec(tuple(ops), tuple(watches.indexes.items()))
+        limit = server.replica.options.raft.max_entry_bytes
+        if c.size_hint(exec_cmd) > limit:  # one transaction is one Raft entry
+            error = ExecAbortError(f"Transaction discarded because of: it exceeds one Raft entry (raft max_entry_bytes {limit})")
+            conn._answer(command.slot, _identity, command.protocol, error)
+            return
+        on_done = server.delivery.deliverer(
+            partial(conn._complete, command.slot, render, command.protocol, "write", time.perf_counter())
+        )
+        server.replica.submit(exec_cmd, on_done, consistency=LINEARIZABLE, tag=tag)
+
+    def _render(self, plan: list[tuple[Callable[[Any], Any], Any]], results: list[Any] | None) -> Any:
+        """EXEC's reply: nil if a watched key moved, else one element per queued command."""
+        if results is None:
+            return NullArray
+        out = []
+        applied = iter(results)
+        errors = self.server.command_stats.errors
+        for render, value in plan:
+            if value is self._OP:
+                value = next(applied)
+            if isinstance(value, BaseException):
+                prefix = resp_prefix(value)
+                errors[prefix] += 1
+                out.append(ErrorReply.from_parts(prefix, value.message if isinstance(value, CommandError) else str(value)))
+            else:
+                out.append(render(value))
+        return out
+
+
+def _exec_tag(args: list[bytes]) -> c.SessionTag | None:
+    """The exactly-once tag of ``RAFTCACHE ONCE <client-id> <seq> <ack> EXEC``, or None."""
+    if len(args) == 1:
+        return None
+    client_id, seq, ack = (parse_int_arg(a) for a in args[2:5])
+    if client_id <= 0 or seq <= 0 or ack <= 0 or ack > seq:
+        raise CommandError("RAFTCACHE ONCE needs client-id > 0 and 0 < ack <= seq")
+    return c.SessionTag(client_id, seq, ack)
 
 
 def _rss_bytes() -> int:

@@ -21,6 +21,14 @@ Storage layout, chosen for memory per key: ``_values`` maps key -> 12-byte heade
 the header holding the key's modification revision and creation revision (6 bytes each);
 ``_expires`` holds absolute expiry (ms) only for keys that have one. SCAN cursors are
 creation revisions, so a key present for a whole scan is returned at least once.
+
+Transactions (``Exec``, MULTI/EXEC): the queued commands apply in one go, inside one batch
+row, so no other command interleaves. WATCH is optimistic: ``watch_index(key)`` is even for
+a live key (2 x its modification revision, which every change restamps, expiry changes
+included) and odd for an absent one (2 x the revision of its deletion + 1). Deletions are
+remembered in a bounded tombstone table; when the oldest tombstones are dropped the
+*watch floor* rises to their revision and stands in for every key without one, so a
+watched missing key may abort falsely but never misses a change. FLUSHALL raises the floor.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ EMBSTR_MAX_BYTES = 44  # Redis's OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 SESSION_TTL_MS = 60 * 60 * 1000  # forget a client session after an hour without writes
 MAX_SESSIONS = 100_000
 MAX_RESULTS_PER_SESSION = 100_000
+MAX_TOMBSTONES = 65_536  # deletion revisions kept for WATCH (older ones fold into the floor)
 _HEADER = 12
 _REV_BYTES = 6
 _ORDER_COMPACT_MIN = 1024
@@ -107,6 +116,7 @@ class CacheStateMachine:
             c.MSetNx: self._msetnx,
             c.Rename: self._rename,
             c.Copy: self._copy,
+            c.Exec: self._exec,
         }
         self._readers: dict[type, Callable[[Any], Any]] = {
             c.Get: self._get,
@@ -122,6 +132,7 @@ class CacheStateMachine:
             c.Members: lambda cmd: dict(self._members),
             c.GetRange: self._getrange,
             c.ObjectEncoding: self._object_encoding,
+            c.WatchIndex: lambda cmd: [self.watch_index(key) for key in cmd.keys],
         }
         self._reset()
 
@@ -135,6 +146,8 @@ class CacheStateMachine:
         self._revision = 0
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
         self._members: dict[str, tuple[str, str]] = {}  # raft address -> (id, client address)
+        self._tombstones: OrderedDict[bytes, int] = OrderedDict()  # key -> deletion revision, oldest first
+        self._watch_floor = 0  # stands in for the deletion revision of keys without a tombstone
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -188,6 +201,37 @@ class CacheStateMachine:
             _create_rev(packed),
             self._expires.get(key),
         )
+
+    # ------------------------------------------------------------------ transactions
+    def watch_index(self, key: bytes) -> int:
+        """WATCH's index of a key: changes whenever the key does (value, expiry, deletion,
+        expiry passing, sweep, FLUSHALL). Even while live, odd while absent (see module doc)."""
+        packed = self._values.get(key)
+        if packed is None:
+            return 2 * self._tombstones.get(key, self._watch_floor) + 1
+        rev = int.from_bytes(packed[:_REV_BYTES], "big")
+        when = self._expires.get(key)
+        return 2 * rev + 1 if when is not None and when <= self._now else 2 * rev
+
+    def _exec(self, cmd: c.Exec) -> list[Any] | None:
+        """MULTI/EXEC: None (aborted, nothing applied) if a watched key moved, else one
+        result per op; a failing op answers its error in place and the others still run."""
+        index = self.watch_index
+        if any(index(key) != seen for key, seen in cmd.watches):
+            return None
+        results = []
+        for op in cmd.ops:
+            kind = type(op)
+            if kind not in c.EXEC_OP_TYPES:
+                results.append(CommandError("Command not allowed inside a transaction"))
+            elif kind in c.WRITE_TYPES:
+                results.append(self._apply_one(op))
+            else:
+                try:
+                    results.append(self._readers[kind](op))
+                except CommandError as err:
+                    results.append(err)
+        return results
 
     # ---------------------------------------------------------------- exactly-once
     def _apply_tagged(self, tag: c.SessionTag | None, command: Any) -> Any:
@@ -280,9 +324,24 @@ class CacheStateMachine:
         if self._values.pop(key, None) is None:
             return False
         self._expires.pop(key, None)
+        self._tombstone(key)
         if len(self._order_keys) > 2 * len(self._values) + _ORDER_COMPACT_MIN:
             self._compact_order()
         return True
+
+    def _tombstone(self, key: bytes) -> None:
+        """Remember when a key was deleted, for WATCH (bounded: the oldest fold into the floor)."""
+        tombstones = self._tombstones
+        tombstones.pop(key, None)  # re-inserted at the end: the table stays in revision order
+        tombstones[key] = self._revision
+        if len(tombstones) > MAX_TOMBSTONES:
+            _, dropped = tombstones.popitem(last=False)
+            self._watch_floor = max(self._watch_floor, dropped)
+
+    def _restamp(self, key: bytes) -> None:
+        """A change that leaves the value alone (expiry): new modification revision, for WATCH."""
+        packed = self._values[key]
+        self._values[key] = self._revision.to_bytes(_REV_BYTES, "big") + packed[_REV_BYTES:]
 
     def _delete_live(self, key: bytes) -> bool:
         """Delete a key; True only if it was live (expired keys are removed silently)."""
@@ -396,6 +455,7 @@ class CacheStateMachine:
             return 1
         self._revision += 1
         self._set_expiry(cmd.key, when)
+        self._restamp(cmd.key)
         return 1
 
     def _persist(self, cmd: c.Persist) -> int:
@@ -403,6 +463,7 @@ class CacheStateMachine:
             return 0
         self._revision += 1
         self._set_expiry(cmd.key, None)
+        self._restamp(cmd.key)
         return 1
 
     def _cas(self, cmd: c.Cas) -> bool:
@@ -423,6 +484,8 @@ class CacheStateMachine:
         self._expiry_heap.clear()
         self._order_keys.clear()
         self._order_revs = array("Q")
+        self._tombstones.clear()  # every key is now absent since this revision
+        self._watch_floor = self._revision
         return True
 
     def _getex(self, cmd: c.GetEx) -> bytes | None:
@@ -436,9 +499,11 @@ class CacheStateMachine:
             else:
                 self._revision += 1
                 self._set_expiry(cmd.key, when)
+                self._restamp(cmd.key)
         elif cmd.persist and cmd.key in self._expires:
             self._revision += 1
             self._set_expiry(cmd.key, None)
+            self._restamp(cmd.key)
         return old[_HEADER:]
 
     def _getex_when(self, amount_text: bytes, cmd: c.GetEx) -> int:
@@ -645,6 +710,11 @@ class CacheStateMachine:
                 rows = []
         if rows:
             yield "data", rows
+        if self._tombstones or self._watch_floor:  # absent from snapshots of older versions
+            tombstones: list[Any] = []
+            for key, rev in self._tombstones.items():
+                tombstones.extend((key, rev))
+            yield "watch", {"floor": self._watch_floor, "tombstones": tombstones}
         if data_only:
             return
         sessions = [
@@ -669,6 +739,11 @@ class CacheStateMachine:
                     order_revs.append(_create_rev(packed))
                     if when is not None:
                         expires[key] = when
+            elif name == "watch":
+                self._watch_floor = payload["floor"]
+                rows = payload["tombstones"]
+                for i in range(0, len(rows), 2):
+                    self._tombstones[rows[i]] = rows[i + 1]
             elif name == "members":
                 self._members = {raft: (node_id, client) for raft, node_id, client in payload}
             elif name == "sessions":
@@ -699,6 +774,8 @@ class CacheStateMachine:
             total = (total + int.from_bytes(h.digest(), "big")) & ((1 << 128) - 1)
         h = blake(b"%d:%d:%d" % (total, self._now, self._revision), digest_size=16)
         h.update(repr(sorted(self._members.items())).encode())
+        if self._tombstones or self._watch_floor:  # states of older versions keep their digest
+            h.update(b"watch:%d:%r" % (self._watch_floor, list(self._tombstones.items())))
         for cid, s in self._sessions.items():
             h.update(b"%d:%d:%d:%r" % (cid, s.floor, s.last_ms, sorted(s.results.items(), key=lambda r: r[0])))
         return h.hexdigest()

@@ -11,6 +11,7 @@ from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
+from ..transaction import AsyncTransactions
 from .base import ClientBase
 from ..tls import TLS_FIRST_CLOSE
 from .core import Call, Plan, Sleep, as_requested
@@ -56,7 +57,7 @@ class _Connection:
         self.writer.close()
 
 
-class AsyncClient(ClientBase):
+class AsyncClient(ClientBase, AsyncTransactions):
     """The asyncio twin of :class:`Client`: same constructor and methods, awaited
     (pipeline commands queue synchronously; ``await pipeline.execute()``)."""
 

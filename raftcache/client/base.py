@@ -12,6 +12,7 @@ from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands
 from ..config import load_config
 from ..tls import client_context
 from .core import ClientCore, Plan, RetryPolicy
+from ..transaction import TransactionPipeline
 from .pipeline import Pipeline
 
 
@@ -64,9 +65,10 @@ class ClientBase(CacheCommands):
         kwargs.setdefault("max_value_bytes", config.limits.max_value_bytes)
         return cls([n.client for n in config.nodes if n.client], **kwargs)
 
-    def pipeline(self) -> Pipeline:
-        """Queue commands and send them in one round trip with ``execute()``."""
-        return Pipeline(self)
+    def pipeline(self, transaction: bool = False) -> Pipeline | TransactionPipeline:
+        """Queue commands and send them in one round trip with ``execute()``; with
+        ``transaction=True`` as MULTI/EXEC, applied atomically (raftcache.transaction)."""
+        return TransactionPipeline(self) if transaction else Pipeline(self)
 
     def _status_plan(self, endpoint: str | None) -> Plan:
         target = endpoint or (yield from self._core._target(time.monotonic() + 5))

@@ -176,7 +176,7 @@ class ClientCore:
                     items[i].error = items[i].error or NoLeaderError(f"no node reachable ({reasons})")
             else:
                 payload = b"".join(self._encode(items[i]) for i in pending)
-                count = sum(3 if items[i].stale else 1 for i in pending)
+                count = sum(3 if items[i].stale else protocol.reply_count(items[i].command) for i in pending)
                 attempt_timeout = max(0.05, min(self.retry.attempt_timeout, deadline - time.monotonic()))
                 try:
                     replies = yield Call(endpoint, payload, count, attempt_timeout)
@@ -213,8 +213,9 @@ class ClientCore:
                 out.append(switch if isinstance(switch, ErrorReply) else reply)
                 at += 3
             else:
-                out.append(replies[at])
-                at += 1
+                n = protocol.reply_count(items[i].command)  # a transaction has several
+                out.append(replies[at] if n == 1 else protocol.combine(items[i].command, replies[at : at + n]))
+                at += n
         return out
 
     def _settle(self, items: list[_Item], pending: list[int], replies: list[Any], results: list[Any]) -> list[int]:

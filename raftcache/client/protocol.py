@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import commands as c
-from ..errors import RaftCacheError, error_from_resp
+from ..errors import RaftCacheError, WatchError, error_from_resp
 from ..resp import ErrorReply, encode_command
 
 ToArgs = Callable[[Any], list[Any]]
@@ -100,15 +100,55 @@ _TO_ARGS: dict[type, ToArgs] = {
     c.DbSize: lambda cmd: [b"DBSIZE"],
     c.Type: lambda cmd: [b"TYPE", cmd.key],
     c.Barrier: lambda cmd: [b"DBSIZE"],  # any linearizable read is a barrier
+    c.WatchIndex: lambda cmd: [b"RAFTCACHE", b"INDEX", *cmd.keys],
 }
 
 
 def encode(command: Any, tag: c.SessionTag | None) -> bytes:
     """The RESP request for a command; writes carry their exactly-once tag."""
+    if type(command) is c.Exec:
+        return _encode_exec(command, tag)
     args = _TO_ARGS[type(command)](command)
     if tag is not None:
         args = [b"RAFTCACHE", b"ONCE", tag.client_id, tag.seq, tag.ack, *args]
     return encode_command(*args)
+
+
+# --------------------------------------------------------------------- transactions
+# A transaction is one command to the client core (one exactly-once tag, one result) but
+# several requests on the wire: [RAFTCACHE WATCHED key index ...] MULTI op... EXEC, where EXEC
+# carries the tag. Sent whole on one connection, and whole again on a retry: the tag makes
+# a retried EXEC answer the first one's result instead of applying twice.
+def _encode_exec(command: c.Exec, tag: c.SessionTag | None) -> bytes:
+    parts = []
+    if command.watches:
+        parts.append(encode_command(b"RAFTCACHE", b"WATCHED", *(part for pair in command.watches for part in pair)))
+    parts.append(encode_command(b"MULTI"))
+    parts += (encode(op, None) for op in command.ops)
+    exec_args: list[Any] = [b"EXEC"] if tag is None else [b"RAFTCACHE", b"ONCE", tag.client_id, tag.seq, tag.ack, b"EXEC"]
+    parts.append(encode_command(*exec_args))
+    return b"".join(parts)
+
+
+def reply_count(command: Any) -> int:
+    """How many replies the request for `command` gets."""
+    if type(command) is c.Exec:
+        return len(command.ops) + 2 + (1 if command.watches else 0)
+    return 1
+
+
+def combine(command: Any, replies: list[Any]) -> Any:
+    """The one reply that stands for a command's replies (EXEC's, or the first refusal)."""
+    for reply in replies[:-1]:
+        if isinstance(reply, ErrorReply):
+            return reply
+    return replies[-1]
+
+
+def _exec_result(command: c.Exec, reply: Any) -> Any:
+    if reply is None:
+        return WatchError()
+    return [decode(op, item) for op, item in zip(command.ops, reply)]
 
 
 def _set_result(command: c.Set, reply: Any) -> Any:
@@ -128,6 +168,7 @@ _FROM_REPLY: dict[type, Callable[[Any, Any], Any]] = {
     c.Type: lambda cmd, reply: str(reply),
     c.Scan: lambda cmd, reply: (int(reply[0]), reply[1]),
     c.Barrier: lambda cmd, reply: None,
+    c.Exec: _exec_result,
 }
 
 

@@ -13,6 +13,7 @@ from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
+from ..transaction import Transactions
 from .base import ClientBase
 from ..tls import TLS_FIRST_CLOSE
 from .core import Call, Plan, Sleep, as_requested
@@ -97,7 +98,7 @@ class _Pool:
                 conn.close()
 
 
-class Client(ClientBase):
+class Client(ClientBase, Transactions):
     """A leader-following client for a raftcache cluster (blocking, thread-safe).
 
     ::

@@ -238,3 +238,50 @@ def test_consistency_arguments_are_checked():
         as_requested(c.Get(b"k"), "eventual")
     with pytest.raises(ValueError):
         as_requested(c.Set(b"k", b"v"), "stale")
+
+
+# ------------------------------------------------------------------------ transactions
+def test_a_transaction_is_sent_whole_and_retried_whole_with_the_same_tag():
+    """MULTI ... tagged EXEC on one connection; after a lost connection, all of it again with
+    the same tag (the cluster answers the retry from its session table)."""
+    sent: list[list[bytes]] = []
+    lost = []
+
+    def leader(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        sent.append(request)
+        if request[-1] == b"EXEC" and not lost:
+            lost.append(1)
+            raise ConnectionResetError("reset")
+        return [1, b"1"] if request[-1] == b"EXEC" else (OK if request[0] in (b"MULTI", b"RAFTCACHE") else "QUEUED")
+
+    net = FakeNetwork({"a:1": leader})
+    core = ClientCore(["a:1"], FAST)
+    exec_cmd = c.Exec((c.IncrBy(b"n", 1), c.Get(b"n")), ((b"n", 6),))
+    assert net.run(core.execute([exec_cmd])) == [[1, b"1"]]
+    first, second = sent[: len(sent) // 2], sent[len(sent) // 2 :]
+    assert first == second
+    assert first[0] == [b"RAFTCACHE", b"WATCHED", b"n", b"6"] and first[1] == [b"MULTI"]
+    assert first[2] == [b"INCRBY", b"n", b"1"] and first[3] == [b"GET", b"n"]
+    assert first[4][:2] == [b"RAFTCACHE", b"ONCE"] and first[4][-1] == b"EXEC"
+
+
+def test_an_aborted_transaction_is_a_watch_error_and_a_queuing_refusal_wins():
+    from raftcache.errors import WatchError
+
+    replies = {b"EXEC": None}
+
+    def leader(request):
+        if request[0] == b"INFO":
+            return leader_info("leader")
+        if request[-1] == b"EXEC":
+            return replies[b"EXEC"]
+        return OK if request[0] == b"MULTI" else ErrorReply("ERR value is not an integer or out of range")
+
+    net = FakeNetwork({"a:1": leader})
+    core = ClientCore(["a:1"], FAST)
+    (result,) = net.run(core.execute([c.Exec((c.Get(b"k"),))]))
+    assert isinstance(result, NotIntegerError)  # the refusal while queuing, not EXEC's reply
+    (result,) = net.run(core.execute([c.Exec(())]))
+    assert isinstance(result, WatchError)
