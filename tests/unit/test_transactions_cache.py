@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from raftcache import AsyncCache, Cache, WatchError
+from raftcache import AsyncCache, WatchError
 from raftcache.errors import CommandError, ExecAbortError, NotIntegerError
 from tests.helpers import free_ports
 from tests.unit.test_cache_api import cache  # noqa: F401  (fixture)
