@@ -124,6 +124,7 @@ class CacheStateMachine:
             c.ObjectEncoding: self._object_encoding,
         }
         self._reset()
+        self._install_scripting()
 
     def _reset(self) -> None:
         self._values: dict[bytes, bytes] = {}
@@ -135,6 +136,23 @@ class CacheStateMachine:
         self._revision = 0
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
         self._members: dict[str, tuple[str, str]] = {}  # raft address -> (id, client address)
+        if hasattr(self, "_scripts"):
+            self._scripts.clear()  # the same dict the script host holds
+        else:
+            self._scripts: dict[str, bytes] = {}  # the script cache: sha1 hex -> body
+
+    def _install_scripting(self) -> None:
+        """EVAL, EVALSHA, EVAL_RO, SCRIPT: run scripts against these handler tables."""
+        # Imported here: scripting parses through redis_commands, which imports this module.
+        from .scripting import ScriptHost
+
+        host = ScriptHost(self._scripts, self._writers, self._readers, lambda: (self._now, self._revision))
+        self._writers.update({c.Eval: host.eval, c.ScriptLoad: host.load, c.ScriptFlush: host.flush})
+        self._readers.update({c.EvalRo: host.eval, c.ScriptExists: host.exists})
+
+    @property
+    def script_count(self) -> int:
+        return len(self._scripts)
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -636,6 +654,8 @@ class CacheStateMachine:
         yield "state", {"now": self._now, "revision": self._revision, "keys": len(self._values)}
         if self._members and not data_only:
             yield "members", [[raft, node_id, client] for raft, (node_id, client) in self._members.items()]
+        if self._scripts:  # absent in snapshots taken before scripting: they still load
+            yield "scripts", list(self._scripts.values())
         expires = self._expires
         rows: list[Any] = []
         for key, packed in self._values.items():
@@ -647,8 +667,9 @@ class CacheStateMachine:
             yield "data", rows
         if data_only:
             return
+        tag = c.tag_simple_strings  # script replies may hold status replies (a str subclass)
         sessions = [
-            (cid, s.floor, s.last_ms, list(s.results.items())) for cid, s in self._sessions.items()
+            (cid, s.floor, s.last_ms, [(seq, tag(r)) for seq, r in s.results.items()]) for cid, s in self._sessions.items()
         ]
         for i in range(0, len(sessions), chunk):
             yield "sessions", sessions[i : i + chunk]
@@ -671,6 +692,9 @@ class CacheStateMachine:
                         expires[key] = when
             elif name == "members":
                 self._members = {raft: (node_id, client) for raft, node_id, client in payload}
+            elif name == "scripts":
+                for body in payload:
+                    self._scripts[hashlib.sha1(body).hexdigest()] = body
             elif name == "sessions":
                 for cid, floor, last_ms, results in payload:
                     session = self._sessions[cid] = _Session(floor, last_ms)
@@ -699,6 +723,8 @@ class CacheStateMachine:
             total = (total + int.from_bytes(h.digest(), "big")) & ((1 << 128) - 1)
         h = blake(b"%d:%d:%d" % (total, self._now, self._revision), digest_size=16)
         h.update(repr(sorted(self._members.items())).encode())
+        if self._scripts:  # (no effect on the digest of a state without scripts)
+            h.update(repr(sorted(self._scripts)).encode())
         for cid, s in self._sessions.items():
             h.update(b"%d:%d:%d:%r" % (cid, s.floor, s.last_ms, sorted(s.results.items(), key=lambda r: r[0])))
         return h.hexdigest()
