@@ -186,7 +186,8 @@ local function lift(fn)  -- errors from Python helpers come back as (nil, messag
   end
 end
 local cjson = {null = null}
-cjson.encode = function(v) local s, failure = py.json_encode(v, null) if failure then error(failure, 2) end return s end
+local function is_null(v) return v == null end
+cjson.encode = function(v) local s, failure = py.json_encode(v, is_null) if failure then error(failure, 2) end return s end
 cjson.decode = function(s) local v, failure = py.json_decode(s, null) if failure then error(failure, 2) end return v end
 
 local bit = {}
@@ -221,7 +222,8 @@ local function run(code, keys, argv)
   setfenv(f, E)
   E.KEYS, E.ARGV = keys, argv
   setmetatable(E, {
-    __index = function(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end,
+    -- no position in the message: Redis raises this one from C (luaL_error at level 1)
+    __index = function(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0) end,
     __newindex = function() error("Attempt to modify a readonly table", 2) end,
     __metatable = false,
   })
@@ -549,15 +551,16 @@ class _JsonError(Exception):
     pass
 
 
-def _json_encode(value: Any, null: Any) -> tuple[Any, Any]:
+def _json_encode(value: Any, is_null: Callable[[Any], bool]) -> tuple[Any, Any]:
     try:
-        return _json_value(value, null, 0), None
+        return _json_value(value, is_null, 0), None
     except (_JsonError, ValueError) as exc:
         return None, str(exc).encode()
 
 
-def _json_value(value: Any, null: Any, depth: int) -> bytes:
-    if value is None or value is null:
+def _json_value(value: Any, is_null: Callable[[Any], bool], depth: int) -> bytes:
+    null = is_null
+    if value is None or (_lupa.lua_type(value) == "userdata" and is_null(value)):
         return b"null"
     if value is True:
         return b"true"

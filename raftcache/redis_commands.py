@@ -29,7 +29,7 @@ from .errors import (
 )
 from .redis_semantics import INT64_MAX, INT64_MIN, parse_int64
 from .resp import OK, Map, SimpleString
-from .script_shebang import is_no_writes, sha1hex
+from .script_shebang import DEFAULT_SCRIPT_MAX_INSTRUCTIONS, is_no_writes, sha1hex
 from .statemachine import MAX_STRING_BYTES
 
 
@@ -37,11 +37,6 @@ class Kind(enum.Enum):
     WRITE = "write"  # replicated through Raft
     READ = "read"  # linearizable (or stale under READONLY)
     LOCAL = "local"  # answered by the connection / node (server.py)
-
-
-# Lua VM instructions one script may run (plus a charge per redis.call, lua_runtime.py):
-# about 0.1 s on a 2020s x86 core, well inside a 1 s election timeout.
-DEFAULT_SCRIPT_MAX_INSTRUCTIONS = 30_000_000
 
 
 @dataclass(frozen=True, slots=True)
