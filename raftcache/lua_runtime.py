@@ -99,8 +99,10 @@ local function hook()
   elseif py.tick() then
     exhausted = true
     sethook(hook, "", 1)  -- from now on every instruction fails: pcall cannot keep it running
-    error({err = py.budget_message()}, 0)
+  else
+    return
   end
+  error({err = py.budget_message()}, 0)
 end
 
 local function safe_loadstring(s, name)
@@ -148,7 +150,10 @@ end
 local redis = {
   call = wrap_call(false),
   pcall = wrap_call(true),
-  sha1hex = function(...) return py.sha1hex(select('#', ...), ...) end,
+  sha1hex = function(...)
+    if select('#', ...) ~= 1 then error({err = "ERR wrong number of arguments"}, 0) end
+    return py.sha1hex(1, ...)
+  end,
   error_reply = function(...)
     local s = ...
     if select('#', ...) ~= 1 or type(s) ~= "string" then error({err = "ERR wrong number or type of arguments"}, 0) end
@@ -342,8 +347,9 @@ class LuaRun:
             if text == "not enough memory":
                 return "ERR Script exceeded its memory budget (%d bytes)" % SCRIPT_MAX_MEMORY
             return f"ERR Error running script, {text[:100]}"
-        msg = _text(err[b"err"]) if isinstance(err[b"err"], bytes) else "ERR unknown error"
-        source, line = err[b"source"], err[b"line"]
+        fields = dict(err.items())  # raw, as in _to_reply
+        msg = _text(fields[b"err"]) if isinstance(fields.get(b"err"), bytes) else "ERR unknown error"
+        source, line = fields.get(b"source"), fields.get(b"line")
         if source is not None and line is not None:
             msg += f" script: {self.sha}, on {_text(source)}:{_text(line) if isinstance(line, bytes) else int(line)}."
         return _one_line(msg)
@@ -417,27 +423,27 @@ class LuaRun:
             return None  # functions, userdata: Redis answers nil
         if depth >= MAX_REPLY_DEPTH:
             return ErrorReply("ERR reached lua stack limit")
-        err = value[b"err"]
+        # Raw reads only (lua_next): indexing would run a script's __index metamethods
+        # from Python, outside any protected call, where an error aborts the process.
+        fields = dict(value.items())
+        err = fields.get(b"err")
         if isinstance(err, bytes):
             return ErrorReply(_one_line(_text(err)))
-        ok = value[b"ok"]
+        ok = fields.get(b"ok")
         if isinstance(ok, bytes):
             return SimpleString(_one_line(_text(ok)))
-        double = value[b"double"]
+        double = fields.get(b"double")
         if isinstance(double, (int, float)):
             return _double_text(double)
-        inner = value[b"map"]
+        inner = fields.get(b"map")
         if _lupa.lua_type(inner) == "table":
             return Map((self._to_reply(k, depth + 1), self._to_reply(v, depth + 1)) for k, v in inner.items())
-        inner = value[b"set"]
+        inner = fields.get(b"set")
         if _lupa.lua_type(inner) == "table":
             return [self._to_reply(k, depth + 1) for k in inner.keys()]
         items = []
         i = 1
-        while True:
-            item = value[i]
-            if item is None:
-                break
+        while (item := fields.get(i)) is not None:
             items.append(self._to_reply(item, depth + 1))
             i += 1
         return items
@@ -574,14 +580,15 @@ def _json_value(value: Any, is_null: Callable[[Any], bool], depth: int) -> bytes
         raise _JsonError(f"Cannot serialise {_lupa.lua_type(value)}: type not supported")
     if depth >= _MAX_JSON_DEPTH:
         raise _JsonError(f"Cannot serialise, excessive nesting ({depth + 1})")
-    items = list(value.items())
+    items = list(value.items())  # raw (lua_next): no metamethods run from Python
     if not items:
         return b"{}"
     if all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k, _ in items):
         biggest = max(k for k, _ in items)
         if biggest > 10 and biggest > 2 * len(items):  # lua-cjson's sparse-array rule
             raise _JsonError("Cannot serialise table: excessively sparse array")
-        return b"[" + b",".join(_json_value(value[i], null, depth + 1) for i in range(1, biggest + 1)) + b"]"
+        by_index = dict(items)
+        return b"[" + b",".join(_json_value(by_index.get(i), null, depth + 1) for i in range(1, biggest + 1)) + b"]"
     parts = []
     for key, item in items:
         if isinstance(key, bytes):
