@@ -227,8 +227,7 @@ local function run(code, keys, argv)
   setfenv(f, E)
   E.KEYS, E.ARGV = keys, argv
   setmetatable(E, {
-    -- no position in the message: Redis raises this one from C (luaL_error at level 1)
-    __index = function(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0) end,
+    __index = function(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end,
     __newindex = function() error("Attempt to modify a readonly table", 2) end,
     __metatable = false,
   })

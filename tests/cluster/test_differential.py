@@ -157,9 +157,19 @@ def run(client: redis.Redis, command: list[str]) -> object:
         reply = client.execute_command(*command)
     except redis.ResponseError as exc:
         return ("error", str(exc))
+    reply = _plain(reply)
     name = command[0].upper()
     if name in ("TTL", "PTTL") and isinstance(reply, int) and reply >= 0:
         return "has a ttl"  # the clocks differ: only whether an expiry exists compares
+    return reply
+
+
+def _plain(reply: object) -> object:
+    """Error replies nested in arrays (scripts return them) as comparable values."""
+    if isinstance(reply, list):
+        return [_plain(item) for item in reply]
+    if isinstance(reply, redis.ResponseError):
+        return ("error", str(reply))
     return reply
 
 
