@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # quadratic time, inside C code the instruction count cannot see.
 SCRIPT_MAX_MEMORY = 32 << 20
 HOOK_STEP = 1000  # instructions between two budget checks
-CALL_COST = 100  # instructions charged per redis.call / redis.pcall
+CALL_COST = 1000  # instructions charged per redis.call / redis.pcall (a Python round trip costs about as much)
 ELEMENT_COST = 10  # and per element of its reply
 MAX_REPLY_DEPTH = 200  # nesting of a returned table (a table containing itself stops here)
 LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING}
