@@ -5,6 +5,7 @@ scripts are stopped with an error while the node stays responsive, replicas conv
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -12,7 +13,7 @@ import pytest
 import redis
 from redis.exceptions import LockNotOwnedError, NoScriptError, ResponseError
 
-from raftcache import Client
+from raftcache import AsyncClient, Client
 from tests.helpers import ServerCluster, wait_until
 
 _prefixes = itertools.count()
@@ -121,6 +122,18 @@ def test_raftcache_client_scripts(cluster, k):
         assert client.eval("return ARGV[1]", 0, "hi") == b"hi"
         assert client.script_exists(script.sha) == [True]
         assert client.eval_ro("return redis.call('get', KEYS[1])", 1, k("c")) == b"7"
+
+
+def test_async_client_register_script(cluster, k):
+    async def scenario() -> None:
+        async with AsyncClient(cluster.endpoints) as client:
+            script = client.register_script("return redis.call('incrby', KEYS[1], ARGV[1]) + 0")
+            await client.script_flush()
+            assert await script(keys=[k("ac")], args=[2]) == 2
+            assert await script(keys=[k("ac")], args=[2]) == 4
+            assert await client.script_exists(script.sha) == [True]
+
+    asyncio.run(scenario())
 
 
 def test_evalsha_after_leader_kill_and_restart(cluster, k):
