@@ -35,7 +35,8 @@ _SCRIPT_LOCAL: dict[str, Callable[[list[bytes]], Any]] = {
     "ping": lambda argv: PONG if len(argv) == 1 else argv[1],
     "echo": lambda argv: argv[1],
 }
-_NOSCRIPT = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "script"})
+# (MULTI/EXEC/WATCH are listed ahead of the transactions branch being merged: noscript in Redis.)
+_NOSCRIPT = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "script", "multi", "exec", "discard", "watch", "unwatch"})
 
 _RO_WITH_WRITE_FLAG = "Can not execute a script with write flag using *_ro command."
 
