@@ -13,12 +13,14 @@ incrbyfloat: the types redis-py returns for the same methods.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from . import commands as c
-from .errors import CommandError, InvalidExpireError, SyntaxError_, ValueTooLargeError
+from .errors import CommandError, InvalidExpireError, NoScriptError, SyntaxError_, ValueTooLargeError
+from .script_shebang import DEFAULT_SCRIPT_MAX_INSTRUCTIONS, is_no_writes, sha1hex
 
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 DEFAULT_MAX_KEY_BYTES = 64 * 1024
@@ -337,11 +339,119 @@ class CacheCommands:
     def flushall(self) -> Any:
         return self._run(c.FlushAll())
 
+    # -- scripting (redis-py's names and shapes)
+    _script_max_instructions: int = DEFAULT_SCRIPT_MAX_INSTRUCTIONS
+
+    def _script_command(self, sha: str, body: bytes | None, keys: Iterable[Any], args: Iterable[Any], read_only: bool) -> Any:
+        cls = c.EvalRo if read_only or (body is not None and is_no_writes(body)) else c.Eval
+        return cls(
+            sha,
+            body,
+            tuple(self._key(k) for k in keys),
+            tuple(_to_bytes(a, "script argument") for a in args),
+            self._script_max_instructions,
+            self._max_key,
+            self._max_value,
+        )
+
+    def _script_out(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._script_out(v) for v in value]
+        return self._out(value)
+
+    def eval(self, script: Any, numkeys: int, *keys_and_args: Any) -> Any:
+        """Run a Lua script (EVAL); the first `numkeys` arguments are its KEYS, the rest ARGV."""
+        body = _to_bytes(script, "script")
+        keys, args = _split_keys(numkeys, keys_and_args)
+        return self._run(self._script_command(sha1hex(body), body, keys, args, False), self._script_out)
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """Run a cached script by its SHA1 (NoScriptError if the cluster does not hold it)."""
+        keys, args = _split_keys(numkeys, keys_and_args)
+        return self._run(self._script_command(_sha(sha), None, keys, args, False), self._script_out)
+
+    def eval_ro(self, script: Any, numkeys: int, *keys_and_args: Any) -> Any:
+        """EVAL_RO: a read (no log entry); write commands inside it are refused."""
+        body = _to_bytes(script, "script")
+        keys, args = _split_keys(numkeys, keys_and_args)
+        return self._run(self._script_command(sha1hex(body), body, keys, args, True), self._script_out)
+
+    def evalsha_ro(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        keys, args = _split_keys(numkeys, keys_and_args)
+        return self._run(self._script_command(_sha(sha), None, keys, args, True), self._script_out)
+
+    def script_load(self, script: Any) -> Any:
+        """Add a script to the replicated script cache; its SHA1 (str)."""
+        return self._run(c.ScriptLoad(_to_bytes(script, "script")), lambda sha: sha.decode() if isinstance(sha, bytes) else sha)
+
+    def script_exists(self, *shas: str) -> Any:
+        """One bool per SHA1: is it in the script cache?"""
+        return self._run(c.ScriptExists(tuple(_sha(s) for s in _flatten(shas))), lambda found: [bool(f) for f in found])
+
+    def script_flush(self, sync_type: str | None = None) -> Any:
+        if sync_type not in (None, "SYNC", "ASYNC"):
+            raise ValueError("sync_type must be 'SYNC' or 'ASYNC'")
+        return self._run(c.ScriptFlush(), lambda r: True)
+
+    def register_script(self, script: Any) -> Script:
+        """A callable ``Script``: ``script(keys=[...], args=[...])`` runs it by EVALSHA and
+        falls back to EVAL (which also caches it) when the cluster answers NOSCRIPT."""
+        return Script(self, script)
+
+    def _call_script(self, script: Script, keys: Iterable[Any], args: Iterable[Any]) -> Any:
+        keys, args = list(keys), list(args)
+        by_sha = self._script_command(script.sha, None, keys, args, script.read_only)
+        with_body = self._script_command(script.sha, script.script, keys, args, script.read_only)
+        try:
+            first = self._run(by_sha, self._script_out)
+        except NoScriptError:
+            return self._run(with_body, self._script_out)
+        if inspect.isawaitable(first):
+
+            async def with_fallback() -> Any:
+                try:
+                    return await first
+                except NoScriptError:
+                    return await self._run(with_body, self._script_out)
+
+            return with_fallback()
+        return first
+
     # -- node
     def wait_ready(self, timeout: float = 10.0) -> Any:
         """Wait until this replica can serve a linearizable read (a leader exists and this
         node has caught up). Raises NoLeaderError after `timeout` seconds."""
         return self._run(c.Barrier(), lambda r: True, timeout=timeout)
+
+
+class Script:
+    """A script registered with ``register_script`` (redis-py's shape): call it with
+    ``keys=`` and ``args=`` (and ``client=`` to run it through another client); awaited
+    on the async classes."""
+
+    def __init__(self, registered_client: CacheCommands, script: Any) -> None:
+        self.registered_client = registered_client
+        self.script = _to_bytes(script, "script")
+        self.sha = sha1hex(self.script)
+        self.read_only = is_no_writes(self.script)
+
+    def __call__(self, keys: Iterable[Any] = (), args: Iterable[Any] = (), client: CacheCommands | None = None) -> Any:
+        return (client or self.registered_client)._call_script(self, keys or (), args or ())
+
+
+def _split_keys(numkeys: int, keys_and_args: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    if isinstance(numkeys, bool) or not isinstance(numkeys, int):
+        raise TypeError("numkeys must be an int")
+    if numkeys > len(keys_and_args):
+        raise CommandError("Number of keys can't be greater than number of args")
+    if numkeys < 0:
+        raise CommandError("Number of keys can't be negative")
+    return keys_and_args[:numkeys], keys_and_args[numkeys:]
+
+
+def _sha(sha: Any) -> str:
+    text = sha.decode("latin-1") if isinstance(sha, bytes) else str(sha)
+    return text.lower()
 
 
 def _flatten(keys: tuple[Any, ...]) -> Iterable[Any]:

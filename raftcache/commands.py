@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .errors import CommandError, command_error_from_code
+from .resp import ErrorReply, SimpleString
 
 FORMAT_VERSION = 1
 
@@ -146,6 +147,44 @@ class Copy(NamedTuple):
     replace: bool = False
 
 
+# ------------------------------------------------------------------------------ scripting
+class Eval(NamedTuple):
+    """EVAL / EVALSHA (``body`` None). The proposer stamps its budget and key/value limits
+    into the command, so every replica runs the script under the same ones."""
+
+    sha: str
+    body: bytes | None
+    keys: tuple[bytes, ...]
+    args: tuple[bytes, ...]
+    max_instructions: int
+    max_key_bytes: int
+    max_value_bytes: int
+
+
+class ScriptLoad(NamedTuple):
+    body: bytes
+
+
+class ScriptFlush(NamedTuple):
+    pass
+
+
+class EvalRo(NamedTuple):
+    """EVAL_RO / EVALSHA_RO and ``#!lua flags=no-writes`` scripts: a read, no log entry."""
+
+    sha: str
+    body: bytes | None
+    keys: tuple[bytes, ...]
+    args: tuple[bytes, ...]
+    max_instructions: int
+    max_key_bytes: int
+    max_value_bytes: int
+
+
+class ScriptExists(NamedTuple):
+    shas: tuple[str, ...]
+
+
 # ----------------------------------------------------------------------------------- reads
 class Get(NamedTuple):
     key: bytes
@@ -222,11 +261,11 @@ class Exec(NamedTuple):
 
 WriteCommand = (
     Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
-    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec
+    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec | Eval | ScriptLoad | ScriptFlush
 )
 ReadCommand = (
     Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members | GetRange | ObjectEncoding
-    | WatchIndex
+    | WatchIndex | EvalRo | ScriptExists
 )
 
 # Opcodes are part of the on-disk and on-wire format: never renumber, only append.
@@ -251,11 +290,16 @@ _OPCODES: dict[type, int] = {
     Rename: 18,
     Copy: 19,
     Exec: 20,  # fields: [[opcode, *fields] per op], [[key, index], ...]
+    # scripting (numbered apart from MULTI/EXEC's, which were added in parallel)
+    Eval: 40,
+    ScriptLoad: 41,
+    ScriptFlush: 42,
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)
 READ_TYPES = frozenset(
-    {Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members, GetRange, ObjectEncoding, WatchIndex}
+    {Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members, GetRange, ObjectEncoding, WatchIndex,
+     EvalRo, ScriptExists}
 )
 
 # Reads travel in the log only inside an Exec. Their own opcode range (never renumber).
@@ -271,6 +315,8 @@ _READ_OPCODES: dict[type, int] = {
     Type: 109,
     GetRange: 110,
     ObjectEncoding: 111,
+    EvalRo: 112,
+    ScriptExists: 113,
 }
 _EXEC_OPCODES: dict[type, int] = {cls: op for cls, op in _OPCODES.items() if cls is not Exec} | _READ_OPCODES
 _EXEC_BY_OPCODE: dict[int, type] = {op: cls for cls, op in _EXEC_OPCODES.items()}
@@ -359,11 +405,16 @@ def decode_batch(payload: bytes) -> Batch:
 # Write results are stored in the session table (and so in snapshots): plain msgpack values,
 # plus CommandError as an ext type.
 _EXT_COMMAND_ERROR = 1
+# A script's reply is a tree that may hold status and error replies (EVAL's results).
+_EXT_SIMPLE_STRING = 2
+_EXT_ERROR_REPLY = 3
 
 
 def _pack_default(obj: object) -> object:
     if isinstance(obj, CommandError):
         return msgpack.ExtType(_EXT_COMMAND_ERROR, msgpack.packb((obj.code, obj.message)))
+    if isinstance(obj, ErrorReply):
+        return msgpack.ExtType(_EXT_ERROR_REPLY, obj.text.encode())
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
@@ -371,7 +422,20 @@ def _ext_hook(code: int, data: bytes) -> object:
     if code == _EXT_COMMAND_ERROR:
         err_code, message = msgpack.unpackb(data, raw=False)
         return command_error_from_code(err_code, message)
+    if code == _EXT_SIMPLE_STRING:
+        return SimpleString(data.decode())
+    if code == _EXT_ERROR_REPLY:
+        return ErrorReply(data.decode())
     return msgpack.ExtType(code, data)
+
+
+def tag_simple_strings(obj: Any) -> Any:
+    """SimpleString is a str subclass msgpack would flatten to str: tag it (recursively)."""
+    if type(obj) is SimpleString:
+        return msgpack.ExtType(_EXT_SIMPLE_STRING, obj.encode())
+    if isinstance(obj, list):
+        return [tag_simple_strings(item) for item in obj]
+    return obj
 
 
 def packer() -> msgpack.Packer:

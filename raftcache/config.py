@@ -156,6 +156,9 @@ class ServerSection:
 class LimitsSection:
     max_value_bytes: int = _opt(1 << 20, _int_min(1), "largest value a client may store")
     max_key_bytes: int = _opt(64 * 1024, _int_min(1), "largest key")
+    script_max_instructions: int = _opt(
+        20_000_000, _int_min(1000), "Lua instructions one EVAL may run before it is stopped (stamped into the log entry)"
+    )
     max_bulk_bytes: int = _opt(8 << 20, _int_min(1), "largest RESP bulk string accepted (protocol error above)")
     max_array_len: int = _opt(1024 * 1024, _int_min(1), "most arguments in one command")
     max_inline_bytes: int = _opt(64 * 1024, _int_min(16), "longest inline command / RESP header line")

@@ -13,6 +13,8 @@
     │   ├── SessionExpiredError    a retried write whose client session was forgotten
     │   ├── WatchError             a transaction aborted: a WATCHed key changed (EXEC's nil)
     │   ├── ExecAbortError         EXECABORT: a command was refused while queuing
+    │   ├── NoScriptError          EVALSHA of a script the cluster does not hold ("NOSCRIPT ...")
+    │   ├── ScriptError            a script's error reply, with the prefix the script chose
     │   └── WrongPassError, NoAuthError, NoProtoError   connection handshake refusals
     ├── ClusterError               the cluster could not settle the command
     │   ├── NotAppliedError        definitely NOT applied: safe to retry
@@ -44,6 +46,7 @@ __all__ = [
     "NoAuthError",
     "NoLeaderError",
     "NoProtoError",
+    "NoScriptError",
     "NodeClosedError",
     "NotAppliedError",
     "NotIntegerError",
@@ -51,6 +54,7 @@ __all__ = [
     "OverloadedError",
     "ProtocolError",
     "RaftCacheError",
+    "ScriptError",
     "SessionExpiredError",
     "StorageError",
     "SyntaxError_",
@@ -143,6 +147,26 @@ class ExecAbortError(CommandError):
     default_message = "Transaction discarded because of previous errors."
 
 
+class NoScriptError(CommandError):
+    code = "NOSCRIPT"
+    default_message = "No matching script. Please use EVAL."
+
+
+class ScriptError(CommandError):
+    """An error a script answered (``redis.error_reply``, a failed ``redis.call``, a Lua
+    error): ``text`` is the whole line after ``-``, its first word the RESP prefix."""
+
+    def __init__(self, text: str | None = None) -> None:
+        self.text = text or "ERR error"
+        prefix, _, rest = self.text.partition(" ")
+        self.prefix = prefix or "ERR"
+        self.code = "SCRIPT:" + self.prefix  # stored results keep the prefix (command_error_from_code)
+        super().__init__(rest)
+
+    def __reduce__(self):
+        return (type(self), (self.text,))
+
+
 class WrongPassError(CommandError):
     code = "WRONGPASS"
     default_message = "invalid username-password pair or user is disabled."
@@ -210,12 +234,15 @@ _COMMAND_ERRORS: dict[str, type[CommandError]] = {
         InvalidExpireError,
         ValueTooLargeError,
         SessionExpiredError,
+        NoScriptError,
     )
 }
 
 
 def command_error_from_code(code: str, message: str) -> CommandError:
     """Rebuild a stored state-machine error (e.g. from a snapshot's session table)."""
+    if code.startswith("SCRIPT:"):
+        return ScriptError(f"{code[7:]} {message}" if message else code[7:])
     return _COMMAND_ERRORS.get(code, CommandError)(message)
 
 
@@ -227,6 +254,7 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
     NoAuthError: "NOAUTH",
     NoProtoError: "NOPROTO",
     ExecAbortError: "EXECABORT",
+    NoScriptError: "NOSCRIPT",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -239,6 +267,8 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
 
 def resp_prefix(error: BaseException) -> str:
     """The RESP error word (``ERR``, ``CLUSTERDOWN``, ...) for an exception."""
+    if isinstance(error, ScriptError):
+        return error.prefix
     for cls in type(error).__mro__:
         prefix = _RESP_PREFIXES.get(cls)
         if prefix is not None:
@@ -256,6 +286,7 @@ _FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
     "NOAUTH": NoAuthError,
     "NOPROTO": NoProtoError,
     "EXECABORT": ExecAbortError,
+    "NOSCRIPT": NoScriptError,
 }
 _FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
     (NotIntegerError.default_message, NotIntegerError),

@@ -46,7 +46,11 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
         max_array_len=lim.max_array_len,
         max_inline_bytes=lim.max_inline_bytes,
         max_query_buffer_bytes=lim.max_query_buffer_bytes,
-        limits=Limits(max_key_bytes=lim.max_key_bytes, max_value_bytes=lim.max_value_bytes),
+        limits=Limits(
+            max_key_bytes=lim.max_key_bytes,
+            max_value_bytes=lim.max_value_bytes,
+            script_max_instructions=lim.script_max_instructions,
+        ),
         protected_mode=s.protected_mode,
     )
 

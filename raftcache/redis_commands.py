@@ -18,9 +18,18 @@ from typing import Any, NamedTuple
 
 from . import commands as c
 from . import redis_float
-from .errors import CommandError, InvalidExpireError, NotIntegerError, SyntaxError_, ValueTooLargeError
+from .errors import (
+    CommandError,
+    InvalidExpireError,
+    NoScriptError,
+    NotIntegerError,
+    ScriptError,
+    SyntaxError_,
+    ValueTooLargeError,
+)
 from .redis_semantics import INT64_MAX, INT64_MIN, parse_int64
 from .resp import OK, Map, SimpleString
+from .script_shebang import DEFAULT_SCRIPT_MAX_INSTRUCTIONS, is_no_writes, sha1hex
 from .statemachine import MAX_STRING_BYTES
 
 
@@ -34,6 +43,7 @@ class Kind(enum.Enum):
 class Limits:
     max_key_bytes: int = 64 * 1024
     max_value_bytes: int = 1 << 20
+    script_max_instructions: int = DEFAULT_SCRIPT_MAX_INSTRUCTIONS
 
 
 Build = Callable[[list[bytes], Limits], Any]
@@ -397,6 +407,81 @@ def _render_type(result: Any) -> Any:
     return SimpleString(result)
 
 
+# ----------------------------------------------------------------------------- scripting
+def _build_eval(by_sha: bool, read_only: bool) -> Build:
+    def build(args: list[bytes], limits: Limits) -> c.Eval | c.EvalRo:
+        numkeys = _int(args[2])
+        if numkeys > len(args) - 3:
+            raise CommandError("Number of keys can't be greater than number of args")
+        if numkeys < 0:
+            raise CommandError("Number of keys can't be negative")
+        keys = tuple(_key(k, limits) for k in args[3 : 3 + numkeys])
+        argv = tuple(args[3 + numkeys :])
+        if by_sha:
+            if len(args[1]) != 40:  # no SHA1 is that long: Redis answers at once too
+                raise NoScriptError()
+            sha, body = args[1].decode("latin-1").lower(), None
+        else:
+            sha, body = sha1hex(args[1]), args[1]
+        # A `#!lua flags=no-writes` body takes the read path as EVAL_RO does (no log entry).
+        cls = c.EvalRo if read_only or (body is not None and is_no_writes(body)) else c.Eval
+        return cls(sha, body, keys, argv, limits.script_max_instructions, limits.max_key_bytes, limits.max_value_bytes)
+
+    return build
+
+
+_SCRIPT_HELP = [
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+def _build_script_flush(args: list[bytes], limits: Limits) -> c.ScriptFlush:
+    if len(args) > 3 or (len(args) == 3 and args[2].upper() not in (b"ASYNC", b"SYNC")):
+        raise CommandError("SCRIPT FLUSH only support SYNC|ASYNC option")
+    return c.ScriptFlush()
+
+
+def _script_kill(args: list[bytes], limits: Limits) -> Any:
+    # A script never outlives its log entry's apply: there is nothing to kill.
+    raise ScriptError("NOTBUSY No scripts in execution right now.")
+
+
+# SCRIPT's subcommands: word -> (arity, builder). SCRIPT DEBUG is not offered (no debugger).
+_SCRIPT_SUBCOMMANDS: dict[bytes, tuple[int, Build]] = {
+    b"LOAD": (3, lambda a, l: c.ScriptLoad(a[2])),
+    b"EXISTS": (-3, lambda a, l: c.ScriptExists(tuple(s.decode("latin-1").lower() for s in a[2:]))),
+    b"FLUSH": (-2, _build_script_flush),
+    b"KILL": (2, _script_kill),
+    b"HELP": (2, lambda a, l: Immediate([SimpleString(line) for line in _SCRIPT_HELP])),
+}
+
+
+def _build_script(args: list[bytes], limits: Limits) -> Any:
+    sub = args[1].upper()
+    entry = _SCRIPT_SUBCOMMANDS.get(sub)
+    if entry is None:
+        name = args[1].decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")[:128]
+        raise CommandError(f"unknown subcommand '{name}'. Try SCRIPT HELP.")
+    arity, build = entry
+    if not (len(args) == arity if arity >= 0 else len(args) >= -arity):
+        raise CommandError(wrong_arity_message(f"script|{sub.decode().lower()}"))
+    return build(args, limits)
+
+
+def _render_script(result: Any) -> Any:
+    return OK if result is True else result  # FLUSH's OK; LOAD's sha; EXISTS's list
+
+
 # ---------------------------------------------------------------------------- the table
 def _data(name: str, arity: int, kind: Kind, group: str, summary: str, build: Build, render: Render = _identity,
           flags: tuple[str, ...] = (), keys: tuple[int, int, int] = (1, 1, 1)) -> Spec:
@@ -459,6 +544,12 @@ _SPECS = [
     _data("object", -2, R, "generic", "OBJECT ENCODING key | HELP", _build_object, _render_encoding, keys=(2, 2, 1)),
     Spec("time", 1, R, "server", "Return the current server time (this node's wall clock)", _build_time, flags=("loading", "stale", "fast")),
     _data("dbsize", 1, R, "server", "Number of keys", lambda a, l: c.DbSize(), flags=("fast",), keys=_NO_KEYS),
+    # scripting (movable keys: numkeys says which arguments are keys)
+    _data("eval", -3, W, "scripting", "Execute a Lua script server side", _build_eval(False, False), flags=("noscript", "stale", "skip_monitor", "may_replicate", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
+    _data("evalsha", -3, W, "scripting", "Execute a Lua script server side by its SHA1", _build_eval(True, False), flags=("noscript", "stale", "skip_monitor", "may_replicate", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
+    _data("eval_ro", -3, R, "scripting", "Execute a read-only Lua script server side", _build_eval(False, True), flags=("noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
+    _data("evalsha_ro", -3, R, "scripting", "Execute a read-only Lua script server side by its SHA1", _build_eval(True, True), flags=("noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
+    _data("script", -2, W, "scripting", "SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP", _build_script, _render_script, flags=("noscript",), keys=_NO_KEYS),
     # answered by the connection / node
     _local("ping", -1, "connection", "Ping the server", ("fast",)),
     _local("echo", 2, "connection", "Echo the given string", ("fast",)),

@@ -56,6 +56,7 @@ from .errors import (
 )
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
+from .lua_runtime import check_runtime as check_lua_runtime
 from .statemachine import CacheStateMachine
 from .stats import LatencyHistogram
 from .status import NodeStatus
@@ -128,6 +129,7 @@ class Replica:
         self.node_id = node_id or options.raft.address
         self.clock: Clock = clock or SystemClock()  # the wall clock (injectable, shiftable)
         self._proposal_clock = DisciplinedClock(self.clock)  # what entries are stamped with
+        check_lua_runtime()  # EVAL relies on lupa's Lua 5.1 behaving as checked there; say so now
         self.fsm = CacheStateMachine()
         self._fsm_lock = threading.Lock()  # apply vs. stale reads on other threads
         self._lock = threading.Lock()  # batching state below

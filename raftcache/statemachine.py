@@ -135,6 +135,7 @@ class CacheStateMachine:
             c.WatchIndex: lambda cmd: [self.watch_index(key) for key in cmd.keys],
         }
         self._reset()
+        self._install_scripting()
 
     def _reset(self) -> None:
         self._values: dict[bytes, bytes] = {}
@@ -148,6 +149,23 @@ class CacheStateMachine:
         self._members: dict[str, tuple[str, str]] = {}  # raft address -> (id, client address)
         self._tombstones: OrderedDict[bytes, int] = OrderedDict()  # key -> deletion revision, oldest first
         self._watch_floor = 0  # stands in for the deletion revision of keys without a tombstone
+        if hasattr(self, "_scripts"):
+            self._scripts.clear()  # the same dict the script host holds
+        else:
+            self._scripts: dict[str, bytes] = {}  # the script cache: sha1 hex -> body
+
+    def _install_scripting(self) -> None:
+        """EVAL, EVALSHA, EVAL_RO, SCRIPT: run scripts against these handler tables."""
+        # Imported here: scripting parses through redis_commands, which imports this module.
+        from .scripting import ScriptHost
+
+        host = ScriptHost(self._scripts, self._writers, self._readers, lambda: (self._now, self._revision))
+        self._writers.update({c.Eval: host.eval, c.ScriptLoad: host.load, c.ScriptFlush: host.flush})
+        self._readers.update({c.EvalRo: host.eval, c.ScriptExists: host.exists})
+
+    @property
+    def script_count(self) -> int:
+        return len(self._scripts)
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -701,6 +719,8 @@ class CacheStateMachine:
         yield "state", {"now": self._now, "revision": self._revision, "keys": len(self._values)}
         if self._members and not data_only:
             yield "members", [[raft, node_id, client] for raft, (node_id, client) in self._members.items()]
+        if self._scripts:  # absent in snapshots taken before scripting: they still load
+            yield "scripts", list(self._scripts.values())
         expires = self._expires
         rows: list[Any] = []
         for key, packed in self._values.items():
@@ -717,8 +737,9 @@ class CacheStateMachine:
             yield "watch", {"floor": self._watch_floor, "tombstones": tombstones}
         if data_only:
             return
+        tag = c.tag_simple_strings  # script replies may hold status replies (a str subclass)
         sessions = [
-            (cid, s.floor, s.last_ms, list(s.results.items())) for cid, s in self._sessions.items()
+            (cid, s.floor, s.last_ms, [(seq, tag(r)) for seq, r in s.results.items()]) for cid, s in self._sessions.items()
         ]
         for i in range(0, len(sessions), chunk):
             yield "sessions", sessions[i : i + chunk]
@@ -746,6 +767,9 @@ class CacheStateMachine:
                     self._tombstones[rows[i]] = rows[i + 1]
             elif name == "members":
                 self._members = {raft: (node_id, client) for raft, node_id, client in payload}
+            elif name == "scripts":
+                for body in payload:
+                    self._scripts[hashlib.sha1(body).hexdigest()] = body
             elif name == "sessions":
                 for cid, floor, last_ms, results in payload:
                     session = self._sessions[cid] = _Session(floor, last_ms)
@@ -776,6 +800,8 @@ class CacheStateMachine:
         h.update(repr(sorted(self._members.items())).encode())
         if self._tombstones or self._watch_floor:  # states of older versions keep their digest
             h.update(b"watch:%d:%r" % (self._watch_floor, list(self._tombstones.items())))
+        if self._scripts:  # (no effect on the digest of a state without scripts)
+            h.update(repr(sorted(self._scripts)).encode())
         for cid, s in self._sessions.items():
             h.update(b"%d:%d:%d:%r" % (cid, s.floor, s.last_ms, sorted(s.results.items(), key=lambda r: r[0])))
         return h.hexdigest()

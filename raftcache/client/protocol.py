@@ -71,7 +71,21 @@ def _scan_args(cmd: c.Scan) -> list[Any]:
     return args + [b"COUNT", cmd.count]
 
 
+def _eval_args(cmd: c.Eval | c.EvalRo) -> list[Any]:
+    ro = type(cmd) is c.EvalRo
+    if cmd.body is None:
+        head = [b"EVALSHA_RO" if ro else b"EVALSHA", cmd.sha.encode()]
+    else:
+        head = [b"EVAL_RO" if ro else b"EVAL", cmd.body]
+    return [*head, len(cmd.keys), *cmd.keys, *cmd.args]
+
+
 _TO_ARGS: dict[type, ToArgs] = {
+    c.Eval: _eval_args,
+    c.EvalRo: _eval_args,
+    c.ScriptLoad: lambda cmd: [b"SCRIPT", b"LOAD", cmd.body],
+    c.ScriptFlush: lambda cmd: [b"SCRIPT", b"FLUSH"],
+    c.ScriptExists: lambda cmd: [b"SCRIPT", b"EXISTS", *(s.encode() for s in cmd.shas)],
     c.Set: _set_args,
     c.Delete: lambda cmd: [b"DEL", *cmd.keys],
     c.GetDel: lambda cmd: [b"GETDEL", cmd.key],
@@ -158,6 +172,7 @@ def _set_result(command: c.Set, reply: Any) -> Any:
 
 
 _FROM_REPLY: dict[type, Callable[[Any, Any], Any]] = {
+    c.ScriptFlush: lambda cmd, reply: True,
     c.Set: _set_result,
     c.MSet: lambda cmd, reply: True,
     c.FlushAll: lambda cmd, reply: True,

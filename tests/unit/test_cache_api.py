@@ -222,3 +222,35 @@ def test_member_operations_sync_and_async_on_a_single_node(tmp_path):
                 await refused
 
     asyncio.run(scenario())
+
+
+def test_scripts_on_the_embedded_cache(cache):
+    from raftcache.errors import NoScriptError, ScriptError
+
+    script = cache.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+    assert cache.script_exists(script.sha) == [False]
+    assert script(keys=["n"], args=[2]) == 2  # EVALSHA -> NOSCRIPT -> EVAL
+    assert cache.script_exists(script.sha) == [True]
+    assert script(keys=["n"], args=[3]) == 5
+    assert cache.eval("return {ARGV[1], {ok='OK'}}", 0, "x") == [b"x", "OK"]
+    assert cache.eval_ro("return redis.call('get', KEYS[1])", 1, "n") == b"5"
+    sha = cache.script_load("return 'loaded'")
+    assert cache.evalsha(sha, 0) == b"loaded"
+    assert cache.script_flush() is True
+    with pytest.raises(NoScriptError):
+        cache.evalsha(sha, 0)
+    with pytest.raises(ScriptError, match="Write commands are not allowed from read-only scripts"):
+        cache.eval_ro("return redis.call('set', 'k', 'v')", 0)
+
+
+def test_register_script_on_async_cache(tmp_path):
+    async def scenario() -> None:
+        (port,) = free_ports(1)
+        async with AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "a"), secret="s") as c:
+            await c.wait_ready(10)
+            script = c.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+            assert await script(keys=["n"], args=[4]) == 4
+            assert await script(keys=["n"], args=[1]) == 5
+            assert await c.script_exists(script.sha) == [True]
+
+    asyncio.run(scenario())
