@@ -10,7 +10,6 @@ import itertools
 import time
 
 import pytest
-import redis
 from redis.exceptions import LockNotOwnedError, NoScriptError, ResponseError
 
 from raftcache import AsyncClient, Client
