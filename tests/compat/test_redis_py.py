@@ -178,7 +178,8 @@ def test_lock_expiry_hands_the_lock_over(r, other, k):
 def test_blocking_acquire_waits_for_the_holder(r, other, k):
     holder = other.lock(k("lock"), timeout=30)
     assert holder.acquire(blocking=False)
-    waiter = r.lock(k("lock"), timeout=30, sleep=0.02)
+    # thread_local=False: the token the waiting thread acquires is seen by this thread too
+    waiter = r.lock(k("lock"), timeout=30, sleep=0.02, thread_local=False)
     assert waiter.acquire(blocking_timeout=0.3) is False  # gives up while the holder holds it
 
     started = threading.Event()
