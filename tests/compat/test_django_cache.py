@@ -18,7 +18,7 @@ from django.conf import settings  # noqa: E402
 from django.core.cache import caches  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
-from tests.compat.conftest import kill_leader, no_retry, restart  # noqa: E402
+from tests.compat.support import kill_leader, no_retry, restart  # noqa: E402
 from tests.helpers import ServerNode, wait_until  # noqa: E402
 
 _prefixes = itertools.count()

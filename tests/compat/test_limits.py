@@ -22,7 +22,7 @@ from limits.strategies import (  # noqa: E402
     SlidingWindowCounterRateLimiter,
 )
 
-from tests.compat.conftest import kill_leader, no_retry, restart  # noqa: E402
+from tests.compat.support import kill_leader, no_retry, restart  # noqa: E402
 from tests.helpers import ServerNode, wait_until  # noqa: E402
 
 _ids = itertools.count()

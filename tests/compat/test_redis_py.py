@@ -12,7 +12,7 @@ import pytest
 import redis
 from redis.exceptions import LockError, LockNotOwnedError, ResponseError, WatchError
 
-from tests.compat.conftest import kill_leader, no_retry, restart
+from tests.compat.support import kill_leader, no_retry, restart
 from tests.helpers import ServerCluster, ServerNode, Workers, wait_until
 
 _prefixes = itertools.count()
