@@ -559,7 +559,7 @@ _SPECS = [
     _local("hello", -1, "connection", "Handshake (RESP2 only)", ("fast", "noauth")),
     _local("client", -2, "connection", "CLIENT SETNAME | GETNAME | SETINFO | ID | INFO"),
     _local("command", -1, "server", "COMMAND [COUNT | DOCS | INFO]"),
-    _local("config", -2, "server", "CONFIG GET parameter [parameter ...]"),
+    _local("config", -2, "server", "CONFIG GET parameter [parameter ...] | SET parameter value [...] | RESETSTAT | HELP"),
     _local("info", -1, "server", "Server information (server clients memory keyspace stats raft)"),
     _local("readonly", 1, "cluster", "Answer reads from this node's local state (stale, fast)", ("fast",)),
     _local("readwrite", 1, "cluster", "Back to linearizable reads (the default)", ("fast",)),

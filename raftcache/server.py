@@ -79,6 +79,36 @@ _OS = f"{platform.system()} {platform.release()} {platform.machine()}"
 _ARCH_BITS = struct.calcsize("P") * 8
 
 _MAXCLIENTS = encode_error("ERR", "max number of clients reached")
+
+# Where each CONFIG parameter is set instead of CONFIG SET (the error a change gets names it).
+_CONFIG_SOURCE: dict[bytes, str] = {
+    b"maxclients": "[server] maxclients in the cluster file",
+    b"timeout": "[server] idle_timeout_s in the cluster file",
+    b"proto-max-bulk-len": "[limits] max_bulk_bytes in the cluster file",
+    b"client-query-buffer-limit": "[limits] max_query_buffer_bytes in the cluster file",
+    b"protected-mode": "[server] protected_mode in the cluster file",
+    b"save": "persistence is the Raft journal and snapshots",
+    b"appendonly": "persistence is the Raft journal and snapshots",
+    b"databases": "one database",
+    b"maxmemory": "no memory limit yet",
+    b"maxmemory-policy": "no eviction yet",
+    b"notify-keyspace-events": "no keyspace notifications yet",
+}
+
+
+def _config_help(args: list[bytes]) -> Any:
+    return [
+        b"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        b"GET <pattern>",
+        b"    Return parameters matching the glob-like <pattern> and their values.",
+        b"SET <directive> <value>",
+        b"    Accepted when <value> is the one in force; raftcache's parameters are set in the cluster file.",
+        b"RESETSTAT",
+        b"    Reset statistics reported by the INFO command.",
+        b"HELP",
+        b"    Print this help.",
+    ]
+
 # Redis 7.2's words (src/networking.c, clientAcceptHandler), typo included; with raftcache the
 # remedies are `protected_mode = false` in [server] or a `requirepass` (CONFIG SET is not served).
 DENIED_PROTECTED_MODE = (
@@ -577,13 +607,26 @@ class RespServer:
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
             b"maxmemory": b"0",
             b"protected-mode": b"yes" if s.protected_mode else b"no",
+            b"maxmemory-policy": b"noeviction",
+            b"notify-keyspace-events": b"",
         }
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Any:
+        sub = args[1].upper()
+        handler = self._config_subcommands.get(sub)
+        if handler is None:
+            raise CommandError(f"unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try CONFIG HELP.")
+        return handler(args)
+
+    @property
+    def _config_subcommands(self) -> dict[bytes, Callable[[list[bytes]], Any]]:
+        return {b"GET": self._config_get, b"SET": self._config_set, b"RESETSTAT": self._config_resetstat, b"HELP": _config_help}
+
+    def _config_get(self, args: list[bytes]) -> Any:
         from .redis_semantics import compile_glob
 
-        if args[1].upper() != b"GET" or len(args) < 3:
-            raise CommandError("CONFIG supports only GET parameter [parameter ...] on raftcache")
+        if len(args) < 3:
+            raise CommandError("wrong number of arguments for 'config|get' command")
         values = self._config_values()
         out = Map()
         for pattern in args[2:]:
@@ -592,6 +635,33 @@ class RespServer:
                 if matches(name):
                     out[name] = value
         return out
+
+    def _config_set(self, args: list[bytes]) -> Any:
+        """Libraries set parameters at connect time. Every parameter raftcache knows is set in
+        the cluster file (or is fixed by its design), so CONFIG SET accepts a value equal to the
+        one in force and refuses a change with Redis's error, naming where it is set."""
+        if len(args) < 4 or len(args) % 2:
+            raise CommandError("wrong number of arguments for 'config|set' command")
+        values = self._config_values()
+        pairs = [(args[i].lower(), args[i + 1]) for i in range(2, len(args), 2)]
+        for name, _ in pairs:  # as Redis: every name is checked before anything is judged
+            if name not in values:
+                raise CommandError(f"Unknown option or number of arguments for CONFIG SET - '{name.decode('utf-8', 'replace')}'")
+        for name, value in pairs:
+            if value.lower() != values[name].lower():
+                where = _CONFIG_SOURCE.get(name, "fixed by raftcache's design")
+                raise CommandError(
+                    f"CONFIG SET failed (possibly related to argument '{name.decode()}') - "
+                    f"not settable at run time on raftcache ({where})"
+                )
+        return OK
+
+    def _config_resetstat(self, args: list[bytes]) -> Any:
+        if len(args) != 2:
+            raise CommandError("wrong number of arguments for 'config|resetstat' command")
+        self.stats.reset()
+        self.command_stats.reset()
+        return OK
 
     # -------------------------------------------------------------------- INFO
     def _info(self, conn: _Connection, args: list[bytes]) -> Any:

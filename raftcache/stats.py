@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 # Latency bucket bounds, seconds (Prometheus convention: cumulative, plus +Inf).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +45,12 @@ class CommandStats:
         self.errors: Counter[str] = Counter()  # by RESP error word
         self.latency: dict[str, LatencyHistogram] = {"read": LatencyHistogram(), "write": LatencyHistogram()}
 
+    def reset(self) -> None:
+        """CONFIG RESETSTAT (Prometheus sees a counter reset, as after a restart)."""
+        self.calls.clear()
+        self.errors.clear()
+        self.latency = {kind: LatencyHistogram() for kind in self.latency}
+
 
 @dataclass
 class ServerStats:
@@ -56,3 +62,9 @@ class ServerStats:
     commands_processed: int = 0
     protocol_errors: int = 0
     auth_failures: int = 0  # failed AUTH / HELLO AUTH (INFO's acl_access_denied_auth)
+
+    def reset(self) -> None:
+        """CONFIG RESETSTAT: the counts start again; uptime does not (as Redis)."""
+        for counter in fields(self):
+            if counter.name != "started":
+                setattr(self, counter.name, 0)

@@ -303,3 +303,27 @@ def test_flushall_and_flushdb(cluster):
     with cluster.nodes[2].redis() as r:
         assert r.get("to-flush") is None
     cluster.converged()
+
+
+def test_config_set_accepts_the_value_in_force_and_refuses_a_change_with_redis_errors(r):
+    assert r.config_set("maxmemory-policy", "noeviction") is True  # what libraries set at connect time
+    assert r.config_set("notify-keyspace-events", "") is True
+    assert r.execute_command("CONFIG", "SET", "save", "", "appendonly", "no") in (True, b"OK")
+    with pytest.raises(redis.ResponseError, match=r"^CONFIG SET failed \(possibly related to argument 'maxclients'\) - .*cluster file"):
+        r.config_set("maxclients", "7")
+    with pytest.raises(redis.ResponseError, match=r"^Unknown option or number of arguments for CONFIG SET - 'no-such-option'$"):
+        r.config_set("no-such-option", "1")
+    with pytest.raises(redis.ResponseError, match=r"^wrong number of arguments for 'config\|set' command$"):
+        r.execute_command("CONFIG", "SET", "maxmemory")
+    with pytest.raises(redis.ResponseError, match=r"^unknown subcommand 'NOPE'. Try CONFIG HELP.$"):
+        r.execute_command("CONFIG", "NOPE")
+    assert r.config_get("maxclients")["maxclients"] != "7"  # nothing changed
+
+
+def test_config_resetstat_restarts_the_counts(r):
+    for _ in range(5):
+        r.ping()
+    before = r.info("stats")["total_commands_processed"]
+    assert before >= 5
+    assert r.config_resetstat() is True
+    assert r.info("stats")["total_commands_processed"] < before
