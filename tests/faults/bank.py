@@ -112,7 +112,7 @@ class BankWorkload:
     """Bank client threads against a set of endpoints until stopped (the interface of
     ``harness.Workload``: start, stop, ``ok_ops``, ``record``)."""
 
-    def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 3, accounts: int = 5,
+    def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 3, accounts: int = 8,
                  balance: int = 100, timeout: float = 4.0, seed: int = 1, prefix: str = "",
                  max_seconds: float = 600) -> None:
         self.endpoints = endpoints
@@ -153,11 +153,15 @@ class BankWorkload:
         return check_bank(rec, balances, final_get(rec.journal_key))
 
     def summary(self) -> str:
+        """Outcomes per path, e.g. for a scenario's one-line report."""
         with self._lock:
-            outcomes = Counter(t.outcome for t in self.record.transfers.values())
-            snapshots = len(self.record.snapshots)
-        return ("transfers ok/failed/unknown/refused "
-                + "/".join(str(outcomes[o]) for o in OUTCOMES) + f", snapshots {snapshots}")
+            outcomes = Counter((t.via, t.outcome) for t in self.record.transfers.values())
+            snapshots = Counter(s.via for s in self.record.snapshots)
+            aborted = self.record.errors["EXEC-nil"]
+        counts = {via: "/".join(str(outcomes[via, o]) for o in OUTCOMES) for via in ("watch", "script")}
+        return (f"transfers ok/failed/unknown/refused by WATCH {counts['watch']} ({aborted} EXEC aborted), "
+                f"by script {counts['script']}; snapshots by MULTI/script/MGET "
+                f"{snapshots['multi']}/{snapshots['script']}/{snapshots['mget']}")
 
     def _open_accounts(self, timeout: float) -> None:
         """Set every balance and load the transfer script, on a healthy cluster, before any
@@ -224,9 +228,9 @@ class BankWorkload:
 
     # ----------------------------------------------------------------- operations
     @staticmethod
-    def _before_exec(conn: RespConn, *args: Any, expect: Any = None) -> Any:
+    def _before_exec(conn: RespConn, *args: Any, expect: str | None = None) -> Any:
         outcome, reply = classify(lambda: conn.call(*args))
-        if outcome != "ok" or (expect is not None and reply != expect):
+        if outcome != "ok" or (expect is not None and reply != expect):  # +OK parses as SimpleString, a str
             conn.close()  # the server drops the connection's WATCH and MULTI state with it
             raise _Abandoned(reply)
         return reply
@@ -235,15 +239,15 @@ class BankWorkload:
         rec = self.record
         src, dst = rec.accounts[t.source], rec.accounts[t.target]
         try:
-            self._before_exec(conn, "WATCH", src, dst, expect=b"OK")
+            self._before_exec(conn, "WATCH", src, dst, expect="OK")
             a, b = (int(v) for v in self._before_exec(conn, "MGET", src, dst))
             t.seen = (a, b)
             if a < t.amount:
-                self._before_exec(conn, "UNWATCH", expect=b"OK")
+                self._before_exec(conn, "UNWATCH", expect="OK")
                 return "refused", None
-            self._before_exec(conn, "MULTI", expect=b"OK")
+            self._before_exec(conn, "MULTI", expect="OK")
             for args in (("SET", src, a - t.amount), ("SET", dst, b + t.amount), ("APPEND", rec.journal_key, t.id + ",")):
-                self._before_exec(conn, *args, expect=b"QUEUED")
+                self._before_exec(conn, *args, expect="QUEUED")
         except _Abandoned as exc:
             return "fail", exc.args[0]
         outcome, reply = classify(lambda: conn.call("EXEC"))
@@ -280,8 +284,8 @@ class BankWorkload:
         if roll < 0.4:
             via = "multi"
             try:
-                self._before_exec(conn, "MULTI", expect=b"OK")
-                self._before_exec(conn, "MGET", *keys, expect=b"QUEUED")
+                self._before_exec(conn, "MULTI", expect="OK")
+                self._before_exec(conn, "MGET", *keys, expect="QUEUED")
             except _Abandoned as exc:
                 return "fail", exc.args[0]
             outcome, reply = classify(lambda: conn.call("EXEC"))
@@ -371,6 +375,13 @@ def check_bank(rec: BankRecord, final_balances: list[int | None], final_journal:
         elif s.balances != states[k]:
             problems.append(f"{what} saw balances {s.balances} with {k} transfers applied; the journal says {states[k]}")
 
+    # A path that never succeeded tested nothing.
+    for via in ("watch", "script"):
+        if not any(t.via == via and t.outcome == "ok" for t in rec.transfers.values()):
+            problems.append(f"too little work: no transfer via {via} was acknowledged")
+    for via in ("multi", "script", "mget"):
+        if not any(s.via == via for s in rec.snapshots):
+            problems.append(f"too little work: no snapshot via {via} succeeded")
     problems += _real_time_order(rec, positions)
     problems += _refusals(rec, positions, states)
     if len(problems) > limit:

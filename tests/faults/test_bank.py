@@ -147,7 +147,7 @@ def test_a_transfer_that_acted_on_stale_balances_is_caught():
     victim = next(rec.transfers[e] for e in entries[len(entries) // 2:] if rec.transfers[e].via == "watch")
     victim.seen = (victim.seen[0] + 7, victim.seen[1])  # read before another transfer debited 7
     # Replaying what the server would then hold: the victim's SETs overwrite that debit.
-    state, = [[rec.initial] * len(rec.accounts)]
+    state = [rec.initial] * len(rec.accounts)
     for tid in entries:
         t = rec.transfers[tid]
         a, b = t.seen if t is victim else (state[t.source], state[t.target])
