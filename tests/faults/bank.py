@@ -74,6 +74,7 @@ class Transfer:
     complete: float | None = None  # None while unknown
     outcome: str = "fail"
     seen: tuple[int, int] | None = None  # (source, target) balances the transfer read and acted on
+    aborted: bool = False  # EXEC answered nil: a watched key changed
 
 
 @dataclass
@@ -254,6 +255,7 @@ class BankWorkload:
         if outcome == "ok" and reply is None:
             with self._lock:
                 rec.errors["EXEC-nil"] += 1
+            t.aborted = True
             return "fail", None  # a watched key moved: aborted, nothing applied
         if outcome == "ok" and (not isinstance(reply, list) or len(reply) != 3 or any(isinstance(r, ErrorReply) for r in reply)):
             self._problem(f"transfer {t.id}: EXEC answered {reply!r}")
@@ -384,6 +386,7 @@ def check_bank(rec: BankRecord, final_balances: list[int | None], final_journal:
             problems.append(f"too little work: no snapshot via {via} succeeded")
     problems += _real_time_order(rec, positions)
     problems += _refusals(rec, positions, states)
+    problems += _needless_aborts(rec, positions)
     if len(problems) > limit:
         problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
     return problems
@@ -431,6 +434,23 @@ def _refusals(rec: BankRecord, positions: dict[str, int], states: list[tuple[int
         elif not any((states[k][t.source], states[k][t.target]) == t.seen for k in range(low, high + 1)):
             problems.append(f"transfer {tid} (script) read balances {t.seen}, which no state between journal "
                             f"positions {low} and {high} holds{_where(rec)(tid)}")
+    return problems[:5]
+
+
+def _needless_aborts(rec: BankRecord, positions: dict[str, int]) -> list[str]:
+    """WATCH is exact: an EXEC aborts only if a watched key changed, and only transfers
+    write accounts once the bank is open. So some applied transfer touching one of its two
+    accounts must have run at the same time."""
+    problems = []
+    applied = [rec.transfers[tid] for tid in positions]
+    for t in rec.transfers.values():
+        if not t.aborted or t.complete is None:
+            continue
+        accounts = {t.source, t.target}
+        if not any(o is not t and accounts & {o.source, o.target} and o.invoke < t.complete
+                   and (o.complete is None or o.complete > t.invoke) for o in applied):
+            problems.append(f"transfer {t.id}: EXEC aborted (nil), yet no applied transfer touching accounts "
+                            f"{sorted(accounts)} ran meanwhile{_where(rec)(t.id)}")
     return problems[:5]
 
 

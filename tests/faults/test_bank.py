@@ -30,7 +30,7 @@ def simulate(seed: int, steps: int = 400, accounts: int = 4, balance: int = 50) 
         seen = (state[source], state[target])
         roll = rng.random()
         if roll < 0.15:
-            t.outcome = "fail"  # e.g. EXEC aborted by WATCH: nothing applied
+            t.outcome = "fail"  # e.g. the connection failed before EXEC: nothing applied
             continue
         if seen[0] < t.amount:
             t.outcome, t.seen = "refused", seen
@@ -169,3 +169,16 @@ def test_a_journal_entry_nobody_wrote_is_caught():
     rec, final, journal = simulate(11)
     problems = check_bank(rec, final, journal + b"ghost,")
     assert any("'ghost'" in p and "never attempted" in p for p in problems), problems
+
+
+def test_an_exec_aborted_with_no_conflicting_transfer_is_caught():
+    """WATCH must be exact: a nil EXEC needs a concurrent change of a watched account."""
+    rec, final, journal = simulate(12)
+    t = next(t for t in rec.transfers.values() if t.outcome == "fail")
+    t.aborted = True  # inside a window where others ran: explained
+    # One that ran before any other transfer (unknown ones may take effect any time after their invoke).
+    assert check_bank(rec, final, journal) == []
+    lonely = Transfer("lonely", "watch", 0, 1, 5, "n1", -100.0, -99.0, outcome="fail", seen=(1, 1), aborted=True)
+    rec.transfers[lonely.id] = lonely
+    problems = check_bank(rec, final, journal)
+    assert any("transfer lonely: EXEC aborted (nil), yet no applied transfer" in p for p in problems), problems
