@@ -241,7 +241,12 @@ class BankWorkload:
         src, dst = rec.accounts[t.source], rec.accounts[t.target]
         try:
             self._before_exec(conn, "WATCH", src, dst, expect="OK")
-            a, b = (int(v) for v in self._before_exec(conn, "MGET", src, dst))
+            values = self._before_exec(conn, "MGET", src, dst)
+            if None in values:  # an account vanished: the final state will show it too
+                self._problem(f"transfer {t.id}: MGET {src} {dst} via {t.endpoint} answered {values!r}")
+                conn.close()
+                return "fail", None
+            a, b = (int(v) for v in values)
             t.seen = (a, b)
             if a < t.amount:
                 self._before_exec(conn, "UNWATCH", expect="OK")
