@@ -16,11 +16,16 @@ Workloads, mixed in every run:
 * unique appends: every acknowledged element must be in the final value exactly once, an
   unknown one at most once, nothing else;
 * counters: the final value must lie in [acknowledged, acknowledged + unknown] increments.
+
+With ``bank_workers`` (``run_scenario``) or a ``bank`` passed to ``judge``, the atomicity
+workload of ``tests/faults/bank.py`` runs alongside (transfers by MULTI/EXEC with WATCH and by
+Lua script, atomic snapshots) and its problems fail the verdict too.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import json
 import contextlib
 import os
@@ -31,13 +36,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from raftcache.resp import ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
 from tests.helpers import ServerCluster, Workers, wait_until
+
+if TYPE_CHECKING:  # bank.py imports this module
+    from tests.faults.bank import BankWorkload
 
 FAIL_PREFIXES = {"CLUSTERDOWN", "TRYAGAIN", "ERR", "NOAUTH"}
 UNKNOWN_PREFIXES = {"UNKNOWN", "MISCONF"}
@@ -286,6 +294,8 @@ class Report:
     counter_problems: list[str]
     converged: bool
     errors: dict[str, int]
+    atomicity_problems: list[str] = field(default_factory=list)  # the bank workload's, when it ran
+    bank: str = ""  # the bank workload's counts, when it ran
 
     @property
     def passed(self) -> bool:
@@ -295,13 +305,15 @@ class Report:
             and not self.lost_writes
             and not self.duplicated_writes
             and not self.counter_problems
+            and not self.atomicity_problems
             and self.converged
         )
 
     @property
     def problems(self) -> list[str]:
         """Every violation, lost or duplicated write and counter problem, described."""
-        return self.linearizability_violations + self.lost_writes + self.duplicated_writes + self.counter_problems
+        return (self.linearizability_violations + self.lost_writes + self.duplicated_writes + self.counter_problems
+                + self.atomicity_problems)
 
     def summary(self) -> str:
         return (
@@ -310,6 +322,7 @@ class Report:
             f"violations {len(self.linearizability_violations)}, undecided {len(self.undecided_keys)}, "
             f"lost {len(self.lost_writes)}, duplicated {len(self.duplicated_writes)}, "
             f"counter problems {len(self.counter_problems)}, converged {self.converged}"
+            + (f"; bank: {self.bank}, atomicity problems {len(self.atomicity_problems)}" if self.bank else "")
         )
 
     def save(self) -> None:
@@ -321,7 +334,7 @@ class Report:
 
 
 def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Callable[[str], bytes | None],
-            converged: bool, min_ok: int) -> Report:
+            converged: bool, min_ok: int, bank: BankWorkload | None = None) -> Report:
     """Check everything the workload recorded against the final state; never raises."""
     rec = workload.record
     result = check_history(rec.registers, time_limit=20.0)
@@ -377,6 +390,11 @@ def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Cal
     )
     if report.ok < min_ok:
         report.counter_problems.append(f"too little work: {report.ok} ok operations < {min_ok}")
+    if bank is not None:
+        report.atomicity_problems = bank.check(final_get)
+        report.bank = bank.summary()
+        if bank.ok_transfers == 0:
+            report.atomicity_problems.append("too little work: no transfer was acknowledged")
     report.save()
     return report
 
@@ -405,21 +423,37 @@ def final_reader(cluster) -> Callable[[str], bytes | None]:
 
 
 def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
-                 endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None) -> Report:
-    workload = Workload(endpoints or (lambda: cluster.endpoints), workers=workers, seed=hash(name) % 1000).start()
+                 endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None,
+                 bank_workers: int = 0, min_transfers: int = 40) -> Report:
+    """The workload (and with ``bank_workers`` the bank's transfers) before, through and after
+    ``fault``: until enough work was acknowledged on each side of it; then ``judge``."""
+    from tests.faults.bank import BankWorkload  # (bank.py imports this module)
+
+    endpoints = endpoints or (lambda: cluster.endpoints)
+    seed = hash(name) % 1000
+    bank = BankWorkload(endpoints, workers=bank_workers, seed=seed).start() if bank_workers else None
+    workload = Workload(endpoints, workers=workers, seed=seed).start()
     started = time.monotonic()
+    transfers = (lambda: bank.ok_transfers) if bank else (lambda: math.inf)  # no bank: nothing to wait for
+
+    def flowing(ops: int, moved: int) -> Callable[[], bool]:
+        return lambda: workload.ok_ops >= ops and transfers() >= moved
+
     try:
-        wait_until(lambda: workload.ok_ops >= 150, 30, 0.05, "load before the fault")
+        wait_until(flowing(150, min_transfers // 4), 30, 0.05, "load before the fault")
         fault()
-        resumed_from = workload.ok_ops
-        wait_until(lambda: workload.ok_ops >= resumed_from + 300, 60, 0.05, "load to flow after the fault")
+        wait_until(flowing(workload.ok_ops + 300, transfers() + min_transfers), 60, 0.05, "load to flow after the fault")
     finally:
-        workload.stop()
-    return judge(name, cluster, workload, started, min_ok=min_ok, after=after)
+        try:
+            workload.stop()
+        finally:
+            if bank is not None:
+                bank.stop()
+    return judge(name, cluster, workload, started, min_ok=min_ok, after=after, bank=bank)
 
 
 def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int, converge_timeout: float = 60.0,
-          after: Callable[[], None] | None = None) -> Report:
+          after: Callable[[], None] | None = None, bank: BankWorkload | None = None) -> Report:
     """After a stopped workload: heal what a fault left behind, wait for the replicas to
     converge, check the history, print the report and fail on any problem."""
     for node in cluster.nodes:
@@ -437,7 +471,7 @@ def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int
         converged = False
         print(f"{exc}\n{divergence_report(cluster)}")
     report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
-                     converged=converged, min_ok=min_ok)
+                     converged=converged, min_ok=min_ok, bank=bank)
     print("\n" + report.summary(), flush=True)
     assert report.passed, report.summary() + "\n" + "\n".join(report.problems[:20])
     return report

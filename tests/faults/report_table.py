@@ -29,7 +29,9 @@ def main(path: str) -> None:
         ok = sum(r["ok"] for r in reports)
         failed = sum(r["failed"] for r in reports)
         unknown = sum(r["unknown"] for r in reports)
-        violations = sum(len(r["linearizability_violations"]) + len(r["undecided_keys"]) for r in reports)
+        # the bank's atomicity problems are linearizability violations of the bank as one object
+        violations = sum(len(r["linearizability_violations"]) + len(r["undecided_keys"])
+                         + len(r.get("atomicity_problems", [])) for r in reports)
         lost = sum(len(r["lost_writes"]) for r in reports)
         duplicated = sum(len(r["duplicated_writes"]) + len(r["counter_problems"]) for r in reports)
         converged = all(r["converged"] for r in reports)

@@ -4,8 +4,9 @@
     RAFTCACHE_SOAK_MINUTES=5 python -m pytest -m soak tests/faults/test_soak.py
 
 The run is cut into segments of about a minute; each segment runs the mixed workload
+and the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py)
 through a random sequence of faults, heals, and is verified (linearizability, lost and
-duplicated writes, counters, convergence) before the next one starts.
+duplicated writes, counters, the bank's atomicity, convergence) before the next one starts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+from tests.faults.bank import BankWorkload
 from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
@@ -89,6 +91,7 @@ def test_random_fault_mix(tmp_path):
         segment = 0
         while time.monotonic() < end:
             segment += 1
+            bank = BankWorkload(lambda: cluster.endpoints, workers=3, seed=segment, prefix=f"s{segment}:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
             try:
@@ -100,7 +103,10 @@ def test_random_fault_mix(tmp_path):
                     fault()
                     hold(rng.uniform(1, 5))
             finally:
-                workload.stop()
+                try:
+                    workload.stop()
+                finally:
+                    bank.stop()
 
             def heal_network_and_clocks():
                 if network is not None:
@@ -110,4 +116,4 @@ def test_random_fault_mix(tmp_path):
                         r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", 0)
 
             judge(f"soak segment {segment}", cluster, workload, started, min_ok=100, converge_timeout=90,
-                  after=heal_network_and_clocks)
+                  after=heal_network_and_clocks, bank=bank)
