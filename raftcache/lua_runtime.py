@@ -1,9 +1,15 @@
 """Lua 5.1 for EVAL: everything that touches lupa lives here.
 
-A script runs in a **fresh** ``LuaRuntime`` per call (about 0.1 ms to create): nothing a
-script does (globals, metatables of strings, garbage, interned strings) can reach the next
-one, and the memory counter and the garbage collector start from the same state on every
-replica, so the memory cap trips at the same point everywhere. Around the runtime:
+A script runs in a **fresh** ``LuaRuntime`` per call: nothing a script does (globals,
+metatables of strings, garbage, interned strings, the RNG) can reach the next one, and the
+memory counter and the garbage collector start from the same state on every replica, so
+the memory cap trips at the same point everywhere, whatever ran on that node before
+(EVAL_RO runs on one node only; a restored replica starts cold). Reusing a runtime would
+need all of that reset; instead a fresh one is made cheap (``benchmarks/lua_call_bench.py``:
+about 0.2-0.3 ms for ``return 1``, of which ~0.05-0.08 ms is lupa creating the runtime):
+the bootstrap is loaded as bytecode compiled once per process, Lua gets four Python
+callables rather than a table of them, and the runtime is freed as soon as the call ends.
+Around the runtime:
 
 * a sandbox built by a bootstrap chunk that keeps ``debug.sethook`` and ``loadstring`` as
   locals and then removes ``os``, ``io``, ``debug``, ``package``, ``require``, ``module``,
