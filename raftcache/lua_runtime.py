@@ -361,10 +361,7 @@ class LuaRun:
         version_num = 0
         for part in self._version.split("."):
             version_num = version_num * 256 + int(part)
-        run, _ = lua.execute(
-            _bootstrap_chunk(), self._redis_call, self._tick, self._per_run, _shared,
-            self._version.encode(), version_num, HOOK_STEP,
-        )
+        run, _ = lua.execute(_bootstrap_chunk(), self._redis_call, self._tick, self._per_run, _shared, self._version.encode(), version_num, HOOK_STEP)
         try:
             result = run(code, lua.table_from(list(keys)), lua.table_from(list(argv)))
         except _lupa.LuaMemoryError:
