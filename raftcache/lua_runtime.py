@@ -1,9 +1,15 @@
 """Lua 5.1 for EVAL: everything that touches lupa lives here.
 
-A script runs in a **fresh** ``LuaRuntime`` per call (about 0.1 ms to create): nothing a
-script does (globals, metatables of strings, garbage, interned strings) can reach the next
-one, and the memory counter and the garbage collector start from the same state on every
-replica, so the memory cap trips at the same point everywhere. Around the runtime:
+A script runs in a **fresh** ``LuaRuntime`` per call: nothing a script does (globals,
+metatables of strings, garbage, interned strings, the RNG) can reach the next one, and the
+memory counter and the garbage collector start from the same state on every replica, so
+the memory cap trips at the same point everywhere, whatever ran on that node before
+(EVAL_RO runs on one node only; a restored replica starts cold). Reusing a runtime would
+need all of that reset; instead a fresh one is made cheap (``benchmarks/lua_call_bench.py``:
+about 0.2-0.3 ms for ``return 1``, of which ~0.05-0.08 ms is lupa creating the runtime):
+the bootstrap is loaded as bytecode compiled once per process, Lua gets four Python
+callables rather than a table of them, and the runtime is freed as soon as the call ends.
+Around the runtime:
 
 * a sandbox built by a bootstrap chunk that keeps ``debug.sethook`` and ``loadstring`` as
   locals and then removes ``os``, ``io``, ``debug``, ``package``, ``require``, ``module``,
@@ -85,7 +91,18 @@ class ScriptAbort(CommandError):
 # Runs with the full standard library, keeps what the sandbox needs as upvalues (scripts
 # have no debug library, so they cannot reach them), then strips the globals.
 _BOOTSTRAP = r"""
-local py, step = ...
+local call, tick, per_run, shared, version, version_num, step = ...
+-- Python helpers arrive as four callables, not a table of ~25: each Python object handed
+-- to Lua costs a userdata and a crossing, on every script call. The rest dispatch by name.
+local function via(fn, name) return function(...) return fn(name, ...) end end
+local py = {call = call, tick = tick, version = version, version_num = version_num}
+for _, name in ipairs({"budget_message", "setresp", "json_decode", "random", "randomseed"}) do
+  py[name] = via(per_run, name)
+end
+for _, name in ipairs({"sha1hex", "log", "json_encode", "bit_tobit", "bit_bnot", "bit_band", "bit_bor", "bit_bxor",
+                       "bit_lshift", "bit_rshift", "bit_arshift", "bit_rol", "bit_ror", "bit_bswap", "bit_tohex"}) do
+  py[name] = via(shared, name)
+end
 local sethook, getinfo = debug.sethook, debug.getinfo
 local raw_loadstring, setfenv, error, type, tostring, select = loadstring, setfenv, error, type, tostring, select
 local G = _G
@@ -255,6 +272,28 @@ def _new_runtime() -> Any:
     )
 
 
+_bootstrap_bytecode: bytes | None = None
+
+
+def _bootstrap_chunk() -> bytes:
+    """The bootstrap as Lua 5.1 bytecode, compiled once per process.
+
+    Parsing the bootstrap source was most of a script call's cost (~0.45 ms); loading its
+    bytecode into each fresh runtime builds the same functions for a fraction of that. The
+    bytecode comes from this process's own Lua (a throw-away runtime), never from a
+    script, and every call loads the same bytes, so each replica's runtimes start from an
+    identical state. (Scripts still cannot load bytecode: their loadstring refuses it.)
+    """
+    global _bootstrap_bytecode
+    if _bootstrap_bytecode is None:
+        lua = _lupa.LuaRuntime(**_RUNTIME_KWARGS)
+        chunk = lua.execute(b"return string.dump(assert(loadstring(..., '=bootstrap')))", _BOOTSTRAP.encode())
+        if not isinstance(chunk, bytes) or not chunk.startswith(b"\x1bLua"):
+            raise ConsensusBackendError("lupa's Lua 5.1 did not dump the scripting bootstrap as bytecode")
+        _bootstrap_bytecode = chunk
+    return _bootstrap_bytecode
+
+
 def _no_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
     raise AttributeError("Python attributes are not reachable from scripts")
 
@@ -262,7 +301,7 @@ def _no_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
 def compile_check(code: bytes) -> str | None:
     """The Lua compiler's message for a script that does not compile, else None."""
     lua = _new_runtime()
-    _, compile_ = lua.execute(_BOOTSTRAP, lua.table(), HOOK_STEP)
+    _, compile_ = lua.execute(_bootstrap_chunk(), None, None, None, None, b"", 0, HOOK_STEP)
     ok, err = compile_(code)
     return None if ok else _text(err)
 
@@ -288,7 +327,8 @@ class LuaRun:
         self._call = call
         self._budget = max_instructions
         self._spent = 0
-        self._random = random.Random(seed)
+        self._seed = seed
+        self._rng: random.Random | None = None  # built on a script's first math.random: most never call it
         self._resp = 2
         self._version = version
         self.lua = _new_runtime()
@@ -303,29 +343,25 @@ class LuaRun:
 
     # ---- running
     def run(self, code: bytes, keys: Sequence[bytes], argv: Sequence[bytes]) -> tuple[bool, Any]:
-        """(True, reply value) or (False, error line without '-'). Compile errors raise."""
+        """(True, reply value) or (False, error line without '-'). Compile errors raise.
+
+        One call per LuaRun: afterwards the runtime is dropped. The Lua state holds this
+        object's bound methods, so ``self.lua`` would make a reference cycle, and a runtime
+        (up to SCRIPT_MAX_MEMORY) would live on until Python's cyclic collector found it;
+        collecting those was about a third of a trivial script's cost."""
+        try:
+            return self._run(code, keys, argv)
+        finally:
+            self.lua = None
+
+    def _run(self, code: bytes, keys: Sequence[bytes], argv: Sequence[bytes]) -> tuple[bool, Any]:
         lua = self.lua
+        if lua is None:
+            raise RuntimeError("a LuaRun runs one script")
         version_num = 0
         for part in self._version.split("."):
             version_num = version_num * 256 + int(part)
-        helpers = lua.table_from(
-            {
-                b"call": self._redis_call,
-                b"tick": self._tick,
-                b"budget_message": self._budget_message,
-                b"sha1hex": _lua_sha1hex,
-                b"log": _lua_log,
-                b"setresp": self._setresp,
-                b"json_encode": _json_encode,
-                b"json_decode": lambda text, null: _json_decode(lua, text, null),
-                b"random": self._math_random,
-                b"randomseed": self._math_randomseed,
-                b"version": self._version.encode(),
-                b"version_num": version_num,
-                **{b"bit_" + name.encode(): fn for name, fn in _BIT.items()},
-            }
-        )
-        run, _ = lua.execute(_BOOTSTRAP, helpers, HOOK_STEP)
+        run, _ = lua.execute(_bootstrap_chunk(), self._redis_call, self._tick, self._per_run, _shared, self._version.encode(), version_num, HOOK_STEP)
         try:
             result = run(code, lua.table_from(list(keys)), lua.table_from(list(argv)))
         except _lupa.LuaMemoryError:
@@ -448,6 +484,12 @@ class LuaRun:
         return items
 
     # ---- helpers exposed to Lua
+    def _per_run(self, name: bytes, *args: Any) -> Any:
+        return _PER_RUN[name](self, *args)
+
+    def _json_decode(self, text: Any, null: Any) -> tuple[Any, Any]:
+        return _json_decode(self.lua, text, null)
+
     def _setresp(self, argc: int, version: Any = None) -> bytes | None:
         if argc != 1:
             return b"ERR redis.setresp() requires one argument."
@@ -459,7 +501,7 @@ class LuaRun:
     def _math_random(self, *args: Any) -> tuple[Any, Any]:
         # Lua 5.1's math.random over a replicated seed (Python's Mersenne Twister is the same
         # on every platform for a given seed).
-        r = self._random.random()
+        r = self._random().random()
         if not args:
             return r, None
         if not all(isinstance(a, (int, float)) for a in args) or len(args) > 2:
@@ -472,8 +514,22 @@ class LuaRun:
     def _math_randomseed(self, seed: Any = None) -> tuple[Any, Any]:
         if not isinstance(seed, (int, float)):
             return None, b"bad argument #1 to 'randomseed' (number expected)"
-        self._random.seed(int(seed))
+        self._random().seed(int(seed))
         return None, None
+
+    def _random(self) -> random.Random:
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+
+_PER_RUN: dict[bytes, Callable[..., Any]] = {
+    b"budget_message": LuaRun._budget_message,
+    b"setresp": LuaRun._setresp,
+    b"json_decode": LuaRun._json_decode,
+    b"random": LuaRun._math_random,
+    b"randomseed": LuaRun._math_randomseed,
+}
 
 
 def _one_line(text: str) -> str:
@@ -708,3 +764,15 @@ _BIT: dict[str, Callable[..., Any]] = {
         "tohex": _tohex,
     }.items()
 }
+
+# Helpers that need no run: one Python callable handed to Lua dispatches them by name.
+_SHARED: dict[bytes, Callable[..., Any]] = {
+    b"sha1hex": _lua_sha1hex,
+    b"log": _lua_log,
+    b"json_encode": _json_encode,
+    **{b"bit_" + name.encode(): fn for name, fn in _BIT.items()},
+}
+
+
+def _shared(name: bytes, *args: Any) -> Any:
+    return _SHARED[name](*args)

@@ -325,3 +325,44 @@ def test_two_replicas_fed_the_same_entries_agree():
         assert type(ra) is type(rb) and (line(ra) == line(rb) if isinstance(ra, CommandError) else ra == rb)
     assert a.sm.digest() == b.sm.digest()
     assert a("GET", "loop") == b"x" and a("GET", "a") == b"b"
+
+
+# A write script that fills its Lua state until the memory cap stops it, and says how far
+# it got: the exact trip point, which every replica must reach at the same allocation.
+_FILL_TO_CAP = """
+redis.call('SET', KEYS[1], 'filling')
+local n = 0
+pcall(function()
+  local t = {}
+  -- n all along each string: Lua 5.1 hashes a sample of a long string's characters,
+  -- and strings alike in those would intern in quadratic time
+  while true do n = n + 1; t[n] = (n .. ARGV[1]):rep(50) end
+end)
+return n
+"""
+
+# What may have run on a node before: garbage, interned strings, a runtime that itself
+# hit the cap, cjson/bit/math.random, attempted globals, a read-only script (one node only).
+_HISTORY = [
+    ("EVAL", "local t = {} for i = 1, 20000 do t[i] = ('y'):rep(64) .. i end return #t", 0),
+    ("EVAL", "local s = 'x' while true do s = s .. s end", 0),
+    ("EVAL", "return cjson.encode({a = {1, 2, 3}, b = bit.band(7, 3), c = math.random(1, 10)})", 0),
+    ("EVAL", "x = 1 return 1", 0),
+    ("EVAL", "string.rep = nil return 1", 0),
+    ("EVAL_RO", "local t = {} for i = 1, 50000 do t[i] = tostring(i):rep(8) end return redis.call('GET', KEYS[1])", 1, "k"),
+    ("EVAL", _FILL_TO_CAP, 1, "other", "zz"),
+]
+
+
+def test_outcome_at_the_memory_cap_does_not_depend_on_what_ran_before():
+    fresh = Node()
+    expected = fresh("EVAL", _FILL_TO_CAP, 1, "k", "v")
+    assert isinstance(expected, int) and expected > 1000  # it ran into the cap, not an error
+    assert fresh("GET", "k") == b"filling"
+
+    busy = Node()
+    for words in _HISTORY:
+        busy(*words)  # outcomes do not matter here, only that they ran on this node
+    assert busy("EVAL", _FILL_TO_CAP, 1, "k", "v") == expected
+    assert busy("GET", "k") == b"filling"
+    assert busy("EVAL", _FILL_TO_CAP, 1, "k", "v") == expected  # and again, right after itself
