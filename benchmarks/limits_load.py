@@ -26,9 +26,11 @@ client_cpu_s (CPU time the worker processes spent during the run, every thread i
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import multiprocessing as mp
 import random
+import signal
 import threading
 import time
 from typing import Any
@@ -49,15 +51,35 @@ def announce_start() -> None:
     print(json.dumps({"started": time.monotonic()}), flush=True)
 
 
+def die_with_parent() -> None:
+    """SIGKILL this worker when the parent dies, even by kill -9 (the harness's watchdog)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the barrier and socket timeouts still bound it
+        pass
+
+
 def worker(args: argparse.Namespace, index: int, barrier: Any, results: Any) -> None:
-    """One process: a storage, `threads` threads; reports its samples through `results`."""
+    """One process; reports its samples, or why it could not run, through `results`."""
+    die_with_parent()
+    try:
+        results.put(hits(args, index, barrier))
+    except Exception as exc:  # noqa: BLE001 - the parent reports it and fails
+        barrier.abort()  # the other workers stop waiting for this one
+        results.put({"error": f"worker {index}: {type(exc).__name__}: {exc}"})
+
+
+def hits(args: argparse.Namespace, index: int, barrier: Any) -> dict[str, Any]:
+    """A storage, `threads` threads hitting through it; every thread warms up before the start."""
     import limits.strategies
     from limits import parse
     from limits.storage import storage_from_string
 
-    storage = storage_from_string(f"redis://{args.host}:{args.port}")
+    # socket_timeout: a server that stops answering fails a hit (counted) instead of hanging.
+    storage = storage_from_string(f"redis://{args.host}:{args.port}", socket_timeout=30)
     limiter = getattr(limits.strategies, STRATEGIES[args.strategy])(storage)
     item = parse(LIMIT)
+    ready = threading.Barrier(args.threads + 1)
     go = threading.Event()
     stop_at = [0.0]
     per_thread: list[dict[str, Any]] = []
@@ -72,6 +94,7 @@ def worker(args: argparse.Namespace, index: int, barrier: Any, results: Any) -> 
         except Exception as exc:  # noqa: BLE001 - reported, the run goes on
             out["errors"] += 1
             out["first_error"] = f"warm-up: {type(exc).__name__}: {exc}"
+        ready.wait()
         go.wait()
         perf, samples = time.perf_counter, out["samples"]
         while True:
@@ -89,21 +112,20 @@ def worker(args: argparse.Namespace, index: int, barrier: Any, results: Any) -> 
     threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in range(args.threads)]
     for th in threads:
         th.start()
-    while len(per_thread) < args.threads:  # every thread is set up (or failed) before the start
-        time.sleep(0.01)
-    barrier.wait(timeout=120)
+    ready.wait(timeout=120)  # every thread has made its warm-up hit (or failed it)
+    barrier.wait(timeout=120)  # ... in every process
     start_mono, cpu0 = time.monotonic(), time.process_time()
     stop_at[0] = time.perf_counter() + args.duration
     go.set()
     for th in threads:
         th.join(args.duration + 60)
-    results.put({
+    return {
         "start_mono": start_mono, "end_mono": time.monotonic(),
         "cpu_s": time.process_time() - cpu0,
         "samples": [s for out in per_thread for s in out["samples"]],
         "errors": sum(out["errors"] for out in per_thread),
         "first_error": next((out["first_error"] for out in per_thread if out["first_error"]), ""),
-    })
+    }
 
 
 def main() -> None:
@@ -126,9 +148,12 @@ def main() -> None:
     procs = [ctx.Process(target=worker, args=(args, i, barrier, results), daemon=True) for i in range(args.processes)]
     for p in procs:
         p.start()
-    reports = [results.get(timeout=args.duration + 180) for _ in procs]
+    reports = [results.get(timeout=args.duration + 300) for _ in procs]
     for p in procs:
         p.join(30)
+    failed = [r["error"] for r in reports if "error" in r]
+    if failed:
+        raise SystemExit("; ".join(failed))
     samples = [s for r in reports for s in r["samples"]]
     elapsed = max(r["end_mono"] for r in reports) - min(r["start_mono"] for r in reports)
     print(json.dumps({
