@@ -3,7 +3,8 @@
 Needs (a target whose binary is missing is skipped, with the reason in the results):
 
 * Python >= 3.11 with raftcache installed (it brings pysyncobj 0.3.17 and uvloop): run
-  this script with that interpreter (e.g. the venv's `python`); nothing else from PyPI;
+  this script with that interpreter (e.g. the venv's `python`); for the `limits` rows also
+  `limits[redis]` (`pip install -e '.[bench]'`; without it those rows say skipped);
 * `redis-benchmark` (apt `redis-tools`): the RESP load for raftcache and redis;
 * `redis-server` (apt `redis-server`): the single-node Redis baseline;
 * `etcd` (apt `etcd-server`, v3.4): the etcd cluster.
@@ -44,6 +45,18 @@ Sections:
 * restart: kill -9 a follower holding those keys, restart it with `raftcache serve`; time
   until it accepts connections, and until it is ready (`raft_applied_index` >= the
   leader's commit index at the kill); then `RAFTCACHE DIGEST` on both must match;
+* transactions, scripts, rate limits (issue 11): one redis-server and one raftcache
+  cluster, both up, alternating run by run (redis then raftcache, then the reverse order in
+  the next round, so drift hits both alike), 50 in flight each: `loadgen.py run --op set`
+  (the reference), `--op multi4` (MULTI + 4 SET + EXEC written at once, as redis-py's
+  transaction pipeline), `--op lock` (redis-py Lock's acquire `SET NX PX` then release
+  `EVALSHA` compare-and-delete: one op is the pair), and `limits_load.py` (the `limits`
+  library's fixed window and sliding window counter through its redis storage, 2 processes
+  x 25 threads). Each run also records, over its own window only (from the client's
+  `{"started"}` line to its result): CPU of every server process and of its busiest thread
+  (/proc), the client's own CPU, the whole machine's busy share, and on raftcache the Raft
+  entries committed (ops per entry = the group-commit batch). The report gives ops/s, the
+  ratio to redis against the goal (>= 25%), and what bounded each run;
 * raft events: while a raftcache cluster runs, `INFO raft` of every node is polled every
   0.2 s; every change of role/term/leader, or a node not answering within 1 s, is listed
   with the phase it happened in (the evidence for elections and stalls).
@@ -60,8 +73,9 @@ How to run
 Full mode takes ~10-15 minutes on 2 cores; `--quick` (a smoke run: short runs, 100K keys)
 ~1.5-3 minutes. Writes `<out>/latest.md` (also printed), `<out>/latest.json` (every number,
 the machine, versions, the raft event timeline) and the node logs under `<out>/logs/`.
-`--only redis,raftcache,...` runs some sections (loadgen, redis, raftcache, raftcache-1m,
-etcd, pysyncobj).
+`--only redis,raftcache,...` runs some sections (loadgen, redis, raftcache, issue11,
+raftcache-1m, etcd, pysyncobj); `--only issue11` is the transactions/scripts/limits section
+alone.
 
 What the throughput columns mean
 --------------------------------
@@ -94,6 +108,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +120,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from cpu_probe import CpuProbe
 from loadgen import LOOP_NAME, parse_info, percentile, resp_call
 from targets import (
     PROCESSES,
@@ -122,6 +138,17 @@ from targets import (
 )
 
 KIB = 1024
+
+# Issue 11's workloads: (key, workload, client). One op of `lock` is an acquire + release pair.
+ISSUE11_WORKLOADS = (
+    ("set", "SET 16 B c50 (reference)", "loadgen"),
+    ("multi4", "MULTI + 4 x SET 16 B + EXEC c50", "loadgen"),
+    ("lock", "Lock: SET NX PX + EVALSHA release c50", "loadgen"),
+    ("fixed", "limits fixed window hit c50", "limits"),
+    ("sliding", "limits sliding window counter hit c50", "limits"),
+)
+ISSUE11_GOAL = 0.25  # of redis's rate, each workload (issue 11)
+LIMITS_PROCESSES, LIMITS_THREADS = 2, 25  # 50 hits in flight, as -c 50
 
 
 @dataclass(frozen=True)
@@ -191,6 +218,37 @@ def redis_benchmark(port: int, op: str, size: int, pipeline: int, n: int, client
             "first_error": next((e for e in extra if "error" in e.lower()), ""), "command": " ".join(cmd)}
 
 
+def run_probed(cmd: list[str], timeout: float, pids: dict[str, int],
+               on_start: Callable[[], Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """A client that prints `{"started": ...}` then its result: CPU is measured over the window
+    between the two lines only (not its start-up). Returns (result, cpu usage, on_start())."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = PROCESSES.spawn(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        watchdog = threading.Timer(timeout, proc.kill)  # readline below returns EOF once it fires
+        watchdog.start()
+        probe: CpuProbe | None = None
+        usage: dict[str, Any] = {}
+        started: Any = None
+        result: dict[str, Any] | None = None
+        try:
+            assert proc.stdout is not None
+            for line in iter(proc.stdout.readline, ""):
+                if line.startswith('{"started"'):
+                    probe = CpuProbe(pids)
+                    started = on_start() if on_start else None
+                elif line.startswith("{"):
+                    usage = probe.stop() if probe else {}
+                    result = json.loads(line)
+            proc.wait(30)
+        finally:
+            watchdog.cancel()
+            PROCESSES.kill(proc)
+        if proc.returncode != 0 or result is None:
+            err.seek(0)
+            raise RuntimeError(f"{Path(cmd[1]).name} failed (exit {proc.returncode}): {err.read().strip()[-600:]}")
+    return result, usage, started
+
+
 def size_label(size: int) -> str:
     return "1 KiB" if size == KIB else f"{size} B"
 
@@ -215,6 +273,7 @@ class Bench:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "ceilings": [], "throughput": [], "latency": [],
             "memory": [], "snapshot": {}, "restart": {}, "raft_events": {}, "skipped": [], "notes": [],
+            "issue11": {},
         }
 
     # -------------------------------------------------------------- helpers
@@ -381,6 +440,84 @@ class Bench:
                                  partial(self.lg_run, node.client_port, "resp", "get", 16, readonly=readonly),
                                  partial(raft_changes, before, cluster))
                 self.results["throughput"][-1].update(node=f"{node.id} ({role})", kind=kind)
+
+    def issue11(self) -> None:
+        """MULTI/EXEC, a lock's EVALSHA and `limits`: redis and raftcache up together, alternating."""
+        if shutil.which("redis-server") is None:
+            raise SkipTarget("`redis-server` not found (apt-get install -y redis-server)")
+        workloads = list(ISSUE11_WORKLOADS)
+        limits_version = package_version("limits")
+        if limits_version is None or package_version("redis") is None:
+            workloads = [w for w in workloads if w[2] != "limits"]
+            self.skip("issue 11: limits rows", "`limits[redis]` not importable by this Python (pip install -e '.[bench]')")
+        out = self.results["issue11"] = {
+            "goal": ISSUE11_GOAL, "limits": limits_version, "redis-py": package_version("redis"),
+            "limits_clients": f"{LIMITS_PROCESSES} processes x {LIMITS_THREADS} threads", "runs": [], "summary": [],
+        }
+        redis = RedisServer(self.root / "redis-issue11").start()
+        cluster = RaftcacheCluster(self.root / "raftcache-issue11", self.args.fsync).start()
+        targets = {"redis": f"redis {RedisServer.version()} (1 node, no persistence)", "raftcache": self.raftcache_target()}
+        self.watcher = RaftWatcher(cluster)
+        self.watcher.start()
+        try:
+            for rnd in range(1 if self.s.quick else 2):
+                for key, workload, client in workloads:
+                    # ABBA: the second round runs raftcache first, so slow drift hits both alike.
+                    for name in ("redis", "raftcache") if rnd % 2 == 0 else ("raftcache", "redis"):
+                        self.watcher.phase = f"issue 11 {workload} on {name}"
+                        run = self.issue11_run(name, targets[name], key, workload, client, redis, cluster)
+                        out["runs"].append({"round": rnd + 1, **run})
+            out["summary"] = summarise_issue11(out["runs"], [w[1] for w in workloads])
+        finally:
+            self.results["raft_events"]["raftcache-issue11"] = self.watcher.stop()
+            cluster.stop()
+            redis.stop()
+            self.keep_logs("raftcache-issue11", cluster.root)
+            self.keep_logs("redis-issue11", redis.root)
+            self.log_findings("raftcache-issue11", cluster)
+
+    def issue11_run(self, name: str, target: str, key: str, workload: str, client: str,
+                    redis: RedisServer, cluster: RaftcacheCluster) -> dict[str, Any]:
+        """One run; a failure becomes a row with the reason, the next run goes on."""
+        duration = self.s.run_seconds
+        row: dict[str, Any] = {"target": name, "target_label": target, "workload": workload, "client": client}
+        if name == "redis":
+            port, pids, leader = redis.port, {"redis-server": redis.pid}, None
+        else:
+            leader = cluster.leader()
+            port = leader.client_port
+            pids = {f"{n.id}" + (" (leader)" if n is leader else ""): n.proc.pid for n in cluster.nodes}  # type: ignore[union-attr]
+        if client == "loadgen":
+            cmd = [sys.executable, str(HERE / "loadgen.py"), "run", "--port", str(port), "--op", key, "--value-size", "16",
+                   "--concurrency", "50", "--duration", str(duration)]
+        else:
+            cmd = [sys.executable, str(HERE / "limits_load.py"), "--port", str(port), "--strategy", key,
+                   "--processes", str(LIMITS_PROCESSES), "--threads", str(LIMITS_THREADS), "--duration", str(duration)]
+        before = leader.info() if leader else None
+        try:
+            result, usage, info0 = run_probed(cmd, duration + 120, pids, on_start=leader.info if leader else None)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the table
+            row.update(ops_per_s=None, p50_ms=None, p99_ms=None, errors=0, notes=f"FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+            print(f"  {name:10} {workload:40} FAILED: {row['notes']}", flush=True)
+            return row
+        row.update(result)
+        row["usage"] = usage
+        notes = []
+        if leader is not None and before is not None:
+            info1 = leader.info()
+            entries = int(info1["raft_commit_index"]) - int((info0 or before)["raft_commit_index"])
+            row["raft_entries"] = entries
+            row["ops_per_entry"] = result["ops"] / entries if entries > 0 else None
+            notes.append(raft_changes(before, cluster))
+        if result.get("errors"):
+            notes.append(f"{result['errors']} errors, first: {result.get('first_error', '')[:120]}")
+        row["notes"] = "; ".join(filter(None, notes))
+        row["bound_by"] = bound_by(row, client_processes=LIMITS_PROCESSES if client == "limits" else 1)
+        print(f"  {name:10} {workload:40} {fmt(row['ops_per_s']):>8} ops/s  p50 {fmt(row['p50_ms'], '.2f')} ms  "
+              f"{row['bound_by']}  {row['notes']}", flush=True)
+        return row
 
     def raftcache_big(self) -> None:
         """Memory per key, snapshot time and write stall, restart time: one fresh cluster."""
@@ -569,6 +706,7 @@ class Bench:
     def run(self) -> None:
         sections = [("loadgen", "loadgen ceilings", self.ceilings), ("redis", "redis", self.redis),
                     ("raftcache", "raftcache throughput", self.raftcache_throughput),
+                    ("issue11", "transactions, scripts, rate limits (issue 11): redis and raftcache alternating", self.issue11),
                     ("raftcache-1m", "raftcache 1M keys", self.raftcache_big),
                     ("etcd", "etcd", self.etcd), ("pysyncobj", "raw pysyncobj", self.pysyncobj)]
         only = set(self.args.only.split(",")) if self.args.only else None
@@ -644,6 +782,137 @@ def compute_ratios(rows: list[dict[str, Any]]) -> None:
         r["vs_redis"] = r["ops_per_s"] / base if base and r["ops_per_s"] is not None else None
 
 
+# ------------------------------------------------------------------------------ issue 11
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, None if it is not importable here."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def cost_per_op(row: dict[str, Any]) -> dict[str, Any]:
+    """CPU per operation, client and server side, over the run's own window."""
+    ops_per_s = row.get("ops_per_s") or 0
+    procs = (row.get("usage") or {}).get("procs", {})
+    server_pct = sum(p["cpu_pct"] or 0 for p in procs.values())
+    return {
+        "client_ms": 1000 * row["client_cpu_s"] / row["ops"] if row.get("ops") and "client_cpu_s" in row else None,
+        "server_ms": 10 * server_pct / ops_per_s if ops_per_s and procs else None,
+    }
+
+
+def ours_pct(row: dict[str, Any]) -> float | None:
+    """The share of all cores that this run's server and client processes used."""
+    procs = (row.get("usage") or {}).get("procs", {})
+    if not procs or not row.get("elapsed_s") or "client_cpu_s" not in row:
+        return None
+    client = 100 * row["client_cpu_s"] / row["elapsed_s"]
+    return (sum(p["cpu_pct"] or 0 for p in procs.values()) + client) / (os.cpu_count() or 1)
+
+
+def bound_by(row: dict[str, Any], client_processes: int) -> str:
+    """A heuristic reading of one run's CPU figures: what most likely set its rate.
+
+    A client process or a server thread near a full core is a ceiling of its own (Python
+    threads of one process share one GIL); the whole machine near 100% busy means the two
+    cores are shared out (unless most of that is other processes': then the run was disturbed
+    and says so); neither means the operations waited (fsync, network round trips,
+    Raft's serial path) rather than computed."""
+    usage = row.get("usage") or {}
+    procs = usage.get("procs", {})
+    elapsed = row.get("elapsed_s") or 0
+    client_pct = 100 * row["client_cpu_s"] / elapsed / client_processes if elapsed and "client_cpu_s" in row else None
+    busiest = max(procs.items(), key=lambda kv: kv[1].get("busiest_thread_pct") or 0, default=None)
+    if client_pct is not None and client_pct >= 85:
+        return f"client CPU ({client_pct:.0f}% of a core per process)"
+    if busiest is not None and (busiest[1].get("busiest_thread_pct") or 0) >= 85:
+        return f"one thread of {busiest[0]} ({busiest[1]['busiest_thread_pct']:.0f}% of a core)"
+    if (usage.get("machine_busy_pct") or 0) >= 90:
+        ours = ours_pct(row)
+        if ours is not None and ours < 0.6 * usage["machine_busy_pct"]:
+            return f"OTHER work on the machine ({usage['machine_busy_pct']:.0f}% busy, this run's processes {ours:.0f}%)"
+        return f"machine CPU ({usage['machine_busy_pct']:.0f}% of all cores busy)"
+    return "waiting: fsync, round trips" if row["target"] == "raftcache" else "waiting: round trips"
+
+
+def _mean(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def summarise_issue11(runs: list[dict[str, Any]], workloads: list[str]) -> list[dict[str, Any]]:
+    """One row per workload: each target's mean over its runs, the ratio, the goal."""
+    summary = []
+    for workload in workloads:
+        row: dict[str, Any] = {"workload": workload}
+        for name in ("redis", "raftcache"):
+            mine = [r for r in runs if r["workload"] == workload and r["target"] == name]
+            ok = [r for r in mine if r.get("ops_per_s")]
+            costs = [cost_per_op(r) for r in ok]
+            row[name] = {
+                "runs": [r.get("ops_per_s") for r in mine], "ops_per_s": _mean([r["ops_per_s"] for r in ok]),
+                "p50_ms": _mean([r["p50_ms"] for r in ok]), "p99_ms": _mean([r["p99_ms"] for r in ok]),
+                "client_ms_per_op": _mean([c["client_ms"] for c in costs]),
+                "server_ms_per_op": _mean([c["server_ms"] for c in costs]),
+                "ops_per_entry": _mean([r.get("ops_per_entry") for r in ok]),
+                "bound_by": "; ".join(dict.fromkeys(r.get("bound_by", "") for r in ok)),
+                "failed": len(mine) - len(ok),
+            }
+        base, mine_ops = row["redis"]["ops_per_s"], row["raftcache"]["ops_per_s"]
+        row["vs_redis"] = mine_ops / base if base and mine_ops else None
+        row["goal_met"] = None if row["vs_redis"] is None else row["vs_redis"] >= ISSUE11_GOAL
+        summary.append(row)
+    return summary
+
+
+def render_issue11(section: dict[str, Any]) -> list[str]:
+    out = ["", "## Transactions, scripts, rate limits (issue 11): redis and raftcache alternating, 50 in flight", ""]
+    if not section:
+        return [*out, "not measured (see notes)"]
+    out += [(f"One redis-server and one raftcache cluster up together, runs alternating (ABBA across rounds); "
+             f"`loadgen` keeps one operation in flight per connection (50 connections); `limits` {section.get('limits') or '-'} "
+             f"(redis-py {section.get('redis-py') or '-'}) runs as {section['limits_clients']}. One `Lock` op is an acquire "
+             f"(`SET NX PX`) and a release (`EVALSHA`), two round trips. Goal: raftcache >= {section['goal']:.0%} of redis."), "",
+            ("| workload | redis ops/s | raftcache ops/s | raftcache / redis | goal met? | redis p50 / p99 ms | raftcache p50 / p99 ms "
+             "| CPU ms per op: redis / raftcache (3 nodes) | raftcache ops per Raft entry | raftcache bound by |"),
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for row in section["summary"]:
+        r, c = row["redis"], row["raftcache"]
+        def runs(t: dict[str, Any]) -> str:  # each run's ops/s when there were several
+            return "" if len(t["runs"]) < 2 else " (" + " / ".join(fmt(v) for v in t["runs"]) + ")"
+
+        met = {True: "yes", False: "no", None: "-"}[row["goal_met"]]
+        out.append(f"| {row['workload']} | {fmt(r['ops_per_s'])}{runs(r)} | {fmt(c['ops_per_s'])}{runs(c)} | "
+                   f"{fmt(row['vs_redis'], '.1%')} | {met} | {fmt(r['p50_ms'], '.2f')} / {fmt(r['p99_ms'], '.2f')} | "
+                   f"{fmt(c['p50_ms'], '.2f')} / {fmt(c['p99_ms'], '.2f')} | {fmt(r['server_ms_per_op'], '.3f')} / "
+                   f"{fmt(c['server_ms_per_op'], '.3f')} | {fmt(c['ops_per_entry'], '.1f')} | {c['bound_by'] or '-'} |")
+    out += ["", "Where the time went, run by run (CPU over each run's own window, from /proc; % of one core):", "",
+            ("| workload | target | round | ops/s | client CPU ms/op | server CPU ms/op | server processes: CPU % (busiest thread %) "
+             "| machine busy (this run's processes) | Raft entries (ops per entry) | bound by | notes |"),
+            "|---|---|---:|---:|---:|---:|---|---:|---:|---|---|"]
+    for r in section["runs"]:
+        usage = r.get("usage") or {}
+        cost = cost_per_op(r) if r.get("ops_per_s") else {"client_ms": None, "server_ms": None}
+        procs = ", ".join(f"{name} {fmt(p['cpu_pct'])} ({fmt(p['busiest_thread_pct'])})" for name, p in usage.get("procs", {}).items())
+        entries = f"{r['raft_entries']:,} ({fmt(r.get('ops_per_entry'), '.1f')})" if "raft_entries" in r else "-"
+        out.append(f"| {r['workload']} | {r['target']} | {r['round']} | {fmt(r.get('ops_per_s'))} | {fmt(cost['client_ms'], '.3f')} | "
+                   f"{fmt(cost['server_ms'], '.3f')} | {procs or '-'} | {fmt(usage.get('machine_busy_pct'), '.0f')}% "
+                   f"({fmt(ours_pct(r), '.0f')}%) | {entries} | "
+                   f"{r.get('bound_by', '-')} | {r.get('notes', '')} |")
+    out += ["", ("Reading it: *bound by* is a heuristic over the figures on its row: a client process or one server thread "
+                 "near a full core (Python threads of a process share one GIL) is a ceiling of its own; the machine near 100% busy "
+                 "means the cores are shared out, and then CPU ms per op (raftcache's, all 3 nodes, against redis's) says how much "
+                 "more work an operation is; neither means operations waited (fsync, round trips, Raft's serial path), and ops per "
+                 "Raft entry shows how far group commit spread that wait (a Raft entry costs one fsync per node).")]
+    return out
+
+
 # ------------------------------------------------------------------------------ machine
 def loadavg() -> str:
     try:
@@ -716,6 +985,9 @@ def render_markdown(res: dict[str, Any]) -> str:
                    f"{fmt(r['p99_ms'], '.2f')} | {fmt(r.get('vs_redis'), '.3f')} | {notes} |")
     for s in res["skipped"]:
         out.append(f"| {s['target']} | - | - | - | - | - | - | skipped: {s['reason']} |")
+
+    if res.get("issue11") or any(sk["target"].startswith("transactions, scripts") for sk in res["skipped"]):
+        out += render_issue11(res.get("issue11") or {})
 
     out += ["", "## Single-client write latency (one connection, one SET 16 B at a time, loadgen)", "",
             "| target | ops | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
@@ -798,7 +1070,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts (~2-3 minutes)")
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md / latest.json / logs")
     parser.add_argument("--fsync", choices=["always", "no"], default="always", help="raftcache journal fsync policy")
-    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,raftcache-1m,etcd,pysyncobj (development)")
+    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,etcd,pysyncobj")
     args = parser.parse_args()
 
     def on_term(_signum: int, _frame: Any) -> None:

@@ -1,6 +1,6 @@
 """Our load generator, for the targets redis-benchmark cannot drive, and its own ceiling.
 
-    python benchmarks/loadgen.py run --protocol resp|etcd --port P --op set|get
+    python benchmarks/loadgen.py run --protocol resp|etcd --port P --op set|get|multi4|lock
                                      [--value-size 16] [--concurrency 50] [--ops N]
                                      [--duration S] [--keyspace 100000] [--readonly]
     python benchmarks/loadgen.py stub --protocol resp|http          (prints its port)
@@ -9,12 +9,20 @@
 
 `run` opens `--concurrency` keep-alive connections, each with one request outstanding at a
 time (as redis-benchmark -c N without -P), and stops at `--ops` operations or `--duration`
-seconds, whichever comes first; it prints one JSON object (ops/s, p50/p99 in ms, errors).
+seconds, whichever comes first; it prints `{"started": ...}` when the load starts, then one
+JSON object (ops/s, p50/p99 in ms, errors, its own CPU time during the run).
 
 Protocols, both on raw asyncio streams (uvloop when importable, as the raftcache server):
 
 * `resp`: RESP2 `SET key value` / `GET key` (raftcache, redis, and the raw pysyncobj front
   end of `pysyncobj_node.py`); `--readonly` sends `READONLY` once per connection first.
+  Two operations made of several commands (RESP only; one operation = one latency sample):
+  `multi4`: `MULTI`, 4 x `SET key value` (4 random keys), `EXEC`, written at once as redis-py's
+  `pipeline(transaction=True)` sends them, 6 replies read (EXEC's must be 4 x OK);
+  `lock`: redis-py's `Lock` acquire then release, one after the other: `SET name token NX PX
+  10000` (must answer OK), then `EVALSHA` of redis-py's release script (compare-and-delete,
+  must answer 1; loaded by `SCRIPT LOAD` before the run). Each connection locks its own names,
+  so no acquire waits for another client.
 * `etcd`: etcd v3's JSON gRPC gateway over HTTP/1.1 keep-alive: `POST /v3/kv/put` and
   `POST /v3/kv/range` (linearizable, etcd's default) with base64 keys and values.
 
@@ -32,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import random
 import socket
@@ -132,6 +141,42 @@ class RespConnection:
             raise reply
         return reply
 
+    async def call_many(self, request: bytes, replies: int) -> list[Any]:
+        """`request` holds several commands written at once: read all their replies, then
+        raise the first error reply among them (errors nested in an array are left in it)."""
+        self.writer.write(request)
+        out = [await read_reply(self.reader) for _ in range(replies)]
+        for reply in out:
+            if isinstance(reply, ReplyError):
+                raise reply
+        return out
+
+
+# redis-py's Lock.LUA_RELEASE_SCRIPT (redis/lock.py), byte for byte: what `Lock.release` runs.
+LOCK_RELEASE_SCRIPT = b"""
+        local token = redis.call('get', KEYS[1])
+        if not token or token ~= ARGV[1] then
+            return 0
+        end
+        redis.call('del', KEYS[1])
+        return 1
+    """
+LOCK_RELEASE_SHA = hashlib.sha1(LOCK_RELEASE_SCRIPT).hexdigest().encode()
+
+
+async def multi4(conn: RespConnection, request: bytes) -> None:
+    replies = await conn.call_many(request, 6)
+    if replies[-1] != [b"OK"] * 4:
+        raise ReplyError(f"EXEC answered {replies[-1]!r}")
+
+
+async def lock_pair(conn: RespConnection, requests: tuple[bytes, bytes]) -> None:
+    acquire, release = requests
+    if await conn.call(acquire) != b"OK":
+        raise ReplyError("lock not acquired")
+    if await conn.call(release) != 1:
+        raise ReplyError("lock release answered 0 (not the owner)")
+
 
 async def resp_connect(host: str, port: int, readonly: bool) -> RespConnection:
     reader, writer = await asyncio.open_connection(host, port)
@@ -208,12 +253,19 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     issued = 0
     rng = random.Random(42)
 
+    perform: Callable[[Any, Any], Awaitable[Any]] = lambda conn, item: conn.call(item)
     if args.protocol == "resp":
         def request(k: bytes) -> bytes:
+            if args.op == "multi4":  # MULTI, 4 SETs (k and 3 more random keys), EXEC: one write
+                keys = [k] + [key_name(rng.randrange(args.keyspace)) for _ in range(3)]
+                return b"".join([resp_command(b"MULTI"), *(resp_command(b"SET", key, value) for key in keys),
+                                 resp_command(b"EXEC")])
             return resp_command(b"SET", k, value) if args.op == "set" else resp_command(b"GET", k)
 
         async def connect() -> Any:
             return await resp_connect(args.host, args.port, args.readonly)
+
+        perform = {"multi4": multi4, "lock": lock_pair}.get(args.op, perform)
     else:
         b64value = b64(value)
         path = "/v3/kv/put" if args.op == "set" else "/v3/kv/range"
@@ -227,14 +279,28 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             return EtcdConnection(reader, writer)
 
     conns = await asyncio.gather(*(connect() for _ in range(args.concurrency)))
+    if args.op == "lock":
+        loaded = await conns[0].call(resp_command(b"SCRIPT", b"LOAD", LOCK_RELEASE_SCRIPT))
+        if loaded != LOCK_RELEASE_SHA:
+            raise ReplyError(f"SCRIPT LOAD answered {loaded!r}, expected {LOCK_RELEASE_SHA!r}")
     # Prebuild requests: the generator's own per-op cost stays what it must send.
-    pool = [request(key_name(rng.randrange(args.keyspace))) for _ in range(min(args.keyspace, 4096))]
+    if args.op == "lock":  # per connection: its own lock names (no contention) and token
+        pools = [[(resp_command(b"SET", name, token, b"NX", b"PX", b"10000"),
+                   resp_command(b"EVALSHA", LOCK_RELEASE_SHA, b"1", name, token))
+                  for name in (b"lock:%d:%d" % (w, j) for j in range(64))]
+                 for w, token in ((w, b"%032x" % rng.getrandbits(128)) for w in range(len(conns)))]
+    else:
+        shared = [request(key_name(rng.randrange(args.keyspace))) for _ in range(min(args.keyspace, 4096))]
+        pools = [shared] * len(conns)
+    print(json.dumps({"started": time.monotonic()}), flush=True)  # the harness measures CPU from here
     start = time.perf_counter()
+    cpu0 = time.process_time()
     stop_at = start + args.duration
 
     async def worker(conn: Any, w: int) -> None:
         nonlocal issued, errors, first_error
         perf = time.perf_counter
+        pool = pools[w]
         i = w
         while issued < deadline_ops:
             issued += 1
@@ -242,7 +308,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             if t0 >= stop_at:
                 break
             try:
-                await conn.call(pool[i % len(pool)])
+                await perform(conn, pool[i % len(pool)])
             except ReplyError as e:
                 errors += 1
                 first_error = first_error or str(e)
@@ -251,6 +317,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
     await asyncio.gather(*(worker(c, w) for w, c in enumerate(conns)))
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     for c in conns:
         c.writer.close()
     return {
@@ -262,6 +329,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": percentile(samples, 50) * 1000,
         "p99_ms": percentile(samples, 99) * 1000,
         "max_ms": max(samples) * 1000 if samples else float("nan"),
+        "client_cpu_s": cpu,
         "loop": LOOP_NAME,
     }
 
@@ -419,7 +487,7 @@ def main() -> None:
     common.add_argument("--ops", type=int, default=10_000_000, help="upper bound, operations")
     run = sub.add_parser("run", parents=[common])
     run.add_argument("--protocol", choices=["resp", "etcd"], default="resp")
-    run.add_argument("--op", choices=["set", "get"], default="set")
+    run.add_argument("--op", choices=["set", "get", "multi4", "lock"], default="set")
     run.add_argument("--keyspace", type=int, default=100_000)
     run.add_argument("--readonly", action="store_true")
     st = sub.add_parser("stub", parents=[common])
@@ -431,6 +499,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.host.split(".")[0] != "127" and args.host != "localhost":
         parser.error("this benchmark only talks to 127.0.0.0/8")
+    if args.mode == "run" and args.op in ("multi4", "lock") and args.protocol != "resp":
+        parser.error(f"--op {args.op} is RESP only")
     if args.mode == "stub":
         run_async(lambda: stub(args))
         return
