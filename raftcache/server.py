@@ -352,8 +352,13 @@ class _Connection(asyncio.Protocol):
 
     def _complete(self, slot: Slot, render: Callable[[Any], Any], protocol: int, kind: str, start: float, result: Any) -> None:
         """On the loop: a replica result for a reply slot."""
-        self.server.command_stats.latency[kind].observe(time.perf_counter() - start)
-        self._answer(slot, render, protocol, result)
+        server = self.server
+        server.command_stats.latency[kind].observe(time.perf_counter() - start)
+        # _answer inlined: this runs once per data command
+        self.proto.complete(slot, server.render(render, result, protocol))
+        if not self.closing:
+            self._flush()
+            self._update_reading()
 
     def _answer(self, slot: Slot, render: Callable[[Any], Any], protocol: int, result: Any) -> None:
         """On the loop: the result of a handed-out command."""
