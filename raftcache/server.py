@@ -618,14 +618,10 @@ class RespServer:
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Any:
         sub = args[1].upper()
-        handler = self._config_subcommands.get(sub)
+        handler = _CONFIG_SUBCOMMANDS.get(sub)
         if handler is None:
             raise CommandError(f"unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try CONFIG HELP.")
-        return handler(args)
-
-    @property
-    def _config_subcommands(self) -> dict[bytes, Callable[[list[bytes]], Any]]:
-        return {b"GET": self._config_get, b"SET": self._config_set, b"RESETSTAT": self._config_resetstat, b"HELP": _config_help}
+        return handler(self, args)
 
     def _config_get(self, args: list[bytes]) -> Any:
         from .redis_semantics import compile_glob
@@ -967,3 +963,12 @@ def _rss_bytes() -> int:
 
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# CONFIG's subcommands (a table, built once): name -> handler(server, args)
+_CONFIG_SUBCOMMANDS: dict[bytes, Callable[[RespServer, list[bytes]], Any]] = {
+    b"GET": RespServer._config_get,
+    b"SET": RespServer._config_set,
+    b"RESETSTAT": RespServer._config_resetstat,
+    b"HELP": lambda server, args: _config_help(args),
+}

@@ -6,24 +6,12 @@ or stale, the serial order contradicts real time, or the replicas do not converg
 
 from __future__ import annotations
 
-import pytest
 
 from tests.faults.harness import FAULT_SECTIONS, hold, partitioned_cluster, run_scenario
-from tests.helpers import ServerCluster
 
 # The bank is the subject here: more of its clients, fewer of the mixed workload's; enough
 # acknowledged transfers after the fault (150) that the cluster runs on well past the heal.
 LOAD = {"workers": 2, "bank_workers": 4, "min_ok": 300, "min_transfers": 150}
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    cl = ServerCluster(tmp_path, sections=FAULT_SECTIONS).start()
-    yield cl
-    for node in cl.nodes:
-        if node.alive:
-            node.resume()
-    cl.close()
 
 
 def test_transfers_across_a_leader_kill(cluster):

@@ -16,16 +16,6 @@ from tests.faults.harness import FAULT_SECTIONS, hold, partitioned_cluster, run_
 from tests.helpers import ServerCluster, wait_until
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    cl = ServerCluster(tmp_path, sections=FAULT_SECTIONS).start()
-    yield cl
-    for node in cl.nodes:
-        if node.alive:
-            node.resume()
-    cl.close()
-
-
 def test_kill_leader(cluster):
     def fault():
         leader = cluster.leader()
