@@ -19,6 +19,10 @@ from datetime import timedelta
 from typing import Any
 
 from . import commands as c
+from .datatypes.hashes_api import HashMethods
+from .datatypes.lists_api import ListMethods
+from .datatypes.sets_api import SetMethods
+from .datatypes.zsets_api import ZSetMethods
 from .errors import CommandError, InvalidExpireError, NoScriptError, SyntaxError_, ValueTooLargeError
 from .script_shebang import DEFAULT_SCRIPT_MAX_INSTRUCTIONS, is_no_writes, sha1hex
 
@@ -66,7 +70,7 @@ def _ms(seconds: float | timedelta, what: str) -> int:
     return int(round(seconds * 1000))
 
 
-class CacheCommands:
+class CacheCommands(HashMethods, ListMethods, SetMethods, ZSetMethods):
     """Every cache method, written once. Subclasses provide `_run`."""
 
     _decode: bool
@@ -104,6 +108,14 @@ class CacheCommands:
     def _out_list(self, values: list[Any]) -> list[Any]:
         return [self._out(v) for v in values] if self._decode else values
 
+    # -- the data types' methods (datatypes/*_api.py) send their Redis arguments as they are
+    def _data_write(self, name: bytes, *args: Any, convert: Convert | None = None) -> Any:
+        return self._run(c.DataWrite((name, *(_to_bytes(a, "argument") for a in args))), convert)
+
+    def _data_read(self, name: bytes, *args: Any, convert: Convert | None = None, consistency: str | None = None) -> Any:
+        command = c.DataRead((name, *(_to_bytes(a, "argument") for a in args)))
+        return self._run(command, convert, consistency=consistency)
+
     # -- reads
     def get(self, key: Any, *, consistency: str | None = None) -> Any:
         """The value (bytes/str) or None. `consistency="stale"` reads this replica's state."""
@@ -130,11 +142,13 @@ class CacheCommands:
         """Keys matching a Redis glob pattern."""
         return self._run(c.Keys(_to_bytes(pattern, "pattern")), self._out_list, consistency=consistency)
 
-    def scan(self, cursor: int = 0, *, match: Any = None, count: int = 100, consistency: str | None = None) -> Any:
-        """(next_cursor, keys); iterate until the cursor comes back as 0."""
+    def scan(self, cursor: int = 0, match: Any = None, count: int = 100, _type: str | None = None, *,
+             consistency: str | None = None) -> Any:
+        """(next_cursor, keys); iterate until the cursor comes back as 0. `_type` (redis-py's
+        name) keeps keys of one type: "string", "hash", "list", "set" or "zset"."""
         pattern = None if match is None else _to_bytes(match, "pattern")
         return self._run(
-            c.Scan(int(cursor), pattern, int(count)),
+            c.Scan(int(cursor), pattern, int(count), None if _type is None else _type.lower()),
             lambda r: (r[0], self._out_list(r[1])),
             consistency=consistency,
         )

@@ -215,6 +215,7 @@ class Scan(NamedTuple):
     cursor: int = 0
     match: bytes | None = None
     count: int = 10
+    only_type: str | None = None  # SCAN ... TYPE t (lower-case)
 
 
 class DbSize(NamedTuple):
@@ -249,6 +250,21 @@ class Members(NamedTuple):
     """The member registry: {raft address: (id, client address)}."""
 
 
+# --------------------------------------------------------------- hashes, lists, sets, zsets
+class DataWrite(NamedTuple):
+    """A data-type command (HSET, LPUSH, SADD, ZADD, ...) carried as its Redis arguments,
+    name first and lower-cased: the state machine parses and applies it through the table in
+    ``raftcache.datatypes``, so one opcode serves every command of those types."""
+
+    args: tuple[bytes, ...]
+
+
+class DataRead(NamedTuple):
+    """The read-only counterpart of DataWrite (HGET, LRANGE, SMEMBERS, ZRANGE, ...)."""
+
+    args: tuple[bytes, ...]
+
+
 # ------------------------------------------------------------------------ transactions
 class Exec(NamedTuple):
     """MULTI/EXEC: `ops` (data commands, reads included) applied as one unit, in order, with
@@ -261,11 +277,11 @@ class Exec(NamedTuple):
 
 WriteCommand = (
     Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
-    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec | Eval | ScriptLoad | ScriptFlush
+    | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec | Eval | ScriptLoad | ScriptFlush | DataWrite
 )
 ReadCommand = (
     Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members | GetRange | ObjectEncoding
-    | WatchIndex | EvalRo | ScriptExists
+    | WatchIndex | EvalRo | ScriptExists | DataRead
 )
 
 # Opcodes are part of the on-disk and on-wire format: never renumber, only append.
@@ -294,12 +310,13 @@ _OPCODES: dict[type, int] = {
     Eval: 40,
     ScriptLoad: 41,
     ScriptFlush: 42,
+    DataWrite: 50,  # fields: [args] (hashes, lists, sets, sorted sets)
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)
 READ_TYPES = frozenset(
     {Get, MGet, Exists, Strlen, Ttl, Keys, Scan, DbSize, Type, Barrier, Members, GetRange, ObjectEncoding, WatchIndex,
-     EvalRo, ScriptExists}
+     EvalRo, ScriptExists, DataRead}
 )
 
 # Reads travel in the log only inside an Exec. Their own opcode range (never renumber).
@@ -317,6 +334,7 @@ _READ_OPCODES: dict[type, int] = {
     ObjectEncoding: 111,
     EvalRo: 112,
     ScriptExists: 113,
+    DataRead: 150,
 }
 _EXEC_OPCODES: dict[type, int] = {cls: op for cls, op in _OPCODES.items() if cls is not Exec} | _READ_OPCODES
 _EXEC_BY_OPCODE: dict[int, type] = {op: cls for cls, op in _EXEC_OPCODES.items()}

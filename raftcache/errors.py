@@ -128,6 +128,11 @@ class ValueTooLargeError(CommandError):
     default_message = "string exceeds maximum allowed size"
 
 
+class WrongTypeError(CommandError):
+    code = "WRONGTYPE"
+    default_message = "Operation against a key holding the wrong kind of value"
+
+
 class SessionExpiredError(CommandError):
     code = "SESSION"
     default_message = "client session expired; the outcome of the retried write is unknown"
@@ -235,6 +240,7 @@ _COMMAND_ERRORS: dict[str, type[CommandError]] = {
         ValueTooLargeError,
         SessionExpiredError,
         NoScriptError,
+        WrongTypeError,
     )
 }
 
@@ -255,6 +261,7 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
     NoProtoError: "NOPROTO",
     ExecAbortError: "EXECABORT",
     NoScriptError: "NOSCRIPT",
+    WrongTypeError: "WRONGTYPE",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -287,6 +294,7 @@ _FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
     "NOPROTO": NoProtoError,
     "EXECABORT": ExecAbortError,
     "NOSCRIPT": NoScriptError,
+    "WRONGTYPE": WrongTypeError,
 }
 _FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
     (NotIntegerError.default_message, NotIntegerError),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import commands as c
-from . import redis_float
+from . import datatypes, redis_float
 from .errors import (
     CommandError,
     InvalidExpireError,
@@ -389,9 +389,7 @@ def _build_scan(args: list[bytes], limits: Limits) -> c.Scan:
         else:
             raise SyntaxError_()
         i += 2
-    if only_type is not None and only_type != b"string":
-        match = b"[]"  # every key is a string: nothing else can match (the cursor still advances)
-    return c.Scan(cursor, match, count)
+    return c.Scan(cursor, match, count, None if only_type is None else only_type.decode("utf-8", "replace"))
 
 
 def _keys(args: list[bytes], limits: Limits, start: int = 1) -> tuple[bytes, ...]:
@@ -480,6 +478,35 @@ def _build_script(args: list[bytes], limits: Limits) -> Any:
 
 def _render_script(result: Any) -> Any:
     return OK if result is True else result  # FLUSH's OK; LOAD's sha; EXISTS's list
+
+
+# ------------------------------------------------- hashes, lists, sets, sorted sets
+def _build_data(spec: datatypes.TypeCommand) -> Build:
+    """Check sizes, then carry the arguments as they are: the state machine parses them
+    (``datatypes``), so one parser serves the server, scripts, EXEC and every replica."""
+    first, last, step = spec.keys
+    command = c.DataWrite if spec.write else c.DataRead
+    name = spec.name.encode()
+
+    def build(args: list[bytes], limits: Limits) -> Any:
+        stop = len(args) if last < 0 else last + 1
+        if first:
+            for i in range(first, stop, step):
+                _key(args[i], limits)
+        for arg in args[1:]:
+            _value(arg, limits)
+        return command((name, *args[1:]))
+
+    return build
+
+
+def _data_specs() -> list[Spec]:
+    specs = []
+    for spec in datatypes.COMMANDS.values():
+        kind = W if spec.write else R
+        specs.append(_data(spec.name, spec.arity, kind, datatypes.GROUPS[spec.name.encode()], spec.summary,
+                           _build_data(spec), flags=spec.flags, keys=spec.keys))
+    return specs
 
 
 # ---------------------------------------------------------------------------- the table
@@ -578,7 +605,7 @@ _TRANSACTION_SPECS = [
     _local("unwatch", 1, "transactions", "Forget all the watched keys", ("fast", "noscript", "loading", "stale")),
 ]
 
-COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS + _TRANSACTION_SPECS}
+COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS + _TRANSACTION_SPECS + _data_specs()}
 
 
 def lookup(name: bytes) -> Spec | None:

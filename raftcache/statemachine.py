@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+import os
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict, deque
@@ -43,6 +44,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import commands as c
+from .datatypes import COLLECTION_TYPES, READ_HANDLERS, WRITE_HANDLERS, Collection
+from .datatypes.base import C, Rng, ScanOrder
 from .errors import (
     CommandError,
     IntegerOverflowError,
@@ -50,6 +53,7 @@ from .errors import (
     NotIntegerError,
     SessionExpiredError,
     ValueTooLargeError,
+    WrongTypeError,
 )
 from .redis_float import incr_by_float
 from .redis_semantics import INT64_MAX, INT64_MIN, compile_glob, parse_int64
@@ -88,8 +92,29 @@ def _header(mod_rev: int, create_rev: int) -> bytes:
     return mod_rev.to_bytes(_REV_BYTES, "big") + create_rev.to_bytes(_REV_BYTES, "big")
 
 
-def _create_rev(packed: bytes) -> int:
-    return int.from_bytes(packed[_REV_BYTES:_HEADER], "big")
+def _create_rev(packed: bytes | Collection) -> int:
+    if type(packed) is bytes:
+        return int.from_bytes(packed[_REV_BYTES:_HEADER], "big")
+    return packed.create_rev  # type: ignore[union-attr]
+
+
+def _mod_rev(packed: bytes | Collection) -> int:
+    if type(packed) is bytes:
+        return int.from_bytes(packed[:_REV_BYTES], "big")
+    return packed.mod_rev  # type: ignore[union-attr]
+
+
+def _type_name(packed: bytes | Collection | None) -> str:
+    if packed is None:
+        return "none"
+    return "string" if type(packed) is bytes else packed.TYPE  # type: ignore[union-attr]
+
+
+def _string(packed: bytes | Collection | None) -> bytes | None:
+    """A live value that must be a string (GET, APPEND, INCR, ...): WRONGTYPE otherwise."""
+    if packed is None or type(packed) is bytes:
+        return packed  # type: ignore[return-value]
+    raise WrongTypeError()
 
 
 class CacheStateMachine:
@@ -117,6 +142,7 @@ class CacheStateMachine:
             c.Rename: self._rename,
             c.Copy: self._copy,
             c.Exec: self._exec,
+            c.DataWrite: self._data_write,
         }
         self._readers: dict[type, Callable[[Any], Any]] = {
             c.Get: self._get,
@@ -133,12 +159,17 @@ class CacheStateMachine:
             c.GetRange: self._getrange,
             c.ObjectEncoding: self._object_encoding,
             c.WatchIndex: lambda cmd: [self.watch_index(key) for key in cmd.keys],
+            c.DataRead: self._data_read,
         }
+        self.key_listener: Callable[[bytes], None] | None = None  # see _touched
+        self.scan_order = ScanOrder()  # node-local cache for HSCAN/SSCAN/ZSCAN (derived data)
+        self._applying = False  # True inside apply(): draws come from the replicated generator
+        self._local_rng = Rng(int.from_bytes(os.urandom(8), "big"))  # plain reads only
         self._reset()
         self._install_scripting()
 
     def _reset(self) -> None:
-        self._values: dict[bytes, bytes] = {}
+        self._values: dict[bytes, bytes | Collection] = {}  # strings: header + bytes
         self._expires: dict[bytes, int] = {}
         self._expiry_heap: list[tuple[int, bytes]] = []
         self._order_keys: list[bytes] = []  # keys by creation revision (with stale entries)
@@ -149,6 +180,7 @@ class CacheStateMachine:
         self._members: dict[str, tuple[str, str]] = {}  # raft address -> (id, client address)
         self._tombstones: OrderedDict[bytes, int] = OrderedDict()  # key -> deletion revision, oldest first
         self._watch_floor = 0  # stands in for the deletion revision of keys without a tombstone
+        self._rng = Rng(0)  # replicated randomness (SPOP, SRANDMEMBER, ...): in snapshots and the digest
         if hasattr(self, "_scripts"):
             self._scripts.clear()  # the same dict the script host holds
         else:
@@ -193,7 +225,11 @@ class CacheStateMachine:
         """Apply one replicated batch; one result (value or CommandError) per command."""
         self._now = max(self._now, batch.time_ms)
         self._expire_sessions()
-        return [self._apply_tagged(tag, command) for tag, command in batch.commands]
+        self._applying = True
+        try:
+            return [self._apply_tagged(tag, command) for tag, command in batch.commands]
+        finally:
+            self._applying = False
 
     def read(self, command: Any) -> Any:
         """Answer a read command from the current state; raises CommandError."""
@@ -214,11 +250,7 @@ class CacheStateMachine:
         packed = self._live(key)
         if packed is None:
             return None
-        return (
-            int.from_bytes(packed[:_REV_BYTES], "big"),
-            _create_rev(packed),
-            self._expires.get(key),
-        )
+        return (_mod_rev(packed), _create_rev(packed), self._expires.get(key))
 
     # ------------------------------------------------------------------ transactions
     def watch_index(self, key: bytes) -> int:
@@ -227,7 +259,7 @@ class CacheStateMachine:
         packed = self._values.get(key)
         if packed is None:
             return 2 * self._tombstones.get(key, self._watch_floor) + 1
-        rev = int.from_bytes(packed[:_REV_BYTES], "big")
+        rev = _mod_rev(packed)
         when = self._expires.get(key)
         return 2 * rev + 1 if when is not None and when <= self._now else 2 * rev
 
@@ -313,7 +345,7 @@ class CacheStateMachine:
             return CommandError(f"internal error applying command: {type(exc).__name__}")
 
     # ------------------------------------------------------------------- key helpers
-    def _live(self, key: bytes) -> bytes | None:
+    def _live(self, key: bytes) -> bytes | Collection | None:
         """The packed value of a key, treating expired keys as absent (no mutation)."""
         packed = self._values.get(key)
         if packed is not None:
@@ -322,12 +354,16 @@ class CacheStateMachine:
                 return None
         return packed
 
-    def _store(self, key: bytes, value: bytes, old_packed: bytes | None) -> None:
-        """Write a value, keeping the creation revision of a key that still exists."""
+    def _store(self, key: bytes, value: bytes, old_packed: bytes | Collection | None) -> None:
+        """Write a string, keeping the creation revision of a string key that still exists
+        (a key holding another type is replaced whole: a new key for SCAN)."""
         if len(value) > MAX_STRING_BYTES:
             raise ValueTooLargeError()
         self._revision += 1
         rev = self._revision
+        if old_packed is not None and type(old_packed) is not bytes:
+            self._remove(key)
+            old_packed = None
         if old_packed is None:
             if key in self._values:  # expired but not yet swept: this is a new key
                 self._remove(key)
@@ -359,7 +395,10 @@ class CacheStateMachine:
     def _restamp(self, key: bytes) -> None:
         """A change that leaves the value alone (expiry): new modification revision, for WATCH."""
         packed = self._values[key]
-        self._values[key] = self._revision.to_bytes(_REV_BYTES, "big") + packed[_REV_BYTES:]
+        if type(packed) is bytes:
+            self._values[key] = self._revision.to_bytes(_REV_BYTES, "big") + packed[_REV_BYTES:]
+        else:
+            packed.mod_rev = self._revision  # type: ignore[union-attr]
 
     def _delete_live(self, key: bytes) -> bool:
         """Delete a key; True only if it was live (expired keys are removed silently)."""
@@ -399,12 +438,81 @@ class CacheStateMachine:
             raise InvalidExpireError(f"invalid expire time in '{command}' command")
         return when
 
+    # ------------------------------------------- hashes, lists, sets, sorted sets (datatypes)
+    # The ``datatypes.base.Keyspace`` interface: what a data-type command may use.
+    def get_collection(self, key: bytes, cls: type[C]) -> C | None:
+        packed = self._live(key)
+        if packed is None or type(packed) is cls:
+            return packed  # type: ignore[return-value]
+        raise WrongTypeError()
+
+    def collection_for_write(self, key: bytes, cls: type[C]) -> C:
+        found = self.get_collection(key, cls)
+        return cls() if found is None else found
+
+    def changed(self, key: bytes, value: Collection) -> None:
+        self._revision += 1
+        if self._values.get(key) is not value:  # new: not stored yet (or an expired one is)
+            if not len(value):
+                return
+            self._remove(key)
+            self._insert(key, value)
+        elif not len(value):
+            self._remove(key)  # Redis deletes a collection that became empty
+            return
+        value.mod_rev = self._revision
+        self._touched(key)
+
+    def replace(self, key: bytes, value: Collection | None) -> None:
+        self._delete_live(key)
+        self._remove(key)
+        self._revision += 1
+        if value is not None and len(value):
+            self._insert(key, value)
+            self._touched(key)
+
+    def delete(self, key: bytes) -> bool:
+        return self._delete_live(key)
+
+    def draw(self, bound: int) -> int:
+        return (self._rng if self._applying else self._local_rng).below(bound)
+
+    def _insert(self, key: bytes, value: Collection) -> None:
+        """Store a collection under a key that holds nothing (a new key for SCAN)."""
+        rev = self._revision
+        value.mod_rev = value.create_rev = rev
+        self._values[key] = value
+        self._order_keys.append(key)
+        self._order_revs.append(rev)
+
+    def _touched(self, key: bytes) -> None:
+        """A key's collection gained or changed elements (blocking pops wake on this)."""
+        listener = self.key_listener
+        if listener is not None:
+            listener(key)
+
+    def _data_write(self, cmd: c.DataWrite) -> Any:
+        args = cmd.args
+        handler = WRITE_HANDLERS.get(args[0])
+        if handler is None:
+            raise CommandError(f"unknown command '{args[0].decode('utf-8', 'replace')}'")
+        return handler(self, args)
+
+    def _data_read(self, cmd: c.DataRead) -> Any:
+        args = cmd.args
+        handler = READ_HANDLERS.get(args[0])
+        if handler is None:
+            raise CommandError(f"unknown command '{args[0].decode('utf-8', 'replace')}'")
+        return handler(self, args)
+
     # ------------------------------------------------------------------------ writes
     def _set(self, cmd: c.Set) -> Any:
         if cmd.ttl_ms is not None and cmd.ttl_ms <= 0:
             raise InvalidExpireError("invalid expire time in 'set' command")
         when = self._absolute(cmd.ttl_ms, cmd.at_ms, "set")
         old = self._live(cmd.key)
+        if cmd.get:
+            _string(old)  # SET ... GET on another type: WRONGTYPE, nothing set
         if (cmd.cond == c.COND_NX and old is not None) or (cmd.cond == c.COND_XX and old is None):
             return old[_HEADER:] if (cmd.get and old is not None) else (None if cmd.get else False)
         keep = self._expires.get(cmd.key) if (cmd.keepttl and old is not None) else None
@@ -423,7 +531,7 @@ class CacheStateMachine:
         return sum(self._delete_live(key) for key in cmd.keys)
 
     def _getdel(self, cmd: c.GetDel) -> bytes | None:
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         self._delete_live(cmd.key)
         return None if old is None else old[_HEADER:]
 
@@ -440,7 +548,7 @@ class CacheStateMachine:
         return True
 
     def _incrby(self, cmd: c.IncrBy) -> int:
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         current = 0 if old is None else parse_int64(old[_HEADER:])
         result = current + cmd.delta
         if result > INT64_MAX or result < INT64_MIN:
@@ -449,7 +557,7 @@ class CacheStateMachine:
         return result
 
     def _append(self, cmd: c.Append) -> int:
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         value = cmd.value if old is None else old[_HEADER:] + cmd.value
         self._store(cmd.key, value, old)
         return len(value)
@@ -487,7 +595,7 @@ class CacheStateMachine:
     def _cas(self, cmd: c.Cas) -> bool:
         if cmd.ttl_ms is not None and cmd.ttl_ms <= 0:
             raise InvalidExpireError("invalid expire time in 'cas' command")
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         if old is None or old[_HEADER:] != cmd.expected:
             return False
         self._store(cmd.key, cmd.new, old)
@@ -507,7 +615,7 @@ class CacheStateMachine:
         return True
 
     def _getex(self, cmd: c.GetEx) -> bytes | None:
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         if old is None:
             return None  # Redis looks the key up before it judges the amount
         if cmd.amount is not None:
@@ -535,7 +643,7 @@ class CacheStateMachine:
         return when
 
     def _incrbyfloat(self, cmd: c.IncrByFloat) -> bytes:
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         value = incr_by_float(None if old is None else old[_HEADER:], cmd.increment)
         self._store(cmd.key, value, old)  # keeps the expiry, as Redis's dbOverwrite
         return value
@@ -543,7 +651,7 @@ class CacheStateMachine:
     def _setrange(self, cmd: c.SetRange) -> int:
         if cmd.offset < 0:
             raise CommandError("offset is out of range")
-        old = self._live(cmd.key)
+        old = _string(self._live(cmd.key))
         current = b"" if old is None else old[_HEADER:]
         if not cmd.value:
             return len(current)  # nothing written, nothing created
@@ -577,7 +685,7 @@ class CacheStateMachine:
             return not cmd.nx
         if cmd.nx and self._live(cmd.dst) is not None:
             return False
-        self._move_value(old, cmd.src, cmd.dst)
+        self._move_value(old, cmd.src, cmd.dst, copy=False)
         self._delete_live(cmd.src)
         return True
 
@@ -587,14 +695,19 @@ class CacheStateMachine:
         old = self._live(cmd.src)
         if old is None or (not cmd.replace and self._live(cmd.dst) is not None):
             return False
-        self._move_value(old, cmd.src, cmd.dst)
+        self._move_value(old, cmd.src, cmd.dst, copy=True)
         return True
 
-    def _move_value(self, packed: bytes, src: bytes, dst: bytes) -> None:
+    def _move_value(self, packed: bytes | Collection, src: bytes, dst: bytes, *, copy: bool) -> None:
         """Write src's value and expiry to dst as a new key (RENAME and COPY replace dst whole)."""
         when = self._expires.get(src)
         self._delete_live(dst)
-        self._store(dst, packed[_HEADER:], None)
+        if type(packed) is bytes:
+            self._store(dst, packed[_HEADER:], None)
+        else:
+            self._remove(dst)  # expired but not swept
+            self._insert(dst, packed.copy() if copy else packed)  # type: ignore[union-attr]
+            self._touched(dst)
         self._set_expiry(dst, when)
 
     def _set_member(self, cmd: c.SetMember) -> bool:
@@ -622,18 +735,18 @@ class CacheStateMachine:
 
     # ------------------------------------------------------------------------- reads
     def _get(self, cmd: c.Get) -> bytes | None:
-        packed = self._live(cmd.key)
+        packed = _string(self._live(cmd.key))
         return None if packed is None else packed[_HEADER:]
 
     def _mget(self, cmd: c.MGet) -> list[bytes | None]:
         live = self._live
-        return [None if (p := live(key)) is None else p[_HEADER:] for key in cmd.keys]
+        return [p[_HEADER:] if type(p := live(key)) is bytes else None for key in cmd.keys]
 
     def _exists(self, cmd: c.Exists) -> int:
         return sum(self._live(key) is not None for key in cmd.keys)
 
     def _strlen(self, cmd: c.Strlen) -> int:
-        packed = self._live(cmd.key)
+        packed = _string(self._live(cmd.key))
         return 0 if packed is None else len(packed) - _HEADER
 
     def _ttl(self, cmd: c.Ttl) -> int:
@@ -666,7 +779,10 @@ class CacheStateMachine:
             packed = values.get(key)
             if packed is None or _create_rev(packed) != revs[i]:
                 continue  # deleted or re-created since: its live entry sits later
-            if self._live(key) is None or (matches is not None and not matches(key)):
+            live = self._live(key)
+            if live is None or (matches is not None and not matches(key)):
+                continue
+            if cmd.only_type is not None and _type_name(live) != cmd.only_type:
                 continue
             found.append(key)
         cursor = 0 if stop >= len(keys) else revs[stop]
@@ -674,7 +790,7 @@ class CacheStateMachine:
 
     def _getrange(self, cmd: c.GetRange) -> bytes:
         """Redis 7.0's GETRANGE index rules, byte for byte (including its quirks)."""
-        packed = self._live(cmd.key)
+        packed = _string(self._live(cmd.key))
         value = b"" if packed is None else packed[_HEADER:]
         start, end, length = cmd.start, cmd.end, len(value)
         if start < 0 and end < 0 and start > end:
@@ -693,6 +809,8 @@ class CacheStateMachine:
         packed = self._live(cmd.key)
         if packed is None:
             return None
+        if type(packed) is not bytes:
+            return packed.encoding()  # type: ignore[union-attr]
         value = packed[_HEADER:]
         if len(value) <= 20:
             try:
@@ -706,7 +824,7 @@ class CacheStateMachine:
         return len(self._values)
 
     def _type(self, cmd: c.Type) -> str:
-        return "none" if self._live(cmd.key) is None else "string"
+        return _type_name(self._live(cmd.key))
 
     # ------------------------------------------------------------- snapshot / restore
     def snapshot_sections(self, chunk: int = 8192, *, data_only: bool = False) -> Iterator[tuple[str, Any]]:
@@ -716,7 +834,10 @@ class CacheStateMachine:
         ``data_only`` leaves out what belongs to this cluster rather than to the data (client
         sessions, the member registry): what a backup for another cluster needs.
         """
-        yield "state", {"now": self._now, "revision": self._revision, "keys": len(self._values)}
+        state = {"now": self._now, "revision": self._revision, "keys": len(self._values)}
+        if self._rng.state:  # absent before data types: such snapshots still load
+            state["rng"] = self._rng.state
+        yield "state", state
         if self._members and not data_only:
             yield "members", [[raft, node_id, client] for raft, (node_id, client) in self._members.items()]
         if self._scripts:  # absent in snapshots taken before scripting: they still load
@@ -724,6 +845,8 @@ class CacheStateMachine:
         expires = self._expires
         rows: list[Any] = []
         for key, packed in self._values.items():
+            if type(packed) is not bytes:  # a collection: [type, mod rev, create rev, elements]
+                packed = [packed.TYPE, packed.mod_rev, packed.create_rev, packed.dump()]  # type: ignore[union-attr]
             rows.extend((key, packed, expires.get(key)))
             if len(rows) >= 3 * chunk:
                 yield "data", rows
@@ -752,9 +875,12 @@ class CacheStateMachine:
             if name == "state":
                 self._now = payload["now"]
                 self._revision = payload["revision"]
+                self._rng = Rng(payload.get("rng", 0))
             elif name == "data":
                 for i in range(0, len(payload), 3):
                     key, packed, when = payload[i], payload[i + 1], payload[i + 2]
+                    if type(packed) is not bytes:
+                        packed = _load_collection(packed)
                     values[key] = packed
                     order_keys.append(key)
                     order_revs.append(_create_rev(packed))
@@ -790,13 +916,19 @@ class CacheStateMachine:
         total = 0
         expires = self._expires
         blake = hashlib.blake2b
+        pack = c.packer().pack
         for key, packed in self._values.items():
             h = blake(key, digest_size=16)
             h.update(b"\x00")
-            h.update(packed)
+            if type(packed) is bytes:
+                h.update(packed)
+            else:  # a collection: its type, revisions and elements in their own order
+                h.update(pack([packed.TYPE, packed.mod_rev, packed.create_rev, packed.dump()]))  # type: ignore[union-attr]
             h.update(b"%d" % expires.get(key, -1))
             total = (total + int.from_bytes(h.digest(), "big")) & ((1 << 128) - 1)
         h = blake(b"%d:%d:%d" % (total, self._now, self._revision), digest_size=16)
+        if self._rng.state:  # (no effect on states from before data types)
+            h.update(b"rng:%d" % self._rng.state)
         h.update(repr(sorted(self._members.items())).encode())
         if self._tombstones or self._watch_floor:  # states of older versions keep their digest
             h.update(b"watch:%d:%r" % (self._watch_floor, list(self._tombstones.items())))
@@ -805,3 +937,13 @@ class CacheStateMachine:
         for cid, s in self._sessions.items():
             h.update(b"%d:%d:%d:%r" % (cid, s.floor, s.last_ms, sorted(s.results.items(), key=lambda r: r[0])))
         return h.hexdigest()
+
+
+def _load_collection(row: list[Any]) -> Collection:
+    kind, mod_rev, create_rev, elements = row
+    cls = COLLECTION_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown value type {kind!r} in snapshot")
+    value = cls.load(elements)
+    value.mod_rev, value.create_rev = mod_rev, create_rev
+    return value

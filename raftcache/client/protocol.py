@@ -68,6 +68,8 @@ def _scan_args(cmd: c.Scan) -> list[Any]:
     args: list[Any] = [b"SCAN", cmd.cursor]
     if cmd.match is not None:
         args += (b"MATCH", cmd.match)
+    if cmd.only_type is not None:
+        args += (b"TYPE", cmd.only_type.encode())
     return args + [b"COUNT", cmd.count]
 
 
@@ -115,6 +117,8 @@ _TO_ARGS: dict[type, ToArgs] = {
     c.Type: lambda cmd: [b"TYPE", cmd.key],
     c.Barrier: lambda cmd: [b"DBSIZE"],  # any linearizable read is a barrier
     c.WatchIndex: lambda cmd: [b"RAFTCACHE", b"INDEX", *cmd.keys],
+    c.DataWrite: lambda cmd: list(cmd.args),
+    c.DataRead: lambda cmd: list(cmd.args),
 }
 
 

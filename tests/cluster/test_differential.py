@@ -24,67 +24,14 @@ Differences compared loosely, as the README lists them:
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ServerCluster, free_ports, wait_until
+from tests.cluster.differential import HAVE_REDIS_SERVER, cmd, compare, flat, run
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-pytestmark = pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")
-
-
-def _raw_client(port: int) -> redis.Redis:
-    """redis-py without its per-command reply conversions: compare what was on the wire."""
-    client = redis.Redis(host="127.0.0.1", port=port, protocol=2, socket_timeout=10)
-    client.response_callbacks.clear()
-    return client
-
-
-@pytest.fixture(scope="module")
-def real_redis(tmp_path_factory):
-    (port,) = free_ports(1)
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = _raw_client(port)
-    try:
-        def ready() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(ready, 10, 0.05, "redis-server to accept connections")
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def raftcache(tmp_path_factory):
-    cluster = ServerCluster(tmp_path_factory.mktemp("differential"), size=3).start()
-    leader = cluster.leader()
-    follower = next(n for n in cluster.nodes if n is not leader)
-    client = _raw_client(follower.port)
-    yield client
-    client.close()
-    cluster.close()
+pytestmark = pytest.mark.skipif(not HAVE_REDIS_SERVER, reason="redis-server is not installed")
 
 
 # ------------------------------------------------------------------------ the commands
@@ -105,23 +52,15 @@ GETEX_OPTIONS = st.sampled_from(
 )
 
 
-def cmd(*parts: st.SearchStrategy | str) -> st.SearchStrategy[list[str]]:
-    return st.tuples(*(p if isinstance(p, st.SearchStrategy) else st.just(p) for p in parts)).map(list)
-
-
-def _flat(strategy: st.SearchStrategy[list]) -> st.SearchStrategy[list[str]]:
-    return strategy.map(lambda parts: [x for p in parts for x in (p if isinstance(p, list) else [p])])
-
-
 COMMANDS = st.one_of(
     # the existing string commands, so new ones meet the values they leave
-    _flat(cmd("SET", KEYS, VALUES, st.sampled_from([[], ["NX"], ["XX"], ["GET"]]), TTL_OPTIONS)),
+    flat(cmd("SET", KEYS, VALUES, st.sampled_from([[], ["NX"], ["XX"], ["GET"]]), TTL_OPTIONS)),
     cmd("GET", KEYS),
     cmd("APPEND", KEYS, VALUES),
     cmd("INCR", KEYS),
     cmd("DECRBY", KEYS, INTS),
     cmd("DEL", KEYS),
-    _flat(cmd("EXISTS", st.lists(KEYS, min_size=1, max_size=3))),
+    flat(cmd("EXISTS", st.lists(KEYS, min_size=1, max_size=3))),
     cmd("STRLEN", KEYS),
     cmd("PERSIST", KEYS),
     cmd("PTTL", KEYS),
@@ -131,17 +70,17 @@ COMMANDS = st.one_of(
     cmd("SETEX", KEYS, st.sampled_from(["100", "0", "-1", "x"]), VALUES),
     cmd("PSETEX", KEYS, st.sampled_from(["200000", "0", "x"]), VALUES),
     cmd("GETSET", KEYS, VALUES),
-    _flat(cmd("GETEX", KEYS, GETEX_OPTIONS)),
+    flat(cmd("GETEX", KEYS, GETEX_OPTIONS)),
     cmd("INCRBYFLOAT", KEYS, FLOATS),
     cmd("GETRANGE", KEYS, INTS, INTS),
     cmd("SUBSTR", KEYS, INTS, INTS),
     cmd("SETRANGE", KEYS, st.sampled_from(["-1", "0", "1", "3", "10", "60", "x"]), VALUES),
-    _flat(cmd("MSETNX", st.lists(st.tuples(KEYS, VALUES).map(list), min_size=1, max_size=3).map(lambda ps: [x for p in ps for x in p]))),
+    flat(cmd("MSETNX", st.lists(st.tuples(KEYS, VALUES).map(list), min_size=1, max_size=3).map(lambda ps: [x for p in ps for x in p]))),
     cmd("RENAME", KEYS, KEYS),
     cmd("RENAMENX", KEYS, KEYS),
-    _flat(cmd("COPY", KEYS, KEYS, st.sampled_from([[], ["REPLACE"], ["DB", "0"], ["DB", "99"], ["DB", "x"], ["DB"], ["BOGUS"],
+    flat(cmd("COPY", KEYS, KEYS, st.sampled_from([[], ["REPLACE"], ["DB", "0"], ["DB", "99"], ["DB", "x"], ["DB"], ["BOGUS"],
                                                    ["REPLACE", "DB", "0"]]))),
-    _flat(cmd("TOUCH", st.lists(KEYS, min_size=1, max_size=3))),
+    flat(cmd("TOUCH", st.lists(KEYS, min_size=1, max_size=3))),
     cmd("OBJECT", "ENCODING", KEYS),
     cmd("OBJECT", st.sampled_from(["freqx", "ENCODING"])),
     # wrong arity, for old and new commands alike
@@ -151,94 +90,12 @@ COMMANDS = st.one_of(
                      ["OBJECT", "ENCODING", "a", "b"], ["TIME", "x"], ["INCR"]]),
 )
 
-_ENCODING_RANK = {b"int": 0, b"embstr": 1, b"raw": 2}
-
-
-def run(client: redis.Redis, command: list[str]) -> object:
-    try:
-        reply = client.execute_command(*command)
-    except redis.ResponseError as exc:
-        return ("error", str(exc))
-    reply = _plain(reply)
-    name = command[0].upper()
-    if name in ("TTL", "PTTL") and isinstance(reply, int) and reply >= 0:
-        return "has a ttl"  # the clocks differ: only whether an expiry exists compares
-    return reply
-
-
-def _plain(reply: object) -> object:
-    """Error replies nested in arrays (scripts return them) as comparable values."""
-    if isinstance(reply, list):
-        return [_plain(item) for item in reply]
-    if isinstance(reply, redis.ResponseError):
-        return ("error", str(reply))
-    return reply
-
-
-def state(client: redis.Redis) -> dict[bytes, tuple[bytes, bool]]:
-    out = {}
-    for key in client.keys("*"):
-        ttl = client.pttl(key)
-        out[key] = (client.get(key), ttl >= 0)
-    return out
-
-
-def same_reply(command: list[str], ours: object, theirs: object) -> bool:
-    if ours == theirs:
-        return True
-    if [w.upper() for w in command[:2]] == ["OBJECT", "ENCODING"] and ours in _ENCODING_RANK and theirs in _ENCODING_RANK:
-        return _ENCODING_RANK[theirs] >= _ENCODING_RANK[ours]  # see the module docstring
-    return False
-
-
-def compare(real_redis: redis.Redis, raftcache: redis.Redis, sequence: list[list[str]]) -> None:
-    for client in (real_redis, raftcache):
-        _leave_transaction(client)
-        client.flushall()
-    queued: list[list[str]] | None = None  # inside MULTI: the commands queued so far
-    for i, command in enumerate(sequence):
-        theirs, ours = run(real_redis, command), run(raftcache, command)
-        name = command[0].upper()
-        if name == "EXEC" and queued is not None:
-            theirs, ours = _exec_reply(queued, theirs), _exec_reply(queued, ours)
-        assert same_reply(command, ours, theirs), f"step {i} {command}: redis {theirs!r}, raftcache {ours!r}"
-        if name == "MULTI" and queued is None:
-            queued = []
-        elif name in ("EXEC", "DISCARD"):
-            queued = None
-        elif queued is not None and theirs == b"QUEUED":
-            queued.append(command)
-    for client in (real_redis, raftcache):
-        _leave_transaction(client)
-    assert state(raftcache) == state(real_redis)
-
-
 # ------------------------------------------------------------------------ transactions
 TRANSACTION_COMMANDS = st.one_of(
     COMMANDS,
     st.sampled_from([["MULTI"], ["EXEC"], ["DISCARD"], ["UNWATCH"], ["MULTI"], ["EXEC"]]),
-    _flat(cmd("WATCH", st.lists(KEYS, min_size=1, max_size=2))),
+    flat(cmd("WATCH", st.lists(KEYS, min_size=1, max_size=2))),
 )
-
-
-def _leave_transaction(client: redis.Redis) -> None:
-    """A sequence may end inside MULTI or with keys watched: start the next one clean."""
-    run(client, ["DISCARD"])
-    run(client, ["UNWATCH"])
-
-
-def _exec_reply(queued: list[list[str]], reply: object) -> object:
-    """EXEC's array with each element normalised as `run` normalises a single reply."""
-    if not isinstance(reply, list):
-        return reply
-    out: list[object] = []
-    for command, item in zip(queued, reply):
-        if command[0].upper() in ("TTL", "PTTL") and isinstance(item, int) and item >= 0:
-            item = "has a ttl"
-        elif [w.upper() for w in command[:2]] == ["OBJECT", "ENCODING"] and item in _ENCODING_RANK:
-            item = "an encoding"  # judged differently (see the module docstring)
-        out.append(("error", str(item)) if isinstance(item, Exception) else item)
-    return out
 
 
 # Edge cases too specific for random draws to hit reliably, replayed every run.

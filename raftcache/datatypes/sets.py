@@ -1,0 +1,8 @@
+"""Set commands (to be written): the set type and its command table."""
+
+from __future__ import annotations
+
+from .base import Collection, TypeCommand
+
+COLLECTIONS: list[type[Collection]] = []
+COMMANDS: list[TypeCommand] = []
