@@ -120,6 +120,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import types_memory
 from cpu_probe import CpuProbe
 from loadgen import LOOP_NAME, parse_info, percentile, resp_call
 from targets import (
@@ -273,7 +274,7 @@ class Bench:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "ceilings": [], "throughput": [], "latency": [],
             "memory": [], "snapshot": {}, "restart": {}, "raft_events": {}, "skipped": [], "notes": [],
-            "issue11": {},
+            "issue11": {}, "types": {},
         }
 
     # -------------------------------------------------------------- helpers
@@ -519,6 +520,31 @@ class Bench:
               f"{row['bound_by']}  {row['notes']}", flush=True)
         return row
 
+    def types(self) -> None:
+        """Issue 12: memory per element of each data type, redis and raftcache; then the
+        snapshot write stall and the restart time with one 1M-member sorted set."""
+        if shutil.which("redis-server") is None:
+            raise SkipTarget("`redis-server` not found (apt-get install -y redis-server)")
+        n = self.s.keys_for_memory
+        out = self.results["types"] = {"elements": n, "rows": [], "ratios": []}
+
+        def zset_snapshot_and_restart(cluster: RaftcacheCluster, count: int) -> None:
+            saved = self.results["snapshot"], self.results["restart"]
+            self.watcher = RaftWatcher(cluster)
+            self.watcher.start()
+            try:
+                self.snapshot(cluster, 1)
+                self.restart(cluster, 1)
+                out["zset_snapshot"] = {k: v for k, v in self.results["snapshot"].items() if k != "keys"}
+                out["zset_restart"] = {k: v for k, v in self.results["restart"].items() if k != "keys"}
+            finally:
+                self.results["raft_events"]["raftcache-zset"] = self.watcher.stop()
+                self.results["snapshot"], self.results["restart"] = saved
+
+        out["rows"] = types_memory.measure(self.root, n, self.args.fsync, resp_call, parse_info,
+                                           keep_zset=zset_snapshot_and_restart)
+        out["ratios"] = types_memory.ratios(out["rows"])
+
     def raftcache_big(self) -> None:
         """Memory per key, snapshot time and write stall, restart time: one fresh cluster."""
         cluster = RaftcacheCluster(self.root / "raftcache-1m", self.args.fsync).start()
@@ -708,6 +734,7 @@ class Bench:
                     ("raftcache", "raftcache throughput", self.raftcache_throughput),
                     ("issue11", "transactions, scripts, rate limits (issue 11): redis and raftcache alternating", self.issue11),
                     ("raftcache-1m", "raftcache 1M keys", self.raftcache_big),
+                    ("types", "data types: memory per element, 1M-member sorted set snapshot and restart (issue 12)", self.types),
                     ("etcd", "etcd", self.etcd), ("pysyncobj", "raw pysyncobj", self.pysyncobj)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for key, name, fn in sections:
@@ -1012,6 +1039,9 @@ def render_markdown(res: dict[str, Any]) -> str:
                    f"{fmt(r['used_memory_per_key'], ',.0f')}{' B' if r['used_memory_per_key'] is not None else ''} | "
                    f"{fmt(r['fill_ops_per_s'])} | {extra} |")
 
+    if res.get("types"):
+        out += types_memory.render(res["types"])
+
     s = res["snapshot"]
     out += ["", "## raftcache snapshot (RAFTCACHE COMPACT on the leader, one writer running)", ""]
     if s:
@@ -1070,7 +1100,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts (~2-3 minutes)")
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md / latest.json / logs")
     parser.add_argument("--fsync", choices=["always", "no"], default="always", help="raftcache journal fsync policy")
-    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,etcd,pysyncobj")
+    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,etcd,pysyncobj")
     args = parser.parse_args()
 
     def on_term(_signum: int, _frame: Any) -> None:
