@@ -128,7 +128,8 @@ def measure(root: Any, n: int, fsync: str, resp_call: Callable[..., Any], parse_
             rss_start = {node.id: rss_bytes(node.proc.pid) for node in cluster.nodes}  # type: ignore[union-attr]
             seconds = fill(leader.client_port, make(n))
             commit = int(leader.info()["raft_commit_index"])
-            wait_until(lambda: all(int(node.info()["raft_applied_index"]) >= commit for node in cluster.nodes), 300, 0.2,
+            nodes = cluster.nodes
+            wait_until(lambda c=commit, ns=nodes: all(int(node.info()["raft_applied_index"]) >= c for node in ns), 300, 0.2,
                        "every node to apply the fill")
             count = int(leader.call(count_cmd.decode(), key.decode()))
             encoding = leader.call("OBJECT", "ENCODING", key.decode())
