@@ -19,7 +19,7 @@ from typing import Any, Protocol, Self
 
 from ..errors import CommandError, NotIntegerError, SyntaxError_
 from ..redis_semantics import parse_int64
-from .base import Collection, Handler, Keyspace, TypeCommand, parse_count, parse_scan_args, scan_reply
+from .base import Collection, Handler, Keyspace, TypeCommand, parse_scan_args, scan_reply
 
 __all__ = ["COLLECTIONS", "COMMANDS", "RedisSet"]
 
@@ -45,7 +45,7 @@ def _is_integer(member: bytes) -> bool:
 class RedisSet(Collection):
     """Members in a dense list (draw order, O(1) pick) with a member -> index dict."""
 
-    __slots__ = ("_items", "_pos", "_intset")
+    __slots__ = ("_intset", "_items", "_pos")
     TYPE = "set"
 
     def __init__(self) -> None:
@@ -234,7 +234,8 @@ def spop(ks: Keyspace, args: Sequence[bytes]) -> bytes | list[bytes] | None:
     if len(args) > 3:
         raise SyntaxError_()
     if len(args) == 3:
-        return _spop_count(ks, args[1], parse_count(args[2]))
+        # Redis gives this one message for a count that is not an integer, too.
+        return _spop_count(ks, args[1], _int_or(args[2], "value is out of range, must be positive", 0))
     key = args[1]
     value = _get(ks, key)
     if value is None:
