@@ -14,6 +14,7 @@ answers an intset's members sorted numerically, so those replies are sorted here
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, Self
 
@@ -397,12 +398,28 @@ def sintercard(ks: Keyspace, args: Sequence[bytes]) -> int:
     return len(_inter(_sets(ks, args[2 : 2 + numkeys]), limit))
 
 
+_CURSOR_RE = re.compile(rb"[+-]?[0-9]*")
+
+
+def _scan_cursor(raw: bytes) -> int:
+    """Redis's parseScanCursorOrReply: C's strtoul, so a sign is accepted ("-1" wraps to
+    2**64 - 1) and an empty cursor is 0; leading blanks, junk and overflow are not."""
+    if not _CURSOR_RE.fullmatch(raw) or raw in (b"+", b"-"):
+        raise CommandError("invalid cursor")
+    digits = raw.lstrip(b"+-")
+    value = int(digits) if digits else 0
+    if value >= 1 << 64:
+        raise CommandError("invalid cursor")
+    return (-value if raw.startswith(b"-") else value) % (1 << 64)
+
+
 def sscan(ks: Keyspace, args: Sequence[bytes]) -> list[Any]:
-    parse_scan_args(args[:3], 3)  # the cursor is checked first; the options only on a set
+    cursor = _scan_cursor(args[2])  # the cursor is checked first; the options only on a set
     value = _get(ks, args[1])
     if value is None:
         return scan_reply(0, [])
-    cursor, match, count = parse_scan_args(args, 3)
+    # (base.parse_scan_args reads the options; its own cursor rule is stricter than Redis's)
+    _, match, count = parse_scan_args([*args[:2], b"0", *args[3:]], 3)
     if value.encoding() == "intset":  # Redis returns a compact set whole, whatever the cursor
         cursor, found = 0, value.members()
     else:
