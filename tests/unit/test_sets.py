@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from raftcache import commands as c
@@ -323,3 +328,25 @@ def test_randomkey_finds_the_one_live_key_among_many_deleted(m):
         m.set_string(b"k%d" % i)
     m.fsm.apply(c.Batch(m.now, [(None, c.Delete(tuple(b"k%d" % i for i in range(3000))))]))
     assert {m.r("randomkey") for _ in range(20)} == {b"keep"}
+
+
+_REPLICA_SCRIPT = """
+from tests.unit.test_sets import Machine, _spop_batches
+m = Machine()
+out = [m.batch(b) for b in _spop_batches()]
+out.append(m.batch([("sunionstore", "u", "s", "i"), ("sdiffstore", "d", "u", "i"), ("sinterstore", "n", "u", "s"),
+                    ("spop", "u", "7"), ("spop", "d")]))
+out.append(m.r("smembers", "u"))
+print(repr(out), m.fsm.digest())
+"""
+
+
+def test_replicas_in_processes_with_different_hash_seeds_agree():
+    """bytes hashes are salted per process: nothing replicated may depend on them."""
+    root = Path(__file__).resolve().parents[2]
+    outputs = [
+        subprocess.run([sys.executable, "-c", _REPLICA_SCRIPT], cwd=root, capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    ]
+    assert outputs[0] == outputs[1] and outputs[0].strip()
