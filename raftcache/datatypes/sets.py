@@ -86,9 +86,13 @@ class RedisSet(Collection):
 
     def pop_at(self, i: int) -> bytes:
         """Remove and return the i-th member (O(1): the last member takes its place)."""
-        member = self._items[i]
+        items = self._items
+        member = items[i]
         del self._pos[member]
-        self._fill(i)
+        last = items.pop()  # (``_fill`` inlined: SPOP with a count calls this in a loop)
+        if i < len(items):
+            items[i] = last
+            self._pos[last] = i
         return member
 
     def _fill(self, i: int) -> None:
@@ -255,7 +259,8 @@ def _spop_count(ks: Keyspace, key: bytes, count: int) -> list[bytes]:
         members = value.members()
         ks.delete(key)
         return members
-    popped = [value.pop_at(ks.draw(len(value))) for _ in range(count)]
+    pop, draw = value.pop_at, ks.draw
+    popped = [pop(draw(n)) for n in range(size, size - count, -1)]
     if (size - count) * SPOP_MOVE_STRATEGY_MUL <= count:
         value.rebuild_encoding()  # Redis keeps the few survivors in a new set (its "case 3")
     ks.changed(key, value)
