@@ -140,7 +140,7 @@ EDGES = [
     ["SRANDMEMBER", "f", "-9223372036854775808"], ["SRANDMEMBER", "missing", "9223372036854775807"],
     ["SRANDMEMBER", "f", "1", "2"], ["SPOP", "n", "100"], ["EXISTS", "n"],
     # SSCAN's arguments
-    ["SSCAN", "missing", "x"], ["SSCAN", "missing", "0", "COUNT", "0"], ["SSCAN", "str", "0"], ["SSCAN", "f", ""], ["SSCAN", "f", "+0"], ["SSCAN", "i", "-1"], ["SSCAN", "f", "-"],
+    ["SSCAN", "missing", "x"], ["SSCAN", "missing", "0", "COUNT", "0"], ["SSCAN", "str", "0"], ["SSCAN", "f", ""], ["SSCAN", "f", "+0"], ["SADD", "p", "5", "1"], ["SSCAN", "p", "-1"], ["SSCAN", "f", "-"],
     ["SSCAN", "f", "-18446744073709551616"], ["SSCAN", "missing", "-5"],
     ["SSCAN", "f", "0", "COUNT", "0"], ["SSCAN", "f", "0", "COUNT", "x"], ["SSCAN", "f", "0", "MATCH"],
     ["SSCAN", "f", "0", "MATCH", "1*", "COUNT", "1"], ["SSCAN", "u", "0", "COUNT", "3"],
@@ -160,7 +160,7 @@ def test_large_sets_match_redis(real_redis, raftcache):
     """Hashtable sets beyond one scan page and the intset limit."""
     compare_sets(real_redis, raftcache, [
         ["SADD", "big", *STRING_MEMBERS], ["SADD", "ints", *map(str, range(0, 1200, 2))],
-        ["SSCAN", "big", "0"], ["SSCAN", "big", "0", "MATCH", "m1*", "COUNT", "40"], ["SSCAN", "ints", "0", "COUNT", "50"],
+        ["SSCAN", "big", "0", "COUNT", "100"], ["SSCAN", "big", "0", "MATCH", "m1*", "COUNT", "40"], ["SSCAN", "ints", "0", "COUNT", "50"],
         ["SINTERCARD", "2", "ints", "ints", "LIMIT", "100"], ["SINTER", "big", "ints"], ["SUNIONSTORE", "all", "big", "ints"],
         ["SCARD", "all"], ["SDIFFSTORE", "d", "ints", "big"], ["OBJECT", "ENCODING", "d"], ["SMOVE", "ints", "x", "2"],
         ["SINTERSTORE", "small", "ints", "ints"], ["SREM", "small", *map(str, range(0, 1100, 2))], ["SCARD", "small"],
