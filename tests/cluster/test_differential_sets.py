@@ -169,7 +169,7 @@ def test_large_sets_match_redis(real_redis, raftcache):
     ])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=st.lists(DETERMINISTIC, min_size=1, max_size=25))
 def test_same_replies_and_state_as_redis(real_redis, raftcache, sequence):
     compare_sets(real_redis, raftcache, sequence)
