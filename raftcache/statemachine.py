@@ -477,6 +477,29 @@ class CacheStateMachine:
     def draw(self, bound: int) -> int:
         return (self._rng if self._applying else self._local_rng).below(bound)
 
+    def random_key(self) -> bytes | None:
+        """A live key drawn with ``draw`` (RANDOMKEY), or None. Uniform: a draw picks a slot
+        of the creation-order index and is kept if the slot is its key's live entry. The
+        index is at most about two-thirds stale (see ``_remove``), so a few draws suffice;
+        if they miss (mostly expired keys), a walk from a drawn slot finds one."""
+        keys, revs = self._order_keys, self._order_revs
+        if not self._values:
+            return None
+        for _ in range(32):
+            i = self.draw(len(keys))
+            if self._is_live_slot(keys[i], revs[i]):
+                return keys[i]
+        start = self.draw(len(keys))
+        for j in range(len(keys)):
+            i = (start + j) % len(keys)
+            if self._is_live_slot(keys[i], revs[i]):
+                return keys[i]
+        return None
+
+    def _is_live_slot(self, key: bytes, rev: int) -> bool:
+        packed = self._live(key)
+        return packed is not None and _create_rev(packed) == rev
+
     def _insert(self, key: bytes, value: Collection) -> None:
         """Store a collection under a key that holds nothing (a new key for SCAN)."""
         rev = self._revision
