@@ -149,3 +149,21 @@ def test_async_twins(cluster, tmp_path):
             assert await c.hrandfield("h", 2) == [b"f", b"g"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_against_the_server(cluster, protocol):
+    """redis-py's own hash methods, over RESP2 and RESP3 (HGETALL is a map there)."""
+    with cluster.nodes[0].redis(protocol=protocol) as r:
+        h = f"py{protocol}"
+        assert r.hset(h, mapping={"a": 1, "b": "x"}) == 2
+        assert r.hgetall(h) == {b"a": b"1", b"b": b"x"}
+        r.response_callbacks.pop("HGETALL", None)
+        raw = r.hgetall(h)
+        assert raw == ({b"a": b"1", b"b": b"x"} if protocol == 3 else [b"a", b"1", b"b", b"x"])
+        assert r.hincrbyfloat(h, "a", 0.5) == 1.5
+        assert r.hexists(h, "b") is True
+        assert r.hscan(h) == (0, {b"a": b"1.5", b"b": b"x"})
+        assert r.execute_command("HMSET", h, "c", "3") is True  # (redis-py deprecates its hmset method)
+        assert r.hrandfield(h, 5) == [b"a", b"b", b"c"]
+        assert r.object("encoding", h) in (b"listpack", "listpack")
