@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .errors import CommandError, command_error_from_code
-from .resp import ErrorReply, SimpleString
+from .resp import ErrorReply, Map, SimpleString
 
 FORMAT_VERSION = 1
 
@@ -426,6 +426,8 @@ _EXT_COMMAND_ERROR = 1
 # A script's reply is a tree that may hold status and error replies (EVAL's results).
 _EXT_SIMPLE_STRING = 2
 _EXT_ERROR_REPLY = 3
+# A map reply (HGETALL, a script's {map=...}) must stay a map, not become a plain dict.
+_EXT_MAP = 4
 
 
 def _pack_default(obj: object) -> object:
@@ -444,6 +446,9 @@ def _ext_hook(code: int, data: bytes) -> object:
         return SimpleString(data.decode())
     if code == _EXT_ERROR_REPLY:
         return ErrorReply(data.decode())
+    if code == _EXT_MAP:
+        flat = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, use_list=True, strict_map_key=False)
+        return Map(zip(flat[0::2], flat[1::2]))
     return msgpack.ExtType(code, data)
 
 
@@ -453,6 +458,9 @@ def tag_simple_strings(obj: Any) -> Any:
         return msgpack.ExtType(_EXT_SIMPLE_STRING, obj.encode())
     if isinstance(obj, list):
         return [tag_simple_strings(item) for item in obj]
+    if type(obj) is Map:  # (keys may be any reply: kept as a flat list of pairs)
+        flat = [tag_simple_strings(part) for pair in obj.items() for part in pair]
+        return msgpack.ExtType(_EXT_MAP, msgpack.packb(flat, default=_pack_default, use_bin_type=True))
     return obj
 
 

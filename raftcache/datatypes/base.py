@@ -14,6 +14,7 @@ process, so two replicas would iterate one set differently).
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
@@ -29,6 +30,7 @@ __all__ = [
     "TypeCommand",
     "element_hash",
     "parse_count",
+    "parse_cursor",
     "parse_scan_args",
     "scan_reply",
 ]
@@ -190,12 +192,7 @@ class ScanOrder:
 
 def parse_scan_args(args: Sequence[bytes], first_option: int) -> tuple[int, Callable[[bytes], bool] | None, int]:
     """(cursor, MATCH predicate or None, COUNT) of HSCAN/SSCAN/ZSCAN key cursor [...]."""
-    raw = args[first_option - 1]
-    if not raw.isdigit():
-        raise CommandError("invalid cursor")
-    cursor = int(raw)
-    if cursor >= 1 << 64:
-        raise CommandError("invalid cursor")
+    cursor = parse_cursor(args[first_option - 1])
     match, count = None, 10
     i = first_option
     while i < len(args):
@@ -213,6 +210,21 @@ def parse_scan_args(args: Sequence[bytes], first_option: int) -> tuple[int, Call
             raise SyntaxError_()
         i += 2
     return cursor, match, count
+
+
+_CURSOR_RE = re.compile(rb"[+-]?[0-9]*\Z")
+
+
+def parse_cursor(raw: bytes) -> int:
+    """A SCAN cursor read as Redis reads it (strtoul): an optional sign, digits (none means
+    0), a negative number wrapping around 2**64; anything else, or past 2**64, is refused."""
+    if not _CURSOR_RE.match(raw):
+        raise CommandError("invalid cursor")
+    digits = raw.lstrip(b"+-")
+    value = int(digits) if digits else 0
+    if value >= 1 << 64:
+        raise CommandError("invalid cursor")
+    return (-value) % (1 << 64) if raw.startswith(b"-") else value
 
 
 def scan_reply(cursor: int, elements: list[bytes]) -> list[Any]:

@@ -190,3 +190,36 @@ def test_opcodes_round_trip_through_the_log():
     decoded = c.decode_batch(batch)
     assert decoded.commands[0][1] == c.DataWrite((b"bagadd", b"k", b"x"))
     assert decoded.commands[1][1].ops == (c.DataRead((b"bagitems", b"k")), c.DataWrite((b"bagpop", b"k")))
+
+
+def test_map_results_survive_the_session_table_in_snapshots():
+    from raftcache.resp import Map
+
+    fsm = CacheStateMachine()
+    fsm.apply(c.Batch(1_000, [(c.SessionTag(7, 1, 1), c.Set(b"k", b"v"))]))
+    fsm._sessions[7].remember(2, [Map({b"f": b"v"}), c.SimpleString("OK")])  # as an EXEC with HGETALL leaves it
+    packer = c.packer()
+    data = b"".join(packer.pack([name, payload]) for name, payload in fsm.snapshot_sections())
+    unpacker = c.unpacker()
+    unpacker.feed(data)  # as a snapshot file goes through msgpack
+    other = CacheStateMachine()
+    other.restore((name, payload) for name, payload in unpacker)
+    stored = other._sessions[7].results[2]
+    assert type(stored[0]) is Map and stored[0] == {b"f": b"v"}
+    assert type(stored[1]) is c.SimpleString
+
+
+@pytest.mark.parametrize("raw, cursor", [(b"0", 0), (b"", 0), (b"+5", 5), (b"-1", 2**64 - 1), (b"18446744073709551615", 2**64 - 1)])
+def test_scan_cursors_parse_as_redis(raw, cursor):
+    from raftcache.datatypes.base import parse_cursor
+
+    assert parse_cursor(raw) == cursor
+
+
+@pytest.mark.parametrize("raw", [b" 1", b"1x", b"18446744073709551616", b"0x10", b"--1"])
+def test_bad_scan_cursors_are_refused(raw):
+    from raftcache.datatypes.base import parse_cursor
+    from raftcache.errors import CommandError
+
+    with pytest.raises(CommandError, match="invalid cursor"):
+        parse_cursor(raw)
