@@ -76,13 +76,13 @@ def test_bad_settings_get_redis_errors_and_change_nothing():
     cases = [
         ("maxmemory", "-5", "CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value"),
         ("maxmemory", "lots", "CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value"),
-        ("maxmemory-policy", "lru", "CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must "
-         "be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, "
-         "allkeys-random, noeviction"),
-        ("maxmemory-samples", "0", "CONFIG SET failed (possibly related to argument 'maxmemory-samples') - argument must be "
-         "between 1 and 2147483647 inclusive"),
-        ("maxmemory-samples", "x", "CONFIG SET failed (possibly related to argument 'maxmemory-samples') - argument couldn't "
-         "be parsed into an integer"),
+        ("maxmemory-policy", "lru", ("CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) "
+         "must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, "
+         "allkeys-lfu, allkeys-random, noeviction")),
+        ("maxmemory-samples", "0", ("CONFIG SET failed (possibly related to argument 'maxmemory-samples') - argument must "
+         "be between 1 and 2147483647 inclusive")),
+        ("maxmemory-samples", "x", ("CONFIG SET failed (possibly related to argument 'maxmemory-samples') - argument "
+         "couldn't be parsed into an integer")),
     ]
     before = m.fsm.digest()
     for name, value, message in cases:
