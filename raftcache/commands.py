@@ -265,6 +265,21 @@ class DataRead(NamedTuple):
     args: tuple[bytes, ...]
 
 
+# --------------------------------------------------------------------------- maxmemory
+class SetConfig(NamedTuple):
+    """CONFIG SET of a replicated setting (maxmemory, maxmemory-policy, maxmemory-samples)."""
+
+    name: str
+    value: bytes
+
+
+class Access(NamedTuple):
+    """Keys reads touched on the node that proposes it (a bounded sample): LRU/LFU recency
+    and frequency for reads, which never go through the log themselves."""
+
+    keys: tuple[bytes, ...]
+
+
 # ------------------------------------------------------------------------ transactions
 class Exec(NamedTuple):
     """MULTI/EXEC: `ops` (data commands, reads included) applied as one unit, in order, with
@@ -278,6 +293,7 @@ class Exec(NamedTuple):
 WriteCommand = (
     Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
     | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec | Eval | ScriptLoad | ScriptFlush | DataWrite
+    | SetConfig | Access
 )
 ReadCommand = (
     Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members | GetRange | ObjectEncoding
@@ -311,6 +327,8 @@ _OPCODES: dict[type, int] = {
     ScriptLoad: 41,
     ScriptFlush: 42,
     DataWrite: 50,  # fields: [args] (hashes, lists, sets, sorted sets)
+    SetConfig: 51,
+    Access: 52,
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)
@@ -338,7 +356,7 @@ _READ_OPCODES: dict[type, int] = {
 }
 _EXEC_OPCODES: dict[type, int] = {cls: op for cls, op in _OPCODES.items() if cls is not Exec} | _READ_OPCODES
 _EXEC_BY_OPCODE: dict[int, type] = {op: cls for cls, op in _EXEC_OPCODES.items()}
-EXEC_OP_TYPES = frozenset(_EXEC_OPCODES) - {Sweep, SetMember, RemoveMember}  # what a client may queue
+EXEC_OP_TYPES = frozenset(_EXEC_OPCODES) - {Sweep, SetMember, RemoveMember, SetConfig, Access}  # what a client may queue
 
 
 def _exec_fields(command: Exec) -> tuple[Any, ...]:

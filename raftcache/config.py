@@ -165,6 +165,38 @@ class LimitsSection:
     max_query_buffer_bytes: int = _opt(64 << 20, _int_min(1024), "unparsed input held per connection before it is closed")
 
 
+def _memory_value(v: Any) -> str | None:
+    from .eviction import parse_memory
+
+    if isinstance(v, bool) or not isinstance(v, (int, str)) or parse_memory(str(v).encode()) is None:
+        return 'must be a byte count or a size such as "512mb" or "2gb" (k/m/g = 1000s, kb/mb/gb = 1024s)'
+    return None
+
+
+def _policy(v: Any) -> str | None:
+    from .eviction import POLICIES
+
+    return None if v in POLICIES else "must be one of " + ", ".join(POLICIES)
+
+
+@dataclass(frozen=True)
+class MemorySection:
+    """Initial values of the cluster-wide memory settings: proposed by the first leader for
+    every setting the cluster has never had set; CONFIG SET changes them afterwards (and
+    wins over later edits of this file, which only seed)."""
+
+    maxmemory: int | str = _opt(0, _memory_value, "dataset size limit as accounted (0: none), e.g. \"2gb\"")
+    maxmemory_policy: str = _opt("noeviction", _policy, "what to do at the limit (Redis's policies)")
+    maxmemory_samples: int = _opt(5, _int_min(1, 2**31 - 1), "keys sampled per eviction")
+
+    def initial_settings(self) -> tuple[tuple[str, bytes], ...]:
+        """(CONFIG name, value) of the settings that differ from Redis's defaults."""
+        values = {"maxmemory": str(self.maxmemory).encode(), "maxmemory-policy": self.maxmemory_policy.encode(),
+                  "maxmemory-samples": b"%d" % self.maxmemory_samples}
+        defaults = {"maxmemory": b"0", "maxmemory-policy": b"noeviction", "maxmemory-samples": b"5"}
+        return tuple((name, value) for name, value in values.items() if value != defaults[name])
+
+
 @dataclass(frozen=True)
 class NodeSection:
     id: str = _req(_nonempty_string, "node name, unique in the cluster")
@@ -183,6 +215,7 @@ class ClusterConfig:
     server: ServerSection
     limits: LimitsSection
     nodes: tuple[NodeSection, ...]
+    memory: MemorySection = field(default_factory=MemorySection)
 
     def node(self, node_id: str) -> NodeSection:
         for node in self.nodes:
@@ -220,6 +253,7 @@ _SECTIONS: dict[str, type] = {
     "snapshot": SnapshotSection,
     "server": ServerSection,
     "limits": LimitsSection,
+    "memory": MemorySection,
 }
 
 

@@ -133,6 +133,13 @@ class WrongTypeError(CommandError):
     default_message = "Operation against a key holding the wrong kind of value"
 
 
+class OutOfMemoryError(CommandError):
+    """maxmemory is reached and the policy could not free enough (noeviction, or nothing to evict)."""
+
+    code = "OOM"
+    default_message = "command not allowed when used memory > 'maxmemory'."
+
+
 class SessionExpiredError(CommandError):
     code = "SESSION"
     default_message = "client session expired; the outcome of the retried write is unknown"
@@ -241,6 +248,7 @@ _COMMAND_ERRORS: dict[str, type[CommandError]] = {
         SessionExpiredError,
         NoScriptError,
         WrongTypeError,
+        OutOfMemoryError,
     )
 }
 
@@ -262,6 +270,7 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
     ExecAbortError: "EXECABORT",
     NoScriptError: "NOSCRIPT",
     WrongTypeError: "WRONGTYPE",
+    OutOfMemoryError: "OOM",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -295,6 +304,7 @@ _FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
     "EXECABORT": ExecAbortError,
     "NOSCRIPT": NoScriptError,
     "WRONGTYPE": WrongTypeError,
+    "OOM": OutOfMemoryError,
 }
 _FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
     (NotIntegerError.default_message, NotIntegerError),

@@ -78,6 +78,9 @@ class ReplicaOptions:
     max_batch_bytes: int = 1 << 20
     clock_interval_s: float = 0.1  # the leader proposes its time when idle this long
     sweep_limit: int = 1000  # expired keys deleted per Sweep
+    # Initial values of replicated settings (the cluster file's [memory]): the leader proposes
+    # each one the replicated state has never had set; CONFIG SET changes them afterwards.
+    initial_settings: tuple[tuple[str, bytes], ...] = ()
 
 
 class _Request:
@@ -144,6 +147,7 @@ class Replica:
         self._retired_sessions: set[int] = set()
         self._last_proposal = 0.0
         self._sweeping = False
+        self._seeded = False  # initial settings proposed during this leadership
         self._next_expiry_check = 0.0
         self._closed = False
         self._fatal: BaseException | None = None
@@ -270,6 +274,9 @@ class Replica:
             reads, self._reads = self._reads, []
             session = self._session
             rows = []
+            accesses = self.fsm.take_read_accesses()  # reads as LRU/LFU accesses (eviction.py)
+            if accesses:
+                rows.append((None, c.Access(accesses)))
             for req in writes:
                 if req.client_id is None:
                     rows.append((None, req.command))
@@ -388,6 +395,8 @@ class Replica:
                 expired = self._expire_locked(now)
             if self.raft.role is Role.LEADER:
                 self._leader_duties_locked(now)
+            else:
+                self._seeded = False
             self._flush_locked()
         for req, error in expired:
             _deliver(req, error)
@@ -420,6 +429,14 @@ class Replica:
     def _leader_duties_locked(self, now: float) -> None:
         opts = self.options
         deadline = now + opts.request_timeout_s
+        if opts.initial_settings and not self._seeded:
+            self._seeded = True  # once per leadership; a lost proposal is retried at the next one
+            stored = self.fsm.memory_settings.stored
+            for name, value in opts.initial_settings:
+                if name not in stored:
+                    seed = _Request(c.SetConfig(name, value), _ignore, deadline)
+                    seed.size = 32
+                    self._writes.append(seed)
         if not self._sweeping and now >= self._next_expiry_check:
             self._next_expiry_check = now + opts.clock_interval_s / 2
             if self.fsm.next_expiry_due():  # Raft thread: the state machine is ours to read
@@ -637,6 +654,21 @@ class Replica:
     def volatile_keys(self) -> int:
         """Keys with an expiry (a local, possibly stale count)."""
         return self.fsm.volatile_keys()
+
+    def memory_info(self) -> dict[str, Any]:
+        """maxmemory's view of this replica (accounted bytes, settings, eviction statistics)."""
+        fsm = self.fsm
+        settings = fsm.memory_settings
+        return {
+            "used_memory": fsm.used_memory,
+            "maxmemory": settings.maxmemory,
+            "maxmemory_policy": settings.get("maxmemory-policy"),
+            "maxmemory_samples": settings.samples,
+            "evicted_keys": fsm.evicted_keys,
+            "expired_keys": fsm.expired_keys,
+            "keyspace_hits": fsm.keyspace_hits,
+            "keyspace_misses": fsm.keyspace_misses,
+        }
 
 
 class _StateMachineHooks:

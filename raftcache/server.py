@@ -43,6 +43,8 @@ from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
 from .connection import NEED_DATA, Command, Connection, ProtocolFailure, Slot
 from .errors import CommandError, ExecAbortError, resp_prefix
+from .eviction import SETTINGS as REPLICATED_SETTINGS
+from .eviction import format_bytes, parse_setting
 from .operations import ClusterOperations, Peer
 from .redis_commands import (
     COMMANDS,
@@ -90,8 +92,6 @@ _CONFIG_SOURCE: dict[bytes, str] = {
     b"save": "persistence is the Raft journal and snapshots",
     b"appendonly": "persistence is the Raft journal and snapshots",
     b"databases": "one database",
-    b"maxmemory": "no memory limit yet",
-    b"maxmemory-policy": "no eviction yet",
     b"notify-keyspace-events": "no keyspace notifications yet",
 }
 
@@ -602,6 +602,7 @@ class RespServer:
 
     def _config_values(self) -> dict[bytes, bytes]:
         s = self.settings
+        memory = self.replica.memory_info()
         return {
             b"save": b"",
             b"appendonly": b"no",
@@ -610,10 +611,12 @@ class RespServer:
             b"timeout": b"%d" % int(s.idle_timeout_s),
             b"proto-max-bulk-len": b"%d" % s.max_bulk_bytes,
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
-            b"maxmemory": b"0",
             b"protected-mode": b"yes" if s.protected_mode else b"no",
-            b"maxmemory-policy": b"noeviction",
             b"notify-keyspace-events": b"",
+            # replicated (eviction.SETTINGS): the same on every node once applied
+            b"maxmemory": b"%d" % memory["maxmemory"],
+            b"maxmemory-policy": memory["maxmemory_policy"].encode(),
+            b"maxmemory-samples": b"%d" % memory["maxmemory_samples"],
         }
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Any:
@@ -638,9 +641,10 @@ class RespServer:
         return out
 
     def _config_set(self, args: list[bytes]) -> Any:
-        """Libraries set parameters at connect time. Every parameter raftcache knows is set in
-        the cluster file (or is fixed by its design), so CONFIG SET accepts a value equal to the
-        one in force and refuses a change with Redis's error, naming where it is set."""
+        """Replicated settings (maxmemory & co) are proposed through the log, so every node
+        applies them at the same index. The other parameters raftcache knows are set in the
+        cluster file (or fixed by its design): CONFIG SET accepts a value equal to the one in
+        force and refuses a change with Redis's error, naming where it is set."""
         if len(args) < 4 or len(args) % 2:
             raise CommandError("wrong number of arguments for 'config|set' command")
         values = self._config_values()
@@ -648,14 +652,31 @@ class RespServer:
         for name, _ in pairs:  # as Redis: every name is checked before anything is judged
             if name not in values:
                 raise CommandError(f"Unknown option or number of arguments for CONFIG SET - '{name.decode('utf-8', 'replace')}'")
+        replicated = []
         for name, value in pairs:
-            if value.lower() != values[name].lower():
+            setting = name.decode()
+            if setting in REPLICATED_SETTINGS:
+                parse_setting(setting, value)  # Redis's error now, before anything is proposed
+                replicated.append(c.SetConfig(setting, value))
+            elif value.lower() != values[name].lower():
                 where = _CONFIG_SOURCE.get(name, "fixed by raftcache's design")
                 raise CommandError(
                     f"CONFIG SET failed (possibly related to argument '{name.decode()}') - "
                     f"not settable at run time on raftcache ({where})"
                 )
+        if replicated:
+            return Later(lambda done: self._propose_all(replicated, done), _ok)
         return OK
+
+    def _propose_all(self, commands: list[Any], done: Callable[[Any], None]) -> None:
+        """Apply replicated commands one after the other; the first error stops the rest."""
+        def next_one(result: Any) -> None:
+            if isinstance(result, BaseException) or not commands:
+                done(result)
+                return
+            self.replica.submit(commands.pop(0), next_one)
+
+        next_one(True)
 
     def _config_resetstat(self, args: list[bytes]) -> Any:
         if len(args) != 2:
@@ -685,6 +706,7 @@ class RespServer:
         rss = _rss_bytes()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         volatile = self.replica.volatile_keys()
+        memory = self.replica.memory_info()
         return {
             "server": {
                 "redis_version": REDIS_VERSION,
@@ -711,11 +733,16 @@ class RespServer:
                 "tracking_clients": 0,
             },
             "memory": {
-                "used_memory": rss,
+                "used_memory": memory["used_memory"],  # the dataset as accounted (eviction.py)
+                "used_memory_human": format_bytes(memory["used_memory"]),
                 "used_memory_rss": rss,
+                "used_memory_rss_human": format_bytes(rss),
                 "used_memory_peak": _peak_rss_bytes(),
-                "maxmemory": 0,
-                "maxmemory_policy": "noeviction",
+                "maxmemory": memory["maxmemory"],
+                "maxmemory_human": format_bytes(memory["maxmemory"]),
+                "maxmemory_policy": memory["maxmemory_policy"],
+                "maxmemory_samples": memory["maxmemory_samples"],
+                "mem_fragmentation_ratio": f"{rss / memory['used_memory']:.2f}" if memory["used_memory"] else "0.00",
             },
             "persistence": {"loading": 0},
             "stats": {
@@ -724,6 +751,10 @@ class RespServer:
                 "rejected_connections": self.stats.rejected_connections,
                 "protocol_errors": self.stats.protocol_errors,
                 "acl_access_denied_auth": self.stats.auth_failures,
+                "expired_keys": memory["expired_keys"],
+                "evicted_keys": memory["evicted_keys"],
+                "keyspace_hits": memory["keyspace_hits"],
+                "keyspace_misses": memory["keyspace_misses"],
             },
             "cpu": {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"},
             "cluster": {"cluster_enabled": 0},  # Redis Cluster's sharding protocol, which we do not speak

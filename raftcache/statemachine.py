@@ -51,9 +51,21 @@ from .errors import (
     IntegerOverflowError,
     InvalidExpireError,
     NotIntegerError,
+    OutOfMemoryError,
     SessionExpiredError,
     ValueTooLargeError,
     WrongTypeError,
+)
+from .eviction import (
+    COLLECTION_OVERHEAD,
+    EXPIRY_OVERHEAD,
+    KEY_OVERHEAD,
+    MAX_ACCESS_RECORD,
+    AccessTable,
+    Evictor,
+    MemorySettings,
+    measure_collection,
+    parse_setting,
 )
 from .redis_float import incr_by_float
 from .redis_semantics import INT64_MAX, INT64_MIN, compile_glob, parse_int64
@@ -143,6 +155,8 @@ class CacheStateMachine:
             c.Copy: self._copy,
             c.Exec: self._exec,
             c.DataWrite: self._data_write,
+            c.SetConfig: self._set_config,
+            c.Access: self._record_access,
         }
         self._readers: dict[type, Callable[[Any], Any]] = {
             c.Get: self._get,
@@ -162,6 +176,13 @@ class CacheStateMachine:
             c.DataRead: self._data_read,
         }
         self.key_listener: Callable[[bytes], None] | None = None  # see _touched
+        self.evicted_keys = 0  # node-local statistics (INFO stats), not replicated state
+        self.expired_keys = 0
+        self.keyspace_hits = 0
+        self.keyspace_misses = 0
+        self._read_accesses: list[bytes] = []  # keys reads touched here, for the next Access entry
+        self._read_access_count = 0
+        self._evictor = Evictor()
         self.scan_order = ScanOrder()  # node-local cache for HSCAN/SSCAN/ZSCAN (derived data)
         self._applying = False  # True inside apply(): draws come from the replicated generator
         self._local_rng = Rng(int.from_bytes(os.urandom(8), "big"))  # plain reads only
@@ -174,6 +195,7 @@ class CacheStateMachine:
         self._expiry_heap: list[tuple[int, bytes]] = []
         self._order_keys: list[bytes] = []  # keys by creation revision (with stale entries)
         self._order_revs = array("Q")
+        self._order_head = 0  # entries before it are stale (eviction sampling skips them once)
         self._now = 0
         self._revision = 0
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
@@ -181,6 +203,9 @@ class CacheStateMachine:
         self._tombstones: OrderedDict[bytes, int] = OrderedDict()  # key -> deletion revision, oldest first
         self._watch_floor = 0  # stands in for the deletion revision of keys without a tombstone
         self._rng = Rng(0)  # replicated randomness (SPOP, SRANDMEMBER, ...): in snapshots and the digest
+        self._used = 0  # accounted dataset bytes (eviction.py)
+        self._memory = MemorySettings()  # maxmemory & co: replicated settings
+        self._access = AccessTable()  # LRU/LFU state, while a policy needs it
         if hasattr(self, "_scripts"):
             self._scripts.clear()  # the same dict the script host holds
         else:
@@ -226,6 +251,7 @@ class CacheStateMachine:
         self._now = max(self._now, batch.time_ms)
         self._expire_sessions()
         self._applying = True
+        self._evictor.reset()  # the eviction pool never outlives an entry (not in snapshots)
         try:
             return [self._apply_tagged(tag, command) for tag, command in batch.commands]
         finally:
@@ -286,7 +312,7 @@ class CacheStateMachine:
     # ---------------------------------------------------------------- exactly-once
     def _apply_tagged(self, tag: c.SessionTag | None, command: Any) -> Any:
         if tag is None:
-            return self._apply_one(command)
+            return self._apply_checked(command)
         client_id, seq, ack = tag
         session = self._sessions.get(client_id)
         if session is None:
@@ -302,7 +328,7 @@ class CacheStateMachine:
             return SessionExpiredError("duplicate of an already answered request")
         result = session.results.get(seq, _MISSING)
         if result is _MISSING:
-            result = self._apply_one(command)
+            result = self._apply_checked(command)
             session.remember(seq, result)
         if ack > session.floor:
             self._advance_floor(session, ack)
@@ -335,6 +361,14 @@ class CacheStateMachine:
                 break
             del sessions[client_id]
 
+    def _apply_checked(self, command: Any) -> Any:
+        """A client's command: over maxmemory, one that may grow the dataset first makes room
+        by the policy, or is refused with OOM (Redis checks once per command, EXEC included)."""
+        limit = self._memory.maxmemory
+        if limit and self._used > limit and _may_grow(command) and not self._make_room(limit):
+            return OutOfMemoryError()
+        return self._apply_one(command)
+
     def _apply_one(self, command: Any) -> Any:
         try:
             return self._writers[type(command)](command)
@@ -346,13 +380,146 @@ class CacheStateMachine:
 
     # ------------------------------------------------------------------- key helpers
     def _live(self, key: bytes) -> bytes | Collection | None:
-        """The packed value of a key, treating expired keys as absent (no mutation)."""
+        """The packed value of a key, treating expired keys as absent (no mutation). Counts
+        as an access for LRU/LFU: applied now for writes, recorded for the log for reads."""
         packed = self._values.get(key)
         if packed is not None:
             when = self._expires.get(key)
             if when is not None and when <= self._now:
-                return None
+                packed = None
+        if self._memory.tracks_access:
+            self._accessed(key, packed is not None)
+        elif not self._applying:
+            if packed is None:
+                self.keyspace_misses += 1
+            else:
+                self.keyspace_hits += 1
         return packed
+
+    def _accessed(self, key: bytes, hit: bool) -> None:
+        if self._applying:
+            if hit:
+                self._access.touch(key, self._now, self._memory.policy.order, self._rng.below)
+            return
+        if hit:
+            self.keyspace_hits += 1
+        else:
+            self.keyspace_misses += 1
+            return
+        # A read: keep a uniform sample of at most MAX_ACCESS_RECORD keys (reservoir; a hot
+        # key appears several times), proposed in the next entry (take_read_accesses).
+        self._read_access_count += 1
+        record = self._read_accesses
+        if len(record) < MAX_ACCESS_RECORD:
+            record.append(key)
+        else:
+            slot = self._local_rng.below(self._read_access_count)
+            if slot < MAX_ACCESS_RECORD:
+                record[slot] = key
+
+    def take_read_accesses(self) -> tuple[bytes, ...]:
+        """The keys reads touched since the last call (for an Access entry), or ()."""
+        if not self._read_accesses:
+            return ()
+        record, self._read_accesses = self._read_accesses, []
+        self._read_access_count = 0
+        return tuple(record)
+
+    # ---------------------------------------------------------------------- maxmemory
+    @property
+    def used_memory(self) -> int:
+        """The dataset's bytes as accounted (eviction.py), identical on every replica."""
+        return self._used
+
+    @property
+    def memory_settings(self) -> MemorySettings:
+        return self._memory
+
+    def _set_config(self, cmd: c.SetConfig) -> bool:
+        value = parse_setting(cmd.name, cmd.value)  # the server checked it too: same errors
+        old_policy = self._memory.get("maxmemory-policy")
+        self._memory.set(cmd.name, value)
+        if self._memory.get("maxmemory-policy") != old_policy:
+            self._access = AccessTable(self._now)  # a new policy starts from "all used now"
+        return True
+
+    def _record_access(self, cmd: c.Access) -> None:
+        if not self._memory.tracks_access:
+            return
+        values, order, touch, now, draw = self._values, self._memory.policy.order, self._access.touch, self._now, self._rng.below
+        for key in cmd.keys:
+            if key in values:
+                touch(key, now, order, draw)
+        return
+
+    def _make_room(self, limit: int) -> bool:
+        """Evict by the policy until the dataset fits; False if it cannot (noeviction, nothing left)."""
+        settings = self._memory
+        if not settings.policy.order:
+            return False
+        while self._used > limit:
+            key = self._evictor.choose(settings, self._access, self._now, self._sample_keys, self._expires.get,
+                                       self._values.__contains__)
+            if key is None:
+                return False
+            self._remove(key)
+            self._revision += 1
+            self.evicted_keys += 1
+        return True
+
+    def _sample_keys(self, count: int, volatile: bool) -> list[bytes]:
+        """`count` keys drawn with the replicated generator, by creation revision: the draw
+        depends only on the live keys, never on how this replica's indexes are laid out
+        (a replica restored from a snapshot has them laid out differently)."""
+        revs, keys, values, expires = self._order_revs, self._order_keys, self._values, self._expires
+        if not values or (volatile and not expires):
+            return []
+
+        def stale(i: int) -> bool:
+            packed = values.get(keys[i])
+            return packed is None or _create_rev(packed) != revs[i]
+
+        # The live keys' revision range: stale entries (this replica's leftovers) are skipped.
+        first = self._order_head
+        while stale(first):
+            first += 1
+        self._order_head = first
+        last = len(revs) - 1
+        while stale(last):
+            last -= 1
+        low, span = revs[first], revs[last] - revs[first] + 1
+        found: list[bytes] = []
+        for _ in range(8 * count):
+            i = bisect_left(revs, low + self._rng.below(span), first, last + 1)
+            while stale(i):  # ends at `last` at the latest, which is live
+                i += 1
+            key = keys[i]
+            if not volatile or key in expires:
+                found.append(key)
+                if len(found) >= count:
+                    break
+        if not found and volatile:  # few keys have a TTL: the earliest to expire is a fine candidate
+            heap = self._expiry_heap
+            while heap and expires.get(heap[0][1]) != heap[0][0]:
+                heapq.heappop(heap)
+            if heap:
+                found.append(heap[0][1])
+        return found
+
+    @staticmethod
+    def _charge(value: Collection) -> int:
+        """Re-account a collection's elements (re-measured when its length has moved by an
+        eighth since the last measurement: amortised O(1), at the same points on every
+        replica); returns the change in its charged bytes, which the value carries."""
+        elements = len(value)
+        acct = value.acct
+        if acct is None or not (acct[0] * 7 // 8 - 8 <= elements <= acct[0] * 9 // 8 + 8):
+            measured, per = measure_collection(value)
+        else:
+            measured, per = acct[0], acct[1]
+        charged = COLLECTION_OVERHEAD + elements * per
+        value.acct = (measured, per, charged)
+        return charged - (0 if acct is None else acct[2])
 
     def _store(self, key: bytes, value: bytes, old_packed: bytes | Collection | None) -> None:
         """Write a string, keeping the creation revision of a string key that still exists
@@ -370,14 +537,24 @@ class CacheStateMachine:
             self._order_keys.append(key)
             self._order_revs.append(rev)
             self._values[key] = _header(rev, rev) + value
+            self._used += KEY_OVERHEAD + len(key) + len(value)
         else:
             self._values[key] = rev.to_bytes(_REV_BYTES, "big") + old_packed[_REV_BYTES:_HEADER] + value
+            self._used += len(value) + _HEADER - len(old_packed)
 
     def _remove(self, key: bytes) -> bool:
         """Physically delete a key (live or expired). True if it was present."""
-        if self._values.pop(key, None) is None:
+        packed = self._values.pop(key, None)
+        if packed is None:
             return False
-        self._expires.pop(key, None)
+        if type(packed) is bytes:
+            self._used -= KEY_OVERHEAD + len(key) + len(packed) - _HEADER
+        else:
+            self._used -= KEY_OVERHEAD + len(key) + packed.acct[2]  # type: ignore[union-attr,index]
+        if self._expires.pop(key, None) is not None:
+            self._used -= EXPIRY_OVERHEAD
+        if self._memory.tracks_access:
+            self._access.forget(key)
         self._tombstone(key)
         if len(self._order_keys) > 2 * len(self._values) + _ORDER_COMPACT_MIN:
             self._compact_order()
@@ -409,8 +586,11 @@ class CacheStateMachine:
 
     def _set_expiry(self, key: bytes, when: int | None) -> None:
         if when is None:
-            self._expires.pop(key, None)
+            if self._expires.pop(key, None) is not None:
+                self._used -= EXPIRY_OVERHEAD
             return
+        if key not in self._expires:
+            self._used += EXPIRY_OVERHEAD
         self._expires[key] = when
         heapq.heappush(self._expiry_heap, (when, key))
         if len(self._expiry_heap) > 2 * len(self._expires) + _ORDER_COMPACT_MIN:
@@ -426,6 +606,7 @@ class CacheStateMachine:
                 keys.append(key)
                 revs.append(rev)
         self._order_keys, self._order_revs = keys, revs
+        self._order_head = 0
 
     def _absolute(self, ttl_ms: int | None, at_ms: int | None, command: str) -> int | None:
         if ttl_ms is not None:
@@ -460,6 +641,8 @@ class CacheStateMachine:
         elif not len(value):
             self._remove(key)  # Redis deletes a collection that became empty
             return
+        else:
+            self._used += self._charge(value)
         value.mod_rev = self._revision
         self._touched(key)
 
@@ -504,6 +687,8 @@ class CacheStateMachine:
         """Store a collection under a key that holds nothing (a new key for SCAN)."""
         rev = self._revision
         value.mod_rev = value.create_rev = rev
+        value.acct = None  # measured afresh (a renamed value was charged under its old key)
+        self._used += KEY_OVERHEAD + len(key) + self._charge(value)
         self._values[key] = value
         self._order_keys.append(key)
         self._order_revs.append(rev)
@@ -633,8 +818,11 @@ class CacheStateMachine:
         self._expiry_heap.clear()
         self._order_keys.clear()
         self._order_revs = array("Q")
+        self._order_head = 0
         self._tombstones.clear()  # every key is now absent since this revision
         self._watch_floor = self._revision
+        self._used = 0
+        self._access = AccessTable(self._now)
         return True
 
     def _getex(self, cmd: c.GetEx) -> bytes | None:
@@ -752,6 +940,7 @@ class CacheStateMachine:
             if expires.get(key) == when:
                 self._remove(key)
                 removed += 1
+        self.expired_keys += removed
         if removed:
             self._revision += 1
         return removed
@@ -865,6 +1054,10 @@ class CacheStateMachine:
             yield "members", [[raft, node_id, client] for raft, (node_id, client) in self._members.items()]
         if self._scripts:  # absent in snapshots taken before scripting: they still load
             yield "scripts", list(self._scripts.values())
+        if self._memory.stored:  # (absent before maxmemory)
+            yield "memory", dict(self._memory.stored)
+        if self._memory.tracks_access:
+            yield "access", self._access.dump()
         expires = self._expires
         rows: list[Any] = []
         for key, packed in self._values.items():
@@ -916,6 +1109,10 @@ class CacheStateMachine:
                     self._tombstones[rows[i]] = rows[i + 1]
             elif name == "members":
                 self._members = {raft: (node_id, client) for raft, node_id, client in payload}
+            elif name == "memory":
+                self._memory.load(payload)
+            elif name == "access":
+                self._access = AccessTable.load(payload)
             elif name == "scripts":
                 for body in payload:
                     self._scripts[hashlib.sha1(body).hexdigest()] = body
@@ -933,6 +1130,18 @@ class CacheStateMachine:
             self._order_keys = [k for _, k in pairs]
         self._expiry_heap = [(w, k) for k, w in expires.items()]
         heapq.heapify(self._expiry_heap)
+        self._used = self._account_all()
+
+    def _account_all(self) -> int:
+        """The accounted bytes of the whole dataset, from scratch (after a restore)."""
+        used = EXPIRY_OVERHEAD * len(self._expires)
+        for key, packed in self._values.items():
+            if type(packed) is bytes:
+                used += KEY_OVERHEAD + len(key) + len(packed) - _HEADER
+            else:
+                packed.acct = None  # type: ignore[union-attr]
+                used += KEY_OVERHEAD + len(key) + self._charge(packed)  # type: ignore[arg-type]
+        return used
 
     def digest(self) -> str:
         """Order-independent hash of the replicated state (data, clock, sessions)."""
@@ -952,6 +1161,11 @@ class CacheStateMachine:
         h = blake(b"%d:%d:%d" % (total, self._now, self._revision), digest_size=16)
         if self._rng.state:  # (no effect on states from before data types)
             h.update(b"rng:%d" % self._rng.state)
+        if self._memory.stored:  # (no effect on states from before maxmemory)
+            h.update(b"memory:%r:%d" % (sorted(self._memory.stored.items()), self._used))
+        if self._memory.tracks_access:
+            for row in self._access.digest_rows():
+                h.update(row)
         h.update(repr(sorted(self._members.items())).encode())
         if self._tombstones or self._watch_floor:  # states of older versions keep their digest
             h.update(b"watch:%d:%r" % (self._watch_floor, list(self._tombstones.items())))
@@ -970,3 +1184,27 @@ def _load_collection(row: list[Any]) -> Collection:
     value = cls.load(elements)
     value.mod_rev, value.create_rev = mod_rev, create_rev
     return value
+
+
+# Commands that never grow the dataset: allowed over maxmemory (Redis: no `denyoom` flag).
+_NEVER_GROW: frozenset[type] = frozenset({
+    c.Delete, c.GetDel, c.Expire, c.Persist, c.FlushAll, c.Sweep, c.SetMember, c.RemoveMember, c.ScriptFlush,
+    c.SetConfig, c.Access, c.Rename,
+})
+# Data-type commands that only remove elements.
+_SHRINKING = frozenset({
+    b"hdel", b"lpop", b"rpop", b"lrem", b"ltrim", b"lmpop", b"srem", b"spop", b"zrem", b"zpopmin", b"zpopmax", b"zmpop",
+    b"zremrangebyscore", b"zremrangebyrank", b"zremrangebylex", b"blpop", b"brpop", b"blmpop", b"bzpopmin",
+    b"bzpopmax", b"bzmpop",
+})
+
+
+def _may_grow(command: Any) -> bool:
+    kind = type(command)
+    if kind in _NEVER_GROW:
+        return False
+    if kind is c.DataWrite:
+        return command.args[0] not in _SHRINKING
+    if kind is c.Exec:
+        return any(_may_grow(op) for op in command.ops if type(op) in c.WRITE_TYPES)
+    return kind in c.WRITE_TYPES

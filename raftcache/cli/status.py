@@ -22,7 +22,8 @@ COLUMNS = [
     ("log_len", "LOG"),
     ("last_snapshot_index", "SNAPSHOT"),
     ("keys", "KEYS"),
-    ("memory_h", "MEMORY"),
+    ("memory_h", "USED/MAXMEMORY"),
+    ("rss_h", "RSS"),
     ("clients", "CLIENTS"),
     ("uptime_h", "UPTIME"),
     ("lag", "LAG"),
@@ -53,7 +54,9 @@ def node_rows(target: Target) -> list[dict[str, Any]]:
                 "id": status.id or target.names.get(endpoint, ""),
                 "client": endpoint,
                 **{name: getattr(status, name) for name in _STATUS_COLUMNS},
-                "memory": _int(info, "used_memory_rss"),
+                "memory": _int(info, "used_memory"),
+                "maxmemory": _int(info, "maxmemory"),
+                "rss": _int(info, "used_memory_rss"),
                 "clients": _int(info, "connected_clients"),
                 "uptime": _int(info, "uptime_in_seconds"),
             }
@@ -65,7 +68,9 @@ def node_rows(target: Target) -> list[dict[str, Any]]:
             row["lag"] = max(0, leader_commit - (row["applied_index"] or 0))
         else:
             row.setdefault("lag", None)
-        row["memory_h"] = human_bytes(row.get("memory"))
+        limit = row.get("maxmemory")
+        row["memory_h"] = human_bytes(row.get("memory")) + ("/" + human_bytes(limit) if limit else "/-")
+        row["rss_h"] = human_bytes(row.get("rss"))
         row["uptime_h"] = human_seconds(row.get("uptime"))
     return rows
 

@@ -42,12 +42,13 @@ Handler = Callable[["Keyspace", Sequence[bytes]], Any]
 class Collection:
     """A non-string value. Subclasses add their data; the keyspace owns the revisions."""
 
-    __slots__ = ("create_rev", "mod_rev")
+    __slots__ = ("acct", "create_rev", "mod_rev")
     TYPE: ClassVar[str] = ""  # TYPE's answer: "hash", "list", "set", "zset"
 
     def __init__(self) -> None:
         self.mod_rev = 0  # set by the keyspace when the value is stored or changed
         self.create_rev = 0
+        self.acct: tuple[int, int] | None = None  # memory accounting's last measurement (eviction.py)
 
     def __len__(self) -> int:
         raise NotImplementedError

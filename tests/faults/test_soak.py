@@ -18,7 +18,8 @@ import time
 import pytest
 
 from tests.faults.bank import BankWorkload
-from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
+from tests.faults.eviction import EvictionWorkload, evicted_total
+from tests.faults.harness import FAULT_SECTIONS, Workload, final_reader, hold, judge, partitioned_cluster
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
 # The suite-wide 300 s test timeout would cut the soak short: allow its length plus healing.
@@ -92,6 +93,7 @@ def test_random_fault_mix(tmp_path):
         while time.monotonic() < end:
             segment += 1
             bank = BankWorkload(lambda: cluster.endpoints, workers=3, seed=segment, prefix=f"s{segment}:").start()
+            evict = EvictionWorkload(lambda: cluster.endpoints, workers=1, seed=segment, prefix=f"s{segment}:ev:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
             try:
@@ -107,6 +109,7 @@ def test_random_fault_mix(tmp_path):
                     workload.stop()
                 finally:
                     bank.stop()
+                    evict.stop()
 
             def heal_network_and_clocks():
                 if network is not None:
@@ -117,3 +120,6 @@ def test_random_fault_mix(tmp_path):
 
             judge(f"soak segment {segment}", cluster, workload, started, min_ok=100, converge_timeout=90,
                   after=heal_network_and_clocks, bank=bank)
+            problems = evict.check(final_reader(cluster), lambda: evicted_total(cluster))
+            print(evict.summary(), flush=True)
+            assert not problems, "\n".join(problems[:20])

@@ -1,0 +1,209 @@
+"""The eviction workload: a cache kept at its memory limit while faults happen.
+
+The cluster runs `maxmemory-policy volatile-lru` with a small `maxmemory`; writers store
+unique keys with a TTL (so only this workload's keys are candidates: the other workloads'
+keys have none and must never be evicted) and a reader reads recent ones back. Checked:
+
+* an acknowledged key reads back as exactly its value or as absent (evicted): never another
+  value, never a value of a write that failed;
+* the dataset stays under the limit on every node (sampled INFO: `used_memory` at most one
+  command above `maxmemory`), and eviction really ran (`evicted_keys` grew);
+* replicas converge (the harness's digest check covers the accounting, the settings and
+  the LRU table too, since they are part of the replicated state).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.faults.harness import RespConn, classify
+from tests.helpers import Workers
+
+MAXMEMORY_HEADROOM = 192 * 1024  # above what the cluster holds when the workload starts
+SLACK = 4096  # one command's worth: a write is judged before it lands (Redis's rule)
+TTL_MS = 3_600_000
+
+
+@dataclass
+class EvictionRecord:
+    acked: dict[str, bytes] = field(default_factory=dict)
+    failed: dict[str, bytes] = field(default_factory=dict)
+    unknown: dict[str, bytes] = field(default_factory=dict)
+    reads: int = 0
+    reads_found: int = 0
+    problems: list[str] = field(default_factory=list)
+    samples: int = 0
+
+
+class EvictionWorkload:
+    def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 2, timeout: float = 4.0, seed: int = 1,
+                 prefix: str = "ev:", max_seconds: float = 600, max_ops: int = 100_000) -> None:
+        self.endpoints = endpoints
+        self.workers = workers
+        self.timeout = timeout
+        self.seed = seed
+        self.prefix = prefix
+        self.max_seconds = max_seconds
+        self.max_ops = max_ops
+        self.record = EvictionRecord()
+        self.maxmemory = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = Workers()
+        self._ops = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> EvictionWorkload:
+        self.maxmemory = self._configure()
+        for w in range(self.workers):
+            self._threads.start(self._write, w, name=f"evict-writer-{w}")
+        self._threads.start(self._read, name="evict-reader")
+        self._threads.start(self._sample, name="evict-sampler")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._threads.join(self.timeout + 10)
+
+    @property
+    def ok_writes(self) -> int:
+        return len(self.record.acked)
+
+    def _configure(self) -> int:
+        """Set the policy and a limit just above the current dataset (on any node that answers)."""
+        deadline = time.monotonic() + 30
+        last: BaseException | None = None
+        while True:
+            for endpoint in self.endpoints():
+                conn = RespConn(endpoint, self.timeout)
+                try:
+                    used = _info_int(conn.call("INFO", "memory"), "used_memory")
+                    limit = used + MAXMEMORY_HEADROOM
+                    outcome1, _ = classify(lambda c=conn: c.call("CONFIG", "SET", "maxmemory-policy", "volatile-lru"))
+                    outcome2, _ = classify(lambda c=conn, m=limit: c.call("CONFIG", "SET", "maxmemory", str(m)))
+                    if outcome1 == outcome2 == "ok":
+                        return limit
+                except Exception as exc:  # noqa: BLE001 - try the next node
+                    last = exc
+                finally:
+                    conn.close()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not configure maxmemory on any node (last error: {last!r})")
+            time.sleep(0.2)
+
+    # ----------------------------------------------------------------- operations
+    def _write(self, worker: int) -> None:
+        rng = random.Random(self.seed * 7919 + worker)
+        conns: dict[str, RespConn] = {}
+        home, n = worker, 0
+        deadline = time.monotonic() + self.max_seconds
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                with self._lock:
+                    if self._ops >= self.max_ops:
+                        return
+                    self._ops += 1
+                endpoints = self.endpoints()
+                endpoint = endpoints[home % len(endpoints)]
+                conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
+                n += 1
+                key = f"{self.prefix}{worker}:{n}"
+                value = (f"{key}|" + "v" * rng.randint(200, 600)).encode()
+                outcome, _ = classify(lambda c=conn, k=key, v=value: c.call("SET", k, v, "PX", TTL_MS))
+                with self._lock:
+                    {"ok": self.record.acked, "fail": self.record.failed, "unknown": self.record.unknown}[outcome][key] = value
+                if outcome != "ok":
+                    home = rng.randrange(len(endpoints))
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _read(self) -> None:
+        rng = random.Random(self.seed)
+        conns: dict[str, RespConn] = {}
+        deadline = time.monotonic() + self.max_seconds
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                with self._lock:
+                    recent = list(self.record.acked.items())[-50:]
+                if not recent:
+                    self._stop.wait(0.01)
+                    continue
+                key, value = rng.choice(recent)
+                endpoints = self.endpoints()
+                endpoint = rng.choice(endpoints)
+                conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
+                outcome, reply = classify(lambda c=conn, k=key: c.call("GET", k))
+                if outcome != "ok":
+                    continue
+                with self._lock:
+                    self.record.reads += 1
+                    if reply is not None:
+                        self.record.reads_found += 1
+                        if reply != value:
+                            self.record.problems.append(f"GET {key} via {endpoint}: {reply[:40]!r}, acknowledged {value[:40]!r}")
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _sample(self) -> None:
+        conns: dict[str, RespConn] = {}
+        try:
+            while not self._stop.wait(0.25):
+                for endpoint in self.endpoints():
+                    conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, 1.0))
+                    outcome, reply = classify(lambda c=conn: c.call("INFO", "memory"))
+                    if outcome != "ok":
+                        continue
+                    used, limit = _info_int(reply, "used_memory"), _info_int(reply, "maxmemory")
+                    with self._lock:
+                        self.record.samples += 1
+                        if limit and used > limit + SLACK:
+                            self.record.problems.append(f"{endpoint}: used_memory {used} > maxmemory {limit} + {SLACK}")
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    # ---------------------------------------------------------------------- check
+    def check(self, get: Callable[[str], bytes | None], evicted: Callable[[], int]) -> list[str]:
+        """Problems after the run (the cluster converged): every acknowledged key holds its
+        value or is gone; nothing a failed write stored is there; eviction happened."""
+        problems = list(self.record.problems)
+        for key, value in self.record.acked.items():
+            found = get(key)
+            if found is not None and found != value:
+                problems.append(f"{key}: {found[:40]!r} instead of its acknowledged value")
+        for key in self.record.failed:
+            if get(key) is not None:
+                problems.append(f"{key}: present although its SET failed")
+        if self.ok_writes > 200 and evicted() == 0:
+            problems.append("no key was evicted although the workload wrote past maxmemory")
+        return problems
+
+    def summary(self) -> str:
+        r = self.record
+        return (f"eviction: {len(r.acked)} acked / {len(r.failed)} failed / {len(r.unknown)} unknown writes, "
+                f"{r.reads} reads ({r.reads_found} found), {r.samples} memory samples, limit {self.maxmemory} B")
+
+
+def _info_int(reply: Any, field_name: str) -> int:
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    for line in text.splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split(":", 1)[1])
+    raise KeyError(field_name)
+
+
+def evicted_total(cluster) -> int:
+    """The largest `evicted_keys` over the live nodes (each counts what it applied)."""
+    best = 0
+    for node in cluster.nodes:
+        if node.alive:
+            with node.redis(socket_timeout=5) as r:
+                best = max(best, int(r.info("stats")["evicted_keys"]))
+    return best
