@@ -1061,8 +1061,10 @@ class CacheStateMachine:
         expires = self._expires
         rows: list[Any] = []
         for key, packed in self._values.items():
-            if type(packed) is not bytes:  # a collection: [type, mod rev, create rev, elements]
-                packed = [packed.TYPE, packed.mod_rev, packed.create_rev, packed.dump()]  # type: ignore[union-attr]
+            if type(packed) is not bytes:  # a collection: [type, mod rev, create rev, elements, accounting]
+                acct = packed.acct  # type: ignore[union-attr]
+                packed = [packed.TYPE, packed.mod_rev, packed.create_rev, packed.dump(),  # type: ignore[union-attr]
+                          None if acct is None else list(acct)]
             rows.extend((key, packed, expires.get(key)))
             if len(rows) >= 3 * chunk:
                 yield "data", rows
@@ -1138,9 +1140,8 @@ class CacheStateMachine:
         for key, packed in self._values.items():
             if type(packed) is bytes:
                 used += KEY_OVERHEAD + len(key) + len(packed) - _HEADER
-            else:
-                packed.acct = None  # type: ignore[union-attr]
-                used += KEY_OVERHEAD + len(key) + self._charge(packed)  # type: ignore[arg-type]
+            else:  # the charge travels in the snapshot: a restored replica accounts exactly as the others
+                used += KEY_OVERHEAD + len(key) + (packed.acct[2] if packed.acct else self._charge(packed))  # type: ignore[union-attr,arg-type]
         return used
 
     def digest(self) -> str:
@@ -1177,12 +1178,14 @@ class CacheStateMachine:
 
 
 def _load_collection(row: list[Any]) -> Collection:
-    kind, mod_rev, create_rev, elements = row
+    kind, mod_rev, create_rev, elements = row[:4]
     cls = COLLECTION_TYPES.get(kind)
     if cls is None:
         raise ValueError(f"unknown value type {kind!r} in snapshot")
     value = cls.load(elements)
     value.mod_rev, value.create_rev = mod_rev, create_rev
+    if len(row) > 4 and row[4] is not None:
+        value.acct = tuple(row[4])  # type: ignore[assignment]
     return value
 
 
