@@ -231,7 +231,7 @@ def test_replicas_evict_the_same_keys_even_after_a_restore(policy):
     assert restored is not None
     assert a.fsm.digest() == b.fsm.digest() == restored.fsm.digest()
     assert a.keys() == restored.keys()
-    assert a.fsm.evicted_keys > 30
+    assert a.fsm.evicted_keys > (5 if policy.startswith("volatile") else 30)
 
 
 def test_settings_travel_in_snapshots_and_the_digest():
