@@ -120,6 +120,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import eviction_bench
 import types_memory
 from cpu_probe import CpuProbe
 from loadgen import LOOP_NAME, parse_info, percentile, resp_call
@@ -274,7 +275,7 @@ class Bench:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "ceilings": [], "throughput": [], "latency": [],
             "memory": [], "snapshot": {}, "restart": {}, "raft_events": {}, "skipped": [], "notes": [],
-            "issue11": {}, "types": {},
+            "issue11": {}, "types": {}, "eviction": {},
         }
 
     # -------------------------------------------------------------- helpers
@@ -545,6 +546,52 @@ class Bench:
                                            keep_zset=zset_snapshot_and_restart)
         out["ratios"] = types_memory.ratios(out["rows"])
 
+    def eviction(self) -> None:
+        """Issue 13: hit ratio of one Zipf trace on redis and raftcache with the same policy and
+        the same number of keys fitting; SET throughput with eviction running vs without."""
+        if shutil.which("redis-server") is None:
+            raise SkipTarget("`redis-server` not found (apt-get install -y redis-server)")
+        keys, requests = (9_000, 60_000) if self.s.quick else (30_000, 300_000)
+        fits, value_size = keys // 3, 100
+        trace = eviction_bench.zipf_trace(keys, requests)
+        out = self.results["eviction"] = {"keys": keys, "requests": requests, "fits": fits, "value_size": value_size,
+                                          "zipf_s": 1.0, "hit_ratio": [], "cost": []}
+        redis = RedisServer(self.root / "redis-eviction").start()
+        cluster = RaftcacheCluster(self.root / "raftcache-eviction", self.args.fsync).start()
+        memory_info = lambda port: parse_info(resp_call(port, "INFO", "memory"))  # noqa: E731
+        try:
+            costs = {"redis": eviction_bench.redis_key_cost(redis.port, memory_info, value_size),
+                     "raftcache": eviction_bench.raftcache_key_cost(value_size)}
+            out["key_cost"] = costs
+            for rnd, policy in enumerate(("allkeys-lru", "allkeys-lfu")):
+                for name in ("redis", "raftcache") if rnd % 2 == 0 else ("raftcache", "redis"):
+                    port = redis.port if name == "redis" else cluster.leader().client_port
+                    eviction_bench.command(port, "FLUSHALL")
+                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory-policy", policy)
+                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory", str(int(fits * costs[name])))
+                    evicted0 = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"])
+                    run = eviction_bench.replay(port, trace, value_size)
+                    run.update(target=name, policy=policy, keys_held=int(resp_call(port, "DBSIZE")),
+                               evicted=int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"]) - evicted0)
+                    out["hit_ratio"].append(run)
+                    print(f"  {name:10} {policy:12} hit ratio {run['hit_ratio']:.3f} (warm {run['warm_hit_ratio']:.3f}), "
+                          f"{run['keys_held']} keys held, {run['seconds']:.1f} s", flush=True)
+            port = cluster.leader().client_port
+            eviction_bench.command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+            for rnd in range(1 if self.s.quick else 2):
+                for limit in ((0, 4 << 20) if rnd % 2 == 0 else (4 << 20, 0)):
+                    eviction_bench.command(port, "FLUSHALL")
+                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory", str(limit))
+                    evicted0 = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"])
+                    r = self.lg_run(port, "resp", "set", 16, keyspace=200_000)
+                    evicted = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"]) - evicted0
+                    out["cost"].append({"round": rnd + 1, "maxmemory": limit, "ops_per_s": r["ops_per_s"],
+                                        "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "evicted": evicted})
+                    print(f"  SET c50 maxmemory {limit}: {r['ops_per_s']:,.0f} ops/s, {evicted} evicted", flush=True)
+        finally:
+            cluster.stop()
+            redis.stop()
+
     def raftcache_big(self) -> None:
         """Memory per key, snapshot time and write stall, restart time: one fresh cluster."""
         cluster = RaftcacheCluster(self.root / "raftcache-1m", self.args.fsync).start()
@@ -735,6 +782,7 @@ class Bench:
                     ("issue11", "transactions, scripts, rate limits (issue 11): redis and raftcache alternating", self.issue11),
                     ("raftcache-1m", "raftcache 1M keys", self.raftcache_big),
                     ("types", "data types: memory per element, 1M-member sorted set snapshot and restart (issue 12)", self.types),
+                    ("eviction", "maxmemory: hit ratio vs redis, cost of eviction (issue 13)", self.eviction),
                     ("etcd", "etcd", self.etcd), ("pysyncobj", "raw pysyncobj", self.pysyncobj)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for key, name, fn in sections:
@@ -981,6 +1029,30 @@ def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
     return format(value, spec)
 
 
+def render_eviction(ev: dict[str, Any]) -> list[str]:
+    out = ["", (f"## maxmemory (issue 13): one Zipf trace (s={ev['zipf_s']}, {ev['requests']:,} GETs over {ev['keys']:,} keys, "
+                f"SET on miss, {ev['value_size']} B values), {ev['fits']:,} keys fit"), "",
+           (f"Each target's maxmemory = {ev['fits']:,} x its own cost of one key (redis {fmt(ev.get('key_cost', {}).get('redis'), '.0f')} B "
+            f"used_memory/key, raftcache {fmt(ev.get('key_cost', {}).get('raftcache'), '.0f')} B accounted/key)."), "",
+           "| target | policy | hit ratio | warm hit ratio (2nd half) | keys held at the end | evicted | seconds |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for r in ev["hit_ratio"]:
+        out.append(f"| {r['target']} | {r['policy']} | {r['hit_ratio']:.3f} | {r['warm_hit_ratio']:.3f} | {r['keys_held']:,} | "
+                   f"{r['evicted']:,} | {r['seconds']:.1f} |")
+    if ev["cost"]:
+        out += ["", "SET 16 B c50 (loadgen, 200K-key keyspace) on raftcache, with and without eviction, alternating:", "",
+                "| round | maxmemory | ops/s | p50 ms | p99 ms | evicted |", "|---:|---:|---:|---:|---:|---:|"]
+        for r in ev["cost"]:
+            out.append(f"| {r['round']} | {r['maxmemory'] or 'none'} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'], '.2f')} | "
+                       f"{fmt(r['p99_ms'], '.2f')} | {r['evicted']:,} |")
+        limited = [r["ops_per_s"] for r in ev["cost"] if r["maxmemory"]]
+        free = [r["ops_per_s"] for r in ev["cost"] if not r["maxmemory"]]
+        if limited and free:
+            out += ["", f"With eviction: {sum(limited) / len(limited) / (sum(free) / len(free)):.0%} of the throughput without "
+                        "(goal >= 80%)."]
+    return out
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     out = [f"# raftcache side-by-side benchmark ({res['mode']} run, {res['date']})", "",
@@ -1041,6 +1113,8 @@ def render_markdown(res: dict[str, Any]) -> str:
 
     if res.get("types"):
         out += types_memory.render(res["types"])
+    if res.get("eviction"):
+        out += render_eviction(res["eviction"])
 
     s = res["snapshot"]
     out += ["", "## raftcache snapshot (RAFTCACHE COMPACT on the leader, one writer running)", ""]
@@ -1100,7 +1174,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts (~2-3 minutes)")
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md / latest.json / logs")
     parser.add_argument("--fsync", choices=["always", "no"], default="always", help="raftcache journal fsync policy")
-    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,etcd,pysyncobj")
+    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,eviction,etcd,pysyncobj")
     args = parser.parse_args()
 
     def on_term(_signum: int, _frame: Any) -> None:

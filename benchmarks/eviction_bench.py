@@ -1,0 +1,132 @@
+"""Issue 13's figures: hit ratio of one recorded trace replayed against redis and raftcache
+with the same policy, and the cost of eviction on SET throughput.
+
+Hit ratio: a Zipf-distributed trace of GETs (seeded, so both targets see the same one), a
+miss followed by a SET of that key (the cache-aside pattern), the keyspace 3x what fits.
+"What fits" is the same number of keys on both: each target's `maxmemory` is set to
+`fits` x its own cost of one key (redis: `used_memory` growth per key, measured by filling
+1,000 keys; raftcache: its accounted bytes per key), because the two count memory
+differently. The trace runs in pipelined rounds of 100 GETs, then the round's SETs.
+
+Cost: loadgen SET (50 connections, random keys from a keyspace larger than what fits)
+against raftcache without a limit and with `allkeys-lru` evicting all along, alternating.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROUND = 100
+
+
+def zipf_trace(keys: int, requests: int, s: float = 1.0, seed: int = 13) -> list[int]:
+    """Key ranks drawn with P(rank r) ~ 1 / r**s, shuffled onto key ids (hot keys spread)."""
+    weights = [1.0 / (r ** s) for r in range(1, keys + 1)]
+    cumulative = []
+    total = 0.0
+    for w in weights:
+        total += w
+        cumulative.append(total)
+    rng = random.Random(seed)
+    ids = list(range(keys))
+    rng.shuffle(ids)
+    return [ids[bisect.bisect_left(cumulative, rng.random() * total)] for _ in range(requests)]
+
+
+def _encode(*args: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class _Replies:
+    """Just enough RESP reading for GET/SET/CONFIG replies (bulk, status, error, integer)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("closed")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read(self) -> Any:
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionError("closed")
+                self.buf += data
+            value, self.buf = self.buf[:n], self.buf[n + 2:]
+            return value
+        if kind == b"-":
+            raise RuntimeError(rest.decode(errors="replace"))
+        return rest
+
+
+def replay(port: int, trace: list[int], value_size: int) -> dict[str, Any]:
+    """Run the trace; hit ratios over the whole trace and over its second half (warm)."""
+    value = b"v" * value_size
+    hits = warm_hits = 0
+    half = len(trace) // 2
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        replies = _Replies(sock)
+        for start in range(0, len(trace), ROUND):
+            batch = trace[start:start + ROUND]
+            sock.sendall(b"".join(_encode(b"GET", b"key:%d" % k) for k in batch))
+            misses = []
+            for i, k in enumerate(batch):
+                if replies.read() is not None:
+                    hits += 1
+                    warm_hits += start + i >= half
+                else:
+                    misses.append(k)
+            if misses:
+                sock.sendall(b"".join(_encode(b"SET", b"key:%d" % k, value) for k in misses))
+                for _ in misses:
+                    replies.read()
+    return {"requests": len(trace), "hit_ratio": hits / len(trace), "warm_hit_ratio": warm_hits / (len(trace) - half),
+            "seconds": time.monotonic() - started}
+
+
+def command(port: int, *args: str) -> Any:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(_encode(*(a.encode() for a in args)))
+        return _Replies(sock).read()
+
+
+def redis_key_cost(port: int, info: Callable[[int], dict[str, str]], value_size: int) -> float:
+    """used_memory growth per key for 1,000 keys of the trace's shape (then removed)."""
+    before = int(info(port)["used_memory"])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        replies = _Replies(sock)
+        sock.sendall(b"".join(_encode(b"SET", b"key:%d" % (10_000_000 + i), b"v" * value_size) for i in range(1000)))
+        for _ in range(1000):
+            replies.read()
+        after = int(info(port)["used_memory"])
+        sock.sendall(_encode(b"FLUSHALL"))
+        replies.read()
+    return (after - before) / 1000
+
+
+def raftcache_key_cost(value_size: int, sample_key: bytes = b"key:15000") -> float:
+    from raftcache.eviction import KEY_OVERHEAD
+
+    return KEY_OVERHEAD + len(sample_key) + value_size
