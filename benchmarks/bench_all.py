@@ -558,7 +558,7 @@ class Bench:
                                           "zipf_s": 1.0, "hit_ratio": [], "cost": []}
         redis = RedisServer(self.root / "redis-eviction").start()
         cluster = RaftcacheCluster(self.root / "raftcache-eviction", self.args.fsync).start()
-        memory_info = lambda port: parse_info(resp_call(port, "INFO", "memory"))  # noqa: E731
+        memory_info = lambda port: parse_info(resp_call(port, "INFO", "memory"))
         try:
             costs = {"redis": eviction_bench.redis_key_cost(redis.port, memory_info, value_size),
                      "raftcache": eviction_bench.raftcache_key_cost(value_size)}
