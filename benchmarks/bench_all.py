@@ -560,18 +560,18 @@ class Bench:
         cluster = RaftcacheCluster(self.root / "raftcache-eviction", self.args.fsync).start()
         memory_info = lambda port: parse_info(resp_call(port, "INFO", "memory"))
         try:
-            costs = {"redis": eviction_bench.redis_key_cost(redis.port, memory_info, value_size),
-                     "raftcache": eviction_bench.raftcache_key_cost(value_size)}
-            out["key_cost"] = costs
+            for target, port in (("redis", redis.port), ("raftcache", cluster.leader().client_port)):
+                eviction_bench.command(port, "CONFIG", "SET", "maxmemory", "0")
+                eviction_bench.command(port, "FLUSHALL")
+            limits = {"redis": eviction_bench.used_at(redis.port, memory_info, fits, value_size),
+                      "raftcache": eviction_bench.used_at(cluster.leader().client_port, memory_info, fits, value_size)}
+            out["maxmemory"] = limits
             for rnd, policy in enumerate(("allkeys-lru", "allkeys-lfu")):
                 for name in ("redis", "raftcache") if rnd % 2 == 0 else ("raftcache", "redis"):
                     port = redis.port if name == "redis" else cluster.leader().client_port
                     eviction_bench.command(port, "FLUSHALL")
                     eviction_bench.command(port, "CONFIG", "SET", "maxmemory-policy", policy)
-                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory", "0")
-                    # redis counts its own baseline (~1 MB) in used_memory; raftcache's is the dataset only
-                    base = int(memory_info(port)["used_memory"]) if name == "redis" else 0
-                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory", str(base + int(fits * costs[name])))
+                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory", str(limits[name]))
                     evicted0 = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"])
                     run = eviction_bench.replay(port, trace, value_size)
                     run.update(target=name, policy=policy, keys_held=int(resp_call(port, "DBSIZE")),
@@ -1035,8 +1035,9 @@ def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
 def render_eviction(ev: dict[str, Any]) -> list[str]:
     out = ["", (f"## maxmemory (issue 13): one Zipf trace (s={ev['zipf_s']}, {ev['requests']:,} GETs over {ev['keys']:,} keys, "
                 f"SET on miss, {ev['value_size']} B values), {ev['fits']:,} keys fit"), "",
-           (f"Each target's maxmemory = its empty used_memory + {ev['fits']:,} x its own cost of one key (redis {fmt(ev.get('key_cost', {}).get('redis'), '.0f')} B "
-            f"used_memory/key, raftcache {fmt(ev.get('key_cost', {}).get('raftcache'), '.0f')} B accounted/key)."), "",
+           (f"Each target's maxmemory = its own used_memory with exactly {ev['fits']:,} keys of the trace's shape stored "
+            f"(redis {fmt(ev.get('maxmemory', {}).get('redis'))} B, raftcache {fmt(ev.get('maxmemory', {}).get('raftcache'))} B): "
+            "the two count memory differently, so the same number of keys fits in both."), "",
            "| target | policy | hit ratio | warm hit ratio (2nd half) | keys held at the end | evicted | seconds |",
            "|---|---|---:|---:|---:|---:|---:|"]
     for r in ev["hit_ratio"]:
@@ -1051,8 +1052,8 @@ def render_eviction(ev: dict[str, Any]) -> list[str]:
         limited = [r["ops_per_s"] for r in ev["cost"] if r["maxmemory"]]
         free = [r["ops_per_s"] for r in ev["cost"] if not r["maxmemory"]]
         if limited and free:
-            out += ["", f"With eviction: {sum(limited) / len(limited) / (sum(free) / len(free)):.0%} of the throughput without "
-                        "(goal >= 80%)."]
+            share = sum(limited) / len(limited) / (sum(free) / len(free))
+            out += ["", f"With eviction: {share:.0%} of the throughput without (goal >= 80%)."]
     return out
 
 

@@ -3,10 +3,9 @@ with the same policy, and the cost of eviction on SET throughput.
 
 Hit ratio: a Zipf-distributed trace of GETs (seeded, so both targets see the same one), a
 miss followed by a SET of that key (the cache-aside pattern), the keyspace 3x what fits.
-"What fits" is the same number of keys on both: each target's `maxmemory` is set to
-`fits` x its own cost of one key (redis: `used_memory` growth per key, measured by filling
-1,000 keys; raftcache: its accounted bytes per key), because the two count memory
-differently. The trace runs in pipelined rounds of 100 GETs, then the round's SETs.
+"What fits" is the same number of keys on both: each target's `maxmemory` is its own
+`used_memory` with exactly that many keys of the trace's shape stored (measured by filling
+them, then flushing), because the two count memory differently. The trace runs in pipelined rounds of 100 GETs, then the round's SETs.
 
 Cost: loadgen SET (50 connections, random keys from a keyspace larger than what fits)
 against raftcache without a limit and with `allkeys-lru` evicting all along, alternating.
@@ -112,21 +111,17 @@ def command(port: int, *args: str) -> Any:
         return _Replies(sock).read()
 
 
-def redis_key_cost(port: int, info: Callable[[int], dict[str, str]], value_size: int) -> float:
-    """used_memory growth per key for 1,000 keys of the trace's shape (then removed)."""
-    before = int(info(port)["used_memory"])
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+def used_at(port: int, info: Callable[[int], dict[str, str]], keys: int, value_size: int) -> int:
+    """`used_memory` with exactly `keys` keys of the trace's shape stored (then flushed): the
+    maxmemory under which that many keys fit, as this target counts memory."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         replies = _Replies(sock)
-        sock.sendall(b"".join(_encode(b"SET", b"key:%d" % (10_000_000 + i), b"v" * value_size) for i in range(1000)))
-        for _ in range(1000):
-            replies.read()
-        after = int(info(port)["used_memory"])
+        for start in range(0, keys, 500):
+            batch = range(start, min(keys, start + 500))
+            sock.sendall(b"".join(_encode(b"SET", b"key:%d" % (keys + i), b"v" * value_size) for i in batch))
+            for _ in batch:
+                replies.read()
+        used = int(info(port)["used_memory"])
         sock.sendall(_encode(b"FLUSHALL"))
         replies.read()
-    return (after - before) / 1000
-
-
-def raftcache_key_cost(value_size: int, sample_key: bytes = b"key:15000") -> float:
-    from raftcache.eviction import KEY_OVERHEAD
-
-    return KEY_OVERHEAD + len(sample_key) + value_size
+    return used
