@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self
 from ..errors import CommandError, NotIntegerError, SyntaxError_
 from ..redis_semantics import INT64_MIN, parse_int64
 from ..resp import OK, NullArray
-from .base import Collection, Handler, Keyspace, TypeCommand, parse_count
+from .base import Collection, Handler, Keyspace, TypeCommand
 
 __all__ = ["COLLECTIONS", "COMMANDS", "RedisList", "move", "mpop", "parse_mpop", "pop"]
 
@@ -198,7 +198,8 @@ def _pop(left: bool) -> Handler:
     def handler(ks: Keyspace, args: Sequence[bytes]) -> Any:
         if len(args) > 3:
             raise _arity(args[0])
-        count = parse_count(args[2]) if len(args) == 3 else None
+        # getPositiveLongFromObjectOrReply: junk gets the out-of-range text too
+        count = _ranged(args[2], 0, "value is out of range, must be positive") if len(args) == 3 else None
         return pop(ks, args[1], left, count)
 
     return handler
