@@ -9,6 +9,8 @@ import random
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raftcache import commands as c
 from raftcache.datatypes import lists
@@ -296,3 +298,89 @@ def test_copy_is_independent(m):
     m.fsm.apply(c.Batch(T0, [(None, c.Copy(b"l", b"l2"))]))
     m.w("rpush", "l2", "b")
     assert m.items("l") == [b"a"] and m.items("l2") == [b"a", b"b"]
+
+
+# ------------------------------------------------------------ the packed layout itself
+_VALUES = st.sampled_from([b"", b"a", b"bb", b"ccc", b"dddddd", b"0123456789abcdef", b"a"])
+_OPS = st.one_of(
+    st.tuples(st.sampled_from(["push_left", "push_right"]), st.lists(_VALUES, max_size=9)),
+    st.tuples(st.sampled_from(["pop_left", "pop_right"])),
+    st.tuples(st.sampled_from(["take", "drop"]), st.booleans(), st.integers(0, 12)),
+    st.tuples(st.sampled_from(["get", "set", "insert"]), st.integers(0, 40), _VALUES),
+    st.tuples(st.just("span"), st.integers(0, 40), st.integers(0, 40)),
+    st.tuples(st.just("remove"), _VALUES, st.integers(1, 5), st.booleans()),
+    st.tuples(st.sampled_from(["index", "reload", "copy"]), _VALUES),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(_OPS, max_size=40))
+def test_packed_list_behaves_as_a_python_list(monkeypatch_chunks, ops):
+    """Tiny chunks (3 elements, 8 bytes), so every operation crosses chunk boundaries."""
+    packed, model = lists.PackedList(), []
+    for op, *arg in ops:
+        if op == "push_left":
+            packed.push_left(arg[0])
+            model[:0] = reversed(arg[0])
+        elif op == "push_right":
+            packed.push_right(arg[0])
+            model += arg[0]
+        elif op in ("pop_left", "pop_right") and model:
+            assert (packed.pop_left() if op == "pop_left" else packed.pop_right()) == model.pop(0 if op == "pop_left" else -1)
+        elif op == "take":
+            left, n = arg
+            expected = model[:n] if left else model[::-1][:n]
+            assert packed.take(left, n) == expected
+            model = model[n:] if left else model[: max(0, len(model) - n)]
+        elif op == "drop":
+            left, n = arg[0], min(arg[1], len(model))
+            packed.drop(left, n)
+            model = model[n:] if left else model[: len(model) - n]
+        elif op == "get" and model:
+            assert packed[arg[0] % len(model)] == model[arg[0] % len(model)]
+        elif op == "set" and model:
+            packed[arg[0] % len(model)] = arg[1]
+            model[arg[0] % len(model)] = arg[1]
+        elif op == "insert":
+            at = arg[0] % (len(model) + 1)
+            packed.insert(at, arg[1])
+            model.insert(at, arg[1])
+        elif op == "span":
+            lo, hi = sorted((min(arg[0], len(model)), min(arg[1], len(model))))
+            assert packed.span(lo, hi) == model[lo:hi]
+        elif op == "remove":
+            value, limit, from_tail = arg
+            order = list(range(len(model)))[:: -1 if from_tail else 1]
+            gone = [i for i in order if model[i] == value][:limit]
+            assert packed.remove(value, limit, from_tail) == len(gone)
+            model = [v for i, v in enumerate(model) if i not in set(gone)]
+        elif op == "index":
+            assert packed.index(arg[0]) == (model.index(arg[0]) if arg[0] in model else -1)
+        elif op == "reload":
+            packed = lists.PackedList.load(*packed.dump())
+        elif op == "copy":
+            packed, old = packed.copy(), packed
+            old.push_right([b"not shared"])
+        assert len(packed) == len(model) == sum(len(ch.lens) for ch in packed.chunks)
+        assert all(ch.lens and len(ch.data) == sum(ch.lens) for ch in packed.chunks)
+        assert all(len(ch.lens) <= 3 and (len(ch.data) <= 8 or len(ch.lens) == 1) for ch in packed.chunks)
+        assert list(packed) == model and list(reversed(packed)) == model[::-1]
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_chunks():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lists, "CHUNK_ITEMS", 3)
+        patch.setattr(lists, "CHUNK_BYTES", 8)
+        yield
+
+
+def test_dump_is_the_same_however_the_chunks_fall():
+    one = lists.PackedList([b"x%d" % i for i in range(300)])
+    two = lists.PackedList()
+    for i in reversed(range(300)):
+        two.push_left([b"x%d" % i])
+    two.insert(5, b"gone")
+    two.remove(b"gone", 1, False)
+    assert [len(ch.lens) for ch in one.chunks] != [len(ch.lens) for ch in two.chunks]
+    assert one.dump() == two.dump()
