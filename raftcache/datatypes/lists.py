@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import sys
 from array import array
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
+from itertools import accumulate, islice, pairwise
 from typing import Any, ClassVar, Self
 
 from ..errors import CommandError, NotIntegerError, SyntaxError_
@@ -50,36 +51,32 @@ class _Chunk:
         return sum(self.lens[:j]) if j else 0
 
     def elements(self, start: int = 0, stop: int | None = None) -> list[bytes]:
-        lens, data = self.lens, self.data
-        stop = len(lens) if stop is None else stop
-        out = []
-        at = self.offset(start)
-        for j in range(start, stop):
-            end = at + lens[j]
-            out.append(data[at:end])
-            at = end
-        return out
+        data = self.data
+        return [data[a:b] for a, b in pairwise(accumulate(self.lens[start:stop], initial=self.offset(start)))]
 
     def room(self, count: int, size: int) -> bool:
         return not self.lens or (len(self.lens) + count <= CHUNK_ITEMS and len(self.data) + size <= CHUNK_BYTES)
 
 
+def _bounds(lens: Sequence[int]) -> tuple[list[int], list[tuple[int, int]]]:
+    """(byte offsets, [(first, end) element ranges]) cutting elements of these lengths
+    greedily into full chunks; bisecting the offsets keeps the work per chunk, not per element."""
+    offsets = [0, *accumulate(lens)]
+    cuts = []
+    first, count = 0, len(lens)
+    while first < count:
+        end = bisect_right(offsets, offsets[first] + CHUNK_BYTES, first + 1) - 1  # the bytes that fit
+        end = max(first + 1, min(end, first + CHUNK_ITEMS))  # an element too big for a chunk gets its own
+        cuts.append((first, end))
+        first = end
+    return offsets, cuts
+
+
 def _pack(values: Iterable[bytes]) -> list[_Chunk]:
     """Values in order, packed greedily into full chunks."""
-    chunks: list[_Chunk] = []
-    parts: list[bytes] = []
-    lens: list[int] = []
-    size = 0
-    for value in values:
-        if lens and (len(lens) >= CHUNK_ITEMS or size + len(value) > CHUNK_BYTES):
-            chunks.append(_Chunk(b"".join(parts), lens))
-            parts, lens, size = [], [], 0
-        parts.append(value)
-        lens.append(len(value))
-        size += len(value)
-    if lens:
-        chunks.append(_Chunk(b"".join(parts), lens))
-    return chunks
+    values = values if isinstance(values, list) else list(values)
+    lens = [len(v) for v in values]
+    return [_Chunk(b"".join(values[a:b]), lens[a:b]) for a, b in _bounds(lens)[1]]
 
 
 class PackedList:
@@ -108,7 +105,8 @@ class PackedList:
             if i:
                 last.data += b"".join(values[:i])
                 last.lens.extend(len(v) for v in values[:i])
-        chunks.extend(_pack(values[i:]))
+        if i < len(values):
+            chunks.extend(_pack(values[i:]))
         self.size += len(values)
 
     def push_left(self, values: Sequence[bytes]) -> None:
@@ -124,7 +122,8 @@ class PackedList:
             if i < len(block):
                 first.data = b"".join(block[i:]) + first.data
                 first.lens[0:0] = array(_LENS, (len(v) for v in block[i:]))
-        chunks.extendleft(reversed(_pack(block[:i])))
+        if i:
+            chunks.extendleft(reversed(_pack(block[:i])))
         self.size += len(values)
 
     def pop_left(self) -> bytes:
@@ -351,15 +350,9 @@ class PackedList:
         lens.frombytes(lens_bytes)
         if sys.byteorder == "big":
             lens.byteswap()
+        offsets, cuts = _bounds(lens)
         out = cls()
-        start = at = first = 0  # the chunk being cut: its first byte and first element
-        for j, n in enumerate(lens):
-            if j > first and (j - first >= CHUNK_ITEMS or at + n - start > CHUNK_BYTES):
-                out.chunks.append(_Chunk(data[start:at], lens[first:j]))
-                start, first = at, j
-            at += n
-        if len(lens) > first:
-            out.chunks.append(_Chunk(data[start:at], lens[first:]))
+        out.chunks.extend(_Chunk(data[offsets[a] : offsets[b]], lens[a:b]) for a, b in cuts)
         out.size = len(lens)
         return out
 
