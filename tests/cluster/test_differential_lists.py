@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raftcache.resp import NEED_DATA, ReplyParser
 from tests.cluster.differential import HAVE_REDIS_SERVER, cmd, compare, flat
 
 pytestmark = pytest.mark.skipif(not HAVE_REDIS_SERVER, reason="redis-server is not installed")
@@ -160,12 +161,16 @@ def test_transactions_and_scripts_match_redis(real_redis, raftcache):
 def _wire(client, *words: str) -> bytes:
     """One command's raw reply bytes (RESP2) on a fresh connection to `client`'s server."""
     kwargs = client.connection_pool.connection_kwargs
+    parser = ReplyParser()
+    data = b""
     with socket.create_connection((kwargs["host"], kwargs["port"]), timeout=10) as sock:
         sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w.encode()) for w in words))
-        data = b""
-        while not data.endswith(b"\r\n"):
-            data += sock.recv(4096)
-        return data
+        while parser.next() is NEED_DATA:  # read until one whole reply is in
+            chunk = sock.recv(4096)
+            assert chunk, "connection closed mid-reply"
+            data += chunk
+            parser.feed(chunk)
+    return data
 
 
 def test_nil_array_replies_are_the_same_bytes(real_redis, raftcache):
