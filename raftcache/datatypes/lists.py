@@ -308,30 +308,44 @@ class PackedList:
         """Remove up to `limit` elements equal to `value` (scanning from the tail if asked);
         how many were removed. Chunks without its bytes are not unpacked."""
         removed = 0
-        chunks = self.chunks
-        order = range(len(chunks) - 1, -1, -1) if from_tail else range(len(chunks))
-        emptied = False
-        for ci in order:
+        for chunk in reversed(self.chunks) if from_tail else self.chunks:  # edits chunks, not the deque
             if removed >= limit:
                 break
-            chunk = chunks[ci]
             if value not in chunk.data:
                 continue
             elements = chunk.elements()
-            keep = [True] * len(elements)
             positions = range(len(elements) - 1, -1, -1) if from_tail else range(len(elements))
+            gone = set()
             for j in positions:
-                if removed < limit and elements[j] == value:
-                    keep[j] = False
+                if elements[j] == value:
+                    gone.add(j)
                     removed += 1
-            kept = [e for e, k in zip(elements, keep) if k]
-            chunk.data = b"".join(kept)
-            chunk.lens = array(_LENS, map(len, kept))
-            emptied = emptied or not kept
-        if emptied:
-            self.chunks = deque(ch for ch in chunks if ch.lens)
-        self.size -= removed
+                    if removed >= limit:
+                        break
+            if gone:
+                kept = [e for j, e in enumerate(elements) if j not in gone]
+                chunk.data = b"".join(kept)
+                chunk.lens = array(_LENS, map(len, kept))
+        if removed:
+            self.size -= removed
+            self._coalesce()
         return removed
+
+    def _coalesce(self) -> None:
+        """Drop emptied chunks and merge neighbours that fit in one, so removals in the
+        middle (LREM on a reliable queue's processing list) do not leave a trail of
+        near-empty chunks, each costing ~180 bytes of overhead."""
+        merged: deque[_Chunk] = deque()
+        for chunk in self.chunks:
+            if not chunk.lens:
+                continue
+            if merged and merged[-1].room(len(chunk.lens), len(chunk.data)):
+                last = merged[-1]
+                last.data += chunk.data
+                last.lens.extend(chunk.lens)
+            else:
+                merged.append(chunk)
+        self.chunks = merged
 
     # -- snapshots
     def dump(self) -> list[bytes]:

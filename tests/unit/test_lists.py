@@ -9,7 +9,7 @@ import random
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftcache import commands as c
@@ -313,7 +313,7 @@ _OPS = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(_OPS, max_size=40))
 def test_packed_list_behaves_as_a_python_list(monkeypatch_chunks, ops):
     """Tiny chunks (3 elements, 8 bytes), so every operation crosses chunk boundaries."""
@@ -367,12 +367,10 @@ def test_packed_list_behaves_as_a_python_list(monkeypatch_chunks, ops):
         assert list(packed) == model and list(reversed(packed)) == model[::-1]
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_chunks():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lists, "CHUNK_ITEMS", 3)
-        patch.setattr(lists, "CHUNK_BYTES", 8)
-        yield
+@pytest.fixture
+def monkeypatch_chunks(monkeypatch):
+    monkeypatch.setattr(lists, "CHUNK_ITEMS", 3)
+    monkeypatch.setattr(lists, "CHUNK_BYTES", 8)
 
 
 def test_dump_is_the_same_however_the_chunks_fall():
@@ -380,7 +378,14 @@ def test_dump_is_the_same_however_the_chunks_fall():
     two = lists.PackedList()
     for i in reversed(range(300)):
         two.push_left([b"x%d" % i])
-    two.insert(5, b"gone")
-    two.remove(b"gone", 1, False)
     assert [len(ch.lens) for ch in one.chunks] != [len(ch.lens) for ch in two.chunks]
     assert one.dump() == two.dump()
+
+
+def test_removals_in_the_middle_leave_few_chunks():
+    packed = lists.PackedList([b"%05d" % i for i in range(10_000)])
+    for i in range(10_000):
+        if i % 50:
+            packed.remove(b"%05d" % i, 1, False)
+    assert list(packed) == [b"%05d" % i for i in range(0, 10_000, 50)]
+    assert len(packed.chunks) <= 2  # 200 elements: two full chunks, not one per survivor
