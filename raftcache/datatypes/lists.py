@@ -275,12 +275,13 @@ class PackedList:
         ci, j = self._locate(stop - 1)
         parts: list[list[bytes]] = []
         need = stop - start
+        end: int | None = j + 1  # in the first chunk read (the last one of the range) only
         for chunk in islice(reversed(self.chunks), len(self.chunks) - 1 - ci, None):
-            end = j + 1 if j is not None else len(chunk.lens)
+            end = len(chunk.lens) if end is None else end
             part = chunk.elements(max(0, end - need), end)
             parts.append(part)
             need -= len(part)
-            j = None
+            end = None
             if not need:
                 break
         return [value for part in reversed(parts) for value in part]
@@ -435,10 +436,6 @@ def _read(ks: Keyspace, key: bytes) -> RedisList | None:
     return ks.get_collection(key, RedisList)
 
 
-def _take(lst: RedisList, left: bool, count: int) -> list[bytes]:
-    return lst.items.take(left, count)
-
-
 # ------------------------------------------------------------- shared with blocking pops
 def pop(ks: Keyspace, key: bytes, left: bool, count: int | None) -> Any:
     """LPOP/RPOP key [count] after argument parsing: an element or nil without a count;
@@ -452,7 +449,7 @@ def pop(ks: Keyspace, key: bytes, left: bool, count: int | None) -> Any:
         return value
     if count == 0:
         return []
-    out = _take(lst, left, count)
+    out = lst.items.take(left, count)
     ks.changed(key, lst)
     return out
 
@@ -499,7 +496,7 @@ def mpop(ks: Keyspace, keys: Sequence[bytes], left: bool, count: int) -> Any:
     for key in keys:
         lst = _read(ks, key)  # WRONGTYPE on the first other-typed key met before a list
         if lst is not None:
-            out = _take(lst, left, count)
+            out = lst.items.take(left, count)
             ks.changed(key, lst)
             return [key, out]
     return NullArray
