@@ -426,7 +426,7 @@ _EXT_COMMAND_ERROR = 1
 # A script's reply is a tree that may hold status and error replies (EVAL's results).
 _EXT_SIMPLE_STRING = 2
 _EXT_ERROR_REPLY = 3
-_EXT_NULL_ARRAY = 4  # LPOP key count / LMPOP on nothing: nil-array, not nil
+_EXT_NULL_ARRAY = 5  # LPOP key count / LMPOP on nothing: nil-array, not nil (4 is main's _EXT_MAP)
 
 
 def _pack_default(obj: object) -> object:
