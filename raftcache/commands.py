@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .errors import CommandError, command_error_from_code
-from .resp import ErrorReply, Map, SimpleString
+from .resp import ErrorReply, Map, NullArray, SimpleString
 
 FORMAT_VERSION = 1
 
@@ -446,6 +446,7 @@ _EXT_SIMPLE_STRING = 2
 _EXT_ERROR_REPLY = 3
 # A map reply (HGETALL, a script's {map=...}) must stay a map, not become a plain dict.
 _EXT_MAP = 4
+_EXT_NULL_ARRAY = 5  # LPOP key count / LMPOP on nothing: a nil array, not nil
 
 
 def _pack_default(obj: object) -> object:
@@ -453,6 +454,8 @@ def _pack_default(obj: object) -> object:
         return msgpack.ExtType(_EXT_COMMAND_ERROR, msgpack.packb((obj.code, obj.message)))
     if isinstance(obj, ErrorReply):
         return msgpack.ExtType(_EXT_ERROR_REPLY, obj.text.encode())
+    if obj is NullArray:
+        return msgpack.ExtType(_EXT_NULL_ARRAY, b"")
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
@@ -467,6 +470,8 @@ def _ext_hook(code: int, data: bytes) -> object:
     if code == _EXT_MAP:
         flat = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, use_list=True, strict_map_key=False)
         return Map(zip(flat[0::2], flat[1::2]))
+    if code == _EXT_NULL_ARRAY:
+        return NullArray
     return msgpack.ExtType(code, data)
 
 
