@@ -37,7 +37,7 @@ KEY_OVERHEAD = 140
 EXPIRY_OVERHEAD = 140
 COLLECTION_OVERHEAD = 200
 # (lists pack their elements into chunks, like Redis's quicklist: a few bytes each)
-ELEMENT_OVERHEAD: dict[str, int] = {"hash": 112, "list": 4, "set": 80, "zset": 170}
+ELEMENT_OVERHEAD: dict[str, int] = {"hash": 112, "list": 4, "set": 120, "zset": 170}
 DEFAULT_ELEMENT_OVERHEAD = 100
 
 # Redis's LFU constants (its defaults: lfu-log-factor 10, lfu-decay-time 1 minute).
