@@ -27,7 +27,7 @@ from sortedcontainers import SortedList
 from ..errors import CommandError, NotIntegerError, SyntaxError_, WrongTypeError
 from ..redis_semantics import parse_int64
 from ..resp import NullArray
-from .base import Collection, Keyspace, TypeCommand, parse_count, parse_scan_args, scan_reply
+from .base import Collection, Keyspace, TypeCommand, parse_scan_args, scan_reply
 
 __all__ = ["COLLECTIONS", "COMMANDS", "ZSet", "format_score", "pop"]
 
@@ -199,14 +199,20 @@ class ZSet(Collection):
         """Insert a member that is not in the set."""
         if not self._skiplist and (len(self._scores) + 1 > LISTPACK_MAX_ENTRIES or len(member) > LISTPACK_MAX_VALUE):
             self._skiplist = True
+        score = self._stored(score)
         self._scores[member] = score
         self._order.add((score, member))
 
     def update(self, member: bytes, score: float) -> None:
         """Move an existing member to a new score."""
         self._order.remove((self._scores[member], member))
+        score = self._stored(score)
         self._scores[member] = score
         self._order.add((score, member))
+
+    def _stored(self, score: float) -> float:
+        # A listpack keeps scores as text that reads back -0 as 0; a skiplist keeps the double.
+        return 0.0 if score == 0.0 and not self._skiplist else score
 
     def remove(self, member: bytes) -> bool:
         score = self._scores.pop(member, None)
@@ -326,6 +332,9 @@ class ZSet(Collection):
         self._skiplist = not (
             len(self._scores) <= LISTPACK_MAX_ENTRIES and all(len(m) <= LISTPACK_MAX_VALUE for m in self._scores)
         )
+        if not self._skiplist and any(s == 0.0 and math.copysign(1.0, s) < 0 for s in self._scores.values()):
+            self._order = SortedList((self._stored(s), m) for s, m in self._order)
+            self._scores = {m: s for s, m in self._order}
 
 
 COLLECTIONS: list[type[Collection]] = [ZSet]
@@ -639,7 +648,7 @@ def pop(ks: Keyspace, key: bytes, highest: bool, count: int | None) -> list[byte
 def _zpop(ks: Keyspace, args: Sequence[bytes], highest: bool) -> list[bytes]:
     if len(args) > 3:
         raise SyntaxError_()
-    count = parse_count(args[2]) if len(args) == 3 else None
+    count = _range_long(args[2], 0, "value is out of range, must be positive") if len(args) == 3 else None
     return pop(ks, args[1], highest, count)
 
 
