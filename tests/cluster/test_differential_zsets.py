@@ -225,7 +225,7 @@ def test_zrandmember_shapes_match_redis(real_redis, raftcache):
             assert ours is None or ours in members, command
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_same_replies_and_state_as_redis(real_redis, raftcache, sequence):
     compare(real_redis, raftcache, sequence)
@@ -244,7 +244,7 @@ def _full_scan(client, key: str, *options: str) -> list:
     raise AssertionError("ZSCAN did not finish")
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=st.lists(COMMANDS, min_size=1, max_size=25),
        options=st.sampled_from([[], ["COUNT", "1"], ["COUNT", "3"], ["MATCH", "[mn]*"], ["COUNT", "0"], ["BOGUS"]]))
 def test_zscan_returns_what_redis_returns(real_redis, raftcache, sequence, options):
