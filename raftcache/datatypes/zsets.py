@@ -308,14 +308,19 @@ class ZSet(Collection):
         return "skiplist" if self._skiplist else "listpack"
 
     def dump(self) -> list[Any]:
+        # Flat [encoding, member, score, ...]: memory accounting (eviction.measure_collection)
+        # reads a dump as a flat list of elements.
         order = self._order
-        return [int(self._skiplist), [m for _, m in order], [s for s, _ in order]]
+        out: list[Any] = [int(self._skiplist)] * (2 * len(order) + 1)
+        out[1::2] = [m for _, m in order]
+        out[2::2] = [s for s, _ in order]
+        return out
 
     @classmethod
     def load(cls, payload: list[Any]) -> Self:
-        skiplist, members, scores = payload
+        members, scores = payload[1::2], payload[2::2]
         value = cls()
-        value._skiplist = bool(skiplist)
+        value._skiplist = bool(payload[0])
         value._scores = dict(zip(members, scores))
         value._order = SortedList(zip(scores, members))
         return value
