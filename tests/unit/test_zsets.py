@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from raftcache import Cache
+from raftcache import Cache, datatypes
 from raftcache import commands as c
 from raftcache.datatypes import zsets
 from raftcache.datatypes.base import Collection
@@ -221,6 +221,9 @@ class FakeSet(Collection):
     def members(self) -> list[bytes]:
         return self.items
 
+    def dump(self) -> list[Any]:
+        return list(self.items)
+
 
 def test_store_forms_weights_aggregates_and_sets_as_inputs(m, monkeypatch):
     from raftcache.datatypes import sets
@@ -375,3 +378,13 @@ def test_api_lex_stores_and_mpop(cache):
     assert cache.zmpop(1, ["v"], min=True) is None
     with pytest.raises(CommandError):
         cache.zadd("w", {"a": "not-a-number"})
+
+
+@pytest.mark.skipif(b"sadd" not in datatypes.COMMANDS, reason="the sets module is not on this branch")
+def test_real_sets_count_as_score_one_in_store_forms(m):
+    m.w("sadd", "plain", "a", "z")
+    m.w("zadd", "k", 1, "a", 2, "b")
+    assert m.w("zinterstore", "i", 2, "plain", "k", "WEIGHTS", 5, 1) == 1
+    assert m.r("zrange", "i", 0, -1, "WITHSCORES") == [b"a", b"6"]
+    assert m.w("zdiffstore", "d", 2, "plain", "k") == 1
+    assert m.r("zrange", "d", 0, -1, "WITHSCORES") == [b"z", b"1"]
