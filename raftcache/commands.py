@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .errors import CommandError, command_error_from_code
-from .resp import ErrorReply, SimpleString
+from .resp import ErrorReply, NullArray, SimpleString
 
 FORMAT_VERSION = 1
 
@@ -426,6 +426,7 @@ _EXT_COMMAND_ERROR = 1
 # A script's reply is a tree that may hold status and error replies (EVAL's results).
 _EXT_SIMPLE_STRING = 2
 _EXT_ERROR_REPLY = 3
+_EXT_NULL_ARRAY = 4  # LPOP key count / LMPOP on nothing: nil-array, not nil
 
 
 def _pack_default(obj: object) -> object:
@@ -433,6 +434,8 @@ def _pack_default(obj: object) -> object:
         return msgpack.ExtType(_EXT_COMMAND_ERROR, msgpack.packb((obj.code, obj.message)))
     if isinstance(obj, ErrorReply):
         return msgpack.ExtType(_EXT_ERROR_REPLY, obj.text.encode())
+    if obj is NullArray:
+        return msgpack.ExtType(_EXT_NULL_ARRAY, b"")
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
@@ -444,6 +447,8 @@ def _ext_hook(code: int, data: bytes) -> object:
         return SimpleString(data.decode())
     if code == _EXT_ERROR_REPLY:
         return ErrorReply(data.decode())
+    if code == _EXT_NULL_ARRAY:
+        return NullArray
     return msgpack.ExtType(code, data)
 
 
