@@ -4,8 +4,9 @@ A blocking command is a replicated *attempt* (``datatypes.blocking``): it pops, 
 None when its keys are empty. The node that received it then parks the caller here until
 this node's state machine applies a change to one of its keys, and proposes the attempt
 again. Across nodes the first attempt to commit wins; on one node waiters are served in
-arrival order (Redis's FIFO), because only the first waiter of a key is woken, and a
-waiter's own pop that leaves elements behind wakes the next one.
+arrival order (Redis's FIFO), because only the first waiter of a key is woken, a waiter's
+own pop that leaves elements behind wakes the next one, and a newcomer whose keys all have
+waiters here queues behind them without attempting.
 
 Two layers:
 
@@ -82,12 +83,18 @@ class WaiterRegistry:
     def keys(self) -> list[bytes]:
         return list(self._queues)
 
-    def add(self, waiter: Waiter) -> None:
-        """Queue a new waiter behind the others of its keys; its first attempt is starting."""
+    def add(self, waiter: Waiter, *, may_park: bool = True) -> bool:
+        """Queue a new waiter behind the others of its keys. True: it attempts now. False
+        (`may_park` and every key already has waiters here): it parks at once, so that it
+        cannot take an element on its way to a waiter that came first; the element reaches
+        it down the chain of wake-ups (a key with waiters is empty, or its first waiter is
+        being woken)."""
+        attempt = not may_park or not all(key in self._queues for key in waiter.keys)
         for key in waiter.keys:
             self._queues.setdefault(key, deque()).append(waiter)
-        waiter.running = True
+        waiter.running = attempt
         self._count += 1
+        return attempt
 
     def changed(self, keys: Iterable[bytes]) -> list[Waiter]:
         """These keys changed: the waiters that must attempt now (each marked running). Only
@@ -197,8 +204,11 @@ class BlockingPops:
         after ``expire``. Never after ``cancel``."""
         waiter = Waiter(keys, command, tag, on_done)
         with self._lock:
-            self._registry.add(waiter)
-        self._attempt(waiter)
+            # A tagged request may be the retry of a pop already served (its answer is in the
+            # session table): it always attempts first.
+            attempt = self._registry.add(waiter, may_park=tag is None)
+        if attempt:
+            self._attempt(waiter)
         return waiter
 
     def expire(self, waiter: Waiter) -> None:

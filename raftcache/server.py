@@ -389,6 +389,8 @@ class _Connection(asyncio.Protocol):
         """On the loop: the blocking pop is answered (an element, an error, or nil at its
         timeout); the commands pipelined behind it run now."""
         self._unblock()
+        if result is None:
+            render = _null_array  # what Redis answers every blocked command that times out
         self._complete(slot, render, protocol, "write", start, result)
         if not self.closing:
             self._process()
@@ -484,6 +486,10 @@ def _identity(result: Any) -> Any:
 
 def _ok(result: Any) -> Any:
     return OK
+
+
+def _null_array(result: Any) -> Any:
+    return NullArray
 
 
 class RespServer:

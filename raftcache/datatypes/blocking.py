@@ -172,7 +172,8 @@ def parse_blocking(args: Sequence[bytes]) -> BlockingArgs:
 def _list_pop(ks: Keyspace, key: bytes, left: bool, count: int) -> list[bytes] | None:
     from . import lists
 
-    return lists.pop(ks, key, left, count)
+    popped = lists.pop(ks, key, left, count)  # a list, or NullArray when the key holds none
+    return popped if isinstance(popped, list) else None
 
 
 def _zset_pop(ks: Keyspace, key: bytes, highest: bool, count: int) -> list[Any] | None:
