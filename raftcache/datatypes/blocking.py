@@ -176,10 +176,11 @@ def _list_pop(ks: Keyspace, key: bytes, left: bool, count: int) -> list[bytes] |
     return popped if isinstance(popped, list) else None
 
 
-def _zset_pop(ks: Keyspace, key: bytes, highest: bool, count: int) -> list[Any] | None:
+def _zset_pop(ks: Keyspace, key: bytes, highest: bool, count: int) -> list[tuple[bytes, bytes]]:
     from . import zsets
 
-    return zsets.pop(ks, key, highest, count)
+    flat = zsets.pop(ks, key, highest, count)  # [member, score, ...]; [] when the key holds none
+    return list(zip(flat[::2], flat[1::2]))
 
 
 def _first_served(ks: Keyspace, keys: Sequence[bytes], pop: Callable[[Keyspace, bytes], Any]) -> tuple[bytes, Any] | None:

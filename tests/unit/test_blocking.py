@@ -286,3 +286,24 @@ def test_key_listener_hears_pushes_and_moves(m):
     m.w(dw("rpush", "q", "a", "b"))
     m.w(dw("blmove", "q", "d", "LEFT", "LEFT", "0"))
     assert heard == [b"q", b"q", b"d"]  # the pop that left an element also wakes the next waiter
+
+
+def test_sorted_set_attempts(m):
+    m.w(dw("zadd", "z", "2", "b", "1.5", "a", "3", "c"))
+    assert m.w(dw("bzpopmin", "none", "z", "0")) == [b"z", b"a", b"1.5"]
+    assert m.w(dw("bzpopmax", "z", "0")) == [b"z", b"c", b"3"]
+    assert m.w(dw("bzmpop", "0", "1", "z", "MIN", "COUNT", "5")) == [b"z", [[b"b", b"2"]]]
+    assert m.w(dw("bzpopmin", "z", "0")) is None
+    assert m.w(dw("bzmpop", "0", "1", "z", "MAX")) is None
+    m.w(c.Set(b"s", b"v"))
+    assert isinstance(m.w(dw("bzpopmin", "s", "0")), WrongTypeError)
+
+
+def test_snapshot_with_a_remembered_pop_restores_to_the_same_digest(m):
+    m.w(dw("rpush", "q", "a", "b"))
+    m.w(dw("blpop", "q", "0"), c.SessionTag(5, 1, 1))
+    m.w(c.Exec((dw("blpop", "none", "0"),), ()), c.SessionTag(5, 2, 1))  # a nil inside EXEC is remembered
+    restored = Machine()
+    restored.fsm.restore(list(m.fsm.snapshot_sections()))
+    assert restored.fsm.digest() == m.fsm.digest()
+    assert restored.w(dw("blpop", "q", "0"), c.SessionTag(5, 1, 1)) == [b"q", b"a"]
