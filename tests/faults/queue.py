@@ -142,8 +142,8 @@ class QueueWorkload:
             self._note(outcome, reply)
             if outcome != "ok":
                 home = rng.randrange(len(endpoints))
-            # a producer a little slower than the consumers: the queue drains, consumers block
-            time.sleep(rng.uniform(0, 0.02))
+            # producers slower than the consumers: the queue drains and consumers block (pacing, not sync)
+            time.sleep(rng.uniform(0.02, 0.12))
         for conn in conns.values():
             conn.close()
 
