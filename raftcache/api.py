@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import commands as c
+from .datatypes.blocking_api import BlockingMethods
 from .datatypes.hashes_api import HashMethods
 from .datatypes.lists_api import ListMethods
 from .datatypes.sets_api import SetMethods
@@ -70,7 +71,7 @@ def _ms(seconds: float | timedelta, what: str) -> int:
     return int(round(seconds * 1000))
 
 
-class CacheCommands(HashMethods, ListMethods, SetMethods, ZSetMethods):
+class CacheCommands(HashMethods, ListMethods, SetMethods, ZSetMethods, BlockingMethods):
     """Every cache method, written once. Subclasses provide `_run`."""
 
     _decode: bool

@@ -19,15 +19,18 @@ leader's Cache (a follower refuses and names the leader).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from . import commands as c
 from .aio import LoopDelivery
 from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, consistency_level, raise_or_convert
 from .clock import Clock
 from .config import ClusterConfig, load_config
 from .consensus import RaftSettings
-from .errors import ConfigError
+from .datatypes.blocking import parse_blocking
+from .errors import ConfigError, OutcomeUnknownError
 from .operations import ClusterOperations, Member
 from .replica import OnDone, Replica, ReplicaOptions, wait_for
 from .status import NodeStatus
@@ -193,6 +196,20 @@ class Cache(_Replicated, Transactions):
         )
         return raise_or_convert(result, convert)
 
+    def _run_blocking(self, command: c.DataWrite, convert: Convert | None) -> Any:
+        """BLPOP & co.: wait on this replica's blocking pops (woken by its state machine)."""
+        parsed = parse_blocking(command.args)  # a bad timeout raises here
+        blocking = self._replica.blocking
+        done = threading.Event()
+        box: list[Any] = []
+        waiter = blocking.block(command, parsed.keys, lambda result: (box.append(result), done.set()))
+        if not done.wait(parsed.timeout_ms / 1000 if parsed.timeout_ms else None):
+            blocking.expire(waiter)  # nil, unless an attempt is in flight: then its answer
+            if not done.wait(self._timeout + 5.0):
+                blocking.cancel(waiter)
+                raise OutcomeUnknownError("no answer from the local replica")
+        return raise_or_convert(box[0], convert)
+
     def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
         result = wait_for(start, _OPERATION_TIMEOUT_S, "no answer from the local replica")
         if isinstance(result, BaseException):
@@ -233,6 +250,24 @@ class AsyncCache(_Replicated, AsyncTransactions):
         budget = timeout if timeout is not None else self._timeout
         self._replica.submit(command, resolve, consistency=self._check_consistency(consistency), timeout=budget)
         return _finish(future, convert)
+
+    async def _run_blocking(self, command: c.DataWrite, convert: Convert | None) -> Any:
+        """BLPOP & co.: wait on this replica's blocking pops (woken by its state machine)."""
+        parsed = parse_blocking(command.args)  # a bad timeout raises here
+        blocking = self._replica.blocking
+        future, resolve = self._future()
+        waiter = blocking.block(command, parsed.keys, resolve)
+        try:
+            if parsed.timeout_ms:
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), parsed.timeout_ms / 1000)
+                except TimeoutError:
+                    blocking.expire(waiter)  # nil, unless an attempt is in flight: then its answer
+            result = await future
+        except asyncio.CancelledError:
+            blocking.cancel(waiter)
+            raise
+        return raise_or_convert(result, convert)
 
     async def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
         future, resolve = self._future()

@@ -244,6 +244,11 @@ class Connection:
         return NEED_DATA
 
     @property
+    def buffered(self) -> int:
+        """Input received and not yet handed out (what the query buffer limit bounds)."""
+        return self._parser.buffered if self._parser is not None else 0
+
+    @property
     def in_frame(self) -> bool:
         """A command has started arriving and is not complete (for the half-sent deadline)."""
         return self._parser is not None and self._parser.in_frame

@@ -505,7 +505,7 @@ def _data_specs() -> list[Spec]:
     for spec in datatypes.COMMANDS.values():
         kind = W if spec.write else R
         specs.append(_data(spec.name, spec.arity, kind, datatypes.GROUPS[spec.name.encode()], spec.summary,
-                           _build_data(spec), flags=spec.flags, keys=spec.keys))
+                           _build_data(spec), datatypes.RENDERS.get(spec.name.encode(), _identity), flags=spec.flags, keys=spec.keys))
     return specs
 
 

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from . import commands as c
 from .api import LINEARIZABLE, STALE
+from .blocking import BlockingPops
 from .clock import Clock, DisciplinedClock, SystemClock
 from .consensus import (
     ConsensusFactory,
@@ -134,6 +135,9 @@ class Replica:
         self._proposal_clock = DisciplinedClock(self.clock)  # what entries are stamped with
         check_lua_runtime()  # EVAL relies on lupa's Lua 5.1 behaving as checked there; say so now
         self.fsm = CacheStateMachine()
+        # Blocking pops wait here, woken by the keys this replica's state machine changes.
+        self.blocking = BlockingPops(lambda cmd, tag, done: self.submit(cmd, done, tag=tag), lambda fn: self.raft.call_soon(fn))
+        self.fsm.key_listener = self.blocking.key_listener
         self._fsm_lock = threading.Lock()  # apply vs. stale reads on other threads
         self._lock = threading.Lock()  # batching state below
         self._writes: deque[_Request] = deque()
@@ -565,6 +569,7 @@ class Replica:
             raise StorageError(f"{path} is not a raft snapshot (kind {h.get('kind')!r})")
         with self._fsm_lock:
             self.fsm.restore(reader.sections())
+        self.blocking.restored()
         log.info("restored %d keys from snapshot at index %d", len(self.fsm), h["last"][0])
         return SnapshotMeta(
             last=LogPosition(h["last"][0], h["last"][1], h["last_command"]),

@@ -111,7 +111,7 @@ class ScriptHost:
         local = _SCRIPT_LOCAL.get(spec.name)
         if local is not None:
             return local(argv)
-        if spec.kind is Kind.LOCAL or spec.name in _NOSCRIPT:
+        if spec.kind is Kind.LOCAL or spec.name in _NOSCRIPT or "noscript" in spec.flags:
             return ErrorReply("ERR This Redis command is not allowed from script")
         if spec.kind is Kind.WRITE and read_only:
             return ErrorReply("ERR Write commands are not allowed from read-only scripts.")

@@ -41,7 +41,9 @@ from . import __version__
 from . import commands as c
 from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
+from .blocking import Waiter
 from .connection import NEED_DATA, Command, Connection, ProtocolFailure, Slot
+from .datatypes.blocking import BLOCKING, parse_blocking
 from .errors import CommandError, ExecAbortError, resp_prefix
 from .eviction import SETTINGS as REPLICATED_SETTINGS
 from .eviction import format_bytes, parse_setting
@@ -212,6 +214,10 @@ class _Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.created = self.last_active
         self.peer = ""
+        # A blocking pop in progress (BLPOP ...): nothing else of this connection runs until
+        # it is answered, as in Redis; the timer answers nil when its timeout passes.
+        self.blocked: Waiter | None = None
+        self.block_timer: asyncio.TimerHandle | None = None
 
     @property
     def id(self) -> int:
@@ -245,6 +251,9 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         if self.hold_timer is not None:
             self.hold_timer.cancel()
+        if self.blocked is not None:  # a dead client must not be handed the next element
+            self.server.replica.blocking.cancel(self.blocked)
+            self._unblock()
         self.server.connections.discard(self)
 
     def pause_writing(self) -> None:
@@ -277,7 +286,7 @@ class _Connection(asyncio.Protocol):
         now = time.monotonic()
         proto = self.proto
         parsed = proto.commands_parsed
-        while not self.closing:
+        while not self.closing and self.blocked is None:
             event = proto.next_event()
             if event is NEED_DATA:
                 break
@@ -289,7 +298,13 @@ class _Connection(asyncio.Protocol):
         if proto.hold_seconds and self.hold_timer is None and not self.closing:
             # repeated failed AUTHs: this connection reads nothing until the timer releases it
             self.hold_timer = asyncio.get_running_loop().call_later(proto.hold_seconds, self._release)
-        if proto.in_frame:
+        if self.blocked is not None:
+            self.frame_started = None  # input waits behind a blocked command: not slowloris
+            if proto.buffered > self.server.settings.max_query_buffer_bytes:
+                log.warning("client %s sent more than the query buffer limit while blocked; closing", self.peer)
+                self.server.stats.protocol_errors += 1
+                self._close()
+        elif proto.in_frame:
             # The half-sent deadline is per command: a stream that keeps completing commands
             # (a long pipeline or transaction cut at chunk boundaries) is not slowloris.
             if self.frame_started is None or proto.commands_parsed != parsed:
@@ -342,6 +357,9 @@ class _Connection(asyncio.Protocol):
             self.proto.complete(command.slot, server.render(spec.render, cmd.reply, command.protocol))
             return
         replica = server.replica
+        if spec.name in BLOCKING_COMMANDS:
+            self._block(command, spec, cmd, tag)
+            return
         if spec.kind is Kind.READ and command.readonly:
             self.proto.complete(command.slot, server.render(spec.render, replica.read_local(cmd), command.protocol))
             return
@@ -349,6 +367,39 @@ class _Connection(asyncio.Protocol):
             partial(self._complete, command.slot, spec.render, command.protocol, spec.kind.value, time.perf_counter())
         )
         replica.submit(cmd, on_done, consistency=LINEARIZABLE, tag=tag)
+
+    def _block(self, command: Command, spec: Spec, cmd: c.DataWrite, tag: c.SessionTag | None) -> None:
+        """A blocking pop: attempt now; while the keys are empty, park until a change to one
+        of them on this node or the timeout (raftcache.blocking)."""
+        server = self.server
+        try:
+            parsed = parse_blocking(cmd.args)  # the same errors every replica would give
+        except CommandError as err:
+            self.proto.complete(command.slot, server.render(_identity, err, command.protocol))
+            return
+        on_done = server.delivery.deliverer(
+            partial(self._unblocked, command.slot, spec.render, command.protocol, time.perf_counter())
+        )
+        blocking = server.replica.blocking
+        self.blocked = waiter = blocking.block(cmd, parsed.keys, on_done, tag=tag)
+        if parsed.timeout_ms and not waiter.finished and parsed.timeout_ms < _FOREVER_MS:
+            self.block_timer = asyncio.get_running_loop().call_later(parsed.timeout_ms / 1000, blocking.expire, waiter)
+
+    def _unblocked(self, slot: Slot, render: Callable[[Any], Any], protocol: int, start: float, result: Any) -> None:
+        """On the loop: the blocking pop is answered (an element, an error, or nil at its
+        timeout); the commands pipelined behind it run now."""
+        self._unblock()
+        if result is None:
+            render = _null_array  # what Redis answers every blocked command that times out
+        self._complete(slot, render, protocol, "write", start, result)
+        if not self.closing:
+            self._process()
+
+    def _unblock(self) -> None:
+        self.blocked = None
+        if self.block_timer is not None:
+            self.block_timer.cancel()
+            self.block_timer = None
 
     def _complete(self, slot: Slot, render: Callable[[Any], Any], protocol: int, kind: str, start: float, result: Any) -> None:
         """On the loop: a replica result for a reply slot."""
@@ -425,6 +476,8 @@ class _Connection(asyncio.Protocol):
 
 
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
+_FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redis's would overflow)
+BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
 
 
 def _identity(result: Any) -> Any:
@@ -433,6 +486,10 @@ def _identity(result: Any) -> Any:
 
 def _ok(result: Any) -> Any:
     return OK
+
+
+def _null_array(result: Any) -> Any:
+    return NullArray
 
 
 class RespServer:
@@ -729,7 +786,7 @@ class RespServer:
                 "connected_clients": len(self.connections),
                 "cluster_connections": 0,
                 "maxclients": self.settings.maxclients,
-                "blocked_clients": 0,
+                "blocked_clients": len(self.replica.blocking),
                 "tracking_clients": 0,
             },
             "memory": {

@@ -46,6 +46,7 @@ from typing import Any
 from . import commands as c
 from .datatypes import COLLECTION_TYPES, READ_HANDLERS, WRITE_HANDLERS, Collection
 from .datatypes.base import C, Rng, ScanOrder
+from .datatypes.blocking import BLOCKING
 from .errors import (
     CommandError,
     IntegerOverflowError,
@@ -329,7 +330,8 @@ class CacheStateMachine:
         result = session.results.get(seq, _MISSING)
         if result is _MISSING:
             result = self._apply_checked(command)
-            session.remember(seq, result)
+            if result is not None or not _is_blocking_attempt(command):
+                session.remember(seq, result)  # an unserved BLPOP is not an answer: it may be retried
         if ack > session.floor:
             self._advance_floor(session, ack)
         return result
@@ -1175,6 +1177,10 @@ class CacheStateMachine:
         for cid, s in self._sessions.items():
             h.update(b"%d:%d:%d:%r" % (cid, s.floor, s.last_ms, sorted(s.results.items(), key=lambda r: r[0])))
         return h.hexdigest()
+
+
+def _is_blocking_attempt(command: Any) -> bool:
+    return type(command) is c.DataWrite and command.args[0] in BLOCKING
 
 
 def _load_collection(row: list[Any]) -> Collection:

@@ -28,7 +28,9 @@ from typing import Any
 
 from .. import commands as c
 from ..api import STALE, consistency_level
+from ..datatypes.blocking import BLOCKING, parse_blocking
 from ..errors import (
+    CommandError,
     NodeClosedError,
     NoLeaderError,
     OutcomeUnknownError,
@@ -128,6 +130,21 @@ def parse_info(text: bytes | str) -> dict[str, str]:
     return fields
 
 
+_FOREVER_S = 1e7  # what a blocking timeout of 0 stretches a call by (about 4 months)
+
+
+def _blocking_seconds(command: Any) -> float:
+    """How long the server may hold a blocking pop (BLPOP, ...) before answering: its
+    socket timeout and deadline are stretched by as much. 0 for every other command."""
+    if type(command) is not c.DataWrite or command.args[0] not in BLOCKING:
+        return 0.0
+    try:
+        ms = parse_blocking(command.args).timeout_ms
+    except CommandError:
+        return 0.0  # refused at once
+    return _FOREVER_S if ms == 0 else min(ms / 1000, _FOREVER_S)
+
+
 @dataclass
 class _Item:
     command: Any
@@ -162,7 +179,8 @@ class ClientCore:
                 item.seq = self.session.issue()
         results: list[Any] = [None] * len(items)
         pending = list(range(len(items)))
-        budget = self.retry.deadline if timeout is None else timeout
+        wait = sum(_blocking_seconds(item.command) for item in items)  # BLPOP & co. wait server-side, one after another
+        budget = (self.retry.deadline if timeout is None else timeout) + wait
         deadline = time.monotonic() + budget
         attempt = 0
         while pending:
@@ -177,7 +195,7 @@ class ClientCore:
             else:
                 payload = b"".join(self._encode(items[i]) for i in pending)
                 count = sum(3 if items[i].stale else protocol.reply_count(items[i].command) for i in pending)
-                attempt_timeout = max(0.05, min(self.retry.attempt_timeout, deadline - time.monotonic()))
+                attempt_timeout = max(0.05, min(self.retry.attempt_timeout + wait, deadline - time.monotonic()))
                 try:
                     replies = yield Call(endpoint, payload, count, attempt_timeout)
                 except self.retry.retry_on as exc:

@@ -19,7 +19,9 @@ Workloads, mixed in every run:
 
 With ``bank_workers`` (``run_scenario``) or a ``bank`` passed to ``judge``, the atomicity
 workload of ``tests/faults/bank.py`` runs alongside (transfers by MULTI/EXEC with WATCH and by
-Lua script, atomic snapshots) and its problems fail the verdict too.
+Lua script, atomic snapshots) and its problems fail the verdict too; likewise the queue
+workload of ``tests/faults/queue.py`` (``queue_consumers``, or a ``queue`` passed to ``judge``:
+LPUSH producers, BLMOVE consumers into their own lists, LREM when done).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ from raftcache.resp import ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
 from tests.helpers import ServerCluster, Workers, wait_until
 
-if TYPE_CHECKING:  # bank.py imports this module
+if TYPE_CHECKING:  # bank.py and queue.py import this module
     from tests.faults.bank import BankWorkload
+    from tests.faults.queue import QueueWorkload
 
 FAIL_PREFIXES = {"CLUSTERDOWN", "TRYAGAIN", "ERR", "NOAUTH"}
 UNKNOWN_PREFIXES = {"UNKNOWN", "MISCONF"}
@@ -296,6 +299,8 @@ class Report:
     errors: dict[str, int]
     atomicity_problems: list[str] = field(default_factory=list)  # the bank workload's, when it ran
     bank: str = ""  # the bank workload's counts, when it ran
+    queue_problems: list[str] = field(default_factory=list)  # the queue workload's, when it ran
+    queue: str = ""  # the queue workload's counts, when it ran
 
     @property
     def passed(self) -> bool:
@@ -306,6 +311,7 @@ class Report:
             and not self.duplicated_writes
             and not self.counter_problems
             and not self.atomicity_problems
+            and not self.queue_problems
             and self.converged
         )
 
@@ -313,7 +319,7 @@ class Report:
     def problems(self) -> list[str]:
         """Every violation, lost or duplicated write and counter problem, described."""
         return (self.linearizability_violations + self.lost_writes + self.duplicated_writes + self.counter_problems
-                + self.atomicity_problems)
+                + self.atomicity_problems + self.queue_problems)
 
     def summary(self) -> str:
         return (
@@ -323,6 +329,7 @@ class Report:
             f"lost {len(self.lost_writes)}, duplicated {len(self.duplicated_writes)}, "
             f"counter problems {len(self.counter_problems)}, converged {self.converged}"
             + (f"; bank: {self.bank}, atomicity problems {len(self.atomicity_problems)}" if self.bank else "")
+            + (f"; queue: {self.queue}, queue problems {len(self.queue_problems)}" if self.queue else "")
         )
 
     def save(self) -> None:
@@ -334,7 +341,8 @@ class Report:
 
 
 def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Callable[[str], bytes | None],
-            converged: bool, min_ok: int, bank: BankWorkload | None = None) -> Report:
+            converged: bool, min_ok: int, bank: BankWorkload | None = None, queue: QueueWorkload | None = None,
+            final_list: Callable[[str], list[bytes]] | None = None) -> Report:
     """Check everything the workload recorded against the final state; never raises."""
     rec = workload.record
     result = check_history(rec.registers, time_limit=20.0)
@@ -395,6 +403,10 @@ def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Cal
         report.bank = bank.summary()
         if bank.ok_transfers == 0:
             report.atomicity_problems.append("too little work: no transfer was acknowledged")
+    if queue is not None:
+        assert final_list is not None, "the queue's check reads the final lists"
+        report.queue_problems = queue.check(final_list)
+        report.queue = queue.summary()
     report.save()
     return report
 
@@ -422,38 +434,57 @@ def final_reader(cluster) -> Callable[[str], bytes | None]:
     return get
 
 
+def list_reader(cluster) -> Callable[[str], list[bytes]]:
+    def lrange(key: str) -> list[bytes]:
+        with cluster.leader().redis() as r:
+            return r.lrange(key, 0, -1)
+
+    return lrange
+
+
 def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
                  endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None,
-                 bank_workers: int = 0, min_transfers: int = 40) -> Report:
-    """The workload (and with ``bank_workers`` the bank's transfers) before, through and after
-    ``fault``: until enough work was acknowledged on each side of it; then ``judge``."""
-    from tests.faults.bank import BankWorkload  # (bank.py imports this module)
+                 bank_workers: int = 0, min_transfers: int = 40, queue_consumers: int = 0,
+                 min_consumed: int = 40) -> Report:
+    """The workload (with ``bank_workers`` the bank's transfers, with ``queue_consumers`` the
+    queue's producers and consumers) before, through and after ``fault``: until enough work
+    was acknowledged on each side of it; then ``judge``."""
+    from tests.faults.bank import BankWorkload  # (bank.py and queue.py import this module)
+    from tests.faults.queue import QueueWorkload
 
     endpoints = endpoints or (lambda: cluster.endpoints)
     seed = hash(name) % 1000
     bank = BankWorkload(endpoints, workers=bank_workers, seed=seed).start() if bank_workers else None
+    queue = QueueWorkload(endpoints, consumers=queue_consumers, seed=seed).start() if queue_consumers else None
     workload = Workload(endpoints, workers=workers, seed=seed).start()
     started = time.monotonic()
     transfers = (lambda: bank.ok_transfers) if bank else (lambda: math.inf)  # no bank: nothing to wait for
+    consumed = (lambda: queue.consumed) if queue else (lambda: math.inf)
 
-    def flowing(ops: int, moved: int) -> Callable[[], bool]:
-        return lambda: workload.ok_ops >= ops and transfers() >= moved
+    def flowing(ops: int, moved: int, done: float) -> Callable[[], bool]:
+        return lambda: workload.ok_ops >= ops and transfers() >= moved and consumed() >= done
 
     try:
-        wait_until(flowing(150, min_transfers // 4), 30, 0.05, "load before the fault")
+        wait_until(flowing(150, min_transfers // 4, min_consumed // 4), 30, 0.05, "load before the fault")
         fault()
-        wait_until(flowing(workload.ok_ops + 300, transfers() + min_transfers), 60, 0.05, "load to flow after the fault")
+        wait_until(flowing(workload.ok_ops + 300, transfers() + min_transfers, consumed() + min_consumed), 60, 0.05,
+                   "load to flow after the fault")
     finally:
         try:
             workload.stop()
         finally:
-            if bank is not None:
-                bank.stop()
-    return judge(name, cluster, workload, started, min_ok=min_ok, after=after, bank=bank)
+            try:
+                if bank is not None:
+                    bank.stop()
+            finally:
+                if queue is not None:
+                    queue.stop()
+    return judge(name, cluster, workload, started, min_ok=min_ok, after=after, bank=bank, queue=queue)
 
 
 def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int, converge_timeout: float = 60.0,
-          after: Callable[[], None] | None = None, bank: BankWorkload | None = None) -> Report:
+          after: Callable[[], None] | None = None, bank: BankWorkload | None = None,
+          queue: QueueWorkload | None = None) -> Report:
     """After a stopped workload: heal what a fault left behind, wait for the replicas to
     converge, check the history, print the report and fail on any problem."""
     for node in cluster.nodes:
@@ -471,7 +502,7 @@ def judge(name: str, cluster, workload: Workload, started: float, *, min_ok: int
         converged = False
         print(f"{exc}\n{divergence_report(cluster)}")
     report = verdict(name, workload, seconds=time.monotonic() - started, final_get=final_reader(cluster),
-                     converged=converged, min_ok=min_ok, bank=bank)
+                     converged=converged, min_ok=min_ok, bank=bank, queue=queue, final_list=list_reader(cluster))
     print("\n" + report.summary(), flush=True)
     assert report.passed, report.summary() + "\n" + "\n".join(report.problems[:20])
     return report

@@ -3,10 +3,12 @@
     python -m pytest -m soak tests/faults/test_soak.py [-s]
     RAFTCACHE_SOAK_MINUTES=5 python -m pytest -m soak tests/faults/test_soak.py
 
-The run is cut into segments of about a minute; each segment runs the mixed workload
-and the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py)
-through a random sequence of faults, heals, and is verified (linearizability, lost and
-duplicated writes, counters, the bank's atomicity, convergence) before the next one starts.
+The run is cut into segments of about a minute; each segment runs the mixed workload,
+the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py) and
+the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py) through
+a random sequence of faults, heals, and is verified (linearizability, lost and duplicated
+writes, counters, the bank's atomicity, every queued item consumed once or still queued,
+convergence) before the next one starts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from tests.faults.bank import BankWorkload
 from tests.faults.eviction import EvictionWorkload, evicted_total
 from tests.faults.harness import FAULT_SECTIONS, Workload, final_reader, hold, judge, partitioned_cluster
+from tests.faults.queue import QueueWorkload
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
 # The suite-wide 300 s test timeout would cut the soak short: allow its length plus healing.
@@ -94,6 +97,7 @@ def test_random_fault_mix(tmp_path):
             segment += 1
             bank = BankWorkload(lambda: cluster.endpoints, workers=3, seed=segment, prefix=f"s{segment}:").start()
             evict = EvictionWorkload(lambda: cluster.endpoints, workers=1, seed=segment, prefix=f"s{segment}:ev:").start()
+            queue = QueueWorkload(lambda: cluster.endpoints, consumers=3, seed=segment, prefix=f"s{segment}:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
             try:
@@ -108,8 +112,13 @@ def test_random_fault_mix(tmp_path):
                 try:
                     workload.stop()
                 finally:
-                    bank.stop()
-                    evict.stop()
+                    try:
+                        bank.stop()
+                    finally:
+                        try:
+                            queue.stop()
+                        finally:
+                            evict.stop()
 
             def heal_network_and_clocks():
                 if network is not None:
@@ -119,7 +128,7 @@ def test_random_fault_mix(tmp_path):
                         r.execute_command("RAFTCACHE", "DEBUG", "CLOCK-OFFSET", 0)
 
             judge(f"soak segment {segment}", cluster, workload, started, min_ok=100, converge_timeout=90,
-                  after=heal_network_and_clocks, bank=bank)
+                  after=heal_network_and_clocks, bank=bank, queue=queue)
             problems = evict.check(final_reader(cluster), lambda: evicted_total(cluster))
             print(evict.summary(), flush=True)
             assert not problems, "\n".join(problems[:20])
