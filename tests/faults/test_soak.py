@@ -5,10 +5,11 @@
 
 The run is cut into segments of about a minute; each segment runs the mixed workload,
 the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py) and
-the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py) through
-a random sequence of faults, heals, and is verified (linearizability, lost and duplicated
-writes, counters, the bank's atomicity, every queued item consumed once or still queued,
-convergence) before the next one starts.
+the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py) and the
+eviction workload (a cache at its maxmemory, tests/faults/eviction.py) through a random
+sequence of faults, heals, and is verified (linearizability, lost and duplicated writes,
+counters, the bank's atomicity, every queued item consumed once or still queued, evicted
+keys gone whole and the limit kept, convergence) before the next one starts.
 """
 
 from __future__ import annotations
