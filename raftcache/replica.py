@@ -147,6 +147,8 @@ class Replica:
         self._sweeping = False  # a Sweep is queued or in flight
         self._sweep_backlog = False  # the last Sweep hit its limit: more keys are due
         self._next_sweep_ms = 0  # proposal-clock time before which no new Sweep is proposed
+        self._wake_timer: threading.Timer | None = None  # ticks the Raft thread when a Sweep falls due
+        self._wake_at_ms = 0
         self._closed = False
         self._fatal: BaseException | None = None
         self._fatal_listeners: list[Callable[[BaseException], None]] = []
@@ -169,6 +171,8 @@ class Replica:
             if self._closed:
                 return
             self._closed = True
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
         self.raft.close()
         self._fail_everything(NodeClosedError("node closed"))
 
@@ -425,20 +429,42 @@ class Replica:
         """Propose a Sweep once the earliest expiry is due by this leader's clock, and nothing
         else: no expiry due, no entry. The Sweep is stamped with this clock (>= the expiry),
         so applying it moves replicated time past the expiry and deletes the key everywhere;
-        reads hide it from then on even on READONLY connections. At most one tick late (50 ms
-        with pysyncobj), or `clock_interval_s` after the previous Sweep."""
+        reads hide it from then on even on READONLY connections. A timer wakes the Raft thread
+        for it; it waits only for `clock_interval_s` after the previous Sweep (so keys falling
+        due one after another share Sweeps), unless that one left a backlog."""
         opts = self.options
-        if self._sweeping or (clock_ms < self._next_sweep_ms and not self._sweep_backlog):
+        if self._sweeping:
             return
         due = self.fsm.next_expiry_ms()  # Raft thread: the state machine is ours to read
-        if due is None or due > max(clock_ms, self.fsm.now_ms):
+        if due is None:
+            return
+        now_ms = max(clock_ms, self.fsm.now_ms)  # the replicated time a Sweep now would reach
+        at = due if self._sweep_backlog else max(due, self._next_sweep_ms)
+        if at > now_ms:
+            self._wake_at_locked(at, clock_ms)
             return
         self._sweeping = True
         self._sweep_backlog = False
-        self._next_sweep_ms = clock_ms + int(opts.clock_interval_s * 1000)
+        self._next_sweep_ms = now_ms + int(opts.clock_interval_s * 1000)
         sweep = _Request(c.Sweep(opts.sweep_limit), self._swept, time.monotonic() + opts.request_timeout_s)
         sweep.size = 16
         self._writes.append(sweep)
+
+    def _wake_at_locked(self, due_ms: int, clock_ms: int) -> None:
+        """Have the Raft thread tick when `due_ms` comes: its next tick may be 50 ms later."""
+        if self._wake_timer is not None and self._wake_at_ms <= due_ms:
+            return  # a wake-up at or before then is set; the tick it brings re-arms for later
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+        timer = self._wake_timer = threading.Timer((due_ms - clock_ms) / 1000, self._woken)
+        timer.daemon = True
+        self._wake_at_ms = due_ms
+        timer.start()
+
+    def _woken(self) -> None:
+        with self._lock:
+            self._wake_timer = None
+        self.raft.wake()
 
     def _swept(self, result: Any) -> None:
         """A Sweep's answer (keys deleted, or an error): a full one means more are due now."""

@@ -343,6 +343,19 @@ def test_a_200ms_key_is_swept_by_one_entry_at_its_due_time_and_reads_are_exact_b
         replica.close()
 
 
+def test_a_timer_wakes_the_consensus_thread_when_a_key_falls_due():
+    replica, fake = make_replica()
+    fake.start_ticking(interval=60.0)  # it ticks only when woken: by proposals, or the replica's timer
+    try:
+        results = Results()
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=150), results("set"))
+        wait_until(lambda: "set" in results, 10, what="the SET")
+        wait_until(lambda: len(replica.fsm) == 0, 10, what="the key to be swept without a periodic tick")
+        assert len(sweeps_in(fake)) == 1
+    finally:
+        replica.close()
+
+
 def test_the_sweep_is_due_by_the_leaders_clock_and_stale_reads_see_the_key_until_it_applies():
     clock = ManualClock()
     replica, fake = make_replica(clock=clock)
