@@ -146,7 +146,7 @@ class Replica:
         self._retired_sessions: set[int] = set()
         self._sweeping = False  # a Sweep is queued or in flight
         self._sweep_backlog = False  # the last Sweep hit its limit: more keys are due
-        self._next_sweep_ms = 0  # proposal-clock time before which no new Sweep is proposed
+        self._next_sweep_ms = 0  # (leader or replicated) time before which no new Sweep is proposed
         self._wake_timer: threading.Timer | None = None  # ticks the Raft thread when a Sweep falls due
         self._wake_at_ms = 0
         self._closed = False
@@ -451,19 +451,23 @@ class Replica:
         self._writes.append(sweep)
 
     def _wake_at_locked(self, due_ms: int, clock_ms: int) -> None:
-        """Have the Raft thread tick when `due_ms` comes: its next tick may be 50 ms later."""
-        if self._wake_timer is not None and self._wake_at_ms <= due_ms:
+        """Have the Raft thread tick when `due_ms` comes: its next tick may be 50 ms later.
+        At most an hour ahead (PXAT may be centuries away): that wake-up just re-arms."""
+        due_ms = min(due_ms, clock_ms + 3_600_000)
+        if self._closed or (self._wake_timer is not None and self._wake_at_ms <= due_ms):
             return  # a wake-up at or before then is set; the tick it brings re-arms for later
         if self._wake_timer is not None:
             self._wake_timer.cancel()
         timer = self._wake_timer = threading.Timer((due_ms - clock_ms) / 1000, self._woken)
+        timer.args = (timer,)
         timer.daemon = True
         self._wake_at_ms = due_ms
         timer.start()
 
-    def _woken(self) -> None:
+    def _woken(self, timer: threading.Timer) -> None:
         with self._lock:
-            self._wake_timer = None
+            if self._wake_timer is timer:  # not one replaced while it was firing
+                self._wake_timer = None
         self.raft.wake()
 
     def _swept(self, result: Any) -> None:
