@@ -2,7 +2,7 @@
 
 A node stamps every batch it proposes with ``clock.now_ms()``; the replicated clock is the
 maximum stamp applied. Tests and fault injection swap in a ``ManualClock`` or shift a
-``SystemClock`` with ``offset_ms``.
+``SystemClock`` with ``offset_ms``; :func:`proposal_clock` builds what a node stamps with.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class ManualClock:
     def now_ms(self) -> int:
         return self._now
 
+    def monotonic(self) -> float:
+        """Elapsed time (seconds) is manual time too: see :func:`proposal_clock`."""
+        return self._now / 1000.0
+
     def advance(self, ms: int) -> None:
         with self._lock:
             self._now += ms
@@ -51,6 +55,10 @@ class DisciplinedClock:
     toward ``wall - monotonic`` by at most ``max_slew`` of the elapsed time (10%: NTP slews
     by at most 500 ppm, so real corrections pass; a jump is absorbed over 10x its size). The
     first reading after start trusts the wall clock: there is nothing to compare it with.
+
+    The slew allowance grows with the time between readings, so read it regularly even when
+    there is nothing to stamp (a node does, every tick): read first after an hour of idleness,
+    it would let a jump of up to six minutes through at once.
     """
 
     def __init__(self, wall: Clock, *, max_slew: float = 0.1, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -71,4 +79,12 @@ class DisciplinedClock:
                 step = (mono - self._last_mono) * self.max_slew
                 self._offset += min(step, max(-step, target - self._offset))
             self._last_mono = mono
-            return int(mono + self._offset)
+            return round(mono + self._offset)  # nearest: truncating would lose float error as a whole ms
+
+
+def proposal_clock(wall: Clock) -> DisciplinedClock:
+    """What a node stamps its entries with: `wall`, disciplined against elapsed time. A wall
+    clock that keeps its own elapsed time (``ManualClock``) is also the monotonic source, so
+    time a test moves on is elapsed time, not a jump to slew over."""
+    monotonic = getattr(wall, "monotonic", None)
+    return DisciplinedClock(wall) if monotonic is None else DisciplinedClock(wall, monotonic=monotonic)

@@ -111,7 +111,7 @@ class RaftSection:
     max_inflight_batches: int = _opt(1, _int_min(1), "group-commit entries in flight per node")
     max_batch_commands: int = _opt(8192, _int_min(1), "client commands per Raft entry")
     max_batch_bytes: int = _opt(1 << 20, _int_min(1024), "bytes per Raft entry (a bigger single command gets its own)")
-    clock_interval_ms: int = _opt(100, _int_min(10), "the leader proposes its time when idle this long (TTL precision)")
+    clock_interval_ms: int = _opt(100, _int_min(10), "least spacing of the leader's expiry sweeps; idle, nothing is proposed")
     peer_compression_level: int = _opt(0, _int_min(0, 9), "zlib level of peer messages: 0 (none) on LAN, 1-3 on slow links")
 
 

@@ -12,8 +12,14 @@ through the :class:`~raftcache.consensus.Consensus` protocol, pysyncobj by defau
 * **Exactly-once writes** — each write carries (client id, seq, ack). Proposals whose outcome
   is unknown (timeout, leader change) are retried with the same tag until the request's
   deadline; the state machine answers a retry from its session table.
-* **Replicated clock and expiry** — every entry carries this node's wall time; the leader
-  proposes an entry when idle for ``clock_interval_s`` and a ``Sweep`` when keys expired.
+* **Replicated clock and expiry** — every entry carries this node's time, and nothing else
+  moves the replicated clock: an idle cluster proposes no entries at all. A linearizable
+  read's own entry brings the clock up to the reader's time, so TTL/PTTL/EXISTS after a long
+  idle stretch are exact. The leader proposes a ``Sweep`` (which carries its time too) when
+  the earliest expiry in the replicated state (``fsm.next_expiry_ms()``) is due by its clock,
+  so any node that becomes leader takes the schedule over. Sweeps are at least
+  ``clock_interval_s`` apart unless one left a backlog; client sessions need no entries (they
+  expire against the time of the next batch).
 
 Threading: ``submit`` is thread-safe. Results are delivered by calling ``on_done(result)``
 where ``result`` is a value or an exception instance, on the Raft thread (or on the caller's
@@ -34,7 +40,7 @@ from typing import Any, NamedTuple
 from . import commands as c
 from .api import LINEARIZABLE, STALE
 from .blocking import BlockingPops
-from .clock import Clock, DisciplinedClock, SystemClock
+from .clock import Clock, SystemClock, proposal_clock
 from .consensus import (
     ConsensusFactory,
     Events,
@@ -55,9 +61,9 @@ from .errors import (
     SessionExpiredError,
     StorageError,
 )
+from .lua_runtime import check_runtime as check_lua_runtime
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
-from .lua_runtime import check_runtime as check_lua_runtime
 from .statemachine import CacheStateMachine
 from .stats import LatencyHistogram
 from .status import NodeStatus
@@ -77,7 +83,7 @@ class ReplicaOptions:
     max_inflight: int = 1  # entries in flight per node (1 keeps per-connection order on retry)
     max_batch_commands: int = 8192
     max_batch_bytes: int = 1 << 20
-    clock_interval_s: float = 0.1  # the leader proposes its time when idle this long
+    clock_interval_s: float = 0.1  # least spacing of the leader's expiry sweeps (see _leader_duties_locked)
     sweep_limit: int = 1000  # expired keys deleted per Sweep
     # Initial values of replicated settings (the cluster file's [memory]): the leader proposes
     # each one the replicated state has never had set; CONFIG SET changes them afterwards.
@@ -132,7 +138,7 @@ class Replica:
         self.options = options
         self.node_id = node_id or options.raft.address
         self.clock: Clock = clock or SystemClock()  # the wall clock (injectable, shiftable)
-        self._proposal_clock = DisciplinedClock(self.clock)  # what entries are stamped with
+        self._proposal_clock = proposal_clock(self.clock)  # what entries are stamped with
         check_lua_runtime()  # EVAL relies on lupa's Lua 5.1 behaving as checked there; say so now
         self.fsm = CacheStateMachine()
         # Blocking pops wait here, woken by the keys this replica's state machine changes.
@@ -149,10 +155,12 @@ class Replica:
         self._hold_until = 0.0  # a leadership transfer is in progress: propose nothing
         self._session = ClientSession()
         self._retired_sessions: set[int] = set()
-        self._last_proposal = 0.0
-        self._sweeping = False
         self._seeded = False  # initial settings proposed during this leadership
-        self._next_expiry_check = 0.0
+        self._sweeping = False  # a Sweep is queued or in flight
+        self._sweep_backlog = False  # the last Sweep hit its limit: more keys are due
+        self._next_sweep_ms = 0  # (leader or replicated) time before which no new Sweep is proposed
+        self._wake_timer: threading.Timer | None = None  # ticks the Raft thread when a Sweep falls due
+        self._wake_at_ms = 0
         self._closed = False
         self._fatal: BaseException | None = None
         self._fatal_listeners: list[Callable[[BaseException], None]] = []
@@ -175,6 +183,8 @@ class Replica:
             if self._closed:
                 return
             self._closed = True
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
         self.raft.close()
         self._fail_everything(NodeClosedError("node closed"))
 
@@ -293,7 +303,6 @@ class Replica:
             entry_id = self._entry_ids
             deadline = min([now + opts.entry_timeout_s] + [r.deadline for r in writes] + [r.deadline for r in reads])
             entry = self._inflight[entry_id] = _Entry(writes, reads, deadline, now)
-            self._last_proposal = now
             self.counters["proposed"] += 1
             refused = self.raft.propose(payload, lambda result, failure, i=entry_id: self._entry_done(i, result, failure))
             if refused is not None:
@@ -387,8 +396,11 @@ class Replica:
             return self.fsm.apply(batch)
 
     def _on_tick(self) -> None:
-        """Raft-thread housekeeping: deadlines, retries, leader clock and expiry sweeps."""
+        """Raft-thread housekeeping: deadlines, retries and (leader) expiry sweeps."""
         now = time.monotonic()
+        # Read on every node at every tick, stamped or not: the clock's slew limit only holds
+        # if it is read regularly (see DisciplinedClock).
+        clock_ms = self._proposal_clock.now_ms()
         expired: list[tuple[_Request, BaseException]] = []
         with self._lock:
             for entry_id, entry in list(self._inflight.items()):
@@ -398,7 +410,7 @@ class Replica:
             if self._writes or self._reads:
                 expired = self._expire_locked(now)
             if self.raft.role is Role.LEADER:
-                self._leader_duties_locked(now)
+                self._leader_duties_locked(clock_ms)
             else:
                 self._seeded = False
             self._flush_locked()
@@ -430,26 +442,70 @@ class Replica:
                 self._sweeping = False
         return expired
 
-    def _leader_duties_locked(self, now: float) -> None:
+    def _leader_duties_locked(self, clock_ms: int) -> None:
+        """Propose a Sweep once the earliest expiry is due by this leader's clock (and, once per
+        leadership, the cluster file's unset initial settings), and nothing else: no expiry
+        due, no entry. The Sweep is stamped with this clock (>= the expiry),
+        so applying it moves replicated time past the expiry and deletes the key everywhere;
+        reads hide it from then on even on READONLY connections. A timer wakes the Raft thread
+        for it; it waits only for `clock_interval_s` after the previous Sweep (so keys falling
+        due one after another share Sweeps), unless that one left a backlog."""
         opts = self.options
-        deadline = now + opts.request_timeout_s
         if opts.initial_settings and not self._seeded:
-            self._seeded = True  # once per leadership; a lost proposal is retried at the next one
-            stored = self.fsm.memory_settings.stored
-            for name, value in opts.initial_settings:
-                if name not in stored:
-                    seed = _Request(c.SetConfig(name, value), _ignore, deadline)
-                    seed.size = 32
-                    self._writes.append(seed)
-        if not self._sweeping and now >= self._next_expiry_check:
-            self._next_expiry_check = now + opts.clock_interval_s / 2
-            if self.fsm.next_expiry_due():  # Raft thread: the state machine is ours to read
-                self._sweeping = True
-                sweep = _Request(c.Sweep(opts.sweep_limit), _ignore, deadline)
-                sweep.size = 16
-                self._writes.append(sweep)
-        if not self._inflight and not self._writes and not self._reads and now - self._last_proposal >= opts.clock_interval_s:
-            self._reads.append(_Request(c.Barrier(), _ignore, deadline))  # carries the leader's time
+            self._seed_settings_locked()
+        if self._sweeping:
+            return
+        due = self.fsm.next_expiry_ms()  # Raft thread: the state machine is ours to read
+        if due is None:
+            return
+        now_ms = max(clock_ms, self.fsm.now_ms)  # the replicated time a Sweep now would reach
+        at = due if self._sweep_backlog else max(due, self._next_sweep_ms)
+        if at > now_ms:
+            self._wake_at_locked(at, clock_ms)
+            return
+        self._sweeping = True
+        self._sweep_backlog = False
+        self._next_sweep_ms = now_ms + int(opts.clock_interval_s * 1000)
+        sweep = _Request(c.Sweep(opts.sweep_limit), self._swept, time.monotonic() + opts.request_timeout_s)
+        sweep.size = 16
+        self._writes.append(sweep)
+
+    def _wake_at_locked(self, due_ms: int, clock_ms: int) -> None:
+        """Have the Raft thread tick when `due_ms` comes: its next tick may be 50 ms later.
+        At most an hour ahead (PXAT may be centuries away): that wake-up just re-arms."""
+        due_ms = min(due_ms, clock_ms + 3_600_000)
+        if self._closed or (self._wake_timer is not None and self._wake_at_ms <= due_ms):
+            return  # a wake-up at or before then is set; the tick it brings re-arms for later
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+        timer = self._wake_timer = threading.Timer((due_ms - clock_ms) / 1000, self._woken)
+        timer.args = (timer,)
+        timer.daemon = True
+        self._wake_at_ms = due_ms
+        timer.start()
+
+    def _woken(self, timer: threading.Timer) -> None:
+        with self._lock:
+            if self._wake_timer is timer:  # not one replaced while it was firing
+                self._wake_timer = None
+        self.raft.wake()
+
+    def _swept(self, result: Any) -> None:
+        """A Sweep's answer (keys deleted, or an error): a full one means more are due now."""
+        with self._lock:
+            self._sweep_backlog = result == self.options.sweep_limit
+
+    def _seed_settings_locked(self) -> None:
+        """Propose the cluster file's initial settings the replicated state has never had set
+        (once per leadership; a lost proposal is retried at the next one)."""
+        self._seeded = True
+        deadline = time.monotonic() + self.options.request_timeout_s
+        stored = self.fsm.memory_settings.stored
+        for name, value in self.options.initial_settings:
+            if name not in stored:
+                seed = _Request(c.SetConfig(name, value), _ignore, deadline)
+                seed.size = 32
+                self._writes.append(seed)
 
     # ------------------------------------------------------------------ operations
     def run_at_barrier(self, fn: Callable[[], Any], on_done: OnDone, *, timeout: float | None = None) -> None:
@@ -469,7 +525,7 @@ class Replica:
                 "keys": len(self.fsm),
                 "created_ms": self.clock.now_ms(),
             }
-            write = lambda partial: write_snapshot(partial, header, self.fsm.snapshot_sections(data_only=True))  # noqa: E731
+            write = lambda partial: write_snapshot(partial, header, self.fsm.snapshot_sections(data_only=True))
             pid = write_in_child(path, write)
             threading.Thread(target=reap, args=(pid, header), name="backup-writer", daemon=True).start()
             return header

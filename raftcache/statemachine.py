@@ -10,6 +10,9 @@ Determinism rules kept here:
   ``now = max(now, time_ms)``; expiry is judged against it, so all replicas expire alike.
 * Reads hide expired keys but never delete them; the leader proposes ``Sweep`` batches that
   delete them (``_sweep`` picks keys in ``(expiry, key)`` order, identical on every replica).
+  Nothing here needs entries to arrive while the cluster is idle: TTLs and session expiry
+  are judged against each batch's time when it applies, and ``next_expiry_ms()`` tells the
+  leader when a Sweep falls due.
 * No platform floats: INCRBYFLOAT computes in exact integer arithmetic (``redis_float``),
   so replicas on different CPUs store identical bytes.
 * Handlers validate before they mutate, so a rejected command leaves no trace; errors are
@@ -262,15 +265,21 @@ class CacheStateMachine:
         """Answer a read command from the current state; raises CommandError."""
         return self._readers[type(command)](command)
 
-    def next_expiry_due(self) -> bool:
-        """True when some key's expiry has passed (the leader should propose a Sweep)."""
-        heap, expires, now = self._expiry_heap, self._expires, self._now
-        while heap and heap[0][0] <= now:
+    def next_expiry_ms(self) -> int | None:
+        """The earliest expiry (replicated ms) of any key, None if no key has one: when the
+        leader next needs to propose a Sweep. Replicated state, so any new leader knows it."""
+        heap, expires = self._expiry_heap, self._expires
+        while heap:
             when, key = heap[0]
             if expires.get(key) == when:
-                return True
+                return when
             heapq.heappop(heap)  # stale entry: dropping it changes no observable state
-        return False
+        return None
+
+    def next_expiry_due(self) -> bool:
+        """True when some key's expiry has passed by replicated time."""
+        when = self.next_expiry_ms()
+        return when is not None and when <= self._now
 
     def key_info(self, key: bytes) -> tuple[int, int, int | None] | None:
         """(modification revision, creation revision, expiry ms) of a live key."""

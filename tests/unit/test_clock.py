@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftcache.clock import DisciplinedClock, ManualClock
+from raftcache.clock import DisciplinedClock, ManualClock, SystemClock, proposal_clock
 
 
 class FakeMonotonic:
@@ -66,3 +66,21 @@ def test_small_corrections_are_followed(setup):
         step(wall, mono, 0.1)
         clock.now_ms()
     assert abs(clock.now_ms() - wall.now_ms()) <= 1  # caught up after 2 s of slewing
+
+
+def test_a_manual_clock_is_its_own_elapsed_time_so_tests_can_move_time_on():
+    wall = ManualClock(1_700_000_000_000)
+    clock = proposal_clock(wall)
+    seen = []
+    for step_ms in (1, 7, 199, 3_600_000, 3):  # an hour at once is elapsed time, not a jump to slew
+        wall.advance(step_ms)
+        seen.append(clock.now_ms() - wall.now_ms())
+    assert seen == [0] * 5
+
+
+def test_a_system_clock_is_disciplined_against_the_real_monotonic_clock():
+    wall = SystemClock()
+    clock = proposal_clock(wall)
+    clock.now_ms()
+    wall.offset_ms = 3_600_000  # a jump forward: absorbed by slewing, not taken at once
+    assert clock.now_ms() - (wall.now_ms() - wall.offset_ms) < 60_000

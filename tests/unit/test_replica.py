@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from raftcache import commands as c
+from raftcache.clock import Clock, ManualClock
 from raftcache.consensus import Failure, RaftSettings
 from raftcache.consensus.memory import MemoryConsensus, memory_consensus
 from raftcache.errors import NodeClosedError, NoLeaderError, OutcomeUnknownError, OverloadedError
@@ -46,9 +47,9 @@ class Results:
             return self.values[name]
 
 
-def make_replica(tmp_path=None, peers: tuple[str, ...] = (), **options: Any) -> tuple[Replica, MemoryConsensus]:
+def make_replica(tmp_path=None, peers: tuple[str, ...] = (), clock: Clock | None = None, **options: Any) -> tuple[Replica, MemoryConsensus]:
     settings = RaftSettings(address=ADDRESS, peers=peers, data_dir=str(tmp_path) if tmp_path else None)
-    replica = Replica(ReplicaOptions(raft=settings, **options), node_id="n1", consensus=memory_consensus)
+    replica = Replica(ReplicaOptions(raft=settings, **options), node_id="n1", clock=clock, consensus=memory_consensus)
     replica.start()
     assert isinstance(replica.raft, MemoryConsensus)
     return replica, replica.raft
@@ -252,18 +253,176 @@ def test_the_leader_sweeps_expired_keys_through_the_log():
 
 
 def test_a_follower_proposes_no_sweeps_or_clock_entries():
-    replica, fake = make_replica(clock_interval_s=0.01)
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock, clock_interval_s=0.01)
     try:
         results = Results()
-        replica.submit(c.Set(b"lease", b"x", ttl_ms=1), results("set"))
-        tick_until(fake, lambda: "set" in results)
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=50), results("set"))
+        tick_until(fake, lambda: "set" in results)  # simulated time stands still meanwhile
         fake.set_leader(False)
         applied = len(fake.applied_payloads)
         for _ in range(20):
+            clock.advance(10)  # past the key's expiry
             fake.tick()
         assert len(fake.applied_payloads) == applied
     finally:
         replica.close()
+
+
+# ---------------------------------------------------------- idle cost and the expiry schedule
+# A ManualClock is also the replica's elapsed time (clock.proposal_clock), so these tests move
+# simulated time on in steps and tick after each: no sleeping, exact stamps.
+def sweeps_in(fake: MemoryConsensus) -> list[tuple[int, c.Sweep]]:
+    """(batch time, Sweep) of every Sweep applied so far."""
+    return [(b.time_ms, cmd) for b in batches(fake) for cmd in writes_in(b) if type(cmd) is c.Sweep]
+
+
+def idle(clock: ManualClock, fake: MemoryConsensus, ms: int, step_ms: int = 10) -> None:
+    for _ in range(ms // step_ms):
+        clock.advance(step_ms)
+        fake.tick()
+
+
+def test_an_idle_replica_proposes_nothing_however_long_it_waits():
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock)
+    try:
+        results = Results()
+        replica.submit(c.Set(b"plain", b"v"), results("plain"))
+        replica.submit(c.Set(b"later", b"v", ttl_ms=3_600_000), results("later"))  # due in an hour
+        tick_until(fake, lambda: "later" in results)
+        proposed = replica.counters["proposed"]
+        idle(clock, fake, 10 * 60_000, step_ms=100)  # ten simulated minutes, 6000 ticks
+        assert replica.counters["proposed"] == proposed
+        assert fake.pending == 0 and len(fake.applied_payloads) == proposed
+    finally:
+        replica.close()
+
+
+def test_a_linearizable_ttl_read_after_a_long_idle_stretch_counts_from_the_readers_time():
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock)
+    try:
+        results = Results()
+        replica.submit(c.Set(b"k", b"v", ttl_ms=60_000), results("set"))
+        tick_until(fake, lambda: "set" in results)
+        idle(clock, fake, 20_000, step_ms=100)
+        assert replica.read_local(c.Ttl(b"k", ms=True)) == 60_000  # nothing moved local time
+        replica.submit(c.Ttl(b"k", ms=True), results("pttl"))
+        replica.submit(c.Ttl(b"k", ms=False), results("ttl"))
+        tick_until(fake, lambda: "ttl" in results)
+        assert (results["pttl"], results["ttl"]) == (40_000, 40)  # the read's entry carried its time
+    finally:
+        replica.close()
+
+
+def test_a_200ms_key_is_swept_by_one_entry_at_its_due_time_and_reads_are_exact_before():
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock)
+    try:
+        results = Results()
+        start = clock.now_ms()
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=200), results("set"))
+        tick_until(fake, lambda: "set" in results)
+        idle(clock, fake, 199 - (clock.now_ms() - start), step_ms=1)
+        assert clock.now_ms() == start + 199 and sweeps_in(fake) == []
+        replica.submit(c.Get(b"lease"), results("before"))  # stamped 1 ms before the expiry
+        fake.tick()
+        clock.advance(1)
+        replica.submit(c.Ttl(b"lease", ms=True), results("at"))  # stamped at it
+        tick_until(fake, lambda: "at" in results)
+        assert results["before"] == b"x" and results["at"] == -2
+        idle(clock, fake, 10, step_ms=5)
+        sweeps = sweeps_in(fake)
+        assert len(sweeps) == 1 and start + 200 <= sweeps[0][0] <= start + 210
+        assert len(replica.fsm) == 0 and replica.read_local(c.Get(b"lease")) is None
+        proposed = replica.counters["proposed"]
+        idle(clock, fake, 5_000)
+        assert replica.counters["proposed"] == proposed  # nothing left to do, nothing proposed
+    finally:
+        replica.close()
+
+
+def test_a_timer_wakes_the_consensus_thread_when_a_key_falls_due():
+    replica, fake = make_replica()
+    fake.start_ticking(interval=60.0)  # it ticks only when woken: by proposals, or the replica's timer
+    try:
+        results = Results()
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=150), results("set"))
+        wait_until(lambda: "set" in results, 10, what="the SET")
+        wait_until(lambda: len(replica.fsm) == 0, 10, what="the key to be swept without a periodic tick")
+        assert len(sweeps_in(fake)) == 1
+    finally:
+        replica.close()
+
+
+def test_the_sweep_is_due_by_the_leaders_clock_and_stale_reads_see_the_key_until_it_applies():
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock)
+    try:
+        results = Results()
+        replica.submit(c.Set(b"lease", b"x", ttl_ms=200), results("set"))
+        tick_until(fake, lambda: "set" in results)
+        fake.hold = True  # the Sweep is proposed but does not commit yet
+        idle(clock, fake, 300)
+        assert replica.read_local(c.Get(b"lease")) == b"x"  # local time has not moved
+        fake.hold = False
+        fake.tick()
+        assert replica.read_local(c.Get(b"lease")) is None and len(sweeps_in(fake)) == 1
+    finally:
+        replica.close()
+
+
+def test_sweeps_are_spaced_by_the_clock_interval_unless_a_backlog_remains():
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock, clock_interval_s=0.1, sweep_limit=5)
+    try:
+        results = Results()
+        start = clock.now_ms()
+        due = [100, 110, 120, 130, 140, 250] + [500] * 6
+        for i, ms in enumerate(due):
+            replica.submit(c.Set(b"k%d" % i, b"v", ttl_ms=ms), results(f"k{i}"))
+        tick_until(fake, lambda: f"k{len(due) - 1}" in results)
+        assert clock.now_ms() == start  # every SET was stamped at `start`
+        idle(clock, fake, 520, step_ms=5)
+        times = [t - start for t, _ in sweeps_in(fake)]
+        # 100: the first key; 200 (not 110): the four due meanwhile, one Sweep; 300 (not 250);
+        # 500: six keys, limit five: a second Sweep at once, not 100 ms later
+        assert times[:3] == [100, 200, 300] and times[3] == 500 and 500 <= times[4] <= 505 and len(times) == 5
+        assert len(replica.fsm) == 0
+    finally:
+        replica.close()
+
+
+def test_a_new_leader_takes_over_the_expiry_schedule_from_the_replicated_state(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    clock = ManualClock()
+    old, old_fake = make_replica(tmp_path / "a", clock=clock)
+    new, new_fake = make_replica(tmp_path / "b", clock=clock)
+    try:
+        new_fake.set_leader(False)
+        results = Results()
+        start = clock.now_ms()
+        old.submit(c.Set(b"lease", b"x", ttl_ms=200), results("set"))
+        tick_until(old_fake, lambda: "set" in results)
+        old_fake.force_snapshot()
+        new_fake.load_snapshot(old_fake.snapshot_path)  # the follower has the entry too
+        old_fake.set_leader(False)  # deposed before the key falls due
+        for _ in range(30):
+            clock.advance(10)
+            old_fake.tick()
+            new_fake.tick()
+        assert sweeps_in(old_fake) == [] and new.counters["proposed"] == 0  # followers: no sweeps
+        new_fake.set_leader(True)
+        new_fake.tick()
+        new_fake.tick()
+        sweeps = sweeps_in(new_fake)
+        assert len(sweeps) == 1 and sweeps[0][0] >= start + 200
+        assert len(new.fsm) == 0
+    finally:
+        old.close()
+        new.close()
 
 
 # --------------------------------------------------------------------- snapshot hooks
