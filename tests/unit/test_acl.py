@@ -15,7 +15,7 @@ from raftcache import commands as c
 from raftcache.auth import Authenticator
 from raftcache.config import config_from_mapping
 from raftcache.connection import Connection
-from raftcache.errors import ConfigError
+from raftcache.errors import CommandError, ConfigError
 from raftcache.redis_commands import COMMANDS, Limits, build_command, lookup
 from raftcache.resp import encode_reply
 from raftcache.statemachine import CacheStateMachine
@@ -453,7 +453,7 @@ def run_eval(sm: CacheStateMachine, script: str, keys: list[str], caller: acl.Us
         return sm.apply(c.Batch(1_700_000_000_000, [(None, cmd)]))[0]
     try:
         return sm.read(cmd)
-    except Exception as exc:  # the read path raises what apply returns
+    except CommandError as exc:  # the read path raises what apply returns
         return exc
 
 
