@@ -598,8 +598,8 @@ class RespServer:
     def _client_line(self, conn: _Connection) -> bytes:
         age = int(time.monotonic() - conn.created)
         idle = int(time.monotonic() - conn.last_active)
-        return b"id=%d addr=%s name=%s age=%d idle=%d db=0 lib-name=%s\n" % (
-            conn.id, conn.peer.encode(), conn.proto.name, age, idle, conn.proto.lib,
+        return b"id=%d addr=%s name=%s age=%d idle=%d db=0 user=%s lib-name=%s\n" % (
+            conn.id, conn.peer.encode(), conn.proto.name, age, idle, conn.proto.user.encode(), conn.proto.lib,
         )
 
     def _command(self, conn: _Connection, args: list[bytes]) -> Any:
