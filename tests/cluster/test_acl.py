@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tests.cluster.differential import REDIS_SERVER
+from tests.faults import netns
 from tests.helpers import ServerCluster, free_ports, wait_until, write_cluster_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -292,3 +293,48 @@ def test_bad_user_rules_stop_the_node_with_one_line(tmp_path: Path):
     assert len(problem) == 1, out.stderr
     assert "users[0].rules: user 'alice': rule '+nosuchcommand': Unknown command or category name in ACL" in problem[0]
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*"))
+
+
+# ------------------------------------------------------------------ protected mode
+@pytest.fixture
+def net():
+    ok, why = netns.available()
+    if not ok:
+        pytest.skip(why)
+    with netns.Network(1) as network:
+        yield network
+
+
+def _start_in(net, root: Path, users: list[dict[str, str]]) -> ServerCluster:
+    """One node in a network namespace, reached from a non-loopback address."""
+    root.mkdir()
+    c = ServerCluster(root, size=1, persistent=True, hosts=[net.node_ip(0)], exec_prefixes=[net.exec_prefix(0)],
+                      sections={"cluster": {"secret": "Zq8vN2xL5pR7tK1wY4mB9cH3jF6dG0sA-strong"}, "users": users})
+    c.nodes[0].start()
+    return c
+
+
+def test_protected_mode_counts_a_default_user_with_a_password(tmp_path, net):
+    # Users, but the default one still needs no password: outsiders are refused, as in Redis.
+    c = _start_in(net, tmp_path / "open", [{"name": "cfg", "rules": USERS["cfg"]}])
+    node = c.nodes[0]
+    try:
+        with socket.create_connection((node.host, node.port), timeout=10) as sock:
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"-DENIED Redis is running in protected mode")
+    finally:
+        c.close()
+    # A default user with a password (or off) is a password: users come in and must AUTH.
+    c = _start_in(net, tmp_path / "closed", [{"name": "default", "rules": f"on #{sha(ADMIN_PW)} ~* &* +@all"},
+                                              {"name": "cfg", "rules": USERS["cfg"]}])
+    node = c.nodes[0]
+    try:
+        with redis.Redis(host=node.host, port=node.port, socket_timeout=10) as r, pytest.raises(redis.AuthenticationError):
+            r.get("k")
+        with as_user(node, "cfg") as r:
+            assert r.set("config:p", "1") and r.acl_whoami() == "cfg"
+        assert "protected mode refuses" not in node.log_text()
+    finally:
+        c.close()
