@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.cluster.differential import REDIS_SERVER
+from tests.cluster.differential import HAVE_REDIS_SERVER, REDIS_SERVER
 from tests.faults import netns
 from tests.helpers import ServerCluster, free_ports, wait_until, write_cluster_config
 
@@ -54,6 +54,8 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_redis_with_users(tmp_path_factory):
     """A redis-server 7.0 with the same users (its config file's `user` lines)."""
+    if not HAVE_REDIS_SERVER:
+        pytest.skip("redis-server is not installed")
     workdir = tmp_path_factory.mktemp("redis-acl")
     (port,) = free_ports(1)
     conf = workdir / "redis.conf"
