@@ -9,12 +9,17 @@ leave in request order although pipelined commands may finish out of order.
 It owns what belongs to the connection, not to the server or the data:
 
 * the RESP request parser and its limits, the unparsed-input (query buffer) limit;
-* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH and HELLO [AUTH], checked
-  by an ``auth.Authenticator``; after repeated failures the connection is *held*
+* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH [user] and HELLO [AUTH],
+  checked by an ``auth.Authenticator``; after repeated failures the connection is *held*
   (``hold_seconds`` > 0): it yields no command until the shell calls ``release()`` once the
   delay has passed, so only this connection waits;
 * the RESP version chosen with HELLO (a command's reply is rendered in the version in force
   when it was received);
+* the ACL check of every command against the authenticated user (``acl.User``): done here,
+  once, where the client connected (a write forwarded to the leader is not checked again),
+  also while MULTI queues; a refusal is Redis's ``-NOPERM`` and never leaves the connection.
+  Handed-out commands carry the user's rules for scripts (``Command.script_acl``). ACL
+  WHOAMI/LIST/USERS/GETUSER/CAT/LOG are answered here;
 * READONLY / READWRITE (stale local reads), QUIT;
 * flow control it can judge alone: reading pauses while too many commands are in flight.
 
@@ -178,6 +183,7 @@ class Connection:
         self.hold_seconds = 0.0  # > 0: held after a failed AUTH; the shell calls release() after this long
         self.user = DEFAULT_USER
         self.acl_user: acl.User = self._auth_users.default
+        self._acl_open = self.acl_user.unrestricted  # every command and key: no per-command check
         self._script_acl = acl.script_acl(self.acl_user)
         self._on_acl_denied = on_acl_denied
         self._clock = clock
@@ -310,9 +316,8 @@ class Connection:
         if not self.authenticated and "noauth" not in spec.flags:
             self._replies.append(Slot(NOAUTH_REPLY))
             return None
-        user = self.acl_user
-        if not user.unrestricted:  # checked once, here, where the client connected
-            denial = user.check(spec, args)
+        if not self._acl_open:  # checked once, here, where the client connected
+            denial = self.acl_user.check(spec, args)
             if denial is not None:
                 self._deny(spec, denial)
                 return None
@@ -462,6 +467,7 @@ class Connection:
         self.auth_failures = 0
         self.user = user
         self.acl_user = account
+        self._acl_open = account.unrestricted
         self._script_acl = acl.script_acl(account)
         self.authenticated = True
         if self._parser is not None:
