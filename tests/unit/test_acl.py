@@ -501,3 +501,18 @@ def test_script_acl_leaves_passwords_out():
     carried = acl.script_acl(u)
     assert carried == "~k:* +@read" and "secret" not in carried and PW_HASH not in carried
     assert acl.user_from_script_acl(carried).allowed == u.allowed
+
+
+def test_clear_text_passwords_and_a_replaced_requirepass_are_warned_about(caplog):
+    from raftcache.node import _warn_about_users
+
+    config = config_from_mapping({**cfg([{"name": "bob", "rules": "on >s3cr3t-value ~* +@all"},
+                                         {"name": "default", "rules": f"on #{PW_HASH} ~* +@all"}]),
+                                  "server": {"requirepass": "pw"}})
+    with caplog.at_level("WARNING", logger="raftcache.node"):
+        _warn_about_users(config)
+    text = caplog.text
+    assert "user 'bob' has a clear-text >password rule" in text and "s3cr3t-value" not in text
+    assert "[server] requirepass is ignored: the [[users]] entry named default replaces it" in text
+    assert Authenticator("pw", config.users).authenticate("default", PW.encode()) is not None
+    assert Authenticator("pw", config.users).authenticate("default", b"pw") is None
