@@ -250,7 +250,10 @@ class User:
         if self.allkeys:
             return True
         # One pattern must grant every permission the access needs (as Redis).
-        return any(flags & needed == needed and compile_glob(pattern)(key) for pattern, flags in self.key_patterns)
+        for pattern, flags in self.key_patterns:
+            if flags & needed == needed and compile_glob(pattern)(key):
+                return True
+        return False
 
     # ---------------------------------------------------------------- description
     def describe(self) -> str:
