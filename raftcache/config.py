@@ -23,11 +23,13 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .acl import RuleError, User, parse_user
 from .errors import ConfigError
 from .tls import AUTH_CLIENTS, DEFAULT_PROTOCOLS, ServerTls, protocols_problem
+
+if TYPE_CHECKING:
+    from .acl import User
 
 Check = Callable[[Any], str | None]
 
@@ -306,6 +308,8 @@ def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> Clus
 
 def _users(raw: Any, path: str) -> tuple[User, ...]:
     """[[users]] tables: `name` and `rules` (Redis's ACL SETUSER rules, one string or a list)."""
+    from .acl import RuleError, parse_user  # the command table, only for files that define users
+
     if not isinstance(raw, list):
         raise ConfigError("must be [[users]] tables", file=path, key="users")
     users: dict[str, User] = {}
