@@ -1,9 +1,9 @@
 """Who may use a connection: password checks and the slow-down after repeated failures.
 
-``Authenticator`` answers "is this user/password pair valid?". Today it knows one user,
-``default``, whose password is ``requirepass`` (none: every connection is the default user,
-as in Redis); ACL users (issue 16 item 4) plug in here as more entries of ``_passwords``
-(and rules per user), without the connection code changing. Passwords are compared as
+``Authenticator`` answers "is this user/password pair valid?". It knows the ACL users
+(``acl.User``, from the config's ``[[users]]``) and ``default``, whose password is
+``requirepass`` unless a ``[[users]]`` entry named ``default`` says otherwise (no password:
+every connection is the default user, as in Redis). Passwords are compared as
 SHA-256 digests with ``hmac.compare_digest``: constant time, and the same length whatever
 was sent, so neither timing nor length leaks the password.
 
@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from .acl import AclLog, User, default_user
 
 DEFAULT_USER = "default"
 
@@ -27,31 +30,55 @@ def _digest(password: bytes) -> bytes:
 
 
 class Authenticator:
-    """The users a node knows and their passwords (today: only ``default``)."""
+    """The users a node knows (``acl.User``), their passwords, and the node's ACL LOG.
 
-    def __init__(self, requirepass: str = "") -> None:
-        # user name -> SHA-256 of the password; a user absent from it needs no password
-        self._passwords: dict[str, bytes] = {DEFAULT_USER: _digest(requirepass.encode())} if requirepass else {}
+    Without configured users there is one, ``default``: ``on nopass ~* &* +@all``, or with
+    ``requirepass`` that password instead of ``nopass``. A configured user named ``default``
+    replaces it."""
+
+    def __init__(self, requirepass: str = "", users: Iterable[User] = ()) -> None:
+        self.users: dict[str, User] = {DEFAULT_USER: default_user(requirepass)}
+        for user in users:
+            self.users[user.name] = user
+        # user name -> SHA-256 digests of its passwords (the rules hold them as hex)
+        self._passwords: dict[str, tuple[bytes, ...]] = {
+            name: tuple(bytes.fromhex(p) for p in user.passwords) for name, user in self.users.items()
+        }
+        self.log = AclLog()
+
+    @property
+    def default(self) -> User:
+        return self.users[DEFAULT_USER]
 
     @property
     def default_user_has_password(self) -> bool:
         """False when connections are authenticated as ``default`` without AUTH (Redis's
-        ``nopass``): protected mode then refuses clients that are not on loopback."""
-        return DEFAULT_USER in self._passwords
+        ``on nopass``): protected mode then refuses clients that are not on loopback."""
+        default = self.default
+        return not (default.enabled and default.nopass)
 
     @property
     def has_passwords(self) -> bool:
-        """Whether any password is configured (AUTH is refused as pointless otherwise)."""
-        return bool(self._passwords)
+        """Whether AUTH <password> (the default user's) can mean anything: Redis refuses it
+        while the default user is ``nopass``."""
+        return not self.default.nopass
 
     def check(self, user: str, password: bytes) -> bool:
-        """Whether `password` is `user`'s, in constant time."""
-        expected = self._passwords.get(user)
+        """Whether `password` opens `user` (enabled; nopass or a matching hash), in constant
+        time for the password."""
         candidate = _digest(password)
-        if expected is None:  # same work for an unknown user: no timing hint either way
-            hmac.compare_digest(candidate, candidate)
+        account = self.users.get(user)
+        expected = self._passwords.get(user, ())
+        matched = False
+        for digest in expected or (candidate,):  # same work for an unknown user: no timing hint
+            matched |= hmac.compare_digest(candidate, digest)
+        if account is None or not account.enabled:
             return False
-        return hmac.compare_digest(candidate, expected)
+        return account.nopass or (bool(expected) and matched)
+
+    def authenticate(self, user: str, password: bytes) -> User | None:
+        """The user `password` opens, or None."""
+        return self.users[user] if self.check(user, password) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ class Eval(NamedTuple):
     max_instructions: int
     max_key_bytes: int
     max_value_bytes: int
+    acl: str | None = None  # the caller's ACL rules (acl.script_acl); None: unrestricted
 
 
 class ScriptLoad(NamedTuple):
@@ -179,6 +180,7 @@ class EvalRo(NamedTuple):
     max_instructions: int
     max_key_bytes: int
     max_value_bytes: int
+    acl: str | None = None  # as Eval.acl
 
 
 class ScriptExists(NamedTuple):

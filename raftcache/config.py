@@ -23,10 +23,13 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .tls import AUTH_CLIENTS, DEFAULT_PROTOCOLS, ServerTls, protocols_problem
+
+if TYPE_CHECKING:
+    from .acl import User
 
 Check = Callable[[Any], str | None]
 
@@ -216,6 +219,7 @@ class ClusterConfig:
     limits: LimitsSection
     nodes: tuple[NodeSection, ...]
     memory: MemorySection = field(default_factory=MemorySection)
+    users: tuple[User, ...] = ()  # [[users]]: ACL users, rules already applied
 
     def node(self, node_id: str) -> NodeSection:
         for node in self.nodes:
@@ -298,8 +302,8 @@ def load_config(path: str) -> ClusterConfig:
 
 def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> ClusterConfig:
     for key in data:
-        if key not in _SECTIONS and key != "nodes":
-            hint = difflib.get_close_matches(key, [*_SECTIONS, "nodes"], n=1)
+        if key not in _SECTIONS and key not in ("nodes", "users"):
+            hint = difflib.get_close_matches(key, [*_SECTIONS, "nodes", "users"], n=1)
             raise ConfigError("unknown section" + (f" (did you mean {hint[0]!r}?)" if hint else ""), file=path, key=key)
     sections = {name: _build(cls, data.get(name, {}), path, name) for name, cls in _SECTIONS.items()}
     raw_nodes = data.get("nodes")
@@ -333,7 +337,38 @@ def config_from_mapping(data: Mapping[str, Any], path: str = "<config>") -> Clus
         raise ConfigError("must exceed 3 x raft.heartbeat_ms", file=path, key="raft.election_timeout_min_ms")
     if raft.election_timeout_max_ms <= raft.election_timeout_min_ms:
         raise ConfigError("must exceed raft.election_timeout_min_ms", file=path, key="raft.election_timeout_max_ms")
-    return ClusterConfig(path=path, nodes=tuple(nodes), **sections)
+    return ClusterConfig(path=path, nodes=tuple(nodes), users=_users(data.get("users", []), path), **sections)
+
+
+def _users(raw: Any, path: str) -> tuple[User, ...]:
+    """[[users]] tables: `name` and `rules` (Redis's ACL SETUSER rules, one string or a list)."""
+    from .acl import RuleError, parse_user  # the command table, only for files that define users
+
+    if not isinstance(raw, list):
+        raise ConfigError("must be [[users]] tables", file=path, key="users")
+    users: dict[str, User] = {}
+    for i, table in enumerate(raw):
+        where = f"users[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError("must be a table", file=path, key=where)
+        for key in table:
+            if key not in ("name", "rules"):
+                raise ConfigError("unknown key (a user has name and rules)", file=path, key=f"{where}.{key}")
+        name, rules = table.get("name"), table.get("rules")
+        if not isinstance(name, str) or not name or any(ch.isspace() for ch in name):
+            raise ConfigError(f"must be a non-empty name without spaces (got {name!r})", file=path, key=f"{where}.name")
+        if name in users:
+            raise ConfigError(f"user {name!r} is defined twice", file=path, key=f"{where}.name")
+        if isinstance(rules, str):
+            rules = rules.split()
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            raise ConfigError('must be a string of ACL rules ("on #<sha256> ~key:* +@read") or a list of them',
+                              file=path, key=f"{where}.rules")
+        try:
+            users[name] = parse_user(name, rules)
+        except RuleError as exc:
+            raise ConfigError(f"user {name!r}: rule {exc.rule!r}: {exc.problem}", file=path, key=f"{where}.rules") from None
+    return tuple(users.values())
 
 
 def _resolve(base: str, path: str) -> str:

@@ -9,12 +9,17 @@ leave in request order although pipelined commands may finish out of order.
 It owns what belongs to the connection, not to the server or the data:
 
 * the RESP request parser and its limits, the unparsed-input (query buffer) limit;
-* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH and HELLO [AUTH], checked
-  by an ``auth.Authenticator``; after repeated failures the connection is *held*
+* AUTH gating (``NOAUTH`` before AUTH when a password is set), AUTH [user] and HELLO [AUTH],
+  checked by an ``auth.Authenticator``; after repeated failures the connection is *held*
   (``hold_seconds`` > 0): it yields no command until the shell calls ``release()`` once the
   delay has passed, so only this connection waits;
 * the RESP version chosen with HELLO (a command's reply is rendered in the version in force
   when it was received);
+* the ACL check of every command against the authenticated user (``acl.User``): done here,
+  once, where the client connected (a write forwarded to the leader is not checked again),
+  also while MULTI queues; a refusal is Redis's ``-NOPERM`` and never leaves the connection.
+  Handed-out commands carry the user's rules for scripts (``Command.script_acl``). ACL
+  WHOAMI/LIST/USERS/GETUSER/CAT/LOG are answered here;
 * READONLY / READWRITE (stale local reads), QUIT;
 * flow control it can judge alone: reading pauses while too many commands are in flight.
 
@@ -31,13 +36,15 @@ dooms the transaction: EXEC answers ``EXECABORT``.
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import acl
 from .auth import DEFAULT_USER, Authenticator, AuthThrottle
-from .errors import CommandError, NoAuthError, NoProtoError, ProtocolError, WrongPassError, resp_prefix
+from .errors import CommandError, NoAuthError, NoProtoError, NotIntegerError, ProtocolError, WrongPassError, resp_prefix
 from .redis_commands import Kind, Spec, lookup, parse_int_arg, unknown_command_message, wrong_arity_message
 from .resp import OK, Map, RequestParser, SimpleString, encode_error, encode_reply
 
@@ -76,7 +83,7 @@ class WatchSet:
     ``when_ready`` runs the EXEC once they are. A key whose read failed gets index -1, which
     never matches, so the EXEC aborts rather than run unguarded."""
 
-    __slots__ = ("indexes", "pending", "_waiters")
+    __slots__ = ("_waiters", "indexes", "pending")
 
     def __init__(self) -> None:
         self.indexes: dict[bytes, int] = {}
@@ -114,6 +121,7 @@ class Command:
     readonly: bool  # READONLY was in force: reads may be answered from local state
     watches: WatchSet | None = None  # WATCH: where its indexes go; EXEC: what guards it
     queued: tuple[tuple[Spec, list[bytes]], ...] = field(default=())  # EXEC: the transaction
+    script_acl: str | None = None  # the user's rules a script's redis.call is checked against (None: all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +167,14 @@ class Connection:
         authenticator: Authenticator | None = None,
         throttle: AuthThrottle = AuthThrottle(),
         on_auth_failure: Callable[[], None] = lambda: None,
+        on_acl_denied: Callable[[str], None] = _nothing,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`role()` answers HELLO's role ("leader" or another Raft role); `on_command(name)`
         counts each command accepted for execution, `on_error(prefix)` each error reply,
-        `on_auth_failure()` each failed AUTH. `authenticator` defaults to one built from
-        `requirepass`."""
+        `on_auth_failure()` each failed AUTH, `on_acl_denied(reason)` each NOPERM ("command" or
+        "key"). `authenticator` defaults to one built from `requirepass`. `client_info()`
+        (settable) describes the connection in ACL LOG entries."""
         self.id = conn_id
         self._auth_users = authenticator if authenticator is not None else Authenticator(requirepass)
         self._throttle = throttle
@@ -171,6 +182,12 @@ class Connection:
         self.auth_failures = 0  # consecutive failed AUTH attempts
         self.hold_seconds = 0.0  # > 0: held after a failed AUTH; the shell calls release() after this long
         self.user = DEFAULT_USER
+        self.acl_user: acl.User = self._auth_users.default
+        self._acl_open = self.acl_user.unrestricted  # every command and key: no per-command check
+        self._script_acl = acl.script_acl(self.acl_user)
+        self._on_acl_denied = on_acl_denied
+        self._clock = clock
+        self.client_info: Callable[[], bytes] = lambda: b"id=%d user=%s" % (self.id, self.user.encode())
         self._parser: RequestParser | None = RequestParser(
             max_bulk_len=max_bulk_bytes, max_array_len=max_array_len, max_inline_len=max_inline_bytes
         )
@@ -202,6 +219,7 @@ class Connection:
             "exec": self._without_multi,
             "discard": self._without_multi,
             "unwatch": self._unwatch,
+            "acl": self._acl,
         }
         # MULTI state: the queue, its size, whether a refusal doomed it, the watched keys.
         self.watches = WatchSet()
@@ -303,6 +321,11 @@ class Connection:
         if not self.authenticated and "noauth" not in spec.flags:
             self._replies.append(Slot(NOAUTH_REPLY))
             return None
+        if not self._acl_open:  # checked once, here, where the client connected
+            denial = self.acl_user.check(spec, args)
+            if denial is not None:
+                self._deny(spec, denial)
+                return None
         if self.mode is Mode.NORMAL:  # the common case, without hashing the enum per command
             return self._normal(spec, args)
         return self._by_mode[self.mode](spec, args)
@@ -333,7 +356,7 @@ class Connection:
         slot = Slot()
         self._replies.append(slot)
         self.pending += 1
-        return Command(spec, args, slot, self.protocol, self.readonly, watches, queued)
+        return Command(spec, args, slot, self.protocol, self.readonly, watches, queued, self._script_acl)
 
     # ------------------------------------------------------------ transactions
     def _multi(self, spec: Spec, args: list[bytes]) -> Command | None:
@@ -404,6 +427,18 @@ class Connection:
         self.watches = WatchSet()  # a WATCH read still in flight records into the old set
         return OK
 
+    def _deny(self, spec: Spec, denial: acl.Denial) -> None:
+        """NOPERM, as Redis 7.0 words it; logged in ACL LOG; a transaction being queued is doomed."""
+        self._on_acl_denied(denial.reason)
+        self._auth_users.log.add(self._clock(), denial.reason, "toplevel", denial.object, self.user, self.client_info())
+        message = "NOPERM " + acl.NOPERM[denial.reason].format(denial.object)
+        if spec.name == "exec":  # as Redis: a refused EXEC aborts the transaction
+            self._end_multi()
+            self._error("EXECABORT", "Transaction discarded because of: " + message)
+            return
+        self._queue_doomed |= self.mode is Mode.MULTI
+        self._error("NOPERM", message[len("NOPERM "):])
+
     def _error(self, prefix: str, message: str) -> None:
         self._on_error(prefix)
         self._replies.append(Slot(encode_error(prefix, message)))
@@ -427,13 +462,18 @@ class Connection:
                 "Are you sure your configuration is correct?"
             )
         user = DEFAULT_USER if len(args) == 2 else args[1].decode("utf-8", "replace")
-        if not self._auth_users.check(user, args[-1]):
+        account = self._auth_users.authenticate(user, args[-1])
+        if account is None:
             self.auth_failures += 1
             self.hold_seconds = self._throttle.delay_after(self.auth_failures)
             self._on_auth_failure()
+            self._auth_users.log.add(self._clock(), "auth", "toplevel", "AUTH", user, self.client_info())
             raise WrongPassError()
         self.auth_failures = 0
         self.user = user
+        self.acl_user = account
+        self._acl_open = account.unrestricted
+        self._script_acl = acl.script_acl(account)
         self.authenticated = True
         if self._parser is not None:
             self._parser.authenticated = True
@@ -485,3 +525,97 @@ class Connection:
     def _quit(self, args: list[bytes]) -> Any:
         self.closing = True
         return OK
+
+    # ------------------------------------------------------------------- ACL
+    def _acl(self, args: list[bytes]) -> Any:
+        sub = args[1].lower().decode("utf-8", "replace")
+        entry = _ACL_SUBCOMMANDS.get(sub)
+        if entry is None:
+            raise CommandError(f"unknown subcommand '{args[1].decode('utf-8', 'replace')[:128]}'. Try ACL HELP.")
+        arity, handler = entry
+        if not (len(args) == arity if arity >= 0 else len(args) >= -arity):
+            raise CommandError(wrong_arity_message(f"acl|{sub}"))
+        return handler(self, args)
+
+    def _acl_whoami(self, args: list[bytes]) -> Any:
+        return self.user.encode()
+
+    def _acl_users(self, args: list[bytes]) -> Any:
+        return [name.encode() for name in sorted(self._auth_users.users)]
+
+    def _acl_list(self, args: list[bytes]) -> Any:
+        users = self._auth_users.users
+        return [users[name].describe().encode() for name in sorted(users)]
+
+    def _acl_getuser(self, args: list[bytes]) -> Any:
+        user = self._auth_users.users.get(args[2].decode("utf-8", "replace"))
+        return None if user is None else user.getuser()
+
+    def _acl_cat(self, args: list[bytes]) -> Any:
+        if len(args) == 2:
+            return [cat.encode() for cat in acl.CATEGORIES]
+        if len(args) > 3:
+            raise CommandError(wrong_arity_message("acl|cat"))
+        category = args[2].lower().decode("utf-8", "replace")
+        try:
+            return [unit.encode() for unit in acl.category_members(category)]
+        except KeyError:
+            raise CommandError(f"Unknown category '{args[2].decode('utf-8', 'replace')}'") from None
+
+    def _acl_log(self, args: list[bytes]) -> Any:
+        if len(args) > 3:
+            raise CommandError(wrong_arity_message("acl|log"))
+        log = self._auth_users.log
+        if len(args) == 3 and args[2].upper() == b"RESET":
+            log.reset()
+            return OK
+        count = None
+        if len(args) == 3:
+            count = parse_int_arg(args[2])
+            if count < 0:
+                raise NotIntegerError()
+        return log.reply(self._clock(), count)
+
+    def _acl_read_only(self, args: list[bytes]) -> Any:
+        raise CommandError(
+            f"ACL {args[1].decode('utf-8', 'replace').upper()} is not supported: users come from the [[users]] "
+            "tables of the cluster file, the same on every node (edit it and restart the nodes)"
+        )
+
+    def _acl_help(self, args: list[bytes]) -> Any:
+        return [SimpleString(line) for line in _ACL_HELP]
+
+
+_ACL_HELP = [
+    "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CAT [<category>]",
+    "    List all commands that belong to <category>, or all command categories",
+    "    when no category is specified.",
+    "GETUSER <username>",
+    "    Get the user's details.",
+    "LIST",
+    "    Show users details in config file format.",
+    "LOG [<count> | RESET]",
+    "    Show the ACL log entries.",
+    "USERS",
+    "    List all the registered usernames.",
+    "WHOAMI",
+    "    Return the current connection username.",
+    "(SETUSER, DELUSER, SAVE, LOAD: users come from the [[users]] tables of the cluster file.)",
+    "HELP",
+    "    Prints this help.",
+]
+# ACL's subcommands: name -> (arity, handler)
+_ACL_SUBCOMMANDS: dict[str, tuple[int, Callable[[Connection, list[bytes]], Any]]] = {
+    "whoami": (2, Connection._acl_whoami),
+    "users": (2, Connection._acl_users),
+    "list": (2, Connection._acl_list),
+    "getuser": (3, Connection._acl_getuser),
+    "cat": (-2, Connection._acl_cat),
+    "log": (-2, Connection._acl_log),
+    "help": (2, Connection._acl_help),
+    "setuser": (-3, Connection._acl_read_only),
+    "deluser": (-3, Connection._acl_read_only),
+    "save": (2, Connection._acl_read_only),
+    "load": (2, Connection._acl_read_only),
+}

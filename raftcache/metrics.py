@@ -69,6 +69,8 @@ class NodeCollector:
         yield counter("raftcache_rejected_connections", "Connections refused (maxclients, protected mode)", server.stats.rejected_connections)
         yield counter("raftcache_protocol_errors", "Connections closed for malformed input", server.stats.protocol_errors)
         yield counter("raftcache_auth_failures", "Failed AUTH attempts (wrong password or user)", server.stats.auth_failures)
+        yield counter("raftcache_acl_denied_commands", "NOPERM: a user ran a command its rules do not allow", server.stats.acl_denied_cmd)
+        yield counter("raftcache_acl_denied_keys", "NOPERM: a user touched a key its patterns do not allow", server.stats.acl_denied_key)
 
         stats = server.command_stats
         calls = CounterMetricFamily("raftcache_commands", "Commands processed, by command", labels=["node", "command"])

@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-
 import ssl
 
 from . import cluster_secret
 from .addresses import is_loopback
+from .auth import Authenticator
 from .cache import options_from_config
 from .config import ClusterConfig
 from .errors import BindError, ConfigError
-from .tls import reload_server_context, server_context
 from .redis_commands import Limits
 from .replica import Replica
 from .server import Peer, RespServer, ServerSettings
+from .tls import reload_server_context, server_context
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
             script_max_instructions=lim.script_max_instructions,
         ),
         protected_mode=s.protected_mode,
+        users=config.users,
     )
 
 
@@ -81,14 +82,17 @@ def check_security(config: ClusterConfig, node_id: str) -> ssl.SSLContext | None
         except ConfigError as exc:
             raise ConfigError(exc.problem, file=config.path, key=exc.key) from None
     s = config.server
+    _warn_about_users(config)
+    # The default user with no password is what "no password" means (as Redis's protected mode).
+    open_door = not Authenticator(s.requirepass, config.users).default_user_has_password
     if node.client and not is_loopback(node.client):
-        if not s.requirepass and s.protected_mode:
+        if open_door and s.protected_mode:
             log.warning(
                 "client address %s is not loopback and there is no requirepass: protected mode refuses "
                 "clients not on loopback (-DENIED) until requirepass is set (or protected_mode = false)",
                 node.client,
             )
-        elif not s.requirepass:
+        elif open_door:
             log.warning(
                 "client address %s is not loopback, there is no requirepass and protected_mode = false: "
                 "anyone who reaches it can read and write every key", node.client,
@@ -96,6 +100,18 @@ def check_security(config: ClusterConfig, node_id: str) -> ssl.SSLContext | None
         elif context is None:
             log.warning("client address %s is not loopback and not TLS: passwords and data cross the network in clear text", node.client)
     return context
+
+
+def _warn_about_users(config: ClusterConfig) -> None:
+    names = {user.name for user in config.users}
+    if config.server.requirepass and "default" in names:
+        log.warning("[server] requirepass is ignored: the [[users]] entry named default replaces it")
+    for user in config.users:
+        if user.cleartext:
+            log.warning(
+                "user %r has a clear-text >password rule in %s: prefer #<sha256 hex> "
+                "(printf %%s 'the-password' | sha256sum) so the file does not hold the password", user.name, config.path,
+            )
 
 
 async def serve_node(config: ClusterConfig, node_id: str) -> int:

@@ -590,6 +590,7 @@ _SPECS = [
     _local("info", -1, "server", "Server information (server clients memory keyspace stats raft)"),
     _local("readonly", 1, "cluster", "Answer reads from this node's local state (stale, fast)", ("fast",)),
     _local("readwrite", 1, "cluster", "Back to linearizable reads (the default)", ("fast",)),
+    _local("acl", -2, "server", "ACL WHOAMI | LIST | USERS | GETUSER | CAT | LOG | HELP (users come from the cluster file)"),
     _local("raftcache", -2, "server", "RAFTCACHE ONCE | DIGEST | COMPACT | DEBUG: raftcache-specific operations"),
 ]
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import commands as c
+from .acl import SCRIPT_DENIALS, User, user_from_script_acl
 from .errors import CommandError, NoScriptError, ScriptError, resp_prefix
 from .lua_runtime import LuaRun, compile_check
 from .redis_commands import Immediate, Kind, Limits, build_command, lookup
@@ -86,8 +87,10 @@ class ScriptHost:
         now_ms, revision = self._clock()
         seed = int.from_bytes(hashlib.blake2b(b"%s:%d:%d" % (cmd.sha.encode(), revision, now_ms), digest_size=8).digest(), "big")
         limits = Limits(cmd.max_key_bytes, cmd.max_value_bytes, cmd.max_instructions)
+        # The caller's permissions travel in the entry, so every replica denies alike.
+        caller = None if cmd.acl is None else user_from_script_acl(cmd.acl)
         run = LuaRun(
-            lambda argv: self._call(argv, no_writes, limits),
+            lambda argv: self._call(argv, no_writes, limits, caller),
             max_instructions=cmd.max_instructions,
             seed=seed,
             sha=cmd.sha,
@@ -102,12 +105,16 @@ class ScriptHost:
         return value
 
     # ------------------------------------------------------------- redis.call
-    def _call(self, argv: list[bytes], read_only: bool, limits: Limits) -> Any:
+    def _call(self, argv: list[bytes], read_only: bool, limits: Limits, caller: User | None = None) -> Any:
         spec = lookup(argv[0])
         if spec is None:
             return ErrorReply("ERR Unknown Redis command called from script")
         if not spec.arity_ok(len(argv)):
             return ErrorReply("ERR Wrong number of args calling Redis command from script")
+        if caller is not None:
+            denial = caller.check(spec, argv)
+            if denial is not None:
+                return ErrorReply("ERR " + SCRIPT_DENIALS[denial.reason])
         local = _SCRIPT_LOCAL.get(spec.name)
         if local is not None:
             return local(argv)

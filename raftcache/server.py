@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from . import commands as c
+from .acl import User
 from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
 from .blocking import Waiter
@@ -163,6 +164,7 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
     protected_mode: bool = True
     auth_throttle: AuthThrottle = AuthThrottle()
+    users: tuple[User, ...] = ()  # ACL users ([[users]]); `default` among them replaces requirepass's
 
 
 class Later(NamedTuple):
@@ -202,7 +204,9 @@ class _Connection(asyncio.Protocol):
             authenticator=server.authenticator,
             throttle=settings.auth_throttle,
             on_auth_failure=server.count_auth_failure,
+            on_acl_denied=server.count_acl_denied,
         )
+        self.proto.client_info = lambda: server._client_line(self).rstrip(b"\n")
         self.hold_timer: asyncio.TimerHandle | None = None
         self.first_data = True
         self.transport: asyncio.Transport | None = None
@@ -356,6 +360,8 @@ class _Connection(asyncio.Protocol):
         if isinstance(cmd, Immediate):  # TIME, OBJECT HELP: nothing to ask a replica
             self.proto.complete(command.slot, server.render(spec.render, cmd.reply, command.protocol))
             return
+        if command.script_acl is not None and type(cmd) in _SCRIPT_TYPES:
+            cmd = cmd._replace(acl=command.script_acl)  # its redis.calls are checked on every replica
         replica = server.replica
         if spec.name in BLOCKING_COMMANDS:
             self._block(command, spec, cmd, tag)
@@ -480,6 +486,9 @@ _FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redi
 BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
 
 
+_SCRIPT_TYPES = (c.Eval, c.EvalRo)
+
+
 def _identity(result: Any) -> Any:
     return result
 
@@ -500,7 +509,7 @@ class RespServer:
         self.settings = settings
         self.node_id = node_id
         self.ops = ClusterOperations(replica, node_id=node_id, peers=peers)
-        self.authenticator = Authenticator(settings.requirepass)
+        self.authenticator = Authenticator(settings.requirepass, settings.users)
         # Protected mode bites only when the default user needs no password (as Redis).
         self.protected = settings.protected_mode and not self.authenticator.default_user_has_password
         self.tls: ssl.SSLContext | None = None  # set by start(); then the port speaks TLS only
@@ -561,6 +570,12 @@ class RespServer:
 
     def count_auth_failure(self) -> None:
         self.stats.auth_failures += 1
+
+    def count_acl_denied(self, reason: str) -> None:
+        if reason == "key":
+            self.stats.acl_denied_key += 1
+        else:
+            self.stats.acl_denied_cmd += 1
 
     def rss_bytes(self) -> int:
         return _rss_bytes()
@@ -640,8 +655,8 @@ class RespServer:
     def _client_line(self, conn: _Connection) -> bytes:
         age = int(time.monotonic() - conn.created)
         idle = int(time.monotonic() - conn.last_active)
-        return b"id=%d addr=%s name=%s age=%d idle=%d db=0 lib-name=%s\n" % (
-            conn.id, conn.peer.encode(), conn.proto.name, age, idle, conn.proto.lib,
+        return b"id=%d addr=%s name=%s age=%d idle=%d db=0 user=%s lib-name=%s\n" % (
+            conn.id, conn.peer.encode(), conn.proto.name, age, idle, conn.proto.user.encode(), conn.proto.lib,
         )
 
     def _command(self, conn: _Connection, args: list[bytes]) -> Any:
@@ -812,6 +827,9 @@ class RespServer:
                 "evicted_keys": memory["evicted_keys"],
                 "keyspace_hits": memory["keyspace_hits"],
                 "keyspace_misses": memory["keyspace_misses"],
+                "acl_access_denied_cmd": self.stats.acl_denied_cmd,
+                "acl_access_denied_key": self.stats.acl_denied_key,
+                "acl_access_denied_channel": 0,  # no pub/sub yet
             },
             "cpu": {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"},
             "cluster": {"cluster_enabled": 0},  # Redis Cluster's sharding protocol, which we do not speak
@@ -993,6 +1011,8 @@ class Transactions:
             if isinstance(cmd, Immediate):
                 plan.append((spec.render, cmd.reply))
             else:
+                if command.script_acl is not None and type(cmd) in _SCRIPT_TYPES:
+                    cmd = cmd._replace(acl=command.script_acl)
                 ops.append(cmd)
                 plan.append((spec.render, self._OP))
         watches = command.watches

@@ -62,6 +62,8 @@ class ServerStats:
     commands_processed: int = 0
     protocol_errors: int = 0
     auth_failures: int = 0  # failed AUTH / HELLO AUTH (INFO's acl_access_denied_auth)
+    acl_denied_cmd: int = 0  # NOPERM for a command (acl_access_denied_cmd)
+    acl_denied_key: int = 0  # NOPERM for a key (acl_access_denied_key)
 
     def reset(self) -> None:
         """CONFIG RESETSTAT: the counts start again; uptime does not (as Redis)."""

@@ -314,7 +314,7 @@ class EmbeddedCluster:
 
 
 # ------------------------------------------------------------------ raftcache serve clusters
-def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, dict[str, Any]] | None = None,
+def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, sections: dict[str, Any] | None = None,
                          hosts: list[str] | None = None) -> Path:
     """A cluster TOML under `root`; returns its path. On 127.0.0.1 with OS-assigned ports, or,
     with `hosts` (one address per node, e.g. network namespaces), fixed ports on those hosts."""
@@ -322,10 +322,11 @@ def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, 
     lines = []
     sections = {"cluster": {"secret": "test-secret"}, **(sections or {})}
     for name, values in sections.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value)}")
-        lines.append("")
+        for table in values if isinstance(values, list) else [values]:  # a list: [[name]] tables
+            lines.append(f"[[{name}]]" if isinstance(values, list) else f"[{name}]")
+            for key, value in table.items():
+                lines.append(f"{key} = {json.dumps(value)}")
+            lines.append("")
     for i in range(size):
         host = "127.0.0.1" if hosts is None else hosts[i]
         lines += ["[[nodes]]", f'id = "n{i + 1}"', f'raft = "{host}:{ports[2 * i]}"', f'client = "{host}:{ports[2 * i + 1]}"']
