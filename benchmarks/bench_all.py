@@ -584,6 +584,10 @@ class Bench:
             for rnd in range(1 if self.s.quick else 2):
                 for limit in ((0, 4 << 20) if rnd % 2 == 0 else (4 << 20, 0)):
                     eviction_bench.command(port, "FLUSHALL")
+                    eviction_bench.command(port, "CONFIG", "SET", "maxmemory", "0")
+                    # start full: 40K keys (~6.5 MB accounted) above the 4 MB limit, so every
+                    # SET of the run has to evict (random keys out of 200K are mostly new)
+                    loadgen("fill", port, timeout=600, keys=40_000, value_size=16, concurrency=4, duration=540)
                     eviction_bench.command(port, "CONFIG", "SET", "maxmemory", str(limit))
                     evicted0 = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"])
                     r = self.lg_run(port, "resp", "set", 16, keyspace=200_000)
