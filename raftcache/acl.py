@@ -80,7 +80,7 @@ _OVERRIDES: dict[str, frozenset[str]] = {
     "readonly": frozenset({"fast", "connection"}),
     "readwrite": frozenset({"fast", "connection"}),
     "exec": frozenset({"slow", "transaction"}),
-    "randomkey": frozenset({"keyspace", "read", "slow"}),  # filed with the sets' commands
+    "randomkey": frozenset({"keyspace", "read", "slow"}),
 }
 _CLIENT_CONN = frozenset({"slow", "connection"})
 _CLIENT_ADMIN = _ADMIN | {"connection"}

@@ -17,7 +17,8 @@ _GROUPS = {hashes: "hash", lists: "list", sets: "set", zsets: "sorted_set", bloc
 COMMANDS: dict[bytes, TypeCommand] = {cmd.name.encode(): cmd for m in _MODULES for cmd in m.COMMANDS}
 WRITE_HANDLERS: dict[bytes, Handler] = {name: cmd.handler for name, cmd in COMMANDS.items() if cmd.write}
 GROUPS: dict[bytes, str] = {cmd.name.encode(): _GROUPS[m] for m in _MODULES for cmd in m.COMMANDS}
-GROUPS.update({b"bzpopmin": "sorted_set", b"bzpopmax": "sorted_set", b"bzmpop": "sorted_set"})
+# Commands living in a module for their data but grouped elsewhere by Redis.
+GROUPS.update({b"bzpopmin": "sorted_set", b"bzpopmax": "sorted_set", b"bzmpop": "sorted_set", b"randomkey": "generic"})
 # Reply renderers beyond the identity (e.g. a null array for an unserved BLPOP), by name.
 RENDERS: dict[bytes, Callable[[Any], Any]] = {name: r for m in _MODULES for name, r in getattr(m, "RENDERS", {}).items()}
 READ_HANDLERS: dict[bytes, Handler] = {name: cmd.handler for name, cmd in COMMANDS.items() if not cmd.write}
