@@ -1,8 +1,7 @@
 """The `limits` rate-limiting library with its Redis storage (`redis://host:port`, redis-py
 underneath; every strategy is a Lua script run by EVALSHA) pointed at a follower of a 3-node
 `raftcache serve` cluster: fixed window and sliding window counter, and again across a kill -9
-of the leader. Its moving window keeps a list per key (LPUSH/LINDEX/LTRIM), which raftcache
-does not have yet."""
+of the leader; the moving window, which keeps a list per key (LPUSH/LINDEX/LTRIM)."""
 
 from __future__ import annotations
 
@@ -97,25 +96,25 @@ def test_storage_reset(storage, who):
     assert limiter.get_window_stats(parse("5/minute"), who).remaining == 5
 
 
-# Verified: the first hit answers "ERR Unknown Redis command called from script script: <sha>, on
-# @user_script:10." (acquire_moving_window.lua line 10 is redis.call('lindex', ...)); plain
-# LPUSH/LTRIM/LINDEX answer "unknown command". Remove the mark when lists land.
-@pytest.mark.skip(reason="needs lists (another issue): limits' moving-window scripts call LINDEX, LPUSH and LTRIM, "
-                         "which raftcache does not serve yet")
 def test_moving_window(storage, who):
+    """A list per key: the scripts LPUSH each hit's timestamp, LTRIM to the limit and read
+    the oldest with LINDEX; get_window_stats LRANGEs it."""
     limiter = MovingWindowRateLimiter(storage)
     item = parse("5/minute")
     assert [limiter.hit(item, who) for _ in range(6)] == [True] * 5 + [False]
-    assert limiter.get_window_stats(item, who).remaining == 0
+    stats = limiter.get_window_stats(item, who)
+    assert stats.remaining == 0 and stats.reset_time > 0
+    assert limiter.test(item, who) is False
     limiter.clear(item, who)
     assert limiter.hit(item, who)
+    assert limiter.get_window_stats(item, who).remaining == 4
 
 
 def test_across_a_leader_kill(cluster, follower, storage, who):
     """Counts made before the kill still count after it: the limit is neither reset nor
     exceeded; the dead node catches up when restarted."""
     item = parse("5/minute")
-    limiters = [strategy(storage) for strategy in COUNTING]
+    limiters = [strategy(storage) for strategy in [*COUNTING, MovingWindowRateLimiter]]
     for limiter in limiters:
         assert all(limiter.hit(item, who) for _ in range(3))
 
