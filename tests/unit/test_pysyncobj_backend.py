@@ -69,47 +69,86 @@ def test_a_private_attribute_its_init_no_longer_sets_is_reported(monkeypatch):
         check_pysyncobj()
 
 
-# -------------------------------------------------------------------- peer compression
+# --------------------------------------------------------- the peer wire on a connection
 class FakeConnection:
-    """The parts of TcpConnection that its send touches."""
+    """The parts of TcpConnection that the wire touches (no socket)."""
 
     def __init__(self) -> None:
-        self.sendRandKey = None
-        self.encryptor = None
         self._TcpConnection__writeBuffer = b""
+        self._TcpConnection__readBuffer = b""
         self.flushed = 0
+        self.disconnected = 0
 
     def _TcpConnection__trySendBuffer(self) -> None:  # noqa: N802
         self.flushed += 1
 
-    def frames(self) -> list[Any]:
-        data, out = self._TcpConnection__writeBuffer, []
-        while data:
-            (length,) = struct.unpack("i", data[:4])
-            out.append(pickle.loads(zlib.decompress(data[4 : 4 + length])))
-            data = data[4 + length :]
+    def disconnect(self) -> None:
+        self.disconnected += 1
+
+    def take(self) -> bytes:
+        data, self._TcpConnection__writeBuffer = self._TcpConnection__writeBuffer, b""
+        return data
+
+    def deliver(self, data: bytes) -> list[Any]:
+        """What pysyncobj's read loop would hand on after `data` arrived."""
+        self._TcpConnection__readBuffer += data
+        out = []
+        while (message := self._TcpConnection__processParseMessage()) is not None:
+            out.append(message)
         return out
 
 
+def secured_pair(level_a: int = 0, level_b: int = 0, secret_b: str = "s" * 32) -> tuple[FakeConnection, FakeConnection]:
+    a, b = FakeConnection(), FakeConnection()
+    backend._secure(a, RaftSettings(address="127.0.0.1:7101", peers=(), secret="s" * 32, peer_compression_level=level_a), initiator=True)
+    backend._secure(b, RaftSettings(address="127.0.0.1:7102", peers=(), secret=secret_b, peer_compression_level=level_b), initiator=False)
+    backend._start_wire(a)
+    backend._start_wire(b)
+    return a, b
+
+
 def test_each_connection_compresses_at_its_own_nodes_level_and_any_peer_can_read_it():
-    message = {"type": "append_entries", "entries": [(b"x" * 1000 + bytes([i]), i, 2) for i in range(20)]}
-    fast, small = FakeConnection(), FakeConnection()
-    backend._compress_at(fast, 0)
-    backend._compress_at(small, 9)
-    fast.send(message)
+    # arrays arrive as tuples (pysyncobj's entries are tuples; it only iterates the list)
+    message = {"type": "append_entries", "entries": tuple((b"x" * 1000 + bytes([i]), i, 2) for i in range(20))}
+    fast, small = secured_pair(level_a=0, level_b=9)
+    fast.send(message)  # before the peer's hello: held, sealed once the keys are known
+    assert small.deliver(fast.take()) == []
+    assert fast.deliver(small.take()) == []
+    fast_frame = fast.take()
     small.send(message)
-    assert fast.frames() == small.frames() == [message]  # the frame pysyncobj's reader expects
-    assert len(small._TcpConnection__writeBuffer) < len(fast._TcpConnection__writeBuffer) / 10
-    assert fast.flushed == small.flushed == 1
+    small_frame = small.take()
+    assert small.deliver(fast_frame) == [message] and fast.deliver(small_frame) == [message]
+    assert len(small_frame) < len(fast_frame) / 10
     assert pysyncobj.tcp_connection.zlib is zlib  # nothing patched for the whole process
+    assert fast.disconnected == small.disconnected == 0
 
 
-def test_the_session_key_is_sent_first_as_pysyncobj_does():
-    conn = FakeConnection()
-    conn.sendRandKey = b"k" * 32
-    backend._compress_at(conn, 0)
-    conn.send("hello")
-    assert conn.frames() == [(b"k" * 32, "hello")]
+def test_a_peer_with_another_secret_is_dropped_at_its_first_frame():
+    a, b = secured_pair(secret_b="t" * 32)
+    a.send("127.0.0.1:7101")
+    b.deliver(a.take())
+    a.deliver(b.take())
+    assert b.deliver(a.take()) == []
+    assert b.disconnected == 1 and b._raftcache_wire is None
+
+
+def test_a_pysyncobj_pickle_frame_is_dropped_and_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Bomb:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    frame = zlib.compress(pickle.dumps(Bomb(), 2))
+    conn = secured_pair()[1]
+    assert conn.deliver(struct.pack("i", len(frame)) + frame) == []
+    assert conn.disconnected == 1 and not marker.exists()
+
+
+def test_no_pysyncobj_framing_is_left_on_a_secured_connection():
+    conn = secured_pair()[0]
+    assert conn.send.__module__ == backend.__name__
+    assert conn._TcpConnection__processParseMessage.__module__ == backend.__name__
 
 
 # ----------------------------------------------------------------------------- journal
