@@ -4,8 +4,10 @@ scoped journal factory, the journal over wal.py, and the backend's use of the re
 from __future__ import annotations
 
 import pickle
+import shutil
 import struct
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +21,7 @@ from pysyncobj.tcp_connection import TcpConnection
 from raftcache.consensus import Failure, RaftSettings, Role
 from raftcache.consensus import pysyncobj_backend as backend
 from raftcache.consensus.pysyncobj_backend import PysyncobjNode, check_pysyncobj
-from raftcache.errors import ConsensusBackendError
+from raftcache.errors import ConsensusBackendError, StorageError
 from raftcache.wal import LogFile, MetaFile
 
 SETTINGS = RaftSettings(address="127.0.0.1:7101", peers=("127.0.0.1:7102",))
@@ -231,3 +233,102 @@ def test_incoming_append_entries_reach_pysyncobj_repaired():
     assert node._filter_incoming(leader, vote) is vote
     node._fatal = RuntimeError("disk full")
     assert node._filter_incoming(leader, vote) is None  # a stopped node hears nothing
+
+
+# ---------------------------------------------------------- log entries without pickle
+def filtering_node() -> PysyncobjNode:
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node._fatal, node._closing, node._backtrack, node._refuse_forwarded_until = None, False, None, 0.0
+    node._sync = SimpleNamespace(raftCurrentTerm=3, raftCommitIndex=0)
+    node._journal = backend._Journal(None, None, lambda exc: None)
+    return node
+
+
+class Bomb:
+    path = ""
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "apply_command", "command": b"\x00" + pickle.dumps((0, (b"x",)), 2)},  # pysyncobj's @replicated entry
+        {"type": "apply_command", "command": b"\x03" + pickle.dumps(2, 2)},  # its code-version entry
+        {"type": "apply_command", "command": b"\x02" + pickle.dumps(["add", "h:1", "h:1"], 2)},  # its membership entry
+        {"type": "append_entries", "term": 3, "commit_index": 0, "prevLogIdx": 0, "prevLogTerm": 0,
+         "entries": ((b"\x10ok", 1, 3), (b"\x00" + pickle.dumps(1, 2), 2, 3))},
+        {"type": "append_entries", "term": 3, "commit_index": 0, "prevLogIdx": 0, "prevLogTerm": 0,
+         "transmission": "finish", "data": pickle.dumps((b"\x10", 1, 3), 2)},  # chunked entries are pickles
+        {"type": "append_entries", "term": 3, "commit_index": 0, "entries": ((b"\x10", "1", 3),)},
+        {"type": "append_entries", "term": 3, "commit_index": 0, "serialized": "not a chunk"},
+        {"type": "utility"},
+        ["status"],  # pysyncobj's admin tool
+        "127.0.0.1:7101",
+    ],
+)
+def test_messages_that_could_reach_a_pysyncobj_unpickler_or_do_not_fit_are_dropped(message, caplog):
+    node = filtering_node()
+    assert node._filter_incoming(SimpleNamespace(address="127.0.0.1:7102"), message) is None
+    assert "dropped a message from peer 127.0.0.1:7102" in caplog.text
+
+
+def test_well_formed_entries_pass():
+    node = filtering_node()
+    entries = ((b"\x10batch", 1, 3), (bytes([1]), 2, 3), (b"\x02" + backend._membership_entry("add", "127.0.0.1:7104"), 3, 3))
+    message = {"type": "append_entries", "term": 3, "commit_index": 0, "prevLogIdx": 0, "prevLogTerm": 0, "entries": entries}
+    assert node._filter_incoming(SimpleNamespace(address="x"), message)["entries"] == entries
+    forwarded = {"type": "apply_command", "command": b"\x10batch", "request_id": 4}
+    assert node._filter_incoming(SimpleNamespace(address="x"), forwarded) is forwarded
+
+
+def test_applying_entries_never_unpickles(tmp_path):
+    Bomb.path = str(tmp_path / "pwned")
+    applied: list[bytes] = []
+    failures: list[BaseException] = []
+    fake = SimpleNamespace(_raftcache_node=SimpleNamespace(_apply=lambda p: applied.append(p) or "r", _fail=failures.append))
+    apply = backend._SyncObj._SyncObj__doApplyCommand
+    assert apply(fake, b"\x10payload") == "r" and applied == [b"payload"]
+    assert apply(fake, bytes([1])) is None and not failures
+    assert apply(fake, b"\x00" + pickle.dumps(Bomb(), 2)) is None  # an entry of the old format
+    assert apply(fake, b"\x03" + pickle.dumps(Bomb(), 2)) is None
+    assert len(failures) == 2 and "unknown kind 0" in str(failures[0])
+    parse = backend._SyncObj._SyncObj__parseChangeClusterRequest
+    assert parse(fake, b"\x02" + pickle.dumps(Bomb(), 2)) is None
+    assert parse(fake, b"\x02" + backend._membership_entry("rem", "127.0.0.1:7103")) == ["rem", "127.0.0.1:7103", "127.0.0.1:7103"]
+    assert parse(fake, b"\x10" + backend._membership_entry("rem", "127.0.0.1:7103")) is None
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_membership_changes_are_written_as_msgpack():
+    queued: list[tuple[bytes, Any, int]] = []
+    fake = SimpleNamespace(_applyCommand=lambda command, callback, kind: queued.append((command, callback, kind)))
+    backend._SyncObj.addNodeToCluster(fake, "127.0.0.1:7104", callback="cb")
+    backend._SyncObj.removeNodeFromCluster(fake, SimpleNamespace(address="127.0.0.1:7105"))
+    assert queued == [
+        (backend._membership_entry("add", "127.0.0.1:7104"), "cb", 2),
+        (backend._membership_entry("rem", "127.0.0.1:7105"), None, 2),
+    ]
+    with pytest.raises(ConsensusBackendError):
+        backend._SyncObj.setCodeVersion(fake, 2)
+
+
+def test_a_proposal_pysyncobj_would_ship_in_pickled_chunks_is_refused():
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node.settings = RaftSettings(address="127.0.0.1:7101", peers=(), max_entry_bytes=1000)
+    node._sync, node._fatal, node._closing = SimpleNamespace(), None, False
+    assert node.propose(bytes(1999), lambda result, failure: None) is Failure.DENIED
+
+
+# -------------------------------------------------------------- data of the old format
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datadir_pickle_v1"
+
+
+def test_a_journal_of_the_pickle_format_is_refused_in_one_line_that_says_what_to_do(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "n1")
+    with pytest.raises(StorageError) as info:
+        LogFile(str(tmp_path / "n1" / "raft.log"), fsync=False).open()
+    message = str(info.value)
+    assert "\n" not in message and "raftcache backup" in message and "raftcache restore --force" in message
+    assert (tmp_path / "n1" / "raft.log").read_bytes() == (FIXTURE / "raft.log").read_bytes()  # left untouched
