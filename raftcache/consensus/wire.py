@@ -70,9 +70,10 @@ def encode_message(message: Any) -> bytes:
 
 def decode_message(body: bytes) -> Any:
     """The inverse of :func:`encode_message`. Arrays come back as tuples (pysyncobj's log
-    entries are tuples); extension types are refused; str must be UTF-8."""
+    entries are tuples); str must be UTF-8; extension types are refused, except msgpack's
+    built-in timestamp, which its unpacker decodes itself: asked for as a plain int."""
     try:
-        return msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=True, ext_hook=_refuse_ext, timestamp=0)
+        return msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=True, ext_hook=_refuse_ext, timestamp=2)
     except WireError:
         raise
     except (ValueError, TypeError, OverflowError) as exc:  # msgpack's errors for malformed input
