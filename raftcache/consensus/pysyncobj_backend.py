@@ -153,6 +153,7 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
     ("TCPTransport", lambda: TCPTransport, (
         "send", "addNode", "_onMessageReceived", "_onNodeConnected", "_onNodeDisconnected",
         "_onNewIncomingConnection", "_onOutgoingConnected", "_onIncomingMessageReceived",
+        "_sendSelfAddress", "_connToNode",
     )),
     ("TCPTransport.__init__", lambda: _init_names(TCPTransport), ("_syncObj", "_connections", "_unknownConnections")),
     ("TcpConnection", lambda: TcpConnection, (
@@ -368,6 +369,7 @@ def _secure(conn: Any, settings: RaftSettings, *, initiator: bool) -> None:
     conn._raftcache_wire = None
     conn._raftcache_initiator = initiator
     conn._raftcache_settings = settings
+    conn._raftcache_on_confirmed = None
 
     def send(message: Any) -> None:
         session: WireSession | None = conn._raftcache_wire
@@ -390,6 +392,7 @@ def _secure(conn: Any, settings: RaftSettings, *, initiator: bool) -> None:
         if buffered:
             conn._TcpConnection__readBuffer = b""
             session.receive(buffered)
+        confirmed = session.confirmed
         try:
             message = session.next_message()
         except WireError as exc:
@@ -398,15 +401,19 @@ def _secure(conn: Any, settings: RaftSettings, *, initiator: bool) -> None:
             conn.disconnect()
             return None
         _write(conn, session.take_output())
+        if session.confirmed and not confirmed and conn._raftcache_on_confirmed is not None:
+            conn._raftcache_on_confirmed()  # before the message that came with it
         return message
 
     conn.send = send
     conn._TcpConnection__processParseMessage = parse
 
 
-def _start_wire(conn: Any) -> None:
-    """Begin a new TCP session on a secured connection: new keys, our hello out at once."""
+def _start_wire(conn: Any, on_confirmed: Callable[[], None] | None = None) -> None:
+    """Begin a new TCP session on a secured connection: new keys, our hello out at once;
+    `on_confirmed` runs once the peer has proven it holds the secret."""
     settings: RaftSettings = conn._raftcache_settings
+    conn._raftcache_on_confirmed = on_confirmed
     session = WireSession(
         _secret_bytes(settings),
         initiator=conn._raftcache_initiator,
@@ -439,10 +446,18 @@ class _GuardedTransport(TCPTransport):
             _secure(conn, self._syncObj._raftcache_node.settings, initiator=True)
 
     def _onOutgoingConnected(self, conn: Any) -> None:  # noqa: N802
-        # pysyncobj (no password: no handshake of its own) sends our address and reports the
-        # node connected right away; the wire holds those messages until the peer's hello.
-        _start_wire(conn)
-        super()._onOutgoingConnected(conn)
+        # Without a password pysyncobj would report the node connected on a bare TCP connect
+        # (which even a stopped process's kernel completes, or a node with another secret):
+        # connected would count toward quorum checks and status. As with pysyncobj's own
+        # handshake, report it once the peer's first frame authenticates. Our address goes
+        # out now (held by the wire until the keys are known).
+        _start_wire(conn, on_confirmed=lambda: self._confirmed(conn))
+        self._sendSelfAddress(conn)
+
+    def _confirmed(self, conn: Any) -> None:
+        node = self._connToNode(conn)
+        if node is not None:  # still a member
+            self._onNodeConnected(node)
 
     def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802
         super()._onNewIncomingConnection(conn)

@@ -9,6 +9,9 @@ One :class:`WireSession` per TCP connection. The protocol:
 
 1. **Hello** (plaintext, both ends send it at once, no waiting): ``MAGIC`` + 32 fresh random
    bytes. Messages sent before the peer's hello arrives are held and sealed once it has.
+   The first sealed frame each way is a *confirm* frame (no message): the peer is
+   :attr:`~WireSession.confirmed` once its confirm frame authenticates, i.e. once it has
+   proven it holds the secret (a bare TCP connect, even to a stopped process, proves nothing).
 2. **Keys**: HKDF-SHA256 over the cluster secret, salted with *both* ends' random bytes
    (initiator's first), gives one 32-byte AES-GCM key per direction. Fresh randomness from the
    receiver in every key means a recorded connection replayed later decrypts to nothing, and
@@ -47,7 +50,7 @@ DEFAULT_MAX_FRAME = 64 << 20
 _LENGTH = struct.Struct(">I")
 _NONCE_PREFIX = bytes(4)
 _HKDF_INFO = b"raftcache peer wire v1: initiator->acceptor, acceptor->initiator"
-_RAW, _ZLIB = 0, 1
+_RAW, _ZLIB, _CONFIRM = 0, 1, 2
 
 
 class WireError(Exception):
@@ -119,6 +122,7 @@ class WireSession:
         self._open: AESGCM | None = None
         self._sent = 0
         self._received = 0
+        self.confirmed = False  # the peer's confirm frame authenticated
         self._held: list[bytes] = []  # plaintexts sent before the keys were known
         self._output = bytearray()
         self._input = bytearray()
@@ -193,12 +197,26 @@ class WireSession:
         else:
             in_key, out_key = derive_keys(self._secret, peer_random, self._random)
         self._seal, self._open = AESGCM(out_key), AESGCM(in_key)
+        self._output += self._frame(bytes([_CONFIRM]))
         for plaintext in self._held:
             self._output += self._frame(plaintext)
         self._held.clear()
         return True
 
     def _read_frame(self) -> Any:
+        plaintext = self._open_frame()
+        if plaintext is None:
+            return None
+        if not self.confirmed:
+            if plaintext != bytes([_CONFIRM]):
+                raise WireError("peer's first frame is not a confirm frame")
+            self.confirmed = True
+            plaintext = self._open_frame()
+            if plaintext is None:
+                return None
+        return decode_message(self._body(plaintext))
+
+    def _open_frame(self) -> bytes | None:
         if len(self._input) < _LENGTH.size:
             return None
         (length,) = _LENGTH.unpack_from(self._input)
@@ -217,7 +235,7 @@ class WireSession:
                 f"frame {self._received} failed authentication (wrong cluster secret, tampering, replay or reordering)"
             ) from None
         self._received += 1
-        return decode_message(self._body(plaintext))
+        return plaintext  # never empty: the length check above leaves at least one byte
 
     def _body(self, plaintext: bytes) -> bytes:
         flags, body = plaintext[0], plaintext[1:]

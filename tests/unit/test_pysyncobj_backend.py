@@ -116,7 +116,8 @@ def test_each_connection_compresses_at_its_own_nodes_level_and_any_peer_can_read
     fast.send(message)  # before the peer's hello: held, sealed once the keys are known
     assert small.deliver(fast.take()) == []
     assert fast.deliver(small.take()) == []
-    fast_frame = fast.take()
+    confirm, fast_frame = split_frames(fast.take())
+    assert small.deliver(confirm) == [] and fast.deliver(small.take()) == []
     small.send(message)
     small_frame = small.take()
     assert small.deliver(fast_frame) == [message] and fast.deliver(small_frame) == [message]
@@ -125,13 +126,35 @@ def test_each_connection_compresses_at_its_own_nodes_level_and_any_peer_can_read
     assert fast.disconnected == small.disconnected == 0
 
 
+def split_frames(data: bytes) -> tuple[bytes, bytes]:
+    """(the first frame, the rest)."""
+    (length,) = struct.unpack(">I", data[:4])
+    return data[: 4 + length], data[4 + length :]
+
+
 def test_a_peer_with_another_secret_is_dropped_at_its_first_frame():
     a, b = secured_pair(secret_b="t" * 32)
     a.send("127.0.0.1:7101")
-    b.deliver(a.take())
-    a.deliver(b.take())
-    assert b.deliver(a.take()) == []
+    a_hello, b_hello = a.take(), b.take()
+    assert a.deliver(b_hello) == []
+    assert b.deliver(a_hello + a.take()) == []  # a's confirm frame fails to open
     assert b.disconnected == 1 and b._raftcache_wire is None
+
+
+def test_an_outgoing_connection_counts_as_connected_only_once_the_peer_proved_the_secret():
+    for secret_b, expected in (("s" * 32, 1), ("t" * 32, 0)):
+        connected: list[str] = []
+        a, b = FakeConnection(), FakeConnection()
+        backend._secure(a, RaftSettings(address="127.0.0.1:7101", peers=(), secret="s" * 32), initiator=True)
+        backend._secure(b, RaftSettings(address="127.0.0.1:7102", peers=(), secret=secret_b), initiator=False)
+        backend._start_wire(a, on_confirmed=lambda: connected.append("b"))
+        a.send("127.0.0.1:7101")
+        assert a.deliver(b"") == [] and not connected  # a TCP connect alone proves nothing
+        backend._start_wire(b)
+        assert a.deliver(b.take()) == [] and not connected  # a hello alone proves nothing
+        b.deliver(a.take())
+        a.deliver(b.take())  # b's confirm frame
+        assert len(connected) == expected
 
 
 def test_a_pysyncobj_pickle_frame_is_dropped_and_never_unpickled(tmp_path):

@@ -28,12 +28,15 @@ APPEND = {
 
 
 def pair(secret_b: bytes = SECRET, **options: Any) -> tuple[WireSession, WireSession]:
-    """An initiator and an acceptor with the hellos exchanged."""
+    """An initiator and an acceptor with the hellos and the confirm frames exchanged."""
     a = WireSession(SECRET, initiator=True, **options)
     b = WireSession(secret_b, initiator=False, **options)
     b.receive(a.hello())
     a.receive(b.hello())
     assert a.next_message() is None and b.next_message() is None
+    if secret_b == SECRET:
+        assert deliver(b, a.take_output()) == [] and deliver(a, b.take_output()) == []
+        assert a.confirmed and b.confirmed
     return a, b
 
 
@@ -60,9 +63,11 @@ def test_messages_sent_before_the_peers_hello_are_held_then_sealed_in_order():
     b.receive(a.hello())
     assert b.next_message() is None
     a.receive(b.hello())
-    assert a.next_message() is None and a.established
+    assert a.next_message() is None and a.established and not a.confirmed
     assert deliver(b, a.take_output()) == ["first", {"type": "request_vote", "term": 1}]
-    assert a.take_output() == b""
+    assert b.confirmed and a.take_output() == b""
+    deliver(a, b.take_output())
+    assert a.confirmed  # only now has b proven it holds the secret
 
 
 def test_input_fed_byte_by_byte_gives_the_same_messages():
@@ -70,7 +75,7 @@ def test_input_fed_byte_by_byte_gives_the_same_messages():
     b = WireSession(SECRET, initiator=False)
     a.receive(b.hello())
     a.next_message()
-    stream = a.hello() + a.send(APPEND) + a.send({"type": "timeout_now", "term": 4})
+    stream = a.hello() + a.take_output() + a.send(APPEND) + a.send({"type": "timeout_now", "term": 4})
     got = []
     for i in range(len(stream)):
         got += deliver(b, stream[i : i + 1])
@@ -84,6 +89,8 @@ def test_compression_is_the_senders_choice_and_any_peer_reads_it():
     small.receive(plain.hello())
     small.next_message()
     plain.next_message()
+    deliver(plain, small.take_output())
+    deliver(small, plain.take_output())
     message = {"type": "append_entries", "entries": tuple((b"x" * 1000, i, 1) for i in range(20))}
     compressed, raw = small.send(message), plain.send(message)
     assert len(compressed) < len(raw) / 10
@@ -157,7 +164,7 @@ def test_a_recorded_connection_replayed_as_a_new_one_is_refused():
     b.receive(a.hello())
     a.receive(b.hello())
     a.next_message()
-    recorded = a.hello() + a.send({"type": "apply_command", "command": b"\x10INCR"})
+    recorded = a.hello() + a.take_output() + a.send({"type": "apply_command", "command": b"\x10INCR"})
     assert deliver(b, recorded[HELLO_SIZE:])  # the original acceptor took it
     later = WireSession(SECRET, initiator=False)  # a new connection: fresh randomness
     with pytest.raises(WireError, match="failed authentication"):
@@ -199,10 +206,33 @@ def test_an_oversized_frame_is_refused_before_it_is_buffered():
         deliver(b, struct.pack(">I", 1 << 30))
 
 
-def test_another_cluster_secret_is_refused_at_the_first_frame():
+def test_another_cluster_secret_is_refused_at_the_confirm_frame_on_both_ends():
     a, b = pair(secret_b=b"some-other-secret-entirely-0123456789")
+    to_a, to_b = b.take_output(), a.take_output()
     with pytest.raises(WireError, match="wrong cluster secret"):
+        deliver(b, to_b)
+    with pytest.raises(WireError, match="wrong cluster secret"):
+        deliver(a, to_a)
+    assert not a.confirmed and not b.confirmed
+
+
+def test_a_first_frame_that_is_not_a_confirm_frame_is_refused():
+    a = WireSession(SECRET, initiator=True)
+    b = WireSession(SECRET, initiator=False)
+    b.receive(a.hello())
+    a.receive(b.hello())
+    a.next_message()
+    a.take_output()
+    a._sent = 0  # seal a message as frame 0, skipping the confirm frame
+    with pytest.raises(WireError, match="not a confirm frame"):
         deliver(b, a.send("127.0.0.1:7101"))
+
+
+def test_a_confirm_frame_later_in_the_stream_is_refused():
+    a, b = pair()
+    sealed = a._seal.encrypt(wire._nonce(1), b"\x02", None)
+    with pytest.raises(WireError, match="flags"):
+        deliver(b, struct.pack(">I", len(sealed)) + sealed)
 
 
 def test_an_old_raftcache_peer_speaking_pickle_in_fernet_is_refused_at_once():
@@ -235,7 +265,7 @@ def test_a_sealed_pickle_is_just_bytes_that_do_not_decode(tmp_path):
 
     a, b = pair()
     plaintext = b"\x00" + pickle.dumps(Bomb(), 2)
-    sealed = a._seal.encrypt(wire._nonce(0), plaintext, None)
+    sealed = a._seal.encrypt(wire._nonce(1), plaintext, None)
     try:
         got = deliver(b, struct.pack(">I", len(sealed)) + sealed)
     except WireError:
@@ -275,14 +305,14 @@ def test_the_codec_round_trips_pysyncobj_shapes():
 def test_a_zlib_bomb_is_bounded_by_the_frame_limit():
     a, b = pair(max_frame=1 << 16)
     bomb = b"\x01" + zlib.compress(msgpack.packb(bytes(1 << 20)), 9)
-    sealed = a._seal.encrypt(wire._nonce(0), bomb, None)
+    sealed = a._seal.encrypt(wire._nonce(1), bomb, None)
     with pytest.raises(WireError, match="inflates beyond"):
         deliver(b, struct.pack(">I", len(sealed)) + sealed)
 
 
 def test_unknown_frame_flags_are_refused():
     a, b = pair()
-    sealed = a._seal.encrypt(wire._nonce(0), b"\x07" + msgpack.packb("x"), None)
+    sealed = a._seal.encrypt(wire._nonce(1), b"\x07" + msgpack.packb("x"), None)
     with pytest.raises(WireError, match="flags"):
         deliver(b, struct.pack(">I", len(sealed)) + sealed)
 
