@@ -153,9 +153,11 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
     ("TCPTransport", lambda: TCPTransport, (
         "send", "addNode", "_onMessageReceived", "_onNodeConnected", "_onNodeDisconnected",
         "_onNewIncomingConnection", "_onOutgoingConnected", "_onIncomingMessageReceived",
-        "_sendSelfAddress", "_connToNode",
+        "_sendSelfAddress", "_connToNode", "_shouldConnect",
     )),
-    ("TCPTransport.__init__", lambda: _init_names(TCPTransport), ("_syncObj", "_connections", "_unknownConnections")),
+    ("TCPTransport.__init__", lambda: _init_names(TCPTransport), (
+        "_syncObj", "_connections", "_unknownConnections", "_nodeAddrToNode",
+    )),
     ("TcpConnection", lambda: TcpConnection, (
         "_TcpConnection__trySendBuffer", "_TcpConnection__processParseMessage", "disconnect", "send",
     )),
@@ -468,8 +470,13 @@ class _GuardedTransport(TCPTransport):
         # The first message on an incoming connection names the peer. pysyncobj also takes
         # its admin tool's "utility" commands here (lists): raftcache has its own admin path,
         # so anything but an address string ends the connection.
-        if not isinstance(message, str):
-            log.warning("incoming peer connection dropped: first message is not a node address")
+        # Nor may a member we connect to ourselves connect to us (pysyncobj has the node with
+        # the greater address connect): it would replace our connection to that member, and
+        # pysyncobj would then reconnect through the wrong object and lose the member.
+        known = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
+        if not isinstance(message, str) or (known is not None and self._shouldConnect(known)):
+            log.warning("incoming peer connection dropped: first message %s",
+                        "is not a node address" if not isinstance(message, str) else f"claims {message}, which we connect to")
             self._unknownConnections.discard(conn)
             conn.disconnect()
             return

@@ -99,7 +99,6 @@ def test_pickled_log_entries_sent_inside_the_wire_with_the_secret_are_dropped(cl
     marker = tmp_path / "pwned"
     bomb = pysyncobj.pickle.dumps(Bomb(marker))
     leader = cluster.leader()
-    other = next(n for n in cluster.nodes if n is not leader)
     session = WireSession(SECRET.encode(), initiator=True)
     with socket.create_connection(raft_address(leader)) as sock:
         sock.sendall(session.hello())
@@ -108,7 +107,9 @@ def test_pickled_log_entries_sent_inside_the_wire_with_the_secret_are_dropped(cl
             hello = sock.recv(65536)
             assert hello, "node closed the connection before its hello"
             session.receive(hello)
-        out = session.take_output() + session.send(other.raft)  # confirm frame, then introduce ourselves as a member
+        # Confirm frame, then introduce ourselves as pysyncobj's "readonly" kind of node (what
+        # a member would say would take that member's connection over; see the next test).
+        out = session.take_output() + session.send("readonly")
         for message in (
             {"type": "apply_command", "command": b"\x00" + bomb, "request_id": 1},
             {"type": "apply_command", "command": b"\x02" + bomb},
@@ -117,12 +118,30 @@ def test_pickled_log_entries_sent_inside_the_wire_with_the_secret_are_dropped(cl
         ):
             out += session.send(message)
         sock.sendall(out)
-        wait_until(lambda: leader.log_text().count(f"dropped a message from peer {other.raft}") >= 3, 20, what="the drops logged")
+        wait_until(lambda: leader.log_text().count("dropped a message from peer") >= 3, 20, what="the drops logged")
     assert not marker.exists()
     log = leader.log_text()
     assert "unknown entry kind 0" in log and "malformed membership change" in log and "chunked entry transmission" in log
     still_serving(cluster, "after-wire-pickle")
     cluster.converged()
+
+
+def test_a_peer_may_not_claim_a_member_this_node_connects_to_itself(cluster):
+    ordered = sorted(cluster.nodes, key=lambda n: n.raft)
+    highest, lowest = ordered[-1], ordered[0]  # the highest address connects to the lowest
+    session = WireSession(SECRET.encode(), initiator=True)
+    with socket.create_connection(raft_address(highest)) as sock:
+        sock.sendall(session.hello())
+        sock.settimeout(15)
+        while not session.established:
+            data = sock.recv(65536)
+            assert data, "node closed the connection before its hello"
+            session.receive(data)
+            session.next_message()
+        sock.sendall(session.take_output() + session.send(lowest.raft))
+        assert closed_by_peer(sock)
+    assert f"claims {lowest.raft}, which we connect to" in highest.log_text()
+    still_serving(cluster, "after-false-claim")
 
 
 def test_a_data_dir_of_the_pickle_format_is_refused_in_one_line(tmp_path):
