@@ -77,6 +77,10 @@ def new_wire() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     a.receive(b.hello())
     a.next_message()
     b.next_message()
+    b.receive(a.take_output())  # the confirm frames
+    a.receive(b.take_output())
+    b.next_message()
+    a.next_message()
 
     def receive(frame: bytes) -> Any:
         b.receive(frame)
