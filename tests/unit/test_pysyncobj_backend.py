@@ -147,7 +147,7 @@ def test_an_outgoing_connection_counts_as_connected_only_once_the_peer_proved_th
         a, b = FakeConnection(), FakeConnection()
         backend._secure(a, RaftSettings(address="127.0.0.1:7101", peers=(), secret="s" * 32), initiator=True)
         backend._secure(b, RaftSettings(address="127.0.0.1:7102", peers=(), secret=secret_b), initiator=False)
-        backend._start_wire(a, on_confirmed=lambda: connected.append("b"))
+        backend._start_wire(a, on_confirmed=lambda connected=connected: connected.append("b"))
         a.send("127.0.0.1:7101")
         assert a.deliver(b"") == [] and not connected  # a TCP connect alone proves nothing
         backend._start_wire(b)
