@@ -1,8 +1,8 @@
 """The cluster secret: what counts as too weak to leave this host, and how to make a good one.
 
-The secret keys the Fernet envelope around every peer (raft) message, and pysyncobj's peer
-messages are pickles: whoever knows the secret and reaches a raft port can run code on that
-node. So a node whose raft traffic leaves the host (any raft address, its own or a peer's, not
+The secret keys the AES-GCM sealing of every peer (raft) message (consensus/wire.py): whoever
+knows the secret and reaches a raft port can act as a member of the cluster. So a node whose
+raft traffic leaves the host (any raft address, its own or a peer's, not
 loopback) refuses to start with a secret that is weak by these rules, kept simple on purpose:
 
 * a known placeholder (``KNOWN_PLACEHOLDERS``: the example file's ``change-me``, the README's

@@ -12,6 +12,9 @@ fsynced (and dies with SIGBUS on a full disk). Here:
 
 Record: ``<u32 payload length><u32 crc32><u64 index><u64 term>`` + payload. The CRC covers
 index, term and payload.
+
+Format 2 (the magic's last byte): payloads are the consensus backend's entries without pickle.
+Format 1 journals hold pickled entries; they are refused with what to do, never read.
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ from .snapshot import fsync_dir
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"RCLOG\x00\x00\x01"
+MAGIC = b"RCLOG\x00\x00\x02"
+# Journals of an older format, and why they cannot be read. One line each: it is what the
+# operator sees when the node refuses to start.
+_OLD_FORMATS = {
+    b"RCLOG\x00\x00\x01": (
+        "was written by a raftcache older than the pickle-free peer wire (journal format 1); "
+        "take a `raftcache backup` with the old version, then `raftcache restore --force` it "
+        "with this one (README: Upgrading)"
+    ),
+}
 _RECORD = struct.Struct("<IIQQ")
 _INDEX_TERM = struct.Struct("<QQ")
 _MAX_RECORD = 1 << 31
@@ -71,6 +83,9 @@ class LogFile:
             self._write_new(self.path, [])
         with open(self.path, "rb") as f:
             data = f.read()
+        old = _OLD_FORMATS.get(data[: len(MAGIC)])
+        if old is not None:
+            raise StorageError(f"{self.path} {old}")
         if data[: len(MAGIC)] != MAGIC:
             raise StorageError(f"{self.path} is not a raftcache journal (bad magic)")
         entries: list[Entry] = []

@@ -7,9 +7,15 @@ option and message type relied on here, and fails with one line if not.
 
 What lives here and why (README "What the adapter does" has the longer story):
 
-* **Security** — peer messages are pickles, so every node sets pysyncobj's ``password``
-  (Fernet: authenticated encryption) and binds the raft port to its own address, never
-  0.0.0.0. A non-loopback raft address without a secret is refused (``types.check_settings``).
+* **Security** — pysyncobj's peer messages, log entries and membership changes are pickles;
+  none of them is used. Every connection speaks raftcache's wire instead (``wire.py``:
+  msgpack frames sealed with AES-256-GCM under per-connection keys derived from the cluster
+  secret; :func:`_secure` replaces the connection's send and parse), log entries are a kind
+  byte + our msgpack batch (:class:`_SyncObj` replaces pysyncobj's apply and membership
+  parsing), and messages that would reach one of pysyncobj's remaining ``pickle.loads``
+  (chunked "transmission" entries) are dropped. The raft port binds to the node's own
+  address, never 0.0.0.0. A non-loopback raft address without a secret is refused
+  (``types.check_settings``).
 * **Durable journal** — pysyncobj's mmap journal never fsyncs; we hand it our own
   (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). The
   guarded transport syncs the journal before *any* message leaves the node, so no entry is
@@ -19,7 +25,7 @@ What lives here and why (README "What the adapter does" has the longer story):
   commit cap, backtracking to agreement, late acks, proposals orphaned by a snapshot load.
 * **Snapshots** — pysyncobj's custom serializer runs on its tick thread; we fork, and the
   child writes a msgpack snapshot of the state machine while the parent keeps ticking.
-* **Per-node peer compression** — set on each of this node's connections, not process-wide.
+* **Per-node peer compression** — the wire compresses at this node's level, not process-wide.
 * **Tuned config** — no 100 ms batching delay, our own deadlines, fast reconnects.
 
 Threading: pysyncobj runs one tick thread; apply, proposal callbacks and tick hooks run on
@@ -34,20 +40,18 @@ import os
 import random
 import signal
 import socket
-import struct
 import tempfile
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pysyncobj.pickle as _pso_pickle
+import msgpack
 import pysyncobj.syncobj as _pso_syncobj
 import pysyncobj.version as _pso_version
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic as _pso_monotonic
 from pysyncobj.node import TCPNode
@@ -75,6 +79,7 @@ from .types import (
     check_member_address,
     check_settings,
 )
+from .wire import WireError, WireSession
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,11 @@ def _init_names(cls: type) -> frozenset[str]:
     return frozenset(cls.__init__.__code__.co_names)  # type: ignore[misc]
 
 
+def _code_names(owner: Any, method: str) -> frozenset[str]:
+    """Names a method's code uses: the private methods it calls appear mangled."""
+    return frozenset(getattr(owner, method).__code__.co_names)
+
+
 def _message_constants() -> frozenset[str]:
     handler = getattr(SyncObj, "_SyncObj__onMessageReceived", None)
     return frozenset(c for c in handler.__code__.co_consts if isinstance(c, str)) if handler else frozenset()
@@ -115,7 +125,18 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
         "_getLeader", "_getRaftLogSize", "isReady", "forceLogCompaction", "addNodeToCluster",
         "removeNodeFromCluster", "transferLeadership", "isNodeConnected", "addOnTickCallback",
         "destroy", "tick_thread_alive", "raftCurrentTerm", "raftCommitIndex", "raftLastApplied",
-        "otherNodes",
+        "otherNodes", "_applyCommand", "setCodeVersion", "_SyncObj__doApplyCommand",
+        "_SyncObj__parseChangeClusterRequest", "_SyncObj__doChangeCluster",
+    )),
+    # The entry readers _SyncObj replaces must still be the ones pysyncobj calls.
+    ("SyncObj._SyncObj__applyLogEntries", lambda: _code_names(SyncObj, "_SyncObj__applyLogEntries"), (
+        "_SyncObj__doApplyCommand",
+    )),
+    ("SyncObj._checkCommandsToApply", lambda: _code_names(SyncObj, "_checkCommandsToApply"), (
+        "_SyncObj__parseChangeClusterRequest",
+    )),
+    ("SyncObj._SyncObj__onMessageReceived", lambda: _code_names(SyncObj, "_SyncObj__onMessageReceived"), (
+        "_SyncObj__parseChangeClusterRequest",
     )),
     ("SyncObj.__init__", lambda: _init_names(SyncObj), (
         "_SyncObj__raftNextIndex", "_SyncObj__commandsWaitingCommit", "_SyncObj__transport",
@@ -131,12 +152,21 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
     )),
     ("TCPTransport", lambda: TCPTransport, (
         "send", "addNode", "_onMessageReceived", "_onNodeConnected", "_onNodeDisconnected",
-        "_onNewIncomingConnection",
+        "_onNewIncomingConnection", "_onOutgoingConnected", "_onIncomingMessageReceived",
+        "_sendSelfAddress", "_connToNode", "_shouldConnect",
     )),
-    ("TCPTransport.__init__", lambda: _init_names(TCPTransport), ("_syncObj", "_connections")),
-    ("TcpConnection", lambda: TcpConnection, ("_TcpConnection__trySendBuffer",)),
+    ("TCPTransport.__init__", lambda: _init_names(TCPTransport), (
+        "_syncObj", "_connections", "_unknownConnections", "_nodeAddrToNode",
+    )),
+    ("TcpConnection", lambda: TcpConnection, (
+        "_TcpConnection__trySendBuffer", "_TcpConnection__processParseMessage", "disconnect", "send",
+    )),
     ("TcpConnection.__init__", lambda: _init_names(TcpConnection), (
-        "_TcpConnection__writeBuffer", "sendRandKey", "encryptor",
+        "_TcpConnection__writeBuffer", "_TcpConnection__readBuffer",
+    )),
+    # Our parser replaces the one its read loop calls.
+    ("TcpConnection._TcpConnection__processConnection", lambda: _code_names(TcpConnection, "_TcpConnection__processConnection"), (
+        "_TcpConnection__processParseMessage",
     )),
     ("FAIL_REASON", lambda: FAIL_REASON, (
         "SUCCESS", "QUEUE_FULL", "MISSING_LEADER", "DISCARDED", "NOT_LEADER", "LEADER_CHANGED",
@@ -146,9 +176,26 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
     ("SyncObj messages", _message_constants, (
         "append_entries", "apply_command", "apply_command_response", "next_node_idx", "prevLogIdx",
         "prevLogTerm", "entries", "commit_index", "serialized", "transmission", "request_id", "error",
-        "reset", "success",
+        "reset", "success", "command", "request_vote", "response_vote", "next_node_idx", "timeout_now",
     )),
 )
+
+
+def _wire_problem() -> str | None:
+    """Round-trip one message through two wire sessions (AES-GCM, HKDF, msgpack)."""
+    try:
+        a = WireSession(b"probe", initiator=True)
+        b = WireSession(b"probe", initiator=False)
+        a.send({"type": "probe"})
+        b.receive(a.hello())
+        a.receive(b.hello())
+        a.next_message()
+        b.receive(a.take_output())
+        if b.next_message() != {"type": "probe"}:
+            return "peer wire round trip returned something else"
+    except Exception as exc:  # noqa: BLE001 - whatever broke, report it in one line
+        return f"peer wire ({type(exc).__name__}: {exc})"
+    return None
 
 
 def check_pysyncobj() -> None:
@@ -167,6 +214,13 @@ def check_pysyncobj() -> None:
                 missing.append(f"{where}.{name}")
     if getattr(_COMMAND_TYPE, "NO_OP", None) != NO_OP_ENTRY[0]:
         missing.append(f"_COMMAND_TYPE.NO_OP == {NO_OP_ENTRY[0]}")
+    if getattr(_COMMAND_TYPE, "MEMBERSHIP", None) != 2:
+        missing.append("_COMMAND_TYPE.MEMBERSHIP == 2")
+    if _BATCH in vars(_COMMAND_TYPE).values():
+        missing.append(f"_COMMAND_TYPE without kind {_BATCH}")
+    wire = _wire_problem()
+    if wire is not None:
+        missing.append(wire)
     if missing:
         version = getattr(_pso_version, "VERSION", "?")
         raise ConsensusBackendError(
@@ -296,40 +350,137 @@ def _build_with_journal(journal: _Journal, build: Callable[[], Any]) -> Any:
             _pso_syncobj.createJournal = original
 
 
-# ----------------------------------------------------------------- peer message compression
-def _compress_at(conn: Any, level: int) -> None:
-    """pysyncobj zlib-compresses every peer message at level 3, once per follower, on the Raft
-    thread: 2 ms per 100 KB batch here, more than the whole rest of the commit path. On
-    loopback and LAN links that is pure cost, so the level is a per-node setting, 0 by default.
-    This replaces `conn.send` with TcpConnection.send at `level`: the same frame (level 0
-    still writes a zlib stream, stored blocks, which any pysyncobj decompresses)."""
-
-    def send(message: Any) -> None:
-        if conn.sendRandKey:
-            message = (conn.sendRandKey, message)
-        data = zlib.compress(_pso_pickle.dumps(message), level)
-        if conn.encryptor:
-            data = conn.encryptor.encrypt_at_time(data, int(_pso_monotonic()))
-        conn._TcpConnection__writeBuffer += struct.pack("i", len(data)) + data
+# ------------------------------------------------------------------------- the peer wire
+def _write(conn: Any, data: bytes) -> None:
+    """Queue raw bytes on a pysyncobj connection and try to send them now."""
+    if data:
+        conn._TcpConnection__writeBuffer += data
         conn._TcpConnection__trySendBuffer()
 
+
+def _secure(conn: Any, settings: RaftSettings, *, initiator: bool) -> None:
+    """Put raftcache's peer wire (wire.py) on one of pysyncobj's connections, for this
+    connection only (never process-wide): its ``send`` and its frame parser are replaced, so
+    pysyncobj's ``zlib(pickle)``/Fernet framing is neither written nor read, and nothing that
+    arrives is unpickled. Called once per connection object, before any byte is read;
+    :func:`_start_wire` then begins each TCP session (an outgoing connection object is reused
+    across reconnects) with a fresh :class:`~raftcache.consensus.wire.WireSession`.
+
+    The per-node compression level (``peer_compression_level``, 0 by default: zlib cost 2 ms
+    per 100 KB batch on the Raft thread, pure cost on loopback and LAN links) is applied here."""
+    conn._raftcache_wire = None
+    conn._raftcache_initiator = initiator
+    conn._raftcache_settings = settings
+    conn._raftcache_on_confirmed = None
+
+    def send(message: Any) -> None:
+        session: WireSession | None = conn._raftcache_wire
+        if session is None:  # not connected: pysyncobj's own send would drop it too
+            return
+        try:
+            data = session.send(message)
+        except WireError as exc:  # a message we cannot encode is a bug here: say so, lose it
+            log.error("not sent to peer: %s", exc)
+            return
+        _write(conn, data)
+
+    def parse() -> Any:
+        session: WireSession | None = conn._raftcache_wire
+        buffered = conn._TcpConnection__readBuffer
+        if session is None:
+            if buffered:  # bytes before our session began: cannot be ours
+                conn.disconnect()
+            return None
+        if buffered:
+            conn._TcpConnection__readBuffer = b""
+            session.receive(buffered)
+        confirmed = session.confirmed
+        try:
+            message = session.next_message()
+        except WireError as exc:
+            log.warning("peer connection dropped: %s", exc)
+            conn._raftcache_wire = None
+            conn.disconnect()
+            return None
+        _write(conn, session.take_output())
+        if session.confirmed and not confirmed and conn._raftcache_on_confirmed is not None:
+            conn._raftcache_on_confirmed()  # before the message that came with it
+        return message
+
     conn.send = send
+    conn._TcpConnection__processParseMessage = parse
+
+
+def _start_wire(conn: Any, on_confirmed: Callable[[], None] | None = None) -> None:
+    """Begin a new TCP session on a secured connection: new keys, our hello out at once;
+    `on_confirmed` runs once the peer has proven it holds the secret."""
+    settings: RaftSettings = conn._raftcache_settings
+    conn._raftcache_on_confirmed = on_confirmed
+    session = WireSession(
+        _secret_bytes(settings),
+        initiator=conn._raftcache_initiator,
+        compress_level=settings.peer_compression_level,
+        max_frame=_max_frame(settings),
+    )
+    conn._raftcache_wire = session
+    _write(conn, session.hello())
+
+
+def _secret_bytes(settings: RaftSettings) -> bytes:
+    return (settings.secret or DEV_SECRET).encode()
+
+
+def _max_frame(settings: RaftSettings) -> int:
+    # An append-entries batch holds entries up to 2 * max_entry_bytes (appendEntriesBatchSizeBytes)
+    # plus one more entry; snapshots travel in 64 KiB chunks. Anything larger is not a peer.
+    return max(64 << 20, 4 * settings.max_entry_bytes + (1 << 20))
 
 
 # -------------------------------------------------------------------------- the transport
 class _GuardedTransport(TCPTransport):
     """TCP transport with our hooks: journal sync before send, the repairs on every incoming
-    message, per-node compression on every connection."""
+    message, raftcache's peer wire on every connection."""
 
     def addNode(self, node: Any) -> None:  # noqa: N802
         super().addNode(node)
         conn = self._connections.get(node)
-        if conn is not None:
-            _compress_at(conn, self._syncObj._raftcache_node.settings.peer_compression_level)
+        if conn is not None and not hasattr(conn, "_raftcache_wire"):
+            _secure(conn, self._syncObj._raftcache_node.settings, initiator=True)
+
+    def _onOutgoingConnected(self, conn: Any) -> None:  # noqa: N802
+        # Without a password pysyncobj would report the node connected on a bare TCP connect
+        # (which even a stopped process's kernel completes, or a node with another secret):
+        # connected would count toward quorum checks and status. As with pysyncobj's own
+        # handshake, report it once the peer's first frame authenticates. Our address goes
+        # out now (held by the wire until the keys are known).
+        _start_wire(conn, on_confirmed=lambda: self._confirmed(conn))
+        self._sendSelfAddress(conn)
+
+    def _confirmed(self, conn: Any) -> None:
+        node = self._connToNode(conn)
+        if node is not None:  # still a member
+            self._onNodeConnected(node)
 
     def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802
         super()._onNewIncomingConnection(conn)
-        _compress_at(conn, self._syncObj._raftcache_node.settings.peer_compression_level)
+        _secure(conn, self._syncObj._raftcache_node.settings, initiator=False)
+        _start_wire(conn)
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:  # noqa: N802
+        # The first message on an incoming connection names the peer. pysyncobj also takes
+        # its admin tool's "utility" commands here (lists): raftcache has its own admin path,
+        # so anything but an address string ends the connection.
+        # Nor may a member we connect to ourselves connect to us (pysyncobj has the node with
+        # the greater address connect): it would replace our connection to that member, and
+        # pysyncobj would then reconnect through the wrong object and lose the member.
+        known = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
+        if not isinstance(message, str) or (known is not None and self._shouldConnect(known)):
+            log.warning("incoming peer connection dropped: first message %s",
+                        "is not a node address" if not isinstance(message, str) else f"claims {message}, which we connect to")
+            self._unknownConnections.discard(conn)
+            conn.disconnect()
+            return
+        super()._onIncomingMessageReceived(conn, message)
 
     def send(self, node: Any, message: Any) -> bool:
         node_impl: PysyncobjNode = self._syncObj._raftcache_node
@@ -356,14 +507,127 @@ class _GuardedTransport(TCPTransport):
         super()._onNodeDisconnected(node)
 
 
+# ------------------------------------------------------------------------ log entries
+# A log entry is one kind byte + its body, never a pickle. pysyncobj's own kinds carry pickles
+# (REGULAR: the @replicated call, MEMBERSHIP: a Node object, VERSION: an int), so raftcache
+# writes batches under a kind of its own and membership changes as msgpack, and _SyncObj
+# replaces the two places that read entries (apply, membership parsing).
+_BATCH = 0x10  # body: the replica's msgpack batch, as proposed
+_MEMBERSHIP = _COMMAND_TYPE.MEMBERSHIP  # body: msgpack ["add"|"rem", "host:port"]
+_ENTRY_KINDS = frozenset({_BATCH, _COMMAND_TYPE.NO_OP, _MEMBERSHIP})
+
+
+def _membership_entry(kind: str, address: str) -> bytes:
+    """The body of a membership entry (pysyncobj prepends the kind byte)."""
+    return msgpack.packb([kind, address], use_bin_type=True)
+
+
+def _parse_membership(command: bytes) -> tuple[str, str] | None:
+    """(kind, address) of a well-formed membership entry, else None."""
+    if command[:1] != bytes([_MEMBERSHIP]):
+        return None
+    try:
+        kind, address = msgpack.unpackb(command[1:], raw=False, use_list=False, strict_map_key=True)
+    except (ValueError, TypeError):  # malformed msgpack, or not a pair
+        return None
+    if kind not in ("add", "rem") or not isinstance(address, str):
+        return None
+    return kind, address
+
+
+def _entry_problem(command: Any) -> str | None:
+    """Why a log entry from a peer cannot be one of ours (None: it can)."""
+    if not isinstance(command, bytes) or not command:
+        return "not a byte string"
+    if command[0] not in _ENTRY_KINDS:
+        return f"unknown entry kind {command[0]}"
+    if command[0] == _MEMBERSHIP and _parse_membership(command) is None:
+        return "malformed membership change"
+    return None
+
+
+def _append_entries_problem(message: dict[str, Any]) -> str | None:
+    if "transmission" in message:
+        # pysyncobj's chunked path for an entry above appendEntriesBatchSizeBytes: it
+        # reassembles the chunks with pickle.loads. Ours never sends it (entries are capped
+        # well below, see PysyncobjNode.propose), so it only comes from a broken or hostile peer.
+        return "chunked entry transmission (pickled)"
+    entries = message.get("entries", ())
+    if not isinstance(entries, (tuple, list)):
+        return "entries is not an array"
+    for entry in entries:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 3 and isinstance(entry[1], int) and isinstance(entry[2], int)):
+            return "malformed entry"
+        problem = _entry_problem(entry[0])
+        if problem is not None:
+            return f"entry {entry[1]}: {problem}"
+    serialized = message.get("serialized")
+    if serialized is not None and not (isinstance(serialized, (tuple, list)) and len(serialized) == 3 and isinstance(serialized[0], bytes)):
+        return "malformed snapshot chunk"
+    return None
+
+
+# What a peer may send once connected, by type: the check each must pass (None: fine).
+# Anything else is dropped before pysyncobj sees it.
+_MESSAGE_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "append_entries": _append_entries_problem,
+    "apply_command": lambda message: _entry_problem(message.get("command")),
+    "apply_command_response": lambda message: None,
+    "request_vote": lambda message: None,
+    "response_vote": lambda message: None,
+    "next_node_idx": lambda message: None,
+    "timeout_now": lambda message: None,
+}
+
+
+def _message_problem(message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return f"a {type(message).__name__}, not a message"
+    check = _MESSAGE_CHECKS.get(message.get("type"))  # type: ignore[arg-type]
+    if check is None:
+        return f"unknown message type {message.get('type')!r}"
+    return check(message)
+
+
 class _SyncObj(SyncObj):
     def __init__(self, node: PysyncobjNode, conf: SyncObjConf) -> None:
         self._raftcache_node = node  # read by the transport, built inside SyncObj.__init__
         super().__init__(node.settings.address, list(node.settings.peers), conf, transportClass=_GuardedTransport)
 
-    @replicated
-    def _apply_batch(self, payload: bytes) -> Any:
-        return self._raftcache_node._apply(payload)
+    def propose_batch(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        self._applyCommand(payload, callback, _BATCH)
+
+    # -- pysyncobj's entry readers, replaced (they unpickle)
+    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:  # noqa: N802
+        kind = command[0]
+        if kind == _BATCH:
+            return self._raftcache_node._apply(command[1:])
+        if kind == _MEMBERSHIP:
+            # Needed after a restart that replays the journal; a no-op when already applied.
+            request = self._SyncObj__parseChangeClusterRequest(command)
+            if request is not None:
+                self._SyncObj__doChangeCluster(request)
+            return None
+        if kind != _COMMAND_TYPE.NO_OP:
+            self._raftcache_node._fail(StorageError(f"log entry of unknown kind {kind}: not written by this raftcache"))
+        return None
+
+    def _SyncObj__parseChangeClusterRequest(self, command: bytes) -> list[str] | None:  # noqa: N802
+        parsed = _parse_membership(command)
+        if parsed is None:
+            return None
+        kind, address = parsed
+        return [kind, address, address]  # pysyncobj builds the node from the address
+
+    # -- pysyncobj's entry writers that would pickle, replaced
+    def addNodeToCluster(self, node: Any, callback: Any = None) -> None:  # noqa: N802
+        self._applyCommand(_membership_entry("add", getattr(node, "address", node)), callback, _MEMBERSHIP)
+
+    def removeNodeFromCluster(self, node: Any, callback: Any = None) -> None:  # noqa: N802
+        self._applyCommand(_membership_entry("rem", getattr(node, "address", node)), callback, _MEMBERSHIP)
+
+    def setCodeVersion(self, newVersion: int, callback: Any = None) -> None:  # noqa: N802
+        raise ConsensusBackendError("pysyncobj code versions are not used by raftcache")
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -452,13 +716,11 @@ class PysyncobjNode:
 
     def _conf(self) -> SyncObjConf:
         s = self.settings
-        secret = s.secret
-        if not secret:
+        if not s.secret:
             log.warning("no cluster secret: using the built-in development key (loopback only, NOT secure)")
-            secret = DEV_SECRET
         low, high = s.election_timeout_s
         return SyncObjConf(
-            password=secret,
+            password=None,  # no Fernet/pickle framing: the wire (_secure) encrypts with the secret
             bindAddress=s.address,
             autoTick=True,
             autoTickPeriod=0.05,
@@ -533,6 +795,10 @@ class PysyncobjNode:
         sync = self._sync
         if sync is None or self._fatal is not None or self._closing:
             return Failure.STOPPED
+        if len(payload) + 1 >= 2 * self.settings.max_entry_bytes:
+            # pysyncobj would ship such an entry in pickled chunks, which no peer of ours accepts.
+            log.error("proposal of %d bytes refused: above twice max_entry_bytes", len(payload))
+            return Failure.DENIED
         guard = threading.Lock()
         refused: list[Failure] = []
         proposing = True
@@ -545,7 +811,7 @@ class PysyncobjNode:
                     return
             callback(result, failure)
 
-        sync._apply_batch(payload, callback=done)
+        sync.propose_batch(payload, done)
         with guard:
             proposing = False
         return refused[0] if refused else None
@@ -702,6 +968,10 @@ class PysyncobjNode:
     def _filter_incoming(self, node: Any, message: Any) -> Any:
         """The message pysyncobj should handle instead of `message` (None: drop it)."""
         if self._fatal is not None or self._closing:
+            return None
+        problem = _message_problem(message)
+        if problem is not None:
+            log.warning("dropped a message from peer %s: %s", getattr(node, "address", node), problem)
             return None
         if isinstance(message, dict):
             kind = message.get("type")

@@ -4,8 +4,10 @@ scoped journal factory, the journal over wal.py, and the backend's use of the re
 from __future__ import annotations
 
 import pickle
+import shutil
 import struct
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +21,7 @@ from pysyncobj.tcp_connection import TcpConnection
 from raftcache.consensus import Failure, RaftSettings, Role
 from raftcache.consensus import pysyncobj_backend as backend
 from raftcache.consensus.pysyncobj_backend import PysyncobjNode, check_pysyncobj
-from raftcache.errors import ConsensusBackendError
+from raftcache.errors import ConsensusBackendError, StorageError
 from raftcache.wal import LogFile, MetaFile
 
 SETTINGS = RaftSettings(address="127.0.0.1:7101", peers=("127.0.0.1:7102",))
@@ -69,47 +71,109 @@ def test_a_private_attribute_its_init_no_longer_sets_is_reported(monkeypatch):
         check_pysyncobj()
 
 
-# -------------------------------------------------------------------- peer compression
+# --------------------------------------------------------- the peer wire on a connection
 class FakeConnection:
-    """The parts of TcpConnection that its send touches."""
+    """The parts of TcpConnection that the wire touches (no socket)."""
 
     def __init__(self) -> None:
-        self.sendRandKey = None
-        self.encryptor = None
         self._TcpConnection__writeBuffer = b""
+        self._TcpConnection__readBuffer = b""
         self.flushed = 0
+        self.disconnected = 0
 
     def _TcpConnection__trySendBuffer(self) -> None:  # noqa: N802
         self.flushed += 1
 
-    def frames(self) -> list[Any]:
-        data, out = self._TcpConnection__writeBuffer, []
-        while data:
-            (length,) = struct.unpack("i", data[:4])
-            out.append(pickle.loads(zlib.decompress(data[4 : 4 + length])))
-            data = data[4 + length :]
+    def disconnect(self) -> None:
+        self.disconnected += 1
+
+    def take(self) -> bytes:
+        data, self._TcpConnection__writeBuffer = self._TcpConnection__writeBuffer, b""
+        return data
+
+    def deliver(self, data: bytes) -> list[Any]:
+        """What pysyncobj's read loop would hand on after `data` arrived."""
+        self._TcpConnection__readBuffer += data
+        out = []
+        while (message := self._TcpConnection__processParseMessage()) is not None:
+            out.append(message)
         return out
 
 
+def secured_pair(level_a: int = 0, level_b: int = 0, secret_b: str = "s" * 32) -> tuple[FakeConnection, FakeConnection]:
+    a, b = FakeConnection(), FakeConnection()
+    backend._secure(a, RaftSettings(address="127.0.0.1:7101", peers=(), secret="s" * 32, peer_compression_level=level_a), initiator=True)
+    backend._secure(b, RaftSettings(address="127.0.0.1:7102", peers=(), secret=secret_b, peer_compression_level=level_b), initiator=False)
+    backend._start_wire(a)
+    backend._start_wire(b)
+    return a, b
+
+
 def test_each_connection_compresses_at_its_own_nodes_level_and_any_peer_can_read_it():
-    message = {"type": "append_entries", "entries": [(b"x" * 1000 + bytes([i]), i, 2) for i in range(20)]}
-    fast, small = FakeConnection(), FakeConnection()
-    backend._compress_at(fast, 0)
-    backend._compress_at(small, 9)
-    fast.send(message)
+    # arrays arrive as tuples (pysyncobj's entries are tuples; it only iterates the list)
+    message = {"type": "append_entries", "entries": tuple((b"x" * 1000 + bytes([i]), i, 2) for i in range(20))}
+    fast, small = secured_pair(level_a=0, level_b=9)
+    fast.send(message)  # before the peer's hello: held, sealed once the keys are known
+    assert small.deliver(fast.take()) == []
+    assert fast.deliver(small.take()) == []
+    confirm, fast_frame = split_frames(fast.take())
+    assert small.deliver(confirm) == [] and fast.deliver(small.take()) == []
     small.send(message)
-    assert fast.frames() == small.frames() == [message]  # the frame pysyncobj's reader expects
-    assert len(small._TcpConnection__writeBuffer) < len(fast._TcpConnection__writeBuffer) / 10
-    assert fast.flushed == small.flushed == 1
+    small_frame = small.take()
+    assert small.deliver(fast_frame) == [message] and fast.deliver(small_frame) == [message]
+    assert len(small_frame) < len(fast_frame) / 10
     assert pysyncobj.tcp_connection.zlib is zlib  # nothing patched for the whole process
+    assert fast.disconnected == small.disconnected == 0
 
 
-def test_the_session_key_is_sent_first_as_pysyncobj_does():
-    conn = FakeConnection()
-    conn.sendRandKey = b"k" * 32
-    backend._compress_at(conn, 0)
-    conn.send("hello")
-    assert conn.frames() == [(b"k" * 32, "hello")]
+def split_frames(data: bytes) -> tuple[bytes, bytes]:
+    """(the first frame, the rest)."""
+    (length,) = struct.unpack(">I", data[:4])
+    return data[: 4 + length], data[4 + length :]
+
+
+def test_a_peer_with_another_secret_is_dropped_at_its_first_frame():
+    a, b = secured_pair(secret_b="t" * 32)
+    a.send("127.0.0.1:7101")
+    a_hello, b_hello = a.take(), b.take()
+    assert a.deliver(b_hello) == []
+    assert b.deliver(a_hello + a.take()) == []  # a's confirm frame fails to open
+    assert b.disconnected == 1 and b._raftcache_wire is None
+
+
+def test_an_outgoing_connection_counts_as_connected_only_once_the_peer_proved_the_secret():
+    for secret_b, expected in (("s" * 32, 1), ("t" * 32, 0)):
+        connected: list[str] = []
+        a, b = FakeConnection(), FakeConnection()
+        backend._secure(a, RaftSettings(address="127.0.0.1:7101", peers=(), secret="s" * 32), initiator=True)
+        backend._secure(b, RaftSettings(address="127.0.0.1:7102", peers=(), secret=secret_b), initiator=False)
+        backend._start_wire(a, on_confirmed=lambda connected=connected: connected.append("b"))
+        a.send("127.0.0.1:7101")
+        assert a.deliver(b"") == [] and not connected  # a TCP connect alone proves nothing
+        backend._start_wire(b)
+        assert a.deliver(b.take()) == [] and not connected  # a hello alone proves nothing
+        b.deliver(a.take())
+        a.deliver(b.take())  # b's confirm frame
+        assert len(connected) == expected
+
+
+def test_a_pysyncobj_pickle_frame_is_dropped_and_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Bomb:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    frame = zlib.compress(pickle.dumps(Bomb(), 2))
+    conn = secured_pair()[1]
+    assert conn.deliver(struct.pack("i", len(frame)) + frame) == []
+    assert conn.disconnected == 1 and not marker.exists()
+
+
+def test_no_pysyncobj_framing_is_left_on_a_secured_connection():
+    conn = secured_pair()[0]
+    assert conn.send.__module__ == backend.__name__
+    assert conn._TcpConnection__processParseMessage.__module__ == backend.__name__
 
 
 # ----------------------------------------------------------------------------- journal
@@ -192,3 +256,102 @@ def test_incoming_append_entries_reach_pysyncobj_repaired():
     assert node._filter_incoming(leader, vote) is vote
     node._fatal = RuntimeError("disk full")
     assert node._filter_incoming(leader, vote) is None  # a stopped node hears nothing
+
+
+# ---------------------------------------------------------- log entries without pickle
+def filtering_node() -> PysyncobjNode:
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node._fatal, node._closing, node._backtrack, node._refuse_forwarded_until = None, False, None, 0.0
+    node._sync = SimpleNamespace(raftCurrentTerm=3, raftCommitIndex=0)
+    node._journal = backend._Journal(None, None, lambda exc: None)
+    return node
+
+
+class Bomb:
+    path = ""
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "apply_command", "command": b"\x00" + pickle.dumps((0, (b"x",)), 2)},  # pysyncobj's @replicated entry
+        {"type": "apply_command", "command": b"\x03" + pickle.dumps(2, 2)},  # its code-version entry
+        {"type": "apply_command", "command": b"\x02" + pickle.dumps(["add", "h:1", "h:1"], 2)},  # its membership entry
+        {"type": "append_entries", "term": 3, "commit_index": 0, "prevLogIdx": 0, "prevLogTerm": 0,
+         "entries": ((b"\x10ok", 1, 3), (b"\x00" + pickle.dumps(1, 2), 2, 3))},
+        {"type": "append_entries", "term": 3, "commit_index": 0, "prevLogIdx": 0, "prevLogTerm": 0,
+         "transmission": "finish", "data": pickle.dumps((b"\x10", 1, 3), 2)},  # chunked entries are pickles
+        {"type": "append_entries", "term": 3, "commit_index": 0, "entries": ((b"\x10", "1", 3),)},
+        {"type": "append_entries", "term": 3, "commit_index": 0, "serialized": "not a chunk"},
+        {"type": "utility"},
+        ["status"],  # pysyncobj's admin tool
+        "127.0.0.1:7101",
+    ],
+)
+def test_messages_that_could_reach_a_pysyncobj_unpickler_or_do_not_fit_are_dropped(message, caplog):
+    node = filtering_node()
+    assert node._filter_incoming(SimpleNamespace(address="127.0.0.1:7102"), message) is None
+    assert "dropped a message from peer 127.0.0.1:7102" in caplog.text
+
+
+def test_well_formed_entries_pass():
+    node = filtering_node()
+    entries = ((b"\x10batch", 1, 3), (bytes([1]), 2, 3), (b"\x02" + backend._membership_entry("add", "127.0.0.1:7104"), 3, 3))
+    message = {"type": "append_entries", "term": 3, "commit_index": 0, "prevLogIdx": 0, "prevLogTerm": 0, "entries": entries}
+    assert node._filter_incoming(SimpleNamespace(address="x"), message)["entries"] == entries
+    forwarded = {"type": "apply_command", "command": b"\x10batch", "request_id": 4}
+    assert node._filter_incoming(SimpleNamespace(address="x"), forwarded) is forwarded
+
+
+def test_applying_entries_never_unpickles(tmp_path):
+    Bomb.path = str(tmp_path / "pwned")
+    applied: list[bytes] = []
+    failures: list[BaseException] = []
+    fake = SimpleNamespace(_raftcache_node=SimpleNamespace(_apply=lambda p: applied.append(p) or "r", _fail=failures.append))
+    apply = backend._SyncObj._SyncObj__doApplyCommand
+    assert apply(fake, b"\x10payload") == "r" and applied == [b"payload"]
+    assert apply(fake, bytes([1])) is None and not failures
+    assert apply(fake, b"\x00" + pickle.dumps(Bomb(), 2)) is None  # an entry of the old format
+    assert apply(fake, b"\x03" + pickle.dumps(Bomb(), 2)) is None
+    assert len(failures) == 2 and "unknown kind 0" in str(failures[0])
+    parse = backend._SyncObj._SyncObj__parseChangeClusterRequest
+    assert parse(fake, b"\x02" + pickle.dumps(Bomb(), 2)) is None
+    assert parse(fake, b"\x02" + backend._membership_entry("rem", "127.0.0.1:7103")) == ["rem", "127.0.0.1:7103", "127.0.0.1:7103"]
+    assert parse(fake, b"\x10" + backend._membership_entry("rem", "127.0.0.1:7103")) is None
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_membership_changes_are_written_as_msgpack():
+    queued: list[tuple[bytes, Any, int]] = []
+    fake = SimpleNamespace(_applyCommand=lambda command, callback, kind: queued.append((command, callback, kind)))
+    backend._SyncObj.addNodeToCluster(fake, "127.0.0.1:7104", callback="cb")
+    backend._SyncObj.removeNodeFromCluster(fake, SimpleNamespace(address="127.0.0.1:7105"))
+    assert queued == [
+        (backend._membership_entry("add", "127.0.0.1:7104"), "cb", 2),
+        (backend._membership_entry("rem", "127.0.0.1:7105"), None, 2),
+    ]
+    with pytest.raises(ConsensusBackendError):
+        backend._SyncObj.setCodeVersion(fake, 2)
+
+
+def test_a_proposal_pysyncobj_would_ship_in_pickled_chunks_is_refused():
+    node = PysyncobjNode.__new__(PysyncobjNode)
+    node.settings = RaftSettings(address="127.0.0.1:7101", peers=(), max_entry_bytes=1000)
+    node._sync, node._fatal, node._closing = SimpleNamespace(), None, False
+    assert node.propose(bytes(1999), lambda result, failure: None) is Failure.DENIED
+
+
+# -------------------------------------------------------------- data of the old format
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datadir_pickle_v1"
+
+
+def test_a_journal_of_the_pickle_format_is_refused_in_one_line_that_says_what_to_do(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "n1")
+    with pytest.raises(StorageError) as info:
+        LogFile(str(tmp_path / "n1" / "raft.log"), fsync=False).open()
+    message = str(info.value)
+    assert "\n" not in message and "raftcache backup" in message and "raftcache restore --force" in message
+    assert (tmp_path / "n1" / "raft.log").read_bytes() == (FIXTURE / "raft.log").read_bytes()  # left untouched
