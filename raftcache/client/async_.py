@@ -25,14 +25,14 @@ class _Connection:
         self.parser = ReplyParser()
 
     @classmethod
-    async def open(cls, endpoint: str, timeout: float, password: str | None, tls: ssl.SSLContext | None = None) -> _Connection:
+    async def open(cls, endpoint: str, timeout: float, auth: tuple[str, ...] | None, tls: ssl.SSLContext | None = None) -> _Connection:
         host, port = endpoint.rsplit(":", 1)
         host = host.strip("[]")
         tls_options: dict[str, Any] = {"ssl": tls, "server_hostname": host} if tls is not None else {}
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), **tls_options), timeout)
         conn = cls(reader, writer)
-        if password:
-            (reply,) = await conn.call(encode_command(b"AUTH", password), 1, timeout)
+        if auth:
+            (reply,) = await conn.call(encode_command(b"AUTH", *auth), 1, timeout)
             if isinstance(reply, ErrorReply):
                 conn.close()
                 raise error_from_resp(reply.prefix, reply.message)
@@ -87,7 +87,7 @@ class AsyncClient(ClientBase, AsyncTransactions):
         idle = self._idle.get(op.endpoint)
         conn = idle.pop() if idle else None
         if conn is None:
-            conn = await _Connection.open(op.endpoint, min(self._connect_timeout, op.timeout), self._password, self._ssl)
+            conn = await _Connection.open(op.endpoint, min(self._connect_timeout, op.timeout), self._auth, self._ssl)
         try:
             replies = await conn.call(op.payload, op.replies, op.timeout)
         except BaseException:

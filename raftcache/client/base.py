@@ -22,6 +22,7 @@ class ClientBase(CacheCommands):
         endpoints: str | Iterable[str],
         *,
         password: str | None = None,
+        username: str | None = None,
         decode_responses: bool = False,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 2.0,
@@ -41,7 +42,9 @@ class ClientBase(CacheCommands):
         self._core = ClientCore(list(endpoints), retry or RetryPolicy())
         if not self._core.endpoints:
             raise ValueError("at least one endpoint (host:port) is required")
-        self._password = password
+        # AUTH's arguments on every new connection: `AUTH password` (the default user) or
+        # `AUTH username password` (an ACL user), as redis-py's username/password.
+        self._auth: tuple[str, ...] | None = (username, password or "") if username else ((password,) if password else None)
         self._connect_timeout = connect_timeout
         self._decode = decode_responses
         self._max_value = max_value_bytes

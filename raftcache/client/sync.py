@@ -20,12 +20,12 @@ from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
-    def __init__(self, endpoint: str, timeout: float, password: str | None, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, endpoint: str, timeout: float, auth: tuple[str, ...] | None, tls: ssl.SSLContext | None = None) -> None:
         self.sock = connect(endpoint, timeout, tls)
         self.fresh = True  # no reply read yet
         self.parser = ReplyParser()
-        if password:
-            (reply,) = self.call(encode_command(b"AUTH", password), 1, timeout)
+        if auth:
+            (reply,) = self.call(encode_command(b"AUTH", *auth), 1, timeout)
             if isinstance(reply, ErrorReply):
                 self.close()
                 raise error_from_resp(reply.prefix, reply.message)
@@ -68,8 +68,8 @@ def connect(endpoint: str, timeout: float, tls: ssl.SSLContext | None = None) ->
 class _Pool:
     """Idle connections per endpoint; a connection is used by one thread at a time."""
 
-    def __init__(self, password: str | None, connect_timeout: float, tls: ssl.SSLContext | None = None) -> None:
-        self._password = password
+    def __init__(self, auth: tuple[str, ...] | None, connect_timeout: float, tls: ssl.SSLContext | None = None) -> None:
+        self._auth = auth
         self._tls = tls
         self._connect_timeout = connect_timeout
         self._idle: dict[str, list[_Connection]] = {}
@@ -80,7 +80,7 @@ class _Pool:
             idle = self._idle.get(op.endpoint)
             conn = idle.pop() if idle else None
         if conn is None:
-            conn = _Connection(op.endpoint, min(self._connect_timeout, op.timeout), self._password, self._tls)
+            conn = _Connection(op.endpoint, min(self._connect_timeout, op.timeout), self._auth, self._tls)
         try:
             replies = conn.call(op.payload, op.replies, op.timeout)
         except BaseException:
@@ -112,7 +112,7 @@ class Client(ClientBase, Transactions):
 
     def __init__(self, endpoints: str | Iterable[str], **options: Any) -> None:
         super().__init__(endpoints, **options)
-        self._pool = _Pool(self._password, self._connect_timeout, self._ssl)
+        self._pool = _Pool(self._auth, self._connect_timeout, self._ssl)
         self._lock = threading.Lock()  # the core's state (session, leader) is shared by threads
 
     # ------------------------------------------------------------------- driving
