@@ -140,6 +140,13 @@ class OutOfMemoryError(CommandError):
     default_message = "command not allowed when used memory > 'maxmemory'."
 
 
+class NoPermissionError(CommandError):
+    """An ACL user may not run this command or touch these keys (``-NOPERM``)."""
+
+    code = "NOPERM"
+    default_message = "this user has no permissions to run this command"
+
+
 class SessionExpiredError(CommandError):
     code = "SESSION"
     default_message = "client session expired; the outcome of the retried write is unknown"
@@ -271,6 +278,7 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
     NoScriptError: "NOSCRIPT",
     WrongTypeError: "WRONGTYPE",
     OutOfMemoryError: "OOM",
+    NoPermissionError: "NOPERM",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -305,6 +313,7 @@ _FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
     "NOSCRIPT": NoScriptError,
     "WRONGTYPE": WrongTypeError,
     "OOM": OutOfMemoryError,
+    "NOPERM": NoPermissionError,
 }
 _FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
     (NotIntegerError.default_message, NotIntegerError),

@@ -346,16 +346,16 @@ def test_raftcache_client_logs_in_as_a_user(cluster):
     """raftcache.Client(username=, password=) sends AUTH user pass on every connection; its
     writes then get the user's permissions wherever they land."""
     from raftcache import Client
-    from raftcache.errors import CommandError, WrongPassError
+    from raftcache.errors import NoPermissionError, WrongPassError
 
     with Client(cluster.endpoints, username="cfg", password="cfg-pw") as client:
         assert client.set("config:flag", "on") is True
         assert client.get("config:flag") == b"on"
-        with pytest.raises(CommandError, match="NOPERM this user has no permissions to access one of the keys"):
+        with pytest.raises(NoPermissionError, match="^this user has no permissions to access one of the keys"):
             client.set("other", "x")
     with Client(cluster.endpoints, username="reader", password="reader-pw") as client:
         assert client.get("config:flag") == b"on"
-        with pytest.raises(CommandError, match="NOPERM this user has no permissions to run the .set. command"):
+        with pytest.raises(NoPermissionError, match="^this user has no permissions to run the 'set' command"):
             client.set("config:flag", "off")
     with pytest.raises(WrongPassError), Client(cluster.endpoints, username="cfg", password="wrong") as client:
         client.get("config:flag")
