@@ -23,6 +23,8 @@ from ..errors import CommandError, SyntaxError_
 from ..redis_semantics import compile_glob, parse_int64
 
 __all__ = [
+    "LEFT_RIGHT",
+    "MIN_MAX",
     "Collection",
     "Keyspace",
     "Rng",
@@ -31,8 +33,11 @@ __all__ = [
     "element_hash",
     "parse_count",
     "parse_cursor",
+    "parse_mpop",
     "parse_scan_args",
+    "ranged_int",
     "scan_reply",
+    "word",
 ]
 
 C = TypeVar("C", bound="Collection")
@@ -148,6 +153,50 @@ def parse_count(arg: bytes, *, allow_negative: bool = False) -> int:
     if value < 0 and not allow_negative:
         raise CommandError("value is out of range, must be positive")
     return value
+
+
+def ranged_int(arg: bytes, low: int, message: str) -> int:
+    """Redis's getRangeLongFromObjectOrReply(low, LONG_MAX, message): one text for junk and
+    for a value below `low`."""
+    try:
+        value = parse_int64(arg)
+    except CommandError:
+        raise CommandError(message) from None
+    if value < low:
+        raise CommandError(message)
+    return value
+
+
+def word(arg: bytes, words: dict[bytes, bool]) -> bool:
+    """A keyword argument (LEFT|RIGHT, MIN|MAX, ...) looked up case-insensitively; syntax
+    error otherwise."""
+    found = words.get(arg.upper())
+    if found is None:
+        raise SyntaxError_()
+    return found
+
+
+LEFT_RIGHT = {b"LEFT": True, b"RIGHT": False}
+MIN_MAX = {b"MIN": True, b"MAX": False}
+
+
+def parse_mpop(args: Sequence[bytes], numkeys_at: int, directions: dict[bytes, bool]) -> tuple[list[bytes], bool, int]:
+    """(keys, direction, count) of LMPOP/ZMPOP and their blocking forms: ``numkeys key [key
+    ...] <direction> [COUNT count]`` from ``args[numkeys_at]``, checked in Redis's order."""
+    numkeys = ranged_int(args[numkeys_at], 1, "numkeys should be greater than 0")
+    where_at = numkeys_at + numkeys + 1
+    if where_at >= len(args):
+        raise SyntaxError_()
+    direction = word(args[where_at], directions)
+    count = -1
+    i = where_at + 1
+    while i < len(args):
+        if count == -1 and args[i].upper() == b"COUNT" and i + 1 < len(args):
+            count = ranged_int(args[i + 1], 1, "count should be greater than 0")
+            i += 2
+        else:
+            raise SyntaxError_()
+    return list(args[numkeys_at + 1 : where_at]), direction, max(count, 1)
 
 
 # ------------------------------------------------------------------ SCAN over elements

@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..errors import CommandError, SyntaxError_
-from ..redis_semantics import INT64_MAX, INT64_MIN, parse_int64
+from ..errors import CommandError
+from ..redis_semantics import INT64_MAX, INT64_MIN
 from ..resp import NullArray
+from . import base
 from .base import Collection, Keyspace, TypeCommand
 
 __all__ = ["BLOCKING", "COMMANDS", "RENDERS", "BlockingArgs", "parse_blocking", "parse_timeout_ms"]
@@ -86,32 +87,11 @@ class BlockingArgs:
 
 
 def _left_right(arg: bytes) -> bool:
-    word = arg.upper()
-    if word == b"LEFT":
-        return True
-    if word == b"RIGHT":
-        return False
-    raise SyntaxError_()
+    return base.word(arg, base.LEFT_RIGHT)
 
 
 def _min_max(arg: bytes) -> bool:
-    word = arg.upper()
-    if word == b"MIN":
-        return True
-    if word == b"MAX":
-        return False
-    raise SyntaxError_()
-
-
-def _range_long(arg: bytes, message: str) -> int:
-    """Redis's getRangeLongFromObjectOrReply(1, LONG_MAX, message)."""
-    try:
-        value = parse_int64(arg)
-    except CommandError:
-        raise CommandError(message) from None
-    if value < 1:
-        raise CommandError(message)
-    return value
+    return base.word(arg, base.MIN_MAX)
 
 
 def _parse_keys_timeout(args: Sequence[bytes], where: bool) -> BlockingArgs:
@@ -119,24 +99,11 @@ def _parse_keys_timeout(args: Sequence[bytes], where: bool) -> BlockingArgs:
     return BlockingArgs(args[1:-1], parse_timeout_ms(args[-1]), where=where)
 
 
-def _parse_mpop(args: Sequence[bytes], where_word: Callable[[bytes], bool]) -> BlockingArgs:
+def _parse_mpop(args: Sequence[bytes], directions: dict[bytes, bool]) -> BlockingArgs:
     """BLMPOP/BZMPOP timeout numkeys key [key ...] LEFT|RIGHT / MIN|MAX [COUNT count]: Redis
     judges numkeys, the direction and COUNT before the timeout."""
-    numkeys = _range_long(args[2], "numkeys should be greater than 0")
-    where_idx = 2 + numkeys + 1
-    if where_idx >= len(args):
-        raise SyntaxError_()
-    where = where_word(args[where_idx])
-    count = -1
-    j = where_idx + 1
-    while j < len(args):
-        if count == -1 and args[j].upper() == b"COUNT" and j + 1 < len(args):
-            count = _range_long(args[j + 1], "count should be greater than 0")
-            j += 2
-        else:
-            raise SyntaxError_()
-    timeout = parse_timeout_ms(args[1])
-    return BlockingArgs(args[3:where_idx], timeout, where=where, count=max(count, 1))
+    keys, where, count = base.parse_mpop(args, 2, directions)
+    return BlockingArgs(keys, parse_timeout_ms(args[1]), where=where, count=count)
 
 
 def _parse_blmove(args: Sequence[bytes]) -> BlockingArgs:
@@ -153,8 +120,8 @@ _PARSERS: dict[bytes, Callable[[Sequence[bytes]], BlockingArgs]] = {
     b"brpop": lambda a: _parse_keys_timeout(a, False),
     b"bzpopmin": lambda a: _parse_keys_timeout(a, True),
     b"bzpopmax": lambda a: _parse_keys_timeout(a, False),
-    b"blmpop": lambda a: _parse_mpop(a, _left_right),
-    b"bzmpop": lambda a: _parse_mpop(a, _min_max),
+    b"blmpop": lambda a: _parse_mpop(a, base.LEFT_RIGHT),
+    b"bzmpop": lambda a: _parse_mpop(a, base.MIN_MAX),
     b"blmove": _parse_blmove,
     b"brpoplpush": _parse_brpoplpush,
 }

@@ -23,9 +23,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, islice, pairwise
 from typing import Any, ClassVar, Self
 
-from ..errors import CommandError, NotIntegerError, SyntaxError_
+from ..errors import CommandError, SyntaxError_
 from ..redis_semantics import INT64_MIN, parse_int64
 from ..resp import OK, NullArray
+from . import base
 from .base import Collection, Handler, Keyspace, TypeCommand
 
 __all__ = ["COLLECTIONS", "COMMANDS", "PackedList", "RedisList", "move", "mpop", "parse_mpop", "pop"]
@@ -406,14 +407,11 @@ class RedisList(Collection):
 
 
 # --------------------------------------------------------------------------- helpers
-WHERE = {b"LEFT": True, b"RIGHT": False}  # LMOVE/LMPOP's LEFT|RIGHT: True = head
+WHERE = base.LEFT_RIGHT  # LMOVE/LMPOP's LEFT|RIGHT: True = head
 
 
 def _where(arg: bytes) -> bool:
-    left = WHERE.get(arg.upper())
-    if left is None:
-        raise SyntaxError_()
-    return left
+    return base.word(arg, WHERE)
 
 
 def _arity(name: bytes) -> CommandError:
@@ -473,22 +471,8 @@ def move(ks: Keyspace, src: bytes, dst: bytes, src_left: bool, dst_left: bool) -
 
 
 def parse_mpop(args: Sequence[bytes], numkeys_at: int) -> tuple[list[bytes], bool, int]:
-    """(keys, left, count) of [B]LMPOP's ``numkeys key [key ...] LEFT|RIGHT [COUNT count]``
-    starting at ``args[numkeys_at]`` (Redis's checks, in its order)."""
-    numkeys = _ranged(args[numkeys_at], 1, "numkeys should be greater than 0")
-    where_at = numkeys_at + numkeys + 1
-    if where_at >= len(args):
-        raise SyntaxError_()
-    left = _where(args[where_at])
-    count = -1
-    i = where_at + 1
-    while i < len(args):
-        if count == -1 and args[i].upper() == b"COUNT" and i + 1 < len(args):
-            count = _ranged(args[i + 1], 1, "count should be greater than 0")
-            i += 2
-        else:
-            raise SyntaxError_()
-    return list(args[numkeys_at + 1 : where_at]), left, (1 if count == -1 else count)
+    """(keys, left, count) of [B]LMPOP's ``numkeys key [key ...] LEFT|RIGHT [COUNT count]``."""
+    return base.parse_mpop(args, numkeys_at, WHERE)
 
 
 def mpop(ks: Keyspace, keys: Sequence[bytes], left: bool, count: int) -> Any:
@@ -502,15 +486,7 @@ def mpop(ks: Keyspace, keys: Sequence[bytes], left: bool, count: int) -> Any:
     return NullArray
 
 
-def _ranged(arg: bytes, low: int, message: str) -> int:
-    """getRangeLongFromObjectOrReply with a message: the same text for junk and out of range."""
-    try:
-        value = parse_int64(arg)
-    except NotIntegerError:
-        raise CommandError(message) from None
-    if value < low:
-        raise CommandError(message)
-    return value
+_ranged = base.ranged_int
 
 
 # --------------------------------------------------------------------------- commands

@@ -20,6 +20,7 @@ from typing import Any, Protocol, Self
 
 from ..errors import CommandError, NotIntegerError, SyntaxError_
 from ..redis_semantics import parse_int64
+from . import base
 from .base import Collection, Handler, Keyspace, TypeCommand, parse_scan_args, scan_reply
 
 __all__ = ["COLLECTIONS", "COMMANDS", "RedisSet"]
@@ -380,14 +381,7 @@ def sdiffstore(ks: Keyspace, args: Sequence[bytes]) -> int:
 
 
 def _int_or(arg: bytes, message: str, minimum: int) -> int:
-    """An integer argument >= `minimum`, else `message` (Redis gives the one text for both)."""
-    try:
-        value = parse_int64(arg)
-    except NotIntegerError:
-        raise CommandError(message) from None
-    if value < minimum:
-        raise CommandError(message)
-    return value
+    return base.ranged_int(arg, minimum, message)
 
 
 def sintercard(ks: Keyspace, args: Sequence[bytes]) -> int:

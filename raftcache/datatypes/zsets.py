@@ -24,9 +24,10 @@ from typing import Any, NamedTuple, Self
 
 from sortedcontainers import SortedList
 
-from ..errors import CommandError, NotIntegerError, SyntaxError_, WrongTypeError
+from ..errors import CommandError, SyntaxError_, WrongTypeError
 from ..redis_semantics import parse_int64
 from ..resp import NullArray
+from . import base
 from .base import Collection, Keyspace, TypeCommand, parse_scan_args, scan_reply
 
 __all__ = ["COLLECTIONS", "COMMANDS", "ZSet", "format_score", "pop"]
@@ -665,36 +666,13 @@ def zpopmax(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
     return _zpop(ks, args, highest=True)
 
 
-def _range_long(arg: bytes, low: int, message: str) -> int:
-    """getRangeLongFromObjectOrReply with a message for both failures."""
-    try:
-        value = parse_int64(arg)
-    except NotIntegerError:
-        raise CommandError(message) from None
-    if value < low:
-        raise CommandError(message)
-    return value
+_range_long = base.ranged_int
 
 
 def parse_mpop(args: Sequence[bytes], numkeys_at: int) -> tuple[list[bytes], bool, int]:
-    """(keys, highest, count) of ZMPOP/BZMPOP's `numkeys key... MIN|MAX [COUNT n]`, where
-    `numkeys_at` is the index of numkeys in `args`."""
-    numkeys = _range_long(args[numkeys_at], 1, "numkeys should be greater than 0")
-    where_at = numkeys_at + numkeys + 1
-    if where_at >= len(args):
-        raise SyntaxError_()
-    where = args[where_at].upper()
-    if where not in (b"MIN", b"MAX"):
-        raise SyntaxError_()
-    count = -1
-    j = where_at + 1
-    while j < len(args):
-        if count == -1 and args[j].upper() == b"COUNT" and j + 1 < len(args):
-            count = _range_long(args[j + 1], 1, "count should be greater than 0")
-            j += 2
-        else:
-            raise SyntaxError_()
-    return list(args[numkeys_at + 1 : where_at]), where == b"MAX", max(count, 1)
+    """(keys, highest, count) of ZMPOP/BZMPOP's ``numkeys key... MIN|MAX [COUNT n]``."""
+    keys, lowest, count = base.parse_mpop(args, numkeys_at, base.MIN_MAX)
+    return keys, not lowest, count
 
 
 def mpop(ks: Keyspace, keys: Sequence[bytes], highest: bool, count: int) -> Any:
