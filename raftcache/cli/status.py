@@ -68,8 +68,8 @@ def node_rows(target: Target) -> list[dict[str, Any]]:
             row["lag"] = max(0, leader_commit - (row["applied_index"] or 0))
         else:
             row.setdefault("lag", None)
-        limit = row.get("maxmemory")
-        row["memory_h"] = human_bytes(row.get("memory")) + ("/" + human_bytes(limit) if limit else "/-")
+        used, limit = human_bytes(row.get("memory")), row.get("maxmemory")
+        row["memory_h"] = None if used is None else used + "/" + (human_bytes(limit) if limit else "-")
         row["rss_h"] = human_bytes(row.get("rss"))
         row["uptime_h"] = human_seconds(row.get("uptime"))
     return rows
