@@ -46,6 +46,7 @@ def test_status_table_and_json_with_exactly_one_leader(cluster):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:4] == ["ID", "CLIENT", "ROLE", "LEADER"]
+    assert "USED/MAXMEMORY" in lines[0] and "RSS" in lines[0]
     roles = [line.split()[2] for line in lines[1:4]]
     assert sorted(roles) == ["follower", "follower", "leader"]
     assert "healthy: leader" in result.output
@@ -55,7 +56,7 @@ def test_status_table_and_json_with_exactly_one_leader(cluster):
     assert len(rows) == 3 and [r["role"] for r in rows].count("leader") == 1
     for row in rows:
         for field in ("id", "client", "role", "leader", "term", "commit_index", "applied_index", "log_len",
-                      "last_snapshot_index", "keys", "memory", "clients", "uptime", "lag"):
+                      "last_snapshot_index", "keys", "memory", "maxmemory", "rss", "clients", "uptime", "lag"):
             assert field in row
         assert row["lag"] >= 0 and row["term"] >= 1
 
@@ -106,7 +107,9 @@ def test_metrics_endpoint_is_scraped_and_parsed(cluster):
     for name in ("raftcache_raft_term", "raftcache_raft_role", "raftcache_raft_commit_index", "raftcache_raft_applied_index",
                  "raftcache_raft_log_length", "raftcache_snapshots", "raftcache_snapshot_last_duration_seconds",
                  "raftcache_commands", "raftcache_command_duration_seconds", "raftcache_connected_clients",
-                 "raftcache_keys", "raftcache_memory_rss_bytes", "raftcache_command_errors"):
+                 "raftcache_keys", "raftcache_memory_rss_bytes", "raftcache_command_errors", "raftcache_memory_used_bytes",
+                 "raftcache_memory_max_bytes", "raftcache_evicted_keys", "raftcache_expired_keys", "raftcache_keyspace_hits",
+                 "raftcache_keyspace_misses"):
         assert name in families, name
     role = {s.labels["role"]: s.value for s in families["raftcache_raft_role"].samples}
     assert role == {"leader": 1.0, "follower": 0.0, "candidate": 0.0}
