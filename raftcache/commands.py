@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .errors import CommandError, command_error_from_code
-from .resp import ErrorReply, Map, NullArray, SimpleString
+from .resp import Double, ErrorReply, Map, NullArray, Pairs, SimpleString
 
 FORMAT_VERSION = 1
 
@@ -449,6 +449,8 @@ _EXT_ERROR_REPLY = 3
 # A map reply (HGETALL, a script's {map=...}) must stay a map, not become a plain dict.
 _EXT_MAP = 4
 _EXT_NULL_ARRAY = 5  # LPOP key count / LMPOP on nothing: a nil array, not nil
+_EXT_DOUBLE = 6  # a score (RESP3 double)
+_EXT_PAIRS = 7  # a WITHSCORES list (RESP3 nested pairs)
 
 
 def _pack_default(obj: object) -> object:
@@ -474,6 +476,10 @@ def _ext_hook(code: int, data: bytes) -> object:
         return Map(zip(flat[0::2], flat[1::2]))
     if code == _EXT_NULL_ARRAY:
         return NullArray
+    if code == _EXT_DOUBLE:
+        return Double(data)
+    if code == _EXT_PAIRS:
+        return Pairs(msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, use_list=True, strict_map_key=False))
     return msgpack.ExtType(code, data)
 
 
@@ -481,6 +487,11 @@ def tag_simple_strings(obj: Any) -> Any:
     """SimpleString is a str subclass msgpack would flatten to str: tag it (recursively)."""
     if type(obj) is SimpleString:
         return msgpack.ExtType(_EXT_SIMPLE_STRING, obj.encode())
+    if type(obj) is Double:
+        return msgpack.ExtType(_EXT_DOUBLE, bytes(obj))
+    if type(obj) is Pairs:
+        flat = [tag_simple_strings(item) for item in obj]
+        return msgpack.ExtType(_EXT_PAIRS, msgpack.packb(flat, default=_pack_default, use_bin_type=True))
     if isinstance(obj, list):
         return [tag_simple_strings(item) for item in obj]
     if type(obj) is Map:  # (keys may be any reply: kept as a flat list of pairs)

@@ -874,6 +874,26 @@ class Map(dict):  # type: ignore[type-arg]
     """A map reply (HELLO, CONFIG GET, COMMAND DOCS): RESP3 ``%``, RESP2 a flat array."""
 
 
+class Double(bytes):
+    """A floating-point reply already formatted (a sorted-set score): a bulk string in RESP2,
+    RESP3's double (``,1.5``) in RESP3, as Redis's addReplyDouble."""
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """A flat ``[a1, b1, a2, b2, ...]`` reply of pairs (``WITHSCORES``, ``WITHVALUES``, a
+    counted ZPOPMIN): that flat array in RESP2, an array of 2-element arrays in RESP3."""
+
+
+def _encode_double3(value: Double, out: list[bytes]) -> None:
+    out += (b",", bytes(value), _CRLF)
+
+
+def _encode_pairs3(value: Pairs, out: list[bytes]) -> None:
+    out.append(b"*%d\r\n" % (len(value) // 2))
+    for i in range(0, len(value) - 1, 2):
+        _encode_array3(value[i : i + 2], out)
+
+
 def _encode_map2(value: Map, out: list[bytes]) -> None:
     _encode_array([part for pair in value.items() for part in pair], out)
 
@@ -884,7 +904,7 @@ def _encode_array3(value: list[Any] | tuple[Any, ...], out: list[bytes]) -> None
         if type(item) is bytes:
             out += (_bulk_header(len(item)), item, _CRLF)
         else:
-            _encoder3(item)(item, out)
+            _encoder3(item)(item, out)  # (a Double is a bytes subclass: looked up by type)
 
 
 def _encode_map3(value: Map, out: list[bytes]) -> None:
@@ -922,6 +942,8 @@ _REPLY_ENCODERS3: Final[dict[type, Callable[[Any, list[bytes]], None]]] = {
     type(None): _encode_null3,
     _Sentinel: _encode_null3,
     Map: _encode_map3,
+    Double: _encode_double3,
+    Pairs: _encode_pairs3,
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from .. import redis_float
 from ..errors import CommandError, IntegerOverflowError, NotIntegerError, SyntaxError_
 from ..redis_semantics import INT64_MAX, INT64_MIN, parse_int64
-from ..resp import OK, Map
+from ..resp import OK, Map, Pairs
 from .base import Collection, Handler, Keyspace, TypeCommand, parse_scan_args, scan_reply
 
 __all__ = ["COLLECTIONS", "COMMANDS", "MAX_LISTPACK_ENTRIES", "MAX_LISTPACK_VALUE", "MAX_RANDOM_REPLY", "Hash"]
@@ -283,7 +283,7 @@ def hrandfield(ks: Keyspace, args: Sequence[bytes]) -> Any:
         picks = _distinct(ks, fields, count)
     if not withvalues:
         return picks
-    return _pairs(fields, ((f, fields[f]) for f in picks))
+    return Pairs(_pairs(fields, ((f, fields[f]) for f in picks)))  # nested pairs in RESP3
 
 
 def _nth(fields: dict[bytes, bytes], index: int) -> bytes:

@@ -26,7 +26,7 @@ from sortedcontainers import SortedList
 
 from ..errors import CommandError, SyntaxError_, WrongTypeError
 from ..redis_semantics import parse_int64
-from ..resp import NullArray
+from ..resp import Double, NullArray, Pairs
 from . import base
 from .base import Collection, Keyspace, TypeCommand, parse_scan_args, scan_reply
 
@@ -94,11 +94,11 @@ def parse_score(arg: bytes, message: str = _NOT_FLOAT) -> float:
     return value
 
 
-def format_score(score: float) -> bytes:
-    """Redis 7.0's addReplyDouble: "%.17g", and inf/-inf."""
+def format_score(score: float) -> Double:
+    """Redis 7.0's addReplyDouble: "%.17g", and inf/-inf (a RESP3 double, a bulk in RESP2)."""
     if math.isinf(score):
-        return b"inf" if score > 0 else b"-inf"
-    return b"%.17g" % score
+        return Double(b"inf" if score > 0 else b"-inf")
+    return Double(b"%.17g" % score)
 
 
 # ----------------------------------------------------------------------------- ranges
@@ -348,8 +348,8 @@ COLLECTIONS: list[type[Collection]] = [ZSet]
 
 # ------------------------------------------------------------------------- helpers
 def _flat(pairs: Iterable[tuple[float, bytes]], withscores: bool) -> list[bytes]:
-    if withscores:
-        return [x for score, member in pairs for x in (member, format_score(score))]
+    if withscores:  # member, score, ...: nested pairs in RESP3
+        return Pairs(x for score, member in pairs for x in (member, format_score(score)))
     return [member for _, member in pairs]
 
 
@@ -648,7 +648,8 @@ def pop(ks: Keyspace, key: bytes, highest: bool, count: int | None) -> list[byte
     zset = _get(ks, key)
     if zset is None or count == 0:
         return []
-    return _flat(_pop_pairs(ks, key, zset, highest, 1 if count is None else count), True)
+    popped = _flat(_pop_pairs(ks, key, zset, highest, 1 if count is None else count), True)
+    return popped if count is not None else list(popped)  # without COUNT: flat in RESP3 too
 
 
 def _zpop(ks: Keyspace, args: Sequence[bytes], highest: bool) -> list[bytes]:
@@ -869,7 +870,8 @@ def zscan(ks: Keyspace, args: Sequence[bytes]) -> list[Any]:
         pairs = [(zset._scores[m], m) for m in members]
     if match is not None:
         pairs = [p for p in pairs if match(p[1])]
-    return scan_reply(cursor, _flat(pairs, True))
+    # ZSCAN stays flat bulk strings in RESP3 too (Redis replies scans alike in both)
+    return scan_reply(cursor, [x for score, member in pairs for x in (member, bytes(format_score(score)))])
 
 
 # ----------------------------------------------------------------------------- table

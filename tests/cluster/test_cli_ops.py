@@ -228,14 +228,23 @@ def test_backup_and_restore_into_a_fresh_cluster(cluster, tmp_path):
         for i in range(3000):
             pipe.set(f"bk:{i}", f"value-{i}")
         pipe.set("bk:ttl", "t", ex=3600)
+        pipe.hset("bk:hash", mapping={f"f{i}": i for i in range(200)})  # every type travels in backups
+        pipe.rpush("bk:list", *range(300))
+        pipe.sadd("bk:set", *range(600))
+        pipe.zadd("bk:zset", {f"m{i}": i / 3 for i in range(150)})
+        pipe.expire("bk:zset", 3600)
         pipe.execute()
     backup_file = tmp_path / "cluster.backup"
     result = run("backup", str(backup_file), cluster=cluster)
     assert result.exit_code == 0, result.output
     assert re.search(r"backup of \d+ keys at log index \d+ written to", result.output)
-    def dump(r) -> dict[bytes, bytes]:
+    def dump(r) -> dict[bytes, object]:
         keys = sorted(r.scan_iter(count=1000))
-        return dict(zip(keys, r.mget(keys))) if keys else {}
+        values = dict(zip(keys, r.mget(keys))) if keys else {}
+        values.update({b"bk:hash": r.hgetall("bk:hash"), b"bk:list": r.lrange("bk:list", 0, -1),
+                       b"bk:set": r.smembers("bk:set"), b"bk:zset": r.zrange("bk:zset", 0, -1, withscores=True),
+                       b"encodings": [r.object("encoding", k) for k in ("bk:hash", "bk:list", "bk:set", "bk:zset")]})
+        return values
 
     with cluster.nodes[1].redis() as r:
         source = dump(r)
@@ -254,6 +263,7 @@ def test_backup_and_restore_into_a_fresh_cluster(cluster, tmp_path):
         with fresh.nodes[2].redis() as r:
             assert dump(r) == source
             assert 3500 < r.ttl("bk:ttl") <= 3600
+            assert 3500 < r.ttl("bk:zset") <= 3600
             assert r.set("new-write", "ok") is True  # the new cluster works
         fresh.converged()
     finally:
