@@ -52,3 +52,25 @@ def _types(reply: object) -> object:
     if isinstance(reply, dict):
         return {_types(k): _types(v) for k, v in reply.items()}
     return type(reply).__name__
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_sorted_set_and_hash_methods(raftcache, protocol):
+    """redis-py's own conversions over both protocols, as an application calls them (redis-py
+    gives pairs as tuples in RESP2 and as lists in RESP3, against Redis too)."""
+    def pairs(reply):
+        return [tuple(p) for p in reply]
+
+    port = raftcache.connection_pool.connection_kwargs["port"]
+    with redis.Redis(host="127.0.0.1", port=port, protocol=protocol, decode_responses=True) as r:
+        r.delete("board", "h")
+        assert r.zadd("board", {"ann": 3.5, "bob": 1, "cy": 2}) == 3
+        assert pairs(r.zrange("board", 0, -1, withscores=True)) == [("bob", 1.0), ("cy", 2.0), ("ann", 3.5)]
+        assert pairs(r.zrevrange("board", 0, 0, withscores=True)) == [("ann", 3.5)]
+        assert r.zscore("board", "ann") == 3.5 and r.zincrby("board", 0.5, "bob") == 1.5
+        assert r.zmscore("board", ["cy", "nobody"]) == [2.0, None]
+        assert pairs(r.zpopmin("board", 1)) == [("bob", 1.5)]
+        assert tuple(r.bzpopmax("board", timeout=1)) == ("board", "ann", 3.5)
+        r.hset("h", mapping={"a": "1", "b": "2"})
+        assert r.hgetall("h") == {"a": "1", "b": "2"}
+        assert r.hincrbyfloat("h", "a", 0.5) == 1.5
