@@ -580,7 +580,14 @@ class Bench:
                     print(f"  {name:10} {policy:12} hit ratio {run['hit_ratio']:.3f} (warm {run['warm_hit_ratio']:.3f}), "
                           f"{run['keys_held']} keys held, {run['seconds']:.1f} s", flush=True)
             port = cluster.leader().client_port
+            eviction_bench.command(port, "FLUSHALL")
+            eviction_bench.command(port, "CONFIG", "SET", "maxmemory", "0")
+            storm = out["expiry_storm"] = self.expiry_storm(cluster, 100_000 if self.s.quick else 1_000_000)
+            print(f"  expiry of {storm['keys']} keys at one instant: max write {fmt(storm.get('max_write_ms'), '.1f')} ms "
+                  f"(baseline p99 {fmt(storm.get('baseline_p99_ms'), '.1f')} ms), all gone after "
+                  f"{fmt(storm.get('expired_in_s'), '.1f')} s {storm.get('notes', '')}", flush=True)
             eviction_bench.command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+            rss_empty = rss_bytes(cluster.leader().proc.pid)  # type: ignore[union-attr]
             for rnd in range(1 if self.s.quick else 2):
                 for limit in ((0, 4 << 20) if rnd % 2 == 0 else (4 << 20, 0)):
                     eviction_bench.command(port, "FLUSHALL")
@@ -592,12 +599,48 @@ class Bench:
                     evicted0 = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"])
                     r = self.lg_run(port, "resp", "set", 16, keyspace=200_000)
                     evicted = int(parse_info(resp_call(port, "INFO", "stats"))["evicted_keys"]) - evicted0
+                    memory = memory_info(port)
                     out["cost"].append({"round": rnd + 1, "maxmemory": limit, "ops_per_s": r["ops_per_s"],
-                                        "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "evicted": evicted})
+                                        "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "evicted": evicted,
+                                        "used_memory": int(memory["used_memory"]),
+                                        "rss_growth": int(memory["used_memory_rss"]) - rss_empty})
                     print(f"  SET c50 maxmemory {limit}: {r['ops_per_s']:,.0f} ops/s, {evicted} evicted", flush=True)
         finally:
             cluster.stop()
             redis.stop()
+
+    def expiry_storm(self, cluster: RaftcacheCluster, keys: int) -> dict[str, Any]:
+        """`keys` keys that all expire at one instant, and one writer's latency through it
+        (issue 13: the sweeps must not stall writes more than ~100 ms)."""
+        leader = cluster.leader()
+        at_ms = int(time.time() * 1000) + (40_000 if self.s.quick else 150_000)
+        fill = loadgen("fill", leader.client_port, timeout=900, keys=keys, value_size=16, concurrency=4, duration=840,
+                       expire_at_ms=at_ms)
+        held = int(leader.call("DBSIZE"))
+        if held < keys or time.time() * 1000 > at_ms - 3000:
+            return {"keys": keys, "notes": f"the fill ({fill['elapsed_s']} s) did not finish before the expiry: not measured"}
+        tracer = PROCESSES.spawn([sys.executable, str(HERE / "loadgen.py"), "trace", "--port", str(leader.client_port),
+                                  "--duration", "400"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        assert tracer.stdin is not None and tracer.stdout is not None
+        tracer.stdout.readline()
+        due = time.monotonic() + (at_ms - time.time() * 1000) / 1000
+        wait_until(lambda: int(leader.call("DBSIZE")) <= 1000 or None, 600, 0.2, "the keys to expire")  # the tracer's own keys
+        gone = time.monotonic()
+        time.sleep(2.0)
+        out, err = tracer.communicate(input="", timeout=60)
+        PROCESSES.kill(tracer)
+        lines = [line for line in out.splitlines() if line.startswith('{"records"')]
+        if not lines:
+            raise RuntimeError(f"the expiry-window writer failed: {err.strip()[-600:]}")
+        records = json.loads(lines[-1])["records"]
+        baseline = [e - s for s, e in records if e < due - 1]
+        window = [e - s for s, e in records if e >= due and s <= gone]
+        return {"keys": keys, "expired_in_s": gone - due, "writes_in_window": len(window),
+                "max_write_ms": max(window) * 1000 if window else None,
+                "window_p99_ms": percentile(window, 99) * 1000 if window else None,
+                "baseline_p99_ms": percentile(baseline, 99) * 1000 if baseline else None,
+                "baseline_max_ms": max(baseline) * 1000 if baseline else None}
 
     def raftcache_big(self) -> None:
         """Memory per key, snapshot time and write stall, restart time: one fresh cluster."""
@@ -1047,12 +1090,23 @@ def render_eviction(ev: dict[str, Any]) -> list[str]:
     for r in ev["hit_ratio"]:
         out.append(f"| {r['target']} | {r['policy']} | {r['hit_ratio']:.3f} | {r['warm_hit_ratio']:.3f} | {r['keys_held']:,} | "
                    f"{r['evicted']:,} | {r['seconds']:.1f} |")
+    storm = ev.get("expiry_storm")
+    if storm:
+        out += ["", (f"Expiry storm: {storm['keys']:,} keys expiring at one instant (PXAT), one writer running: "
+                     f"max write latency {fmt(storm.get('max_write_ms'), '.1f')} ms, p99 {fmt(storm.get('window_p99_ms'), '.1f')} ms "
+                     f"(baseline p99 {fmt(storm.get('baseline_p99_ms'), '.1f')} ms, max {fmt(storm.get('baseline_max_ms'), '.1f')} ms); "
+                     f"all gone {fmt(storm.get('expired_in_s'), '.1f')} s after the instant. {storm.get('notes', '')}").strip()]
     if ev["cost"]:
         out += ["", "SET 16 B c50 (loadgen, 200K-key keyspace) on raftcache, with and without eviction, alternating:", "",
                 "| round | maxmemory | ops/s | p50 ms | p99 ms | evicted |", "|---:|---:|---:|---:|---:|---:|"]
         for r in ev["cost"]:
             out.append(f"| {r['round']} | {r['maxmemory'] or 'none'} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'], '.2f')} | "
                        f"{fmt(r['p99_ms'], '.2f')} | {r['evicted']:,} |")
+        for r in ev["cost"]:
+            if r["maxmemory"] and r.get("used_memory"):
+                out += ["", (f"At the limit: used_memory {r['used_memory']:,} B, leader RSS growth since empty "
+                             f"{r['rss_growth']:,} B: RSS / used_memory = {r['rss_growth'] / r['used_memory']:.2f}.")]
+                break
         limited = [r["ops_per_s"] for r in ev["cost"] if r["maxmemory"]]
         free = [r["ops_per_s"] for r in ev["cost"] if not r["maxmemory"]]
         if limited and free:

@@ -336,8 +336,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ fill
 async def fill(args: argparse.Namespace) -> dict[str, Any]:
-    """SET key 0..N-1 through `--concurrency` connections, `--batch` commands per write."""
+    """SET key 0..N-1 through `--concurrency` connections, `--batch` commands per write
+    (with `--expire-at-ms T`: every key expires at the one instant T, PXAT)."""
     value = b"x" * args.value_size
+    expiry = (b"PXAT", b"%d" % args.expire_at_ms) if args.expire_at_ms else ()
     next_key = 0
     errors = 0
     first_error = ""
@@ -349,7 +351,7 @@ async def fill(args: argparse.Namespace) -> dict[str, Any]:
             while next_key < args.keys:
                 lo, hi = next_key, min(args.keys, next_key + args.batch)
                 next_key = hi
-                writer.write(b"".join(resp_command(b"SET", key_name(i), value) for i in range(lo, hi)))
+                writer.write(b"".join(resp_command(b"SET", key_name(i), value, *expiry) for i in range(lo, hi)))
                 for _ in range(hi - lo):
                     reply = await read_reply(reader)
                     if isinstance(reply, ReplyError):
@@ -495,6 +497,7 @@ def main() -> None:
     fl = sub.add_parser("fill", parents=[common])
     fl.add_argument("--keys", type=int, default=1_000_000)
     fl.add_argument("--batch", type=int, default=500)
+    fl.add_argument("--expire-at-ms", type=int, default=0, help="PXAT for every key (0: no expiry)")
     sub.add_parser("trace", parents=[common])
     args = parser.parse_args()
     if args.host.split(".")[0] != "127" and args.host != "localhost":
