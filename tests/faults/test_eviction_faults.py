@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.faults.eviction import EvictionWorkload, evicted_total
-from tests.faults.harness import FAULT_SECTIONS, Workload, final_reader, hold, judge, partitioned_cluster
+from tests.faults.eviction import EvictionWorkload
+from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
 from tests.helpers import wait_until
 
 
@@ -19,17 +19,17 @@ def run_eviction_scenario(name: str, cluster, fault: Callable[[], None]) -> None
     workload = Workload(lambda: cluster.endpoints, workers=3, seed=seed).start()
     started = workload.started
     try:
-        wait_until(lambda: workload.ok_ops >= 100 and evict.ok_writes >= 300, 60, 0.05, "load before the fault")
+        wait_until(lambda: workload.ok_ops >= 50 and evict.ok_writes >= 150, 60, 0.05, "load before the fault")
         fault()
-        target = (workload.ok_ops + 200, evict.ok_writes + 300)
+        target = (workload.ok_ops + 100, evict.ok_writes + 150)
         wait_until(lambda: workload.ok_ops >= target[0] and evict.ok_writes >= target[1], 90, 0.05, "load after the fault")
     finally:
         try:
             workload.stop()
         finally:
             evict.stop()
-    judge(name, cluster, workload, started, min_ok=200)  # converged, and the mixed workload's checks
-    problems = evict.check(final_reader(cluster), lambda: evicted_total(cluster))
+    judge(name, cluster, workload, started, min_ok=100)  # converged, and the mixed workload's checks
+    problems = evict.check(cluster)
     print(evict.summary(), flush=True)
     assert not problems, "\n".join(problems[:20])
 
@@ -41,22 +41,22 @@ def test_eviction_through_kill_pause_partition_and_snapshot_install(tmp_path):
         def faults():
             leader = cl.leader()
             leader.kill()
-            hold(3)
-            leader.start()
             hold(2)
+            leader.start()
+            hold(1)
             leader = cl.leader()
             leader.pause()  # SIGSTOP past the election timeout: it wakes up believing it leads
-            hold(4)
+            hold(3)
             leader.resume()
-            hold(2)
+            hold(1)
             if cl.network is not None:
                 cl.network.isolate(cl.nodes.index(cl.leader()))
-                hold(4)
+                hold(3)
                 cl.network.heal()
-                hold(2)
+                hold(1)
             follower = next(n for n in cl.nodes if n is not cl.leader())
             follower.kill()  # it misses enough entries that the leader compacts past them
-            hold(3)
+            hold(2)
             with cl.leader().redis() as r:
                 r.execute_command("RAFTCACHE", "COMPACT")
             hold(1)
