@@ -172,7 +172,7 @@ def render(section: dict[str, Any]) -> list[str]:
             "|---|---:|---:|---|"]
     for r in section.get("ratios", []):
         out.append(f"| {r['type']} | {r['vs_redis_rss']:.2f}x | {r['vs_redis_used_memory']:.2f}x | <= 3x |")
-    for name in ("zset_snapshot", "zset_restart"):
+    for name in ("zset_snapshot", "zset_restart_replaying_log", "zset_restart"):
         if section.get(name):
             out += ["", f"{name}: " + ", ".join(f"{k} {v}" for k, v in section[name].items() if k != "digest")]
     return out
