@@ -3,11 +3,11 @@ identical on every replica.
 
 Everything here runs inside the state machine, on replicated state only:
 
-* **Accounting** (``MemoryAccount``): the dataset as the state machine holds it, in bytes:
+* **Accounting** (``CacheStateMachine._charge``): the dataset as the state machine holds it, in bytes:
   per key ``KEY_OVERHEAD`` + key + value (+ ``EXPIRY_OVERHEAD`` with a TTL); a collection
-  counts ``ELEMENT_OVERHEAD[type]`` per element plus its elements' bytes, re-measured when its
-  length has moved by an eighth since the last measurement (amortised O(1) per change, and
-  at the same points on every replica). The overheads approximate what CPython spends (dict
+  counts ``ELEMENT_OVERHEAD[type]`` per element plus its elements' average bytes, re-measured
+  when its length has doubled or halved since the last measurement (amortised O(1) per
+  change, at the same points on every replica; the measurement travels in snapshots). The overheads approximate what CPython spends (dict
   slots, object headers), so ``used_memory`` tracks the RSS the data costs; it is not the
   process RSS, which differs per replica.
 * **Settings** (``MemorySettings``): ``maxmemory``, ``maxmemory-policy``,
@@ -162,9 +162,9 @@ def string_bytes(key: bytes, value_len: int) -> int:
 def measure_collection(value: Any) -> tuple[int, int]:
     """(elements, bytes per element) measured over the whole collection (its dump)."""
     elements = len(value)
-    payload = 0
-    for item in value.dump():
-        payload += len(item) if isinstance(item, (bytes, str)) else 8
+    items = value.dump()
+    strings = [item for item in items if type(item) is bytes]
+    payload = sum(map(len, strings)) + 8 * (len(items) - len(strings))
     per = ELEMENT_OVERHEAD.get(value.TYPE, DEFAULT_ELEMENT_OVERHEAD) + (payload // elements if elements else 0)
     return elements, per
 

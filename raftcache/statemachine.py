@@ -519,12 +519,13 @@ class CacheStateMachine:
 
     @staticmethod
     def _charge(value: Collection) -> int:
-        """Re-account a collection's elements (re-measured when its length has moved by an
-        eighth since the last measurement: amortised O(1), at the same points on every
-        replica); returns the change in its charged bytes, which the value carries."""
+        """Re-account a collection's elements (re-measured when its length has doubled or
+        halved since the last measurement: amortised O(1), at the same points on every
+        replica; in between, new elements count at the measured average); returns the
+        change in its charged bytes, which the value carries."""
         elements = len(value)
         acct = value.acct
-        if acct is None or not (acct[0] * 7 // 8 - 8 <= elements <= acct[0] * 9 // 8 + 8):
+        if acct is None or not (acct[0] // 2 - 8 <= elements <= acct[0] * 2 + 8):
             measured, per = measure_collection(value)
         else:
             measured, per = acct[0], acct[1]

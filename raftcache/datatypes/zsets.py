@@ -83,9 +83,16 @@ def _strtod(text: bytes) -> tuple[float, int, bool]:
     return (-value if negative else value), m.end(), erange
 
 
+# Most scores are plain decimals: for them Python's float() is strtod (both round correctly)
+# and nothing can overflow or underflow, so the general grammar above is not needed.
+_PLAIN_SCORE = re.compile(rb"-?[0-9]{1,15}(?:\.[0-9]{1,15})?\Z")
+
+
 def parse_score(arg: bytes, message: str = _NOT_FLOAT) -> float:
     """Redis's string2d (ZADD, ZINCRBY, WEIGHTS): the whole argument, no leading space,
     no overflow or underflow to zero, no NaN."""
+    if _PLAIN_SCORE.match(arg):
+        return float(arg)
     value, used, erange = _strtod(arg)
     if not arg or arg[:1].isspace() or used != len(arg) or (erange and (math.isinf(value) or value == 0.0)):
         raise CommandError(message)
