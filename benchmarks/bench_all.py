@@ -632,7 +632,9 @@ class Bench:
         assert tracer.stdin is not None and tracer.stdout is not None
         tracer.stdout.readline()
         due = time.monotonic() + (at_ms - time.time() * 1000) / 1000
-        wait_until(lambda: int(leader.call("DBSIZE")) <= 1000 or None, 600, 0.2, "the keys to expire")  # the tracer's own keys
+        expired0 = int(parse_info(leader.call("INFO", "stats"))["expired_keys"])
+        wait_until(lambda: int(parse_info(leader.call("INFO", "stats"))["expired_keys"]) - expired0 >= keys or None, 600, 0.2,
+                   "the keys to expire")
         gone = time.monotonic()
         time.sleep(2.0)
         out, err = tracer.communicate(input="", timeout=60)

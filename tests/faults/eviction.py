@@ -42,7 +42,10 @@ class EvictionRecord:
 
 class EvictionWorkload:
     def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 2, timeout: float = 4.0, seed: int = 1,
-                 prefix: str = "ev:", max_seconds: float = 600, max_ops: int = 100_000) -> None:
+                 prefix: str = "ev:", max_seconds: float = 600, max_ops: int = 100_000,
+                 headroom: int = MAXMEMORY_HEADROOM, value_bytes: tuple[int, int] = (200, 600)) -> None:
+        # `headroom` must also hold what the other workloads on the cluster add meanwhile (their
+        # keys have no TTL, so they cannot be evicted: past it, every write gets OOM)
         self.endpoints = endpoints
         self.workers = workers
         self.timeout = timeout
@@ -50,6 +53,8 @@ class EvictionWorkload:
         self.prefix = prefix
         self.max_seconds = max_seconds
         self.max_ops = max_ops
+        self.headroom = headroom
+        self.value_bytes = value_bytes
         self.record = EvictionRecord()
         self.maxmemory = 0
         self._lock = threading.Lock()
@@ -83,7 +88,7 @@ class EvictionWorkload:
                 conn = RespConn(endpoint, self.timeout)
                 try:
                     used = _info_int(conn.call("INFO", "memory"), "used_memory")
-                    limit = used + MAXMEMORY_HEADROOM
+                    limit = used + self.headroom
                     outcome1, _ = classify(lambda c=conn: c.call("CONFIG", "SET", "maxmemory-policy", "volatile-lru"))
                     outcome2, _ = classify(lambda c=conn, m=limit: c.call("CONFIG", "SET", "maxmemory", str(m)))
                     if outcome1 == outcome2 == "ok":
@@ -113,7 +118,7 @@ class EvictionWorkload:
                 conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
                 n += 1
                 key = f"{self.prefix}{worker}:{n}"
-                value = (f"{key}|" + "v" * rng.randint(200, 600)).encode()
+                value = (f"{key}|" + "v" * rng.randint(*self.value_bytes)).encode()
                 outcome, _ = classify(lambda c=conn, k=key, v=value: c.call("SET", k, v, "PX", TTL_MS))
                 with self._lock:
                     {"ok": self.record.acked, "fail": self.record.failed, "unknown": self.record.unknown}[outcome][key] = value

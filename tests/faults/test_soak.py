@@ -97,7 +97,9 @@ def test_random_fault_mix(tmp_path):
         while time.monotonic() < end:
             segment += 1
             bank = BankWorkload(lambda: cluster.endpoints, workers=3, seed=segment, prefix=f"s{segment}:").start()
-            evict = EvictionWorkload(lambda: cluster.endpoints, workers=1, seed=segment, prefix=f"s{segment}:ev:").start()
+            # 1 MB of headroom for what the other workloads add in a segment; 2-6 KB values fill it
+            evict = EvictionWorkload(lambda: cluster.endpoints, workers=1, seed=segment, prefix=f"s{segment}:ev:",
+                                     headroom=1 << 20, value_bytes=(2048, 6144)).start()
             queue = QueueWorkload(lambda: cluster.endpoints, consumers=3, seed=segment, prefix=f"s{segment}:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
