@@ -482,29 +482,19 @@ class CacheStateMachine:
         """`count` keys drawn with the replicated generator, by creation revision: the draw
         depends only on the live keys, never on how this replica's indexes are laid out
         (a replica restored from a snapshot has them laid out differently)."""
-        revs, keys, values, expires = self._order_revs, self._order_keys, self._values, self._expires
+        values, expires = self._values, self._expires
         if not values or (volatile and not expires):
             return []
-
-        def stale(i: int) -> bool:
-            packed = values.get(keys[i])
-            return packed is None or _create_rev(packed) != revs[i]
-
-        # The live keys' revision range: stale entries (this replica's leftovers) are skipped.
-        first = self._order_head
-        while stale(first):
-            first += 1
-        self._order_head = first
-        last = len(revs) - 1
-        while stale(last):
+        i = self._first_live_from(0)  # (first: it may compact, replacing the index lists)
+        low = self._order_revs[i]
+        last = len(self._order_revs) - 1
+        while not self._live_entry(last):
             last -= 1
-        low, span = revs[first], revs[last] - revs[first] + 1
+        span = self._order_revs[last] - low + 1
         found: list[bytes] = []
         for _ in range(8 * count):
-            i = bisect_left(revs, low + self._rng.below(span), first, last + 1)
-            while stale(i):  # ends at `last` at the latest, which is live
-                i += 1
-            key = keys[i]
+            i = self._first_live_from(low + self._rng.below(span))
+            key = self._order_keys[i]
             if not volatile or key in expires:
                 found.append(key)
                 if len(found) >= count:
@@ -516,6 +506,26 @@ class CacheStateMachine:
             if heap:
                 found.append(heap[0][1])
         return found
+
+    def _live_entry(self, i: int) -> bool:
+        """Whether entry `i` of the creation-order index is a live key's (not a leftover)."""
+        packed = self._values.get(self._order_keys[i])
+        return packed is not None and _create_rev(packed) == self._order_revs[i]
+
+    def _first_live_from(self, rev: int) -> int:
+        """Index of the first live entry created at or after `rev` (one exists: the caller
+        bounds `rev` by the newest live key). A long run of leftovers met on the way is
+        compacted away first (the answer is the same; only the walk gets shorter)."""
+        i = bisect_left(self._order_revs, rev, self._order_head)
+        start = i
+        while not self._live_entry(i):
+            i += 1
+            if i - start > 256:
+                self._compact_order()
+                return self._first_live_from(rev)
+        if start == self._order_head:
+            self._order_head = i  # entries before it are all leftovers
+        return i
 
     @staticmethod
     def _charge(value: Collection) -> int:

@@ -282,3 +282,23 @@ def test_collections_are_accounted_and_evicted_like_any_key():
     m.config("maxmemory", m.fsm.used_memory // 2)
     m.do(c.Set(b"k", b"v"))
     assert m.keys() == {b"k"}  # the whole collection went
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-random"])
+def test_sampling_through_long_runs_of_deleted_keys_matches_a_restored_replica(policy):
+    """A replica that deleted a long run of keys walks (and compacts) its creation index while
+    sampling; one restored from a snapshot has no such leftovers. Both must evict alike."""
+    a = Machine()
+    fill(a, 3000)
+    a.do(c.Delete(tuple(b"k%04d" % i for i in range(500, 2500))))  # a 2000-entry run of leftovers
+    restored = Machine(CacheStateMachine())
+    restored.fsm.restore(a.fsm.snapshot_sections())
+    restored.now = a.now
+    for m in (a, restored):
+        m.config("maxmemory-policy", policy)
+        m.config("maxmemory", limit_for(600))
+    for i in range(400):
+        command = c.Set(b"n%04d" % i, b"v" * 20)
+        assert a.do(command) == restored.do(command)
+    assert a.fsm.evicted_keys == restored.fsm.evicted_keys > 300
+    assert a.keys() == restored.keys() and a.fsm.digest() == restored.fsm.digest()
