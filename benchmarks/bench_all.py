@@ -594,7 +594,6 @@ class Bench:
                   f"(baseline p99 {fmt(storm.get('baseline_p99_ms'), '.1f')} ms), all gone after "
                   f"{fmt(storm.get('expired_in_s'), '.1f')} s {storm.get('notes', '')}", flush=True)
             eviction_bench.command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
-            rss_empty = rss_bytes(cluster.leader().proc.pid)  # type: ignore[union-attr]
             for rnd in range(1 if self.s.quick else 2):
                 for limited in ((False, True) if rnd % 2 == 0 else (True, False)):
                     eviction_bench.command(port, "FLUSHALL")
@@ -613,8 +612,7 @@ class Bench:
                     memory = memory_info(port)
                     out["cost"].append({"round": rnd + 1, "maxmemory": limit, "ops_per_s": r["ops_per_s"],
                                         "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "evicted": evicted,
-                                        "used_memory": int(memory["used_memory"]),
-                                        "rss_growth": int(memory["used_memory_rss"]) - rss_empty})
+                                        "used_memory": int(memory["used_memory"])})
                     print(f"  SET c50 maxmemory {limit}: {r['ops_per_s']:,.0f} ops/s, {evicted} evicted", flush=True)
         finally:
             cluster.stop()
@@ -1116,11 +1114,6 @@ def render_eviction(ev: dict[str, Any]) -> list[str]:
         for r in ev["cost"]:
             out.append(f"| {r['round']} | {r['maxmemory'] or 'none'} | {fmt(r['ops_per_s'])} | {fmt(r['p50_ms'], '.2f')} | "
                        f"{fmt(r['p99_ms'], '.2f')} | {r['evicted']:,} |")
-        for r in ev["cost"]:
-            if r["maxmemory"] and r.get("used_memory"):
-                out += ["", (f"At the limit: used_memory {r['used_memory']:,} B, leader RSS growth since empty "
-                             f"{r['rss_growth']:,} B: RSS / used_memory = {r['rss_growth'] / r['used_memory']:.2f}.")]
-                break
         limited = [r["ops_per_s"] for r in ev["cost"] if r["maxmemory"]]
         free = [r["ops_per_s"] for r in ev["cost"] if not r["maxmemory"]]
         if limited and free:
