@@ -712,27 +712,30 @@ class CacheStateMachine:
         return (self._rng if self._applying else self._local_rng).below(bound)
 
     def random_key(self) -> bytes | None:
-        """A live key drawn with ``draw`` (RANDOMKEY), or None. Uniform: a draw picks a slot
-        of the creation-order index and is kept if the slot is its key's live entry. The
-        index is at most about two-thirds stale (see ``_remove``), so a few draws suffice;
-        if they miss (mostly expired keys), a walk from a drawn slot finds one."""
-        keys, revs = self._order_keys, self._order_revs
-        if not self._values:
+        """A live key drawn with ``draw`` (RANDOMKEY), or None: a creation revision drawn
+        between the oldest and the newest key's, then the first key created at or after it
+        that has not expired (walking on, and around, past expired ones). Like eviction's
+        sampling, the draw depends only on the live keys, never on this replica's leftover
+        index entries, so RANDOMKEY inside a script or EXEC answers alike on every replica."""
+        values = self._values
+        if not values:
             return None
-        for _ in range(32):
-            i = self.draw(len(keys))
-            if self._is_live_slot(keys[i], revs[i]):
-                return keys[i]
-        start = self.draw(len(keys))
-        for j in range(len(keys)):
-            i = (start + j) % len(keys)
-            if self._is_live_slot(keys[i], revs[i]):
-                return keys[i]
+        i = self._first_live_from(0)  # (first: it may compact, replacing the index lists)
+        low = self._order_revs[i]
+        last = len(self._order_revs) - 1
+        while not self._live_entry(last):
+            last -= 1
+        high = self._order_revs[last]
+        rev = low + self.draw(high - low + 1)
+        for _ in range(len(values)):
+            i = self._first_live_from(rev)
+            key = self._order_keys[i]
+            if self._live(key) is not None:
+                return key
+            rev = self._order_revs[i] + 1  # expired (not swept yet): the next one
+            if rev > high:
+                rev = low
         return None
-
-    def _is_live_slot(self, key: bytes, rev: int) -> bool:
-        packed = self._live(key)
-        return packed is not None and _create_rev(packed) == rev
 
     def _insert(self, key: bytes, value: Collection) -> None:
         """Store a collection under a key that holds nothing (a new key for SCAN)."""
