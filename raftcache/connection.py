@@ -45,7 +45,15 @@ from typing import Any
 from . import acl
 from .auth import DEFAULT_USER, Authenticator, AuthThrottle
 from .errors import CommandError, NoAuthError, NoProtoError, NotIntegerError, ProtocolError, WrongPassError, resp_prefix
-from .redis_commands import Kind, Spec, lookup, parse_int_arg, unknown_command_message, wrong_arity_message
+from .redis_commands import (
+    QUEUE_CHECKS,
+    Kind,
+    Spec,
+    lookup,
+    parse_int_arg,
+    unknown_command_message,
+    wrong_arity_message,
+)
 from .resp import OK, Map, RequestParser, SimpleString, encode_error, encode_reply
 
 NOAUTH_REPLY = encode_error("NOAUTH", "Authentication required.")  # also NoAuthError's word
@@ -377,6 +385,9 @@ class Connection:
         elif spec.kind is Kind.LOCAL and name not in QUEUEABLE_LOCAL:
             self._queue_doomed = True
             self._error("ERR", "Command not allowed inside a transaction")
+        elif (problem := _queue_problem(spec, args)) is not None:
+            self._queue_doomed = True  # as Redis: an unknown subcommand dooms the transaction
+            self._error("ERR", problem)
         else:
             self._enqueue(spec, args)
         return None
@@ -619,3 +630,16 @@ _ACL_SUBCOMMANDS: dict[str, tuple[int, Callable[[Connection, list[bytes]], Any]]
     "save": (2, Connection._acl_read_only),
     "load": (2, Connection._acl_read_only),
 }
+
+
+def _queue_problem(spec: Spec, args: list[bytes]) -> str | None:
+    """Why Redis would refuse to queue this command in MULTI beyond arity (a container
+    command's unknown subcommand), or None."""
+    check = QUEUE_CHECKS.get(spec.name)
+    if check is None:
+        return None
+    try:
+        check(args)
+    except CommandError as err:
+        return err.message
+    return None

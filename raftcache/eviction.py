@@ -32,7 +32,9 @@ from typing import Any, NamedTuple
 from .errors import CommandError
 
 # Bytes the state machine charges per key / element beyond the bytes themselves (see the
-# module docstring). Measured with tracemalloc on CPython 3.11-3.13 at 100K entries.
+# module docstring): estimates from CPython's object sizes (dict slot, bytes header, the
+# 12-byte revision header); the per-type figures follow the type modules' tracemalloc
+# measurements at 100K elements (hash ~140 B, set ~133 B, zset ~186 B per element with bytes).
 KEY_OVERHEAD = 140
 EXPIRY_OVERHEAD = 140
 COLLECTION_OVERHEAD = 200

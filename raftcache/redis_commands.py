@@ -343,7 +343,9 @@ _OBJECT_SUBCOMMANDS: dict[bytes, tuple[int, Build]] = {
 }
 
 
-def _build_object(args: list[bytes], limits: Limits) -> Any:
+def _object_subcommand(args: list[bytes]) -> Build:
+    """OBJECT's subcommand checked as Redis checks a container command's (also when it is
+    queued in MULTI): unknown subcommand, then its arity."""
     sub = args[1].upper()
     entry = _OBJECT_SUBCOMMANDS.get(sub)
     if entry is None:
@@ -352,7 +354,15 @@ def _build_object(args: list[bytes], limits: Limits) -> Any:
     arity, build = entry
     if len(args) != arity:
         raise CommandError(wrong_arity_message(f"object|{sub.decode().lower()}"))
-    return build(args, limits)
+    return build
+
+
+def _build_object(args: list[bytes], limits: Limits) -> Any:
+    return _object_subcommand(args)(args, limits)
+
+
+# Container commands whose subcommand Redis judges before queuing them in MULTI.
+QUEUE_CHECKS: dict[str, Callable[[list[bytes]], Any]] = {"object": _object_subcommand}
 
 
 def _render_encoding(result: Any) -> Any:

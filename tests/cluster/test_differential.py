@@ -138,6 +138,7 @@ def test_same_replies_and_state_as_redis(real_redis, raftcache, sequence):
 
 
 TRANSACTION_EDGES = [
+    ["SET", "a", ""], ["MULTI"], ["OBJECT", "freqx"], ["OBJECT", "ENCODING", "a", "b"], ["EXEC"],  # found by hypothesis
     ["SET", "a", "1"], ["WATCH", "a", "b"], ["INCR", "a"], ["MULTI"], ["SET", "b", "x"], ["EXEC"], ["EXISTS", "b"],
     ["WATCH", "b"], ["MULTI"], ["INCR", "b"], ["SET", "c", "1", "EX", "100"], ["PTTL", "c"], ["GETRANGE", "b", "0"],
     ["EXEC"], ["EXISTS", "c"],
