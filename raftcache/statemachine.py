@@ -86,6 +86,7 @@ MAX_TOMBSTONES = 65_536  # deletion revisions kept for WATCH (older ones fold in
 _HEADER = 12
 _REV_BYTES = 6
 _ORDER_COMPACT_MIN = 1024
+_COMPACT_SLICE = 8192  # creation-index entries compacted per applied entry (a few ms)
 
 _MISSING = object()
 
@@ -200,6 +201,7 @@ class CacheStateMachine:
         self._order_keys: list[bytes] = []  # keys by creation revision (with stale entries)
         self._order_revs = array("Q")
         self._order_head = 0  # entries before it are stale (eviction sampling skips them once)
+        self._compact_at: int | None = None  # where the running compaction pass is (None: none)
         self._now = 0
         self._revision = 0
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
@@ -260,6 +262,8 @@ class CacheStateMachine:
             return [self._apply_tagged(tag, command) for tag, command in batch.commands]
         finally:
             self._applying = False
+            if self._compact_at is not None:
+                self._compact_some()
 
     def read(self, command: Any) -> Any:
         """Answer a read command from the current state; raises CommandError."""
@@ -520,8 +524,8 @@ class CacheStateMachine:
         start = i
         while not self._live_entry(i):
             i += 1
-            if i - start > 256:
-                self._compact_order()
+            if i - start > 256:  # drop this run of leftovers now (and look again: same answer)
+                self._compact_slice(start, min(len(self._order_revs), start + _COMPACT_SLICE))
                 return self._first_live_from(rev)
         if start == self._order_head:
             self._order_head = i  # entries before it are all leftovers
@@ -620,15 +624,40 @@ class CacheStateMachine:
             heapq.heapify(self._expiry_heap)
 
     def _compact_order(self) -> None:
-        keys, revs = [], array("Q")
-        values = self._values
-        for key, rev in zip(self._order_keys, self._order_revs):
+        """Start dropping the creation index's leftovers (deleted or re-created keys' old
+        entries). The work is done in bounded slices after each applied entry
+        (`_compact_some`), so a mass deletion never costs one long O(n) pass; only the
+        index's layout changes, never what SCAN or eviction sampling answer."""
+        if self._compact_at is None:
+            self._compact_at = 0
+
+    def _compact_some(self, budget: int = _COMPACT_SLICE) -> None:
+        """One bounded slice of the compaction pass started by `_compact_order`."""
+        at = self._compact_at
+        assert at is not None
+        end = min(len(self._order_keys), at + budget)
+        kept = self._compact_slice(at, end)
+        self._compact_at = None if at + kept >= len(self._order_keys) else at + kept
+
+    def _compact_slice(self, start: int, end: int) -> int:
+        """Drop the leftovers among entries [start, end); returns how many entries were kept."""
+        keys, revs, values = self._order_keys, self._order_revs, self._values
+        kept_keys: list[bytes] = []
+        kept_revs = array("Q")
+        for i in range(start, end):
+            key, rev = keys[i], revs[i]
             packed = values.get(key)
             if packed is not None and _create_rev(packed) == rev:
-                keys.append(key)
-                revs.append(rev)
-        self._order_keys, self._order_revs = keys, revs
-        self._order_head = 0
+                kept_keys.append(key)
+                kept_revs.append(rev)
+        removed = (end - start) - len(kept_keys)
+        if removed:
+            keys[start:end] = kept_keys
+            revs[start:end] = kept_revs
+            self._order_head = _shifted(self._order_head, start, end, removed)
+            if self._compact_at is not None:
+                self._compact_at = _shifted(self._compact_at, start, end, removed)
+        return len(kept_keys)
 
     def _absolute(self, ttl_ms: int | None, at_ms: int | None, command: str) -> int | None:
         if ttl_ms is not None:
@@ -844,6 +873,7 @@ class CacheStateMachine:
         self._order_keys.clear()
         self._order_revs = array("Q")
         self._order_head = 0
+        self._compact_at = None
         self._tombstones.clear()  # every key is now absent since this revision
         self._watch_floor = self._revision
         self._used = 0
@@ -1240,3 +1270,12 @@ def _may_grow(command: Any) -> bool:
     if kind is c.Exec:
         return any(_may_grow(op) for op in command.ops if type(op) in c.WRITE_TYPES)
     return kind in c.WRITE_TYPES
+
+
+def _shifted(index: int, start: int, end: int, removed: int) -> int:
+    """Where an index into the creation-order lists points once `removed` entries of
+    [start, end) are gone: past the slice it moves back; inside it, to the slice's start
+    (conservative: the entries from there are looked at again)."""
+    if index >= end:
+        return index - removed
+    return min(index, start)

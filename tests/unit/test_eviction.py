@@ -302,3 +302,27 @@ def test_sampling_through_long_runs_of_deleted_keys_matches_a_restored_replica(p
         assert a.do(command) == restored.do(command)
     assert a.fsm.evicted_keys == restored.fsm.evicted_keys > 300
     assert a.keys() == restored.keys() and a.fsm.digest() == restored.fsm.digest()
+
+
+def test_a_mass_deletion_is_compacted_in_bounded_slices():
+    """The creation-order index drops its leftovers a slice per applied entry: no entry pays
+    for the whole index, SCAN and sampling answer as before meanwhile."""
+    from raftcache.statemachine import _COMPACT_SLICE
+
+    m = Machine()
+    for start in range(0, 40_000, 1000):
+        m.do(*(c.Set(b"k%05d" % i, b"v") for i in range(start, start + 1000)))
+    m.do(c.Delete(tuple(b"k%05d" % i for i in range(0, 40_000) if i % 10)))  # 36K leftovers
+    entries = len(m.fsm._order_keys)
+    assert entries > _COMPACT_SLICE * 2  # the pass is still running after that entry
+    m.do()
+    assert entries - len(m.fsm._order_keys) <= _COMPACT_SLICE  # one slice's worth per entry
+    scanned, cursor = [], 0
+    while True:
+        cursor, keys = m.fsm.read(c.Scan(cursor, None, 1000))
+        scanned += keys
+        m.do()  # compaction advances between SCAN calls
+        if cursor == 0:
+            break
+    assert sorted(scanned) == [b"k%05d" % i for i in range(0, 40_000, 10)]
+    assert len(m.fsm._order_keys) == 4000  # done: only live entries left
