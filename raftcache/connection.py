@@ -416,6 +416,13 @@ class Connection:
         self.unsent_push_bytes += len(data)
         self.on_push()
 
+    def disconnect(self) -> None:
+        """Close once the replies and messages queued so far have left (the node's hub asks:
+        it skipped messages by installing a snapshot)."""
+        if not self.closing:
+            self.closing = True
+            self.on_push()
+
     def _hub(self) -> PubSubHub:
         if self._pubsub is None:
             raise CommandError("pub/sub is not available on this connection")

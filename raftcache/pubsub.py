@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .errors import CommandError
-from .feed import Feed, FeedItem, KeyEvent, Message
+from .feed import Feed, FeedItem, Gap, KeyEvent, Message
 
 __all__ = [
     "NOTIFY_ERROR",
@@ -180,6 +180,9 @@ class Subscriber(Protocol):
 
     def push(self, data: bytes) -> None:
         """Queue bytes for the client (a message): never blocks."""
+
+    def disconnect(self) -> None:
+        """Close once what is queued has left (the node skipped messages: a snapshot)."""
 
 
 class Subscriptions:
@@ -371,7 +374,9 @@ class PubSubHub:
         """Deliver one entry's items (loop thread; also called directly by tests)."""
         classes, keyspace, keyevent = notify_flags(setting) if setting else (frozenset(), False, False)
         for item in items:
-            if type(item) is Message:
+            if type(item) is Gap:
+                self._disconnect_all()
+            elif type(item) is Message:
                 self.publish_local(item.channel, item.payload, shard=item.shard)
             elif type(item) is KeyEvent and (keyspace or keyevent) and item.key is not None and item.klass in classes:
                 event = item.event.encode()
@@ -380,6 +385,19 @@ class PubSubHub:
                     self.publish_local(b"__keyspace@0__:" + item.key, event)
                 if keyevent:
                     self.publish_local(b"__keyevent@0__:" + event, item.key)
+
+    def _disconnect_all(self) -> None:
+        """This node installed a snapshot: the messages in between were never applied here
+        one by one, so its subscribers missed them. Closing their connections (after what
+        is queued) makes the gap visible, as a disconnect, instead of silent."""
+        subscribers: dict[Subscriber, None] = {}
+        for table in (self._channels, self._shard):
+            for members in table.values():
+                subscribers.update(members)
+        for _, members in self._patterns.values():
+            subscribers.update(members)
+        for sub in subscribers:
+            sub.disconnect()
 
     def publish_local(self, channel: bytes, payload: bytes, *, shard: bool = False) -> int:
         """Push one message to this node's subscribers of `channel` (and matching patterns)."""

@@ -16,7 +16,7 @@ from raftcache.auth import Authenticator
 from raftcache.config import config_from_mapping
 from raftcache.connection import NEED_DATA, Connection
 from raftcache.errors import CommandError, ConfigError
-from raftcache.feed import Feed, KeyEvent, Message
+from raftcache.feed import Feed, Gap, KeyEvent, Message
 from raftcache.pubsub import NOTIFY_ERROR, PubSubHub, glob_matcher, parse_notify_setting
 from raftcache.redis_semantics import compile_glob
 from raftcache.statemachine import CacheStateMachine
@@ -62,8 +62,13 @@ class Sub:
         self.subscriptions = Subscriptions()
         self.got: list[bytes] = []
 
+        self.disconnected = False
+
     def push(self, data: bytes) -> None:
         self.got.append(data)
+
+    def disconnect(self) -> None:
+        self.disconnected = True
 
 
 def test_hub_delivers_messages_patterns_and_shard_channels():
@@ -84,6 +89,19 @@ def test_hub_delivers_messages_patterns_and_shard_channels():
     hub.drop(three)
     assert hub.numsub([b"news"]) == [b"news", 0] and hub.channels(None, shard=True) == []
     assert hub.unsubscribe(a, []) == b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
+
+
+def test_a_snapshot_install_disconnects_subscribers():
+    hub = PubSubHub(None, lambda: "")
+    a, b, idle = Sub(), Sub(), Sub()
+    hub.subscribe(a, [b"x"])
+    hub.psubscribe(b, [b"*"])
+    hub.dispatch([Message(1, b"x", b"before"), Gap(5)])
+    assert a.got and a.disconnected and b.disconnected and not idle.disconnected
+    conn, _ = _conn()
+    _run(conn, b"SUBSCRIBE x\r\n")
+    conn.disconnect()
+    assert conn.closing and conn.finished  # nothing left to send: the shell closes it now
 
 
 def test_hub_listens_to_the_feed_only_while_someone_subscribes():
