@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -39,6 +40,13 @@ async def _read_reply(reader: asyncio.StreamReader) -> Any:
     return rest
 
 
+RATE = b"rate"  # ends the latency phase
+BODY = b"r" * 16  # the rate phase's payload
+STOP = b"s" * 16  # ends the rate phase (same size as BODY)
+_STAMP = re.compile(rb"\$\d+\r\nt(\d+)\r\n")
+_FIXED = len(b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(CHANNEL), CHANNEL, BODY))
+
+
 async def _subscriber(port: int, ready: asyncio.Event, latencies: list[float], counts: list[int], idx: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(_command(b"SUBSCRIBE", CHANNEL))
@@ -46,15 +54,33 @@ async def _subscriber(port: int, ready: asyncio.Event, latencies: list[float], c
     counts[idx] = 0
     ready.set()
     try:
-        while True:
-            reply = await _read_reply(reader)
-            now = time.perf_counter_ns()
-            payload = reply[2]
-            if payload == b"stop":
+        buffered = b""
+        while True:  # the latency phase: every message's stamp read from the raw bytes
+            chunk = await reader.read(1 << 16)
+            if not chunk:
                 return
-            if payload.startswith(b"t"):
-                latencies.append((now - int(payload[1:])) / 1e6)
-            counts[idx] += 1
+            now = time.perf_counter_ns()
+            buffered += chunk
+            end = 0
+            for match in _STAMP.finditer(buffered):
+                latencies.append((now - int(match.group(1))) / 1e6)
+                counts[idx] += 1
+                end = match.end()
+            buffered = buffered[end:]
+            at = buffered.find(b"\r\n" + RATE + b"\r\n")
+            if at >= 0:
+                leftover = buffered[at + len(RATE) + 4:]
+                break
+        # The rate phase: fixed-size messages counted by their bytes (parsing them here would
+        # measure this Python process, not the server), up to the STOP message.
+        received, tail = len(leftover), leftover[-64:]
+        while not (received and received % _FIXED == 0 and tail.endswith(STOP + b"\r\n")):
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                return
+            received += len(chunk)
+            tail = (tail + chunk)[-64:]
+        counts[idx] += received // _FIXED - 1  # (not the STOP)
     finally:
         writer.close()
 
@@ -71,17 +97,19 @@ async def _run(ports: list[int], subscribers: int, seconds: float, latency_messa
         writer.write(_command(b"PUBLISH", CHANNEL, b"t%d" % time.perf_counter_ns()))
         await _read_reply(reader)
         await asyncio.sleep(interval_s)
+    writer.write(_command(b"PUBLISH", CHANNEL, RATE))
+    await _read_reply(reader)
     # PUBLISH rate: pipelined, 64 in flight, for `seconds`
     published, depth = 0, 64
     started = time.monotonic()
-    body = _command(b"PUBLISH", CHANNEL, b"r" * 16)
+    body = _command(b"PUBLISH", CHANNEL, BODY)
     while time.monotonic() - started < seconds:
         writer.write(body * depth)
         for _ in range(depth):
             await _read_reply(reader)
         published += depth
     rate = published / (time.monotonic() - started)
-    writer.write(_command(b"PUBLISH", CHANNEL, b"stop"))
+    writer.write(_command(b"PUBLISH", CHANNEL, STOP))
     await _read_reply(reader)
     writer.close()
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 120)
