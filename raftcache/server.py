@@ -216,6 +216,7 @@ class _Connection(asyncio.Protocol):
         )
         self.proto.on_push = self._pushed
         self.soft_limit_since: float | None = None  # over the pub/sub soft limit since then
+        self.push_flush_pending = False  # pushed messages wait for one write at the end of the burst
         self.proto.client_info = lambda: server._client_line(self).rstrip(b"\n")
         self.hold_timer: asyncio.TimerHandle | None = None
         self.first_data = True
@@ -459,6 +460,15 @@ class _Connection(asyncio.Protocol):
         over the soft one for longer than its seconds, the connection is dropped at once, its
         unsent output discarded. Nothing here waits, so a client that does not read never
         slows the apply path (the hub runs on this loop, fed by a queue) or other clients."""
+        if self.closing or self.transport is None or self.push_flush_pending:
+            return
+        # One write per connection per burst: the hub delivers a whole entry's messages (or
+        # several entries') in one loop callback; a send per message cost a syscall each.
+        self.push_flush_pending = True
+        asyncio.get_running_loop().call_soon(self._flush_pushed)
+
+    def _flush_pushed(self) -> None:
+        self.push_flush_pending = False
         if self.closing or self.transport is None:
             return
         self._flush()
