@@ -49,6 +49,7 @@ from .errors import CommandError, ExecAbortError, resp_prefix
 from .eviction import SETTINGS as REPLICATED_SETTINGS
 from .eviction import format_bytes, parse_setting
 from .operations import ClusterOperations, Peer
+from .pubsub import PubSubHub
 from .redis_commands import (
     COMMANDS,
     Immediate,
@@ -64,7 +65,7 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .replica import LINEARIZABLE, Replica
-from .resp import OK, PONG, ErrorReply, Map, NullArray, encode_error, encode_reply
+from .resp import OK, PONG, ErrorReply, Map, NullArray, SimpleString, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
 from .status import to_info
 
@@ -95,7 +96,6 @@ _CONFIG_SOURCE: dict[bytes, str] = {
     b"save": "persistence is the Raft journal and snapshots",
     b"appendonly": "persistence is the Raft journal and snapshots",
     b"databases": "one database",
-    b"notify-keyspace-events": "no keyspace notifications yet",
 }
 
 
@@ -165,6 +165,13 @@ class ServerSettings:
     protected_mode: bool = True
     auth_throttle: AuthThrottle = AuthThrottle()
     users: tuple[User, ...] = ()  # ACL users ([[users]]); `default` among them replaces requirepass's
+    # Pub/sub ([pubsub]): Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`, and bounds
+    # on what one connection may subscribe to.
+    pubsub_hard_limit_bytes: int = 32 << 20
+    pubsub_soft_limit_bytes: int = 8 << 20
+    pubsub_soft_seconds: float = 60.0
+    max_subscriptions_per_client: int = 100_000
+    max_pattern_bytes: int = 1024
 
 
 class Later(NamedTuple):
@@ -205,7 +212,11 @@ class _Connection(asyncio.Protocol):
             throttle=settings.auth_throttle,
             on_auth_failure=server.count_auth_failure,
             on_acl_denied=server.count_acl_denied,
+            pubsub=server.pubsub,
         )
+        self.proto.on_push = self._pushed
+        self.soft_limit_since: float | None = None  # over the pub/sub soft limit since then
+        self.push_flush_pending = False  # pushed messages wait for one write at the end of the burst
         self.proto.client_info = lambda: server._client_line(self).rstrip(b"\n")
         self.hold_timer: asyncio.TimerHandle | None = None
         self.first_data = True
@@ -253,6 +264,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.proto.drop_subscriptions()
         if self.hold_timer is not None:
             self.hold_timer.cancel()
         if self.blocked is not None:  # a dead client must not be handed the next element
@@ -369,8 +381,13 @@ class _Connection(asyncio.Protocol):
         if spec.kind is Kind.READ and command.readonly:
             self.proto.complete(command.slot, server.render(spec.render, replica.read_local(cmd), command.protocol))
             return
+        render = spec.render
+        if type(cmd) is c.Publish:
+            # PUBLISH answers the receivers on this node, counted when the reply is rendered:
+            # the hub delivered the message on this loop just before (it was queued first).
+            render = partial(_receivers, server.pubsub, cmd.channel, cmd.shard)
         on_done = server.delivery.deliverer(
-            partial(self._complete, command.slot, spec.render, command.protocol, spec.kind.value, time.perf_counter())
+            partial(self._complete, command.slot, render, command.protocol, spec.kind.value, time.perf_counter())
         )
         replica.submit(cmd, on_done, consistency=LINEARIZABLE, tag=tag)
 
@@ -437,6 +454,47 @@ class _Connection(asyncio.Protocol):
         asyncio.get_running_loop().create_task(coroutine).add_done_callback(done)
 
     # ------------------------------------------------------------------- output
+    def _pushed(self) -> None:
+        """A pub/sub message was queued: write it, then judge the output buffer against the
+        pub/sub limits (Redis's client-output-buffer-limit pubsub): over the hard limit, or
+        over the soft one for longer than its seconds, the connection is dropped at once, its
+        unsent output discarded. Nothing here waits, so a client that does not read never
+        slows the apply path (the hub runs on this loop, fed by a queue) or other clients."""
+        if self.closing or self.transport is None or self.push_flush_pending:
+            return
+        # One write per connection per burst: the hub delivers a whole entry's messages (or
+        # several entries') in one loop callback; a send per message cost a syscall each.
+        self.push_flush_pending = True
+        asyncio.get_running_loop().call_soon(self._flush_pushed)
+
+    def _flush_pushed(self) -> None:
+        self.push_flush_pending = False
+        if self.closing or self.transport is None:
+            return
+        self._flush()
+        self.check_output_limit(time.monotonic())
+
+    def check_output_limit(self, now: float) -> None:
+        if self.closing or self.transport is None:
+            return
+        settings = self.server.settings
+        size = self.transport.get_write_buffer_size() + self.proto.unsent_push_bytes
+        if size > settings.pubsub_hard_limit_bytes:
+            self._drop_slow(f"{size} bytes of output queued (pub/sub hard limit {settings.pubsub_hard_limit_bytes})")
+        elif size > settings.pubsub_soft_limit_bytes:
+            if self.soft_limit_since is None:
+                self.soft_limit_since = now
+            elif now - self.soft_limit_since > settings.pubsub_soft_seconds:
+                self._drop_slow(f"over the pub/sub soft limit ({settings.pubsub_soft_limit_bytes} bytes) for "
+                                f"{now - self.soft_limit_since:.0f}s")
+        else:
+            self.soft_limit_since = None
+
+    def _drop_slow(self, why: str) -> None:
+        log.warning("client %s does not read its pub/sub messages: %s; closing", self.peer, why)
+        self.server.stats.output_limit_closes += 1
+        self._abort()
+
     def _flush(self) -> None:
         if self.transport is None:
             return
@@ -497,6 +555,42 @@ def _ok(result: Any) -> Any:
     return OK
 
 
+def _receivers(hub: PubSubHub, channel: bytes, shard: bool, result: Any) -> int:
+    return hub.receivers(channel, shard=shard)
+
+
+def _notify_text(stored: str) -> bytes:
+    """CONFIG GET's spelling: Redis omits 'n' next to 'A' (keyspaceEventsFlagsToString)."""
+    return (stored.replace("n", "") if stored.startswith("A") else stored).encode()
+
+
+_PUBSUB_HELP = [
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+]
+# PUBSUB's subcommands: name -> (least args, most args, handler(hub, args))
+_PUBSUB_SUBCOMMANDS: dict[bytes, tuple[int, float, Callable[[PubSubHub, list[bytes]], Any]]] = {
+    b"channels": (2, 3, lambda hub, args: hub.channels(args[2] if len(args) == 3 else None)),
+    b"numsub": (2, float("inf"), lambda hub, args: hub.numsub(args[2:])),
+    b"numpat": (2, 2, lambda hub, args: hub.numpat()),
+    b"shardchannels": (2, 3, lambda hub, args: hub.channels(args[2] if len(args) == 3 else None, shard=True)),
+    b"shardnumsub": (2, float("inf"), lambda hub, args: hub.numsub(args[2:], shard=True)),
+    b"help": (2, 2, lambda hub, args: [SimpleString(line) for line in _PUBSUB_HELP]),
+}
+
+
 def _null_array(result: Any) -> Any:
     return NullArray
 
@@ -513,6 +607,8 @@ class RespServer:
         # Protected mode bites only when the default user needs no password (as Redis).
         self.protected = settings.protected_mode and not self.authenticator.default_user_has_password
         self.tls: ssl.SSLContext | None = None  # set by start(); then the port speaks TLS only
+        self.pubsub = PubSubHub(replica.feed, replica.notify_setting, max_subscriptions=settings.max_subscriptions_per_client,
+                                max_pattern_bytes=settings.max_pattern_bytes)
         self.transactions = Transactions(self)
         self.connections: set[_Connection] = set()
         self.stats = ServerStats()
@@ -531,6 +627,7 @@ class RespServer:
             "config": self._config,
             "info": self._info,
             "raftcache": self._raftcache,
+            "pubsub": self._pubsub_command,
         }
         self._raftcache_subcommands: dict[bytes, Callable[[_Connection, list[bytes]], Any]] = {
             b"ONCE": self._once,
@@ -574,6 +671,8 @@ class RespServer:
     def count_acl_denied(self, reason: str) -> None:
         if reason == "key":
             self.stats.acl_denied_key += 1
+        elif reason == "channel":
+            self.stats.acl_denied_channel += 1
         else:
             self.stats.acl_denied_cmd += 1
 
@@ -585,6 +684,7 @@ class RespServer:
         first (a failed handshake closes that connection only)."""
         loop = asyncio.get_running_loop()
         self.delivery = LoopDelivery(loop)
+        self.pubsub.attach_loop(loop.call_soon_threadsafe)
         self.tls = tls
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=1024, ssl=tls,
@@ -617,8 +717,11 @@ class RespServer:
                 if conn.frame_started is not None and now - conn.frame_started > settings.frame_timeout_s:
                     log.info("client %s left a command half-sent for %.0fs; closing", conn.peer, now - conn.frame_started)
                     conn._close()
-                elif settings.idle_timeout_s and not conn.pending and now - conn.last_active > settings.idle_timeout_s:
+                elif settings.idle_timeout_s and not conn.pending and now - conn.last_active > settings.idle_timeout_s \
+                        and not conn.proto.subscriptions.total:  # (Redis never times out a subscriber)
                     conn._close()
+                elif conn.soft_limit_since is not None:
+                    conn.check_output_limit(now)
 
     # ------------------------------------------------------------- local commands
     def _ping(self, conn: _Connection, args: list[bytes]) -> Any:
@@ -684,7 +787,7 @@ class RespServer:
             b"proto-max-bulk-len": b"%d" % s.max_bulk_bytes,
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
             b"protected-mode": b"yes" if s.protected_mode else b"no",
-            b"notify-keyspace-events": b"",
+            b"notify-keyspace-events": _notify_text(memory["notify_keyspace_events"]),
             # replicated (eviction.SETTINGS): the same on every node once applied
             b"maxmemory": b"%d" % memory["maxmemory"],
             b"maxmemory-policy": memory["maxmemory_policy"].encode(),
@@ -829,13 +932,31 @@ class RespServer:
                 "keyspace_misses": memory["keyspace_misses"],
                 "acl_access_denied_cmd": self.stats.acl_denied_cmd,
                 "acl_access_denied_key": self.stats.acl_denied_key,
-                "acl_access_denied_channel": 0,  # no pub/sub yet
+                "acl_access_denied_channel": self.stats.acl_denied_channel,
+                "pubsub_channels": len(self.pubsub.channels(None)),
+                "pubsub_patterns": self.pubsub.numpat(),
+                "pubsub_shardchannels": len(self.pubsub.channels(None, shard=True)),
+                "client_output_buffer_limit_disconnections": self.stats.output_limit_closes,
             },
             "cpu": {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"},
             "cluster": {"cluster_enabled": 0},  # Redis Cluster's sharding protocol, which we do not speak
             "keyspace": {"db0": f"keys={status.keys},expires={volatile},avg_ttl=0"} if status.keys else {},
             "raft": to_info(status, self.ops.peer_lookup()),  # one registry read for the whole reply
         }
+
+    # ------------------------------------------------------------------ PUBSUB
+    def _pubsub_command(self, conn: _Connection, args: list[bytes]) -> Any:
+        """PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP: this node's
+        subscriptions (as Redis: each server answers for its own clients)."""
+        sub = args[1].lower()
+        entry = _PUBSUB_SUBCOMMANDS.get(sub)
+        if entry is None:
+            raise CommandError(f"unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try PUBSUB HELP.")
+        low, high, handler = entry
+        if not low <= len(args) <= high:
+            raise CommandError(f"unknown subcommand or wrong number of arguments for '{args[1].decode('utf-8', 'replace')}'. "
+                               "Try PUBSUB HELP.")
+        return handler(self.pubsub, args)
 
     # -------------------------------------------------------------- RAFTCACHE ...
     def _raftcache(self, conn: _Connection, args: list[bytes]) -> Any:

@@ -5,7 +5,8 @@
 
 The run is cut into segments of about a minute; each segment runs the mixed workload,
 the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py) and
-the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py) and the
+the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py), pub/sub
+(a subscriber on every node, one publisher, tests/faults/pubsub.py) and the
 eviction workload (a cache at its maxmemory, tests/faults/eviction.py) through a random
 sequence of faults, heals, and is verified (linearizability, lost and duplicated writes,
 counters, the bank's atomicity, every queued item consumed once or still queued, evicted
@@ -23,6 +24,7 @@ import pytest
 from tests.faults.bank import BankWorkload
 from tests.faults.eviction import EvictionWorkload
 from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
+from tests.faults.pubsub import PubSubWorkload
 from tests.faults.queue import QueueWorkload
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
@@ -101,6 +103,7 @@ def test_random_fault_mix(tmp_path):
             evict = EvictionWorkload(lambda: cluster.endpoints, workers=1, seed=segment, prefix=f"s{segment}:ev:",
                                      headroom=1 << 20, value_bytes=(2048, 6144)).start()
             queue = QueueWorkload(lambda: cluster.endpoints, consumers=3, seed=segment, prefix=f"s{segment}:").start()
+            pubsub = PubSubWorkload(lambda: cluster.endpoints, publishers=1, seed=segment, prefix=f"s{segment}:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
             try:
@@ -122,6 +125,9 @@ def test_random_fault_mix(tmp_path):
                             queue.stop()
                         finally:
                             evict.stop()
+            if network is not None:
+                network.heal()  # the pub/sub workload's END marker must reach every subscriber
+            pubsub.stop(drain_timeout=90)
 
             def heal_network_and_clocks():
                 if network is not None:
@@ -134,4 +140,7 @@ def test_random_fault_mix(tmp_path):
                   after=heal_network_and_clocks, bank=bank, queue=queue)
             problems = evict.check(cluster)
             print(evict.summary(), flush=True)
+            assert not problems, "\n".join(problems[:20])
+            problems = pubsub.check()
+            print(pubsub.summary(), flush=True)
             assert not problems, "\n".join(problems[:20])
