@@ -55,6 +55,7 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .resp import OK, Map, RequestParser, SimpleString, encode_error, encode_reply
+from .tracking import ClientTracking
 
 NOAUTH_REPLY = encode_error("NOAUTH", "Authentication required.")  # also NoAuthError's word
 
@@ -211,6 +212,7 @@ class Connection:
         self.name = b""
         self.lib = b""
         self.mode = Mode.NORMAL
+        self.tracking = ClientTracking()  # CLIENT TRACKING's options for this connection (tracking.py)
         self.closing = False  # QUIT or bad input: no more commands; close once replies are out
         self.bad_input = False  # closing because of a protocol error (unread input may follow)
         self.pending = 0  # commands handed out and not completed
@@ -298,6 +300,20 @@ class Connection:
             out.append(replies.popleft().data)
         return b"".join(out)  # type: ignore[arg-type]
 
+    def push(self, data: bytes) -> None:
+        """Out-of-band data (a RESP3 push, a pub/sub message). It goes behind every reply
+        already known and ahead of replies still being computed: a reply computed before
+        the change a push announces must reach the client first (or the client would cache
+        a value after its invalidation), and one not yet computed may reflect the change."""
+        replies = self._replies
+        i = len(replies)
+        while i and replies[i - 1].data is None:
+            i -= 1
+        if i == len(replies):
+            replies.append(Slot(data))
+        else:
+            replies.insert(i, Slot(data))
+
     @property
     def finished(self) -> bool:
         """Closing, with every reply handed out by data_to_send: close the transport now."""
@@ -343,6 +359,8 @@ class Connection:
         self._on_command(spec.name)
         own = self._own.get(spec.name)
         if own is not None:
+            if spec.name != "multi":  # as Redis: CLIENT CACHING lasts one command (or one MULTI ... EXEC)
+                self.tracking.caching = False
             try:
                 reply = own(args)
             except CommandError as err:
@@ -374,6 +392,7 @@ class Connection:
         if name == "exec" or (name == "raftcache" and is_tagged_exec(args)):
             return self._exec(spec, args)
         if name == "discard":
+            self.tracking.caching = False
             self._end_multi()
             self._replies.append(Slot(encode_reply(OK, self.protocol)))
         elif name == "multi":
@@ -520,7 +539,9 @@ class Connection:
         return Map(
             {
                 b"server": b"redis",
-                b"version": b"7.0.0",
+                # redis-py's client-side cache refuses a server whose HELLO says < 7.4; the
+                # tracking served here is Redis 7.0's, which 7.4 keeps unchanged.
+                b"version": b"7.4.0",
                 b"proto": version,
                 b"id": self.id,
                 b"mode": b"standalone",

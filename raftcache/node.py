@@ -52,6 +52,7 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
             script_max_instructions=lim.script_max_instructions,
         ),
         protected_mode=s.protected_mode,
+        tracking_table_max_keys=s.tracking_table_max_keys,
         users=config.users,
     )
 

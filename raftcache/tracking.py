@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .errors import CommandError, NotIntegerError, SyntaxError_
+from .feed import Gap, KeyEvent
 from .redis_semantics import parse_int64
 from .resp import OK, Map, encode_reply
 
@@ -41,6 +42,7 @@ __all__ = [
     "Peer",
     "Tracker",
     "TrackingOptions",
+    "feed_changes",
     "parse_tracking",
 ]
 
@@ -368,6 +370,23 @@ class Tracker:
             out += [Invalidation(client_id, tuple(dict.fromkeys(keys_))) for (client_id, _), keys_ in bcast.items()]
         return out
 
+    def apply(self, changes: Iterable[tuple[bytes, Any] | None]) -> list[Invalidation]:
+        """An applied entry's changes in order (``feed_changes``): keys, and None where
+        everything changed."""
+        out: list[Invalidation] = []
+        run: list[tuple[bytes, Any]] = []
+        for change in changes:
+            if change is None:
+                if run:
+                    out += self.changed(run)
+                    run = []
+                out += self.flushed()
+            else:
+                run.append(change)
+        if run:
+            out += self.changed(run)
+        return out
+
     def flushed(self) -> list[Invalidation]:
         """FLUSHALL: every tracking client hears "everything" (a null key list), NOLOOP or not,
         BCAST or not, as Redis; the table empties."""
@@ -435,6 +454,20 @@ class Tracker:
         state = self.clients.get(client_id)
         if state is not None:
             state.keys.discard(key)
+
+
+def feed_changes(items: Iterable[Any]) -> list[tuple[bytes, Any] | None]:
+    """What tracking needs of one applied entry's feed items (feed.py), on the Raft thread:
+    ``(key, origin)`` per key event; None where everything may have changed: FLUSHALL, or a
+    snapshot installed here (``Gap``: the keys it changed are unknown, so every tracking
+    client is told to drop everything, as after FLUSHALL). Messages (PUBLISH) are not keys."""
+    out: list[tuple[bytes, Any] | None] = []
+    for item in items:
+        if type(item) is KeyEvent:
+            out.append(None if item.key is None else (item.key, item.origin))
+        elif type(item) is Gap:
+            out.append(None)
+    return out
 
 
 def _ids(readers: int | set[int]) -> Iterable[int]:

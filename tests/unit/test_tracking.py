@@ -220,3 +220,57 @@ def test_route_encodes_for_the_client_or_its_redirect_target():
     assert tracker.clients[4].broken_redirect
     assert Tracker.info(tracker.clients[4])[b"flags"] == [b"on", b"broken_redirect"]
     assert route(Invalidation(99, (b"k",))) is None  # tracking already off
+
+
+def test_a_push_goes_behind_computed_replies_and_ahead_of_pending_ones():
+    from raftcache.connection import Connection
+
+    conn = Connection()
+    conn.receive_data(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\nc\r\n")
+    first, second, third = (conn.next_event() for _ in range(3))
+    conn.complete(second.slot, b"$2\r\nb0\r\n")  # computed before the change, waiting behind `first`
+    conn.push(b">push\r\n")
+    conn.complete(first.slot, b"$2\r\na1\r\n")
+    conn.complete(third.slot, b"$2\r\nc1\r\n")
+    assert conn.data_to_send() == b"$2\r\na1\r\n$2\r\nb0\r\n>push\r\n$2\r\nc1\r\n"
+    conn.push(b">idle\r\n")  # nothing pending: out at once
+    assert conn.data_to_send() == b">idle\r\n"
+
+
+def test_client_caching_lasts_one_command_or_one_transaction():
+    from raftcache.connection import Connection
+
+    conn = Connection()
+    conn.tracking.on = conn.tracking.optin = True
+    for caching_after, command in [
+        (False, b"*1\r\n$4\r\nPING\r\n"),  # handed out: the server spends the flag (reads_tracked)
+        (True, b"*1\r\n$5\r\nMULTI\r\n"),  # MULTI keeps it for the transaction
+        (True, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),  # queued
+        (False, b"*1\r\n$7\r\nDISCARD\r\n"),
+        (False, b"*1\r\n$8\r\nREADONLY\r\n"),  # answered by the connection itself: spent too
+    ]:
+        conn.tracking.caching = True
+        conn.receive_data(command)
+        event = conn.next_event()
+        if event is not None and hasattr(event, "spec"):
+            event.slot.data = b"+OK\r\n"
+            conn.tracking.reads_tracked()
+        assert conn.tracking.caching is caching_after, command
+
+
+def test_feed_items_become_ordered_changes_and_a_snapshot_counts_as_a_flush():
+    from raftcache.feed import Gap, KeyEvent, Message
+    from raftcache.tracking import feed_changes
+
+    items = [
+        KeyEvent(1, "set", b"a", (7, 1)), Message(2, b"chan", b"hi"), KeyEvent(3, "flushall", None, (7, 2)),
+        KeyEvent(4, "set", b"b", (7, 2)), KeyEvent(5, "expired", b"c"),
+    ]
+    changes = feed_changes(items)
+    assert changes == [(b"a", (7, 1)), None, (b"b", (7, 2)), (b"c", None)]
+    assert feed_changes([Gap(9)]) == [None]
+    tracker = Tracker()
+    _on(tracker, 1)
+    tracker.remember(1, [b"a", b"b", b"c"])
+    # in order: a, then everything (the table empties), then b and c are no longer tracked
+    assert tracker.apply(changes) == [Invalidation(1, (b"a",)), Invalidation(1, None)]
