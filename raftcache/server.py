@@ -429,8 +429,15 @@ class _Connection(asyncio.Protocol):
 
     def push(self, data: bytes) -> None:
         """Out-of-band data for this client (an invalidation): queued behind the replies
-        already computed (Connection.push), then written."""
-        if self.closing:
+        already computed (Connection.push), then written. A client that does not read them
+        is closed past `_PUSH_BUFFER_LIMIT` unsent bytes (Redis's pubsub hard limit) rather
+        than let its buffer grow: the apply path never waits for it."""
+        if self.closing or self.transport is None:
+            return
+        if self.transport.get_write_buffer_size() > _PUSH_BUFFER_LIMIT:
+            log.warning("client %s is not reading its invalidations (over %d bytes unsent); closing", self.peer, _PUSH_BUFFER_LIMIT)
+            self.closing = True
+            self.transport.abort()
             return
         self.proto.push(data)
         self._flush()
@@ -543,6 +550,7 @@ class _Connection(asyncio.Protocol):
 
 
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
+_PUSH_BUFFER_LIMIT = 32 << 20  # unsent bytes past which a client receiving pushes is closed
 _FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redis's would overflow)
 BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
 
