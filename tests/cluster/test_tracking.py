@@ -399,3 +399,30 @@ def test_no_reply_with_an_old_value_follows_its_invalidation(nodes, readonly):
 def _write_round(writer: Resp3, keys: list[bytes], n: int) -> None:
     for key in keys:
         assert writer.call("SET", key, n) == "OK"
+
+
+def test_a_client_that_never_reads_its_invalidations_is_closed_not_buffered(nodes):
+    """BCAST on every key, a socket never read: once more than the push limit (32 MB) waits
+    unsent, the node closes it; writers and other tracking clients are not held up."""
+    node = nodes["follower"]
+    slow = Resp3(node)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.call("CLIENT", "TRACKING", "ON", "BCAST")
+    watcher, writer = Resp3(node), Resp3(nodes["leader"])
+    try:
+        watcher.call("CLIENT", "TRACKING", "ON")
+        tracking_before = int(node.info("clients")["tracking_clients"])
+        big = [b"sl:%02d:" % i + b"x" * 60_000 for i in range(16)]  # ~1 MB of key names per MSET
+        for n in range(60):
+            pairs = [part for key in big for part in (key, b"%d" % n)]
+            assert writer.call("MSET", *pairs) == "OK"
+            if int(node.info("clients")["tracking_clients"]) < tracking_before:
+                break
+        wait_until(lambda: int(node.info("clients")["tracking_clients"]) == tracking_before - 1, 20,
+                   what="the slow client to be closed")
+        watcher.call("GET", "sl:probe")
+        writer.call("SET", "sl:probe", "1")
+        assert invalidated(watcher.wait_push()) == [b"sl:probe"]
+    finally:
+        for client in (slow, watcher, writer):
+            client.close()
