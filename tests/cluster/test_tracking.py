@@ -354,6 +354,9 @@ def test_bad_input_gets_redis_errors(nodes):
         got = client.call("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "x")
         assert str(got) == "ERR Prefix 'x' overlaps with an existing prefix 'x:'. Prefixes for a single client must not overlap."
         assert client.call("CLIENT", "GETREDIR") == 0
+        assert client.call("CONFIG", "GET", "tracking-table-max-keys") == {b"tracking-table-max-keys": str(MAX_KEYS).encode()}
+        refused = client.call("CONFIG", "SET", "tracking-table-max-keys", "5")
+        assert "[server] tracking_table_max_keys in the cluster file" in str(refused)
     finally:
         client.close()
 
