@@ -448,3 +448,68 @@ def test_a_client_that_never_reads_its_invalidations_is_closed_not_buffered(node
     finally:
         for client in (slow, watcher, writer):
             client.close()
+
+
+# ------------------------------------------------------------------ against a real redis-server
+_SCENARIO: list[tuple[str, tuple[Any, ...]]] = [  # (who, command); "{A}": the tracking client's id
+    ("a", ("CLIENT", "TRACKINGINFO")), ("a", ("CLIENT", "GETREDIR")),
+    ("a", ("CLIENT", "TRACKING", "ON", "PREFIX", "x")), ("a", ("CLIENT", "TRACKING", "ON", "OPTIN", "OPTOUT")),
+    ("a", ("CLIENT", "TRACKING", "ON", "REDIRECT", "0")), ("a", ("CLIENT", "TRACKING", "ON", "REDIRECT", "x")),
+    ("a", ("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "d:ab", "PREFIX", "d:a")),
+    ("a", ("CLIENT", "TRACKING", "ON")), ("a", ("CLIENT", "TRACKINGINFO")), ("a", ("CLIENT", "GETREDIR")),
+    ("a", ("CLIENT", "CACHING", "YES")), ("a", ("CLIENT", "TRACKING", "ON", "BCAST")),
+    ("a", ("MGET", "d:1", "d:2")), ("w", ("MSET", "d:1", "1", "d:2", "2")), ("w", ("SET", "d:1", "again")),
+    ("a", ("HGET", "d:h", "f")), ("w", ("HSET", "d:h", "f", "v")),
+    ("a", ("GET", "d:1")), ("w", ("FLUSHALL",)),
+    ("a", ("CLIENT", "TRACKING", "OFF")), ("a", ("CLIENT", "TRACKING", "ON", "OPTIN", "NOLOOP")),
+    ("a", ("GET", "d:skip")), ("a", ("CLIENT", "CACHING", "YES")), ("a", ("CLIENT", "TRACKINGINFO")),
+    ("a", ("GET", "d:opt")), ("w", ("MSET", "d:skip", "1", "d:opt", "1")),
+    ("a", ("CLIENT", "CACHING", "NO")), ("a", ("CLIENT", "TRACKING", "OFF")),
+    ("a", ("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "d:p", "NOLOOP")), ("a", ("CLIENT", "TRACKINGINFO")),
+    ("a", ("SET", "d:p1", "mine")), ("w", ("MSET", "d:p2", "1", "d:q", "1", "d:p3", "1")),
+    ("a", ("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "d:")), ("a", ("CLIENT", "TRACKING", "OFF")),
+    ("a", ("CLIENT", "TRACKING", "ON", "REDIRECT", "{W}")), ("a", ("CLIENT", "GETREDIR")), ("a", ("GET", "d:r")),
+    ("w", ("SET", "d:r", "1")),
+]
+
+
+class _Address:
+    def __init__(self, port: int) -> None:
+        self.host, self.port = "127.0.0.1", port
+
+
+def _transcript(port: int) -> list[Any]:
+    """Every frame each step of _SCENARIO brings to either connection (client ids replaced;
+    pushes a step causes are compared as a set: where a client's own write's push falls
+    around its reply is not part of the contract)."""
+    a, w = Resp3(_Address(port)), Resp3(_Address(port))
+    w.call("FLUSHALL")
+    out: list[Any] = []
+    try:
+        for who, command in _SCENARIO:
+            client = a if who == "a" else w
+            args = [str(w.id) if part == "{W}" else part for part in command]
+            reply = client.call(*args)
+            reply = "W" if reply == w.id else reply
+            frames = []
+            for name, conn in (("a", a), ("w", w)):  # pushes this step caused
+                if who == "w":  # a PING round trip brings them in (only after writes: it spends CLIENT CACHING)
+                    conn.call("PING")
+                frames += [(name, _normal(p)) for p in conn.pushes]
+                conn.pushes.clear()
+            out.append((who, command, str(reply) if isinstance(reply, RuntimeError) else reply, sorted(frames, key=repr)))
+    finally:
+        a.close()
+        w.close()
+    return out
+
+
+def _normal(push: Push) -> Any:
+    return [push[0], sorted(push[1]) if isinstance(push[1], list) else push[1]]
+
+
+def test_tracking_replies_and_pushes_match_a_real_redis(real_redis, raftcache):
+    theirs = _transcript(real_redis.connection_pool.connection_kwargs["port"])
+    ours = _transcript(raftcache.connection_pool.connection_kwargs["port"])
+    for step, (t, o) in enumerate(zip(theirs, ours, strict=True)):
+        assert o == t, f"step {step}: redis {t!r}, raftcache {o!r}"
