@@ -21,6 +21,9 @@ It owns what belongs to the connection, not to the server or the data:
   Handed-out commands carry the user's rules for scripts (``Command.script_acl``). ACL
   WHOAMI/LIST/USERS/GETUSER/CAT/LOG are answered here;
 * READONLY / READWRITE (stale local reads), QUIT;
+* CLIENT TRACKING's per-connection state (``tracking``, a ``tracking.ClientTracking``; the
+  one-shot CLIENT CACHING flag is spent here by commands the connection answers itself) and
+  the place of out-of-band pushes in the reply order (``push``);
 * flow control it can judge alone: reading pauses while too many commands are in flight.
 
 ``mode`` is where per-connection modes go (MULTI queueing, subscribe mode): a command that
