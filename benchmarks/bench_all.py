@@ -121,6 +121,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import eviction_bench
+import feed_bench
 import types_memory
 from cpu_probe import CpuProbe
 from loadgen import LOOP_NAME, parse_info, percentile, resp_call
@@ -275,7 +276,7 @@ class Bench:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "ceilings": [], "throughput": [], "latency": [],
             "memory": [], "snapshot": {}, "restart": {}, "raft_events": {}, "skipped": [], "notes": [],
-            "issue11": {}, "types": {}, "eviction": {},
+            "issue11": {}, "types": {}, "eviction": {}, "feed": {},
         }
 
     # -------------------------------------------------------------- helpers
@@ -618,6 +619,29 @@ class Bench:
             cluster.stop()
             redis.stop()
 
+    def feed(self) -> None:
+        """Issue 14: PUBLISH rate and fan-out latency (PUBLISH to receipt, p50/p99) to 100
+        subscribers, redis (one port) and raftcache (spread over the three nodes), alternating."""
+        if shutil.which("redis-server") is None:
+            raise SkipTarget("`redis-server` not found (apt-get install -y redis-server)")
+        subscribers, seconds = (100, 2.0) if self.s.quick else (100, 8.0)
+        latency_messages = 100 if self.s.quick else 500
+        out = self.results["feed"] = {"subscribers": subscribers, "rows": []}
+        redis = RedisServer(self.root / "redis-feed").start()
+        cluster = RaftcacheCluster(self.root / "raftcache-feed", self.args.fsync).start()
+        try:
+            targets = {"redis": [redis.port], "raftcache": [n.client_port for n in cluster.nodes]}
+            for rnd in range(1 if self.s.quick else 2):
+                for name in ("redis", "raftcache") if rnd % 2 == 0 else ("raftcache", "redis"):
+                    row = feed_bench.measure(targets[name], subscribers, seconds, latency_messages)
+                    row.update(target=name, round=rnd + 1)
+                    out["rows"].append(row)
+                    print(f"  {name:10} PUBLISH {row['publish_per_s']:,}/s, fan-out p50 {fmt(row['fanout_p50_ms'], '.2f')} ms "
+                          f"p99 {fmt(row['fanout_p99_ms'], '.2f')} ms, all delivered: {row['all_delivered']}", flush=True)
+        finally:
+            cluster.stop()
+            redis.stop()
+
     def expiry_storm(self, cluster: RaftcacheCluster, keys: int) -> dict[str, Any]:
         """`keys` keys that all expire at one instant, and one writer's latency through it
         (issue 13: the sweeps must not stall writes more than ~100 ms)."""
@@ -844,6 +868,7 @@ class Bench:
                     ("raftcache-1m", "raftcache 1M keys", self.raftcache_big),
                     ("types", "data types: memory per element, 1M-member sorted set snapshot and restart (issue 12)", self.types),
                     ("eviction", "maxmemory: hit ratio vs redis, cost of eviction (issue 13)", self.eviction),
+                    ("feed", "pub/sub: PUBLISH rate and fan-out latency to 100 subscribers vs redis (issue 14)", self.feed),
                     ("etcd", "etcd", self.etcd), ("pysyncobj", "raw pysyncobj", self.pysyncobj)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for key, name, fn in sections:
@@ -1122,6 +1147,17 @@ def render_eviction(ev: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_feed(feed: dict[str, Any]) -> list[str]:
+    out = ["", f"## pub/sub (issue 14): {feed['subscribers']} subscribers (raftcache: spread over the 3 nodes; redis: one server)", "",
+           ("Fan-out latency: PUBLISH (through the first node's port) to receipt, one message every 10 ms; "
+            "PUBLISH rate: one connection, 64 pipelined."), "",
+           "| round | target | PUBLISH/s | fan-out p50 ms | p99 ms | max ms | all delivered |", "|---:|---|---:|---:|---:|---:|---|"]
+    for r in feed["rows"]:
+        out.append(f"| {r['round']} | {r['target']} | {fmt(r['publish_per_s'])} | {fmt(r['fanout_p50_ms'], '.2f')} | "
+                   f"{fmt(r['fanout_p99_ms'], '.2f')} | {fmt(r['fanout_max_ms'], '.2f')} | {r['all_delivered']} |")
+    return out
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     out = [f"# raftcache side-by-side benchmark ({res['mode']} run, {res['date']})", "",
@@ -1184,6 +1220,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         out += types_memory.render(res["types"])
     if res.get("eviction"):
         out += render_eviction(res["eviction"])
+    if res.get("feed"):
+        out += render_feed(res["feed"])
 
     s = res["snapshot"]
     out += ["", "## raftcache snapshot (RAFTCACHE COMPACT on the leader, one writer running)", ""]
@@ -1243,7 +1281,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts (~2-3 minutes)")
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md / latest.json / logs")
     parser.add_argument("--fsync", choices=["always", "no"], default="always", help="raftcache journal fsync policy")
-    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,eviction,etcd,pysyncobj")
+    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,eviction,feed,etcd,pysyncobj")
     args = parser.parse_args()
 
     def on_term(_signum: int, _frame: Any) -> None:

@@ -81,6 +81,9 @@ _OVERRIDES: dict[str, frozenset[str]] = {
     "readwrite": frozenset({"fast", "connection"}),
     "exec": frozenset({"slow", "transaction"}),
     "randomkey": frozenset({"keyspace", "read", "slow"}),
+    "publish": frozenset({"pubsub", "fast"}),
+    "spublish": frozenset({"pubsub", "fast"}),
+    "reset": frozenset({"fast", "connection"}),
 }
 _CLIENT_CONN = frozenset({"slow", "connection"})
 _CLIENT_ADMIN = _ADMIN | {"connection"}
@@ -92,6 +95,7 @@ SUBCOMMANDS: dict[str, dict[str, frozenset[str]]] = {
     "config": {"get": _ADMIN, "set": _ADMIN, "resetstat": _ADMIN, "rewrite": _ADMIN, "help": _SLOW},
     "client": {"id": _CLIENT_CONN, "getname": _CLIENT_CONN, "setname": _CLIENT_CONN, "info": _CLIENT_CONN,
                "setinfo": _CLIENT_CONN, "help": _CLIENT_CONN, "list": _CLIENT_ADMIN, "kill": _CLIENT_ADMIN},
+    "pubsub": {sub: frozenset({"pubsub", "slow"}) for sub in ("channels", "numpat", "numsub", "shardchannels", "shardnumsub", "help")},
     "script": {"load": _SCRIPT, "exists": _SCRIPT, "flush": _SCRIPT, "kill": _SCRIPT, "help": _SCRIPT},
     # RAFTCACHE ONCE is transparent: the command it wraps is checked instead.
     "raftcache": {"index": frozenset({"keyspace", "read", "fast"}), "watched": frozenset({"fast", "transaction"}),
@@ -229,7 +233,7 @@ class User:
     # ------------------------------------------------------------------ the checks
     @property
     def unrestricted(self) -> bool:
-        return self.allkeys and len(self.allowed) == len(UNITS)
+        return self.allkeys and self.allchannels and len(self.allowed) == len(UNITS)
 
     def check(self, spec: Spec, args: list[bytes]) -> Denial | None:
         """None if this user may run the command (with these arguments), else why not."""
@@ -245,7 +249,21 @@ class User:
             for i in key_positions(unit, spec, args):
                 if not self.key_allowed(args[i], _access(spec, unit, i)):
                     return Denial("key", args[i].decode("utf-8", "replace"))
+        if not self.allchannels and spec.name in _CHANNEL_ARGS:
+            literal, last = _CHANNEL_ARGS[spec.name]
+            for channel in args[1:last]:
+                if not self.channel_allowed(channel, literal):
+                    return Denial("channel", channel.decode("utf-8", "replace"))
         return None
+
+    def channel_allowed(self, channel: bytes, literal: bool = False) -> bool:
+        """Redis 7.0's ACLCheckChannelAgainstList: a channel must match one of the user's
+        channel patterns; a PSUBSCRIBE pattern must equal one of them."""
+        if self.allchannels:
+            return True
+        if literal:
+            return channel in self.channels
+        return any(compile_glob(pattern)(channel) for pattern in self.channels)
 
     def key_allowed(self, key: bytes, needed: int) -> bool:
         if self.allkeys:
@@ -464,8 +482,17 @@ def user_from_script_acl(rules: str) -> User:
 SCRIPT_DENIALS = {
     "command": "The user executing the script can't run this command or subcommand",
     "key": "The user executing the script can't access at least one of the keys mentioned in the command arguments",
+    "channel": "The user executing the script can't publish to the channel mentioned in the command",
 }
+# Commands whose arguments are channels: name -> (patterns compared literally, end of the
+# channel arguments: None = all the rest). UNSUBSCRIBE and PUBSUB are not checked (Redis).
+_CHANNEL_ARGS: dict[str, tuple[bool, int | None]] = {
+    "subscribe": (False, None), "ssubscribe": (False, None), "psubscribe": (True, None),
+    "publish": (False, 2), "spublish": (False, 2),
+}
+
 NOPERM = {
+    "channel": "this user has no permissions to access one of the channels used as arguments",
     "command": "this user has no permissions to run the '{}' command",
     "key": "this user has no permissions to access one of the keys used as arguments",
 }

@@ -66,7 +66,7 @@ def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -
         max_batch_commands=raft.max_batch_commands,
         max_batch_bytes=raft.max_batch_bytes,
         clock_interval_s=raft.clock_interval_ms / 1000,
-        initial_settings=config.memory.initial_settings(),
+        initial_settings=config.memory.initial_settings() + config.pubsub.initial_settings(),
         **overrides,
     )
     return options, node.id

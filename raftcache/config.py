@@ -201,6 +201,35 @@ class MemorySection:
         return tuple((name, value) for name, value in values.items() if value != defaults[name])
 
 
+def _notify_classes(v: Any) -> str | None:
+    from .errors import CommandError
+    from .pubsub import parse_notify_setting
+
+    if not isinstance(v, str):
+        return "must be a string of Redis's event class characters, e.g. \"Ex\""
+    try:
+        parse_notify_setting(v.encode())
+    except CommandError:
+        return "invalid event class character; use 'Ag$lshzxeKEtmdn'"
+    return None
+
+
+@dataclass(frozen=True)
+class PubSubSection:
+    """Pub/sub and keyspace notifications. `notify_keyspace_events` seeds the replicated
+    setting (as [memory] does: CONFIG SET changes it afterwards); the rest is per node."""
+
+    notify_keyspace_events: str = _opt("", _notify_classes, "initial notify-keyspace-events classes (Redis's letters; \"\": off)")
+    output_buffer_hard_mb: int = _opt(32, _int_min(1), "a subscriber with this much unsent output is disconnected")
+    output_buffer_soft_mb: int = _opt(8, _int_min(1), "... or with this much for output_buffer_soft_seconds")
+    output_buffer_soft_seconds: int = _opt(60, _int_min(0), "(Redis's client-output-buffer-limit pubsub 32mb 8mb 60)")
+    max_subscriptions_per_client: int = _opt(100_000, _int_min(1), "channels + patterns one connection may subscribe to")
+    max_pattern_bytes: int = _opt(1024, _int_min(1), "longest PSUBSCRIBE pattern")
+
+    def initial_settings(self) -> tuple[tuple[str, bytes], ...]:
+        return (("notify-keyspace-events", self.notify_keyspace_events.encode()),) if self.notify_keyspace_events else ()
+
+
 @dataclass(frozen=True)
 class NodeSection:
     id: str = _req(_nonempty_string, "node name, unique in the cluster")
@@ -220,6 +249,7 @@ class ClusterConfig:
     limits: LimitsSection
     nodes: tuple[NodeSection, ...]
     memory: MemorySection = field(default_factory=MemorySection)
+    pubsub: PubSubSection = field(default_factory=PubSubSection)
     users: tuple[User, ...] = ()  # [[users]]: ACL users, rules already applied
 
     def node(self, node_id: str) -> NodeSection:
@@ -259,6 +289,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSection,
     "limits": LimitsSection,
     "memory": MemorySection,
+    "pubsub": PubSubSection,
 }
 
 

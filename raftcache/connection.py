@@ -48,6 +48,7 @@ from typing import Any
 from . import acl
 from .auth import DEFAULT_USER, Authenticator, AuthThrottle
 from .errors import CommandError, NoAuthError, NoProtoError, NotIntegerError, ProtocolError, WrongPassError, resp_prefix
+from .pubsub import PubSubHub, Subscriptions, push_bytes
 from .redis_commands import (
     QUEUE_CHECKS,
     Kind,
@@ -149,6 +150,9 @@ def _nothing(name: str) -> None:
 
 
 QUEUED = SimpleString("QUEUED")
+# What a RESP2 connection with subscriptions may still run (Redis 7.0).
+SUBSCRIBED_ALLOWED = frozenset({"subscribe", "ssubscribe", "psubscribe", "unsubscribe", "sunsubscribe", "punsubscribe",
+                                "ping", "quit", "reset"})
 # Connection-level commands that may sit in a transaction: their replies depend on the
 # arguments alone, so the server computes them at EXEC (see server._exec).
 QUEUEABLE_LOCAL = frozenset({"ping", "echo", "select", "unwatch"})
@@ -181,6 +185,7 @@ class Connection:
         on_auth_failure: Callable[[], None] = lambda: None,
         on_acl_denied: Callable[[str], None] = _nothing,
         clock: Callable[[], float] = time.monotonic,
+        pubsub: PubSubHub | None = None,
     ) -> None:
         """`role()` answers HELLO's role ("leader" or another Raft role); `on_command(name)`
         counts each command accepted for execution, `on_error(prefix)` each error reply,
@@ -241,6 +246,21 @@ class Connection:
         self._queue_doomed = False
         self._queue_over_limit = False
         self._over_limit_reply = b""
+        # Pub/sub: this connection's subscriptions (the node's registry is `pubsub`); pushes
+        # (messages) join the reply queue in arrival order, `on_push` tells the shell.
+        self.subscriptions = Subscriptions()
+        self._pubsub = pubsub
+        self.on_push: Callable[[], None] = lambda: None
+        self.unsent_push_bytes = 0  # pushed and still queued here (behind an unanswered reply)
+        self._pubsub_own: dict[str, Callable[[list[bytes]], bytes]] = {
+            "subscribe": self._subscribe,
+            "ssubscribe": self._ssubscribe,
+            "psubscribe": self._psubscribe,
+            "unsubscribe": self._unsubscribe,
+            "sunsubscribe": self._sunsubscribe,
+            "punsubscribe": self._punsubscribe,
+            "reset": self._reset,
+        }
         # A command that passed the gates (known, arity, auth) goes to its mode's router;
         # MULTI (queue until EXEC) and subscribe mode (only (P)SUBSCRIBE, PING, ...) add theirs.
         self._by_mode: dict[Mode, Callable[[Spec, list[bytes]], Command | None]] = {
@@ -296,26 +316,17 @@ class Connection:
         if not replies or replies[0].data is None:
             return b""  # the common case after each completion in a pipeline: nothing new in order
         first = replies.popleft().data
-        if not replies or replies[0].data is None:
+        if not replies:
+            self.unsent_push_bytes = 0
+            return first  # type: ignore[return-value]
+        if replies[0].data is None:
             return first  # type: ignore[return-value]
         out = [first]
         while replies and replies[0].data is not None:
             out.append(replies.popleft().data)
+        if not replies:
+            self.unsent_push_bytes = 0
         return b"".join(out)  # type: ignore[arg-type]
-
-    def push(self, data: bytes) -> None:
-        """Out-of-band data (a RESP3 push, a pub/sub message). It goes behind every reply
-        already known and ahead of replies still being computed: a reply computed before
-        the change a push announces must reach the client first (or the client would cache
-        a value after its invalidation), and one not yet computed may reflect the change."""
-        replies = self._replies
-        i = len(replies)
-        while i and replies[i - 1].data is None:
-            i -= 1
-        if i == len(replies):
-            replies.append(Slot(data))
-        else:
-            replies.insert(i, Slot(data))
 
     @property
     def finished(self) -> bool:
@@ -354,12 +365,27 @@ class Connection:
                 self._deny(spec, denial)
                 return None
         if self.mode is Mode.NORMAL:  # the common case, without hashing the enum per command
+            if self.protocol == 2 and self.subscriptions.total and spec.name not in SUBSCRIBED_ALLOWED:
+                self._error("ERR", f"Can't execute '{acl.unit_of(spec, args)}': only (P|S)SUBSCRIBE / "
+                                   "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+                return None
             return self._normal(spec, args)
         return self._by_mode[self.mode](spec, args)
 
     def _normal(self, spec: Spec, args: list[bytes]) -> Command | None:
         """Mode.NORMAL: answer connection commands here, hand out the rest."""
         self._on_command(spec.name)
+        pubsub = self._pubsub_own.get(spec.name)
+        if pubsub is not None:
+            try:
+                self._replies.append(Slot(pubsub(args)))
+            except CommandError as err:
+                self._error(resp_prefix(err), err.message)
+            return None
+        if spec.name == "ping" and self.protocol == 2 and self.subscriptions.total:
+            # Redis's RESP2 PING in subscribe mode: ["pong", argument or ""]
+            self._replies.append(Slot(push_bytes((b"pong", args[1] if len(args) > 1 else b""), 2)))
+            return None
         own = self._own.get(spec.name)
         if own is not None:
             if spec.name != "multi":  # as Redis: CLIENT CACHING lasts one command (or one MULTI ... EXEC)
@@ -386,6 +412,72 @@ class Connection:
         self._replies.append(slot)
         self.pending += 1
         return Command(spec, args, slot, self.protocol, self.readonly, watches, queued, self._script_acl)
+
+    # ----------------------------------------------------------------- pub/sub
+    def push(self, data: bytes) -> None:
+        """A message for the client (a pub/sub message from the node's PubSubHub, a CLIENT
+        TRACKING invalidation); the shell writes it and enforces the output-buffer limit.
+        It goes behind every reply already computed and ahead of replies still being
+        computed, as Redis's single thread would order them: a reply computed before the
+        change a push announces must reach the client first (or a client-side cache would
+        keep a value after its invalidation), and one computed later may reflect it."""
+        if self.closing:
+            return
+        replies = self._replies
+        i = len(replies)
+        while i and replies[i - 1].data is None:
+            i -= 1
+        if i == len(replies):
+            replies.append(Slot(data))
+        else:
+            replies.insert(i, Slot(data))
+        self.unsent_push_bytes += len(data)
+        self.on_push()
+
+    def _hub(self) -> PubSubHub:
+        if self._pubsub is None:
+            raise CommandError("pub/sub is not available on this connection")
+        return self._pubsub
+
+    def _subscribe(self, args: list[bytes]) -> bytes:
+        return self._hub().subscribe(self, args[1:])
+
+    def _ssubscribe(self, args: list[bytes]) -> bytes:
+        return self._hub().subscribe(self, args[1:], shard=True)
+
+    def _psubscribe(self, args: list[bytes]) -> bytes:
+        return self._hub().psubscribe(self, args[1:])
+
+    def _unsubscribe(self, args: list[bytes]) -> bytes:
+        return self._hub().unsubscribe(self, args[1:])
+
+    def _sunsubscribe(self, args: list[bytes]) -> bytes:
+        return self._hub().unsubscribe(self, args[1:], shard=True)
+
+    def _punsubscribe(self, args: list[bytes]) -> bytes:
+        return self._hub().punsubscribe(self, args[1:])
+
+    def drop_subscriptions(self) -> None:
+        """The connection is gone: leave the node's registry."""
+        if self._pubsub is not None:
+            self._pubsub.drop(self)
+
+    def _reset(self, args: list[bytes]) -> bytes:
+        """RESET (Redis 6.2): discard MULTI and WATCH, leave every subscription, READWRITE,
+        RESP2, no name, and the default user (unauthenticated if it has a password)."""
+        self.drop_subscriptions()
+        self._end_multi()
+        self.readonly = False
+        self.protocol = 2
+        self.name = b""
+        self.user = DEFAULT_USER
+        self.acl_user = self._auth_users.default
+        self._acl_open = self.acl_user.unrestricted
+        self._script_acl = acl.script_acl(self.acl_user)
+        self.authenticated = not self._auth_users.default_user_has_password
+        if self._parser is not None:
+            self._parser.authenticated = self.authenticated
+        return b"+RESET\r\n"
 
     # ------------------------------------------------------------ transactions
     def _multi(self, spec: Spec, args: list[bytes]) -> Command | None:

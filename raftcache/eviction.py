@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .errors import CommandError
+from .pubsub import parse_notify_setting
 
 # Bytes the state machine charges per key / element beyond the bytes themselves (see the
 # module docstring): estimates from CPython's object sizes (dict slot, bytes header, the
@@ -113,6 +114,8 @@ SETTINGS: dict[str, tuple[Callable[[bytes], Any], Any]] = {
     "maxmemory": (_parse_maxmemory, 0),
     "maxmemory-policy": (_parse_policy, "noeviction"),
     "maxmemory-samples": (_parse_samples, 5),
+    # not memory, but replicated the same way (pubsub.py: keyspace notifications' classes)
+    "notify-keyspace-events": (parse_notify_setting, ""),
 }
 
 

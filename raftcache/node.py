@@ -54,6 +54,11 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
         protected_mode=s.protected_mode,
         tracking_table_max_keys=s.tracking_table_max_keys,
         users=config.users,
+        pubsub_hard_limit_bytes=config.pubsub.output_buffer_hard_mb << 20,
+        pubsub_soft_limit_bytes=config.pubsub.output_buffer_soft_mb << 20,
+        pubsub_soft_seconds=float(config.pubsub.output_buffer_soft_seconds),
+        max_subscriptions_per_client=config.pubsub.max_subscriptions_per_client,
+        max_pattern_bytes=config.pubsub.max_pattern_bytes,
     )
 
 

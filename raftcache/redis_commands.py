@@ -519,6 +519,13 @@ def _data_specs() -> list[Spec]:
     return specs
 
 
+def _build_publish(shard: bool) -> Build:
+    def build(args: list[bytes], limits: Limits) -> c.Publish:
+        return c.Publish(_key(args[1], limits), _value(args[2], limits), shard)
+
+    return build
+
+
 # ---------------------------------------------------------------------------- the table
 def _data(name: str, arity: int, kind: Kind, group: str, summary: str, build: Build, render: Render = _identity,
           flags: tuple[str, ...] = (), keys: tuple[int, int, int] = (1, 1, 1)) -> Spec:
@@ -602,6 +609,26 @@ _SPECS = [
     _local("readwrite", 1, "cluster", "Back to linearizable reads (the default)", ("fast",)),
     _local("acl", -2, "server", "ACL WHOAMI | LIST | USERS | GETUSER | CAT | LOG | HELP (users come from the cluster file)"),
     _local("raftcache", -2, "server", "RAFTCACHE ONCE | DIGEST | COMPACT | DEBUG: raftcache-specific operations"),
+    _local("reset", 1, "connection", "Reset the connection (subscriptions, MULTI, WATCH, READONLY, protocol, user)",
+           ("fast", "noscript", "loading", "stale", "noauth")),
+]
+
+# ------------------------------------------------------------------------ pub/sub
+# PUBLISH goes through the log (every node delivers it in log order, pubsub.py); the
+# subscriptions are the connection's (connection.py), PUBSUB the node's (server.py).
+_PUBSUB_FLAGS = ("pubsub", "noscript", "loading", "stale")
+_PUBSUB_SPECS = [
+    Spec("publish", 3, Kind.WRITE, "pubsub", "Post a message to a channel (through the log; every node delivers it in log order)",
+         _build_publish(False), flags=("pubsub", "loading", "stale", "fast", "may_replicate")),
+    Spec("spublish", 3, Kind.WRITE, "pubsub", "Post a message to a shard channel (one shard: the whole cluster)",
+         _build_publish(True), flags=("pubsub", "loading", "stale", "fast", "may_replicate"), first_key=1, last_key=1, step=1),
+    _local("subscribe", -2, "pubsub", "Listen for messages published to channels", _PUBSUB_FLAGS),
+    _local("psubscribe", -2, "pubsub", "Listen for messages published to channels matching glob patterns", _PUBSUB_FLAGS),
+    _local("ssubscribe", -2, "pubsub", "Listen for messages published to shard channels", _PUBSUB_FLAGS),
+    _local("unsubscribe", -1, "pubsub", "Stop listening to channels (all without arguments)", _PUBSUB_FLAGS),
+    _local("punsubscribe", -1, "pubsub", "Stop listening to patterns (all without arguments)", _PUBSUB_FLAGS),
+    _local("sunsubscribe", -1, "pubsub", "Stop listening to shard channels (all without arguments)", _PUBSUB_FLAGS),
+    _local("pubsub", -2, "pubsub", "PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP (this node)"),
 ]
 
 # ------------------------------------------------------------------ transactions
@@ -616,7 +643,7 @@ _TRANSACTION_SPECS = [
     _local("unwatch", 1, "transactions", "Forget all the watched keys", ("fast", "noscript", "loading", "stale")),
 ]
 
-COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS + _TRANSACTION_SPECS + _data_specs()}
+COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS + _TRANSACTION_SPECS + _PUBSUB_SPECS + _data_specs()}
 
 
 def lookup(name: bytes) -> Spec | None:

@@ -740,7 +740,12 @@ class Replica:
             "expired_keys": fsm.expired_keys,
             "keyspace_hits": fsm.keyspace_hits,
             "keyspace_misses": fsm.keyspace_misses,
+            "notify_keyspace_events": settings.get("notify-keyspace-events"),
         }
+
+    def notify_setting(self) -> str:
+        """The replicated notify-keyspace-events classes (pubsub.py), as of the last entry applied."""
+        return self.fsm.memory_settings.get("notify-keyspace-events")
 
 
 class _StateMachineHooks:

@@ -49,6 +49,7 @@ from .errors import CommandError, ExecAbortError, resp_prefix
 from .eviction import SETTINGS as REPLICATED_SETTINGS
 from .eviction import format_bytes, parse_setting
 from .operations import ClusterOperations, Peer
+from .pubsub import PubSubHub
 from .redis_commands import (
     COMMANDS,
     Immediate,
@@ -64,7 +65,7 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .replica import LINEARIZABLE, Replica
-from .resp import OK, PONG, ErrorReply, Map, NullArray, encode_error, encode_reply
+from .resp import OK, PONG, ErrorReply, Map, NullArray, SimpleString, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
 from .status import to_info
 from .tracking import DEFAULT_MAX_KEYS, Invalidation, Tracker, feed_changes
@@ -97,7 +98,6 @@ _CONFIG_SOURCE: dict[bytes, str] = {
     b"save": "persistence is the Raft journal and snapshots",
     b"appendonly": "persistence is the Raft journal and snapshots",
     b"databases": "one database",
-    b"notify-keyspace-events": "no keyspace notifications yet",
     b"tracking-table-max-keys": "[server] tracking_table_max_keys in the cluster file",
 }
 
@@ -169,6 +169,13 @@ class ServerSettings:
     auth_throttle: AuthThrottle = AuthThrottle()
     users: tuple[User, ...] = ()  # ACL users ([[users]]); `default` among them replaces requirepass's
     tracking_table_max_keys: int = DEFAULT_MAX_KEYS  # CLIENT TRACKING's key table bound (0: none)
+    # Pub/sub ([pubsub]): Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`, and bounds
+    # on what one connection may subscribe to.
+    pubsub_hard_limit_bytes: int = 32 << 20
+    pubsub_soft_limit_bytes: int = 8 << 20
+    pubsub_soft_seconds: float = 60.0
+    max_subscriptions_per_client: int = 100_000
+    max_pattern_bytes: int = 1024
 
 
 class Later(NamedTuple):
@@ -209,7 +216,10 @@ class _Connection(asyncio.Protocol):
             throttle=settings.auth_throttle,
             on_auth_failure=server.count_auth_failure,
             on_acl_denied=server.count_acl_denied,
+            pubsub=server.pubsub,
         )
+        self.proto.on_push = self._pushed
+        self.soft_limit_since: float | None = None  # over the pub/sub soft limit since then
         self.proto.client_info = lambda: server._client_line(self).rstrip(b"\n")
         self.hold_timer: asyncio.TimerHandle | None = None
         self.first_data = True
@@ -259,6 +269,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.proto.drop_subscriptions()
         if self.hold_timer is not None:
             self.hold_timer.cancel()
         if self.blocked is not None:  # a dead client must not be handed the next element
@@ -387,7 +398,12 @@ class _Connection(asyncio.Protocol):
             if keys:
                 server.send_invalidations(server.tracker.trim())
             return
-        complete = partial(self._complete, command.slot, spec.render, command.protocol, spec.kind.value, time.perf_counter())
+        render = spec.render
+        if type(cmd) is c.Publish:
+            # PUBLISH answers the receivers on this node, counted when the reply is rendered:
+            # the hub delivered the message on this loop just before (it was queued first).
+            render = partial(_receivers, server.pubsub, cmd.channel, cmd.shard)
+        complete = partial(self._complete, command.slot, render, command.protocol, spec.kind.value, time.perf_counter())
         if keys:
             complete = partial(self._tracked_complete, keys, None, complete)
         elif spec.kind is Kind.WRITE and server.tracker.watching_origins:
@@ -426,21 +442,6 @@ class _Connection(asyncio.Protocol):
         )
         box[0] = origin
         server.tracker.wrote(self.id, origin)
-
-    def push(self, data: bytes) -> None:
-        """Out-of-band data for this client (an invalidation): queued behind the replies
-        already computed (Connection.push), then written. A client that does not read them
-        is closed past `_PUSH_BUFFER_LIMIT` unsent bytes (Redis's pubsub hard limit) rather
-        than let its buffer grow: the apply path never waits for it."""
-        if self.closing or self.transport is None:
-            return
-        if self.transport.get_write_buffer_size() > _PUSH_BUFFER_LIMIT:
-            log.warning("client %s is not reading its invalidations (over %d bytes unsent); closing", self.peer, _PUSH_BUFFER_LIMIT)
-            self.closing = True
-            self.transport.abort()
-            return
-        self.proto.push(data)
-        self._flush()
 
     def _block(self, command: Command, spec: Spec, cmd: c.DataWrite, tag: c.SessionTag | None) -> None:
         """A blocking pop: attempt now; while the keys are empty, park until a change to one
@@ -505,6 +506,38 @@ class _Connection(asyncio.Protocol):
         asyncio.get_running_loop().create_task(coroutine).add_done_callback(done)
 
     # ------------------------------------------------------------------- output
+    def _pushed(self) -> None:
+        """A pub/sub message was queued: write it, then judge the output buffer against the
+        pub/sub limits (Redis's client-output-buffer-limit pubsub): over the hard limit, or
+        over the soft one for longer than its seconds, the connection is dropped at once, its
+        unsent output discarded. Nothing here waits, so a client that does not read never
+        slows the apply path (the hub runs on this loop, fed by a queue) or other clients."""
+        if self.closing or self.transport is None:
+            return
+        self._flush()
+        self.check_output_limit(time.monotonic())
+
+    def check_output_limit(self, now: float) -> None:
+        if self.closing or self.transport is None:
+            return
+        settings = self.server.settings
+        size = self.transport.get_write_buffer_size() + self.proto.unsent_push_bytes
+        if size > settings.pubsub_hard_limit_bytes:
+            self._drop_slow(f"{size} bytes of output queued (pub/sub hard limit {settings.pubsub_hard_limit_bytes})")
+        elif size > settings.pubsub_soft_limit_bytes:
+            if self.soft_limit_since is None:
+                self.soft_limit_since = now
+            elif now - self.soft_limit_since > settings.pubsub_soft_seconds:
+                self._drop_slow(f"over the pub/sub soft limit ({settings.pubsub_soft_limit_bytes} bytes) for "
+                                f"{now - self.soft_limit_since:.0f}s")
+        else:
+            self.soft_limit_since = None
+
+    def _drop_slow(self, why: str) -> None:
+        log.warning("client %s does not read its pub/sub messages: %s; closing", self.peer, why)
+        self.server.stats.output_limit_closes += 1
+        self._abort()
+
     def _flush(self) -> None:
         if self.transport is None:
             return
@@ -550,7 +583,6 @@ class _Connection(asyncio.Protocol):
 
 
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
-_PUSH_BUFFER_LIMIT = 32 << 20  # unsent bytes past which a client receiving pushes is closed
 _FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redis's would overflow)
 BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
 
@@ -564,6 +596,42 @@ def _identity(result: Any) -> Any:
 
 def _ok(result: Any) -> Any:
     return OK
+
+
+def _receivers(hub: PubSubHub, channel: bytes, shard: bool, result: Any) -> int:
+    return hub.receivers(channel, shard=shard)
+
+
+def _notify_text(stored: str) -> bytes:
+    """CONFIG GET's spelling: Redis omits 'n' next to 'A' (keyspaceEventsFlagsToString)."""
+    return (stored.replace("n", "") if stored.startswith("A") else stored).encode()
+
+
+_PUBSUB_HELP = [
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+]
+# PUBSUB's subcommands: name -> (least args, most args, handler(hub, args))
+_PUBSUB_SUBCOMMANDS: dict[bytes, tuple[int, float, Callable[[PubSubHub, list[bytes]], Any]]] = {
+    b"channels": (2, 3, lambda hub, args: hub.channels(args[2] if len(args) == 3 else None)),
+    b"numsub": (2, float("inf"), lambda hub, args: hub.numsub(args[2:])),
+    b"numpat": (2, 2, lambda hub, args: hub.numpat()),
+    b"shardchannels": (2, 3, lambda hub, args: hub.channels(args[2] if len(args) == 3 else None, shard=True)),
+    b"shardnumsub": (2, float("inf"), lambda hub, args: hub.numsub(args[2:], shard=True)),
+    b"help": (2, 2, lambda hub, args: [SimpleString(line) for line in _PUBSUB_HELP]),
+}
 
 
 def _null_array(result: Any) -> Any:
@@ -582,6 +650,8 @@ class RespServer:
         # Protected mode bites only when the default user needs no password (as Redis).
         self.protected = settings.protected_mode and not self.authenticator.default_user_has_password
         self.tls: ssl.SSLContext | None = None  # set by start(); then the port speaks TLS only
+        self.pubsub = PubSubHub(replica.feed, replica.notify_setting, max_subscriptions=settings.max_subscriptions_per_client,
+                                max_pattern_bytes=settings.max_pattern_bytes)
         self.transactions = Transactions(self)
         self.connections: set[_Connection] = set()
         self.by_id: dict[int, _Connection] = {}  # connections by CLIENT ID
@@ -603,6 +673,7 @@ class RespServer:
             "config": self._config,
             "info": self._info,
             "raftcache": self._raftcache,
+            "pubsub": self._pubsub_command,
         }
         self._raftcache_subcommands: dict[bytes, Callable[[_Connection, list[bytes]], Any]] = {
             b"ONCE": self._once,
@@ -646,6 +717,8 @@ class RespServer:
     def count_acl_denied(self, reason: str) -> None:
         if reason == "key":
             self.stats.acl_denied_key += 1
+        elif reason == "channel":
+            self.stats.acl_denied_channel += 1
         else:
             self.stats.acl_denied_cmd += 1
 
@@ -657,6 +730,7 @@ class RespServer:
         first (a failed handshake closes that connection only)."""
         loop = asyncio.get_running_loop()
         self.delivery = LoopDelivery(loop)
+        self.pubsub.attach_loop(loop.call_soon_threadsafe)
         self.tls = tls
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=1024, ssl=tls,
@@ -689,8 +763,11 @@ class RespServer:
                 if conn.frame_started is not None and now - conn.frame_started > settings.frame_timeout_s:
                     log.info("client %s left a command half-sent for %.0fs; closing", conn.peer, now - conn.frame_started)
                     conn._close()
-                elif settings.idle_timeout_s and not conn.pending and now - conn.last_active > settings.idle_timeout_s:
+                elif settings.idle_timeout_s and not conn.pending and now - conn.last_active > settings.idle_timeout_s \
+                        and not conn.proto.subscriptions.total:  # (Redis never times out a subscriber)
                     conn._close()
+                elif conn.soft_limit_since is not None:
+                    conn.check_output_limit(now)
 
     # ------------------------------------------------------------- local commands
     def _ping(self, conn: _Connection, args: list[bytes]) -> Any:
@@ -773,13 +850,13 @@ class RespServer:
             if routed is not None:
                 target = by_id.get(routed[0])
                 if target is not None:
-                    target.push(routed[1])
+                    target.proto.push(routed[1])  # its output-buffer limit applies (pub/sub's)
 
     def _tracking_peer(self, conn_id: int) -> TrackingPeer | None:
         conn = self.by_id.get(conn_id)
         if conn is None:
             return None
-        return TrackingPeer(conn.proto.protocol, getattr(conn.proto, "subscribed", False))
+        return TrackingPeer(conn.proto.protocol, conn.proto.subscriptions.total > 0)
 
     def _client_line(self, conn: _Connection) -> bytes:
         age = int(time.monotonic() - conn.created)
@@ -813,7 +890,7 @@ class RespServer:
             b"proto-max-bulk-len": b"%d" % s.max_bulk_bytes,
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
             b"protected-mode": b"yes" if s.protected_mode else b"no",
-            b"notify-keyspace-events": b"",
+            b"notify-keyspace-events": _notify_text(memory["notify_keyspace_events"]),
             b"tracking-table-max-keys": b"%d" % s.tracking_table_max_keys,
             # replicated (eviction.SETTINGS): the same on every node once applied
             b"maxmemory": b"%d" % memory["maxmemory"],
@@ -959,7 +1036,11 @@ class RespServer:
                 "keyspace_misses": memory["keyspace_misses"],
                 "acl_access_denied_cmd": self.stats.acl_denied_cmd,
                 "acl_access_denied_key": self.stats.acl_denied_key,
-                "acl_access_denied_channel": 0,  # no pub/sub yet
+                "acl_access_denied_channel": self.stats.acl_denied_channel,
+                "pubsub_channels": len(self.pubsub.channels(None)),
+                "pubsub_patterns": self.pubsub.numpat(),
+                "pubsub_shardchannels": len(self.pubsub.channels(None, shard=True)),
+                "client_output_buffer_limit_disconnections": self.stats.output_limit_closes,
                 "tracking_total_keys": self.tracker.total_keys,
                 "tracking_total_items": self.tracker.items,
                 "tracking_total_prefixes": self.tracker.total_prefixes,
@@ -969,6 +1050,20 @@ class RespServer:
             "keyspace": {"db0": f"keys={status.keys},expires={volatile},avg_ttl=0"} if status.keys else {},
             "raft": to_info(status, self.ops.peer_lookup()),  # one registry read for the whole reply
         }
+
+    # ------------------------------------------------------------------ PUBSUB
+    def _pubsub_command(self, conn: _Connection, args: list[bytes]) -> Any:
+        """PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP: this node's
+        subscriptions (as Redis: each server answers for its own clients)."""
+        sub = args[1].lower()
+        entry = _PUBSUB_SUBCOMMANDS.get(sub)
+        if entry is None:
+            raise CommandError(f"unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try PUBSUB HELP.")
+        low, high, handler = entry
+        if not low <= len(args) <= high:
+            raise CommandError(f"unknown subcommand or wrong number of arguments for '{args[1].decode('utf-8', 'replace')}'. "
+                               "Try PUBSUB HELP.")
+        return handler(self.pubsub, args)
 
     # -------------------------------------------------------------- RAFTCACHE ...
     def _raftcache(self, conn: _Connection, args: list[bytes]) -> Any:

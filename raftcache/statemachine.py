@@ -439,12 +439,14 @@ class CacheStateMachine:
         for event in data_events(self._data_args, key):
             self._note(event, key)
 
-    def _publish(self, cmd: c.Publish) -> None:
+    def _publish(self, cmd: c.Publish) -> int:
         """PUBLISH / SPUBLISH: nothing is stored; the message is only a feed item, delivered
-        by every node to its own subscribers when it applies the entry (one order for all)."""
+        by every node to its own subscribers when it applies the entry (one order for all).
+        0 here (MULTI, scripts): the server answers a plain PUBLISH with its local receivers."""
         self._seq += 1
         if self._items is not None:
             self._items.append(Message(self._seq, cmd.channel, cmd.message, self._origin, cmd.shard))
+        return 0
 
     def _remove_expired(self, key: bytes) -> None:
         """Drop what is left at `key` (an expired key not swept yet): Redis's lazy expiry, so

@@ -64,6 +64,8 @@ class ServerStats:
     auth_failures: int = 0  # failed AUTH / HELLO AUTH (INFO's acl_access_denied_auth)
     acl_denied_cmd: int = 0  # NOPERM for a command (acl_access_denied_cmd)
     acl_denied_key: int = 0  # NOPERM for a key (acl_access_denied_key)
+    acl_denied_channel: int = 0  # NOPERM for a channel (acl_access_denied_channel)
+    output_limit_closes: int = 0  # subscribers dropped over the pub/sub output-buffer limit
 
     def reset(self) -> None:
         """CONFIG RESETSTAT: the counts start again; uptime does not (as Redis)."""

@@ -1,0 +1,198 @@
+"""Pub/sub without sockets: the glob matcher (Redis's syntax, no exponential backtracking),
+notify-keyspace-events parsing, the hub's registry and delivery (messages, patterns, shard
+channels, keyspace notifications), subscribe mode on a Connection fed bytes, RESET, the
+ACL channel rules with Redis 7.0's texts, and the config section."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from raftcache import commands as c
+from raftcache.acl import parse_user
+from raftcache.auth import Authenticator
+from raftcache.config import config_from_mapping
+from raftcache.connection import NEED_DATA, Connection
+from raftcache.errors import CommandError, ConfigError
+from raftcache.feed import Feed, KeyEvent, Message
+from raftcache.pubsub import NOTIFY_ERROR, PubSubHub, glob_matcher, parse_notify_setting
+from raftcache.redis_semantics import compile_glob
+from raftcache.statemachine import CacheStateMachine
+
+
+# ------------------------------------------------------------------------------- glob
+@pytest.mark.parametrize("pattern", [b"*", b"a*", b"*a", b"a*b", b"h?llo", b"h[ae]llo", b"h[^e]llo", b"h[b-a]llo",
+                                     b"*a*b*c", b"\\*x", b"[", b"[]", b"[^]", b"a**b", b"*?*", b"?", b"[a\\]]*"])
+def test_glob_matcher_agrees_with_redis_globbing(pattern):
+    rnd = random.Random(pattern)
+    fast, reference = glob_matcher(pattern), compile_glob(pattern)
+    for _ in range(2000):
+        s = bytes(rnd.choice(b"abcehlo*x?[]") for _ in range(rnd.randint(0, 9)))
+        assert fast(s) == reference(s), s
+
+
+def test_glob_matcher_has_no_exponential_case():
+    matches = glob_matcher(b"*a" * 40 + b"b")
+    started = time.process_time()
+    assert not matches(b"a" * 50_000)
+    assert time.process_time() - started < 1.0
+
+
+# ------------------------------------------------------------------ notify-keyspace-events
+@pytest.mark.parametrize(("given", "stored"), [(b"", ""), (b"KEA", "AKE"), (b"Egx", "gxE"), (b"Kgx$lshzetdnm", "AnKm"),
+                                               (b"AK", "AK"), (b"Ksn", "snK")])
+def test_notify_flags_parse_as_redis(given, stored):
+    assert parse_notify_setting(given) == stored
+
+
+def test_bad_notify_flags_get_redis_text():
+    with pytest.raises(CommandError) as err:
+        parse_notify_setting(b"KQ")
+    assert err.value.message == NOTIFY_ERROR
+
+
+# ------------------------------------------------------------------------------- hub
+class Sub:
+    def __init__(self, protocol: int = 2) -> None:
+        from raftcache.pubsub import Subscriptions
+
+        self.protocol = protocol
+        self.subscriptions = Subscriptions()
+        self.got: list[bytes] = []
+
+    def push(self, data: bytes) -> None:
+        self.got.append(data)
+
+
+def test_hub_delivers_messages_patterns_and_shard_channels():
+    hub = PubSubHub(None, lambda: "")
+    a, b, three = Sub(), Sub(), Sub(3)
+    assert hub.subscribe(a, [b"news", b"news"]) == b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n" * 2
+    hub.psubscribe(b, [b"n*"])
+    hub.subscribe(three, [b"news"])
+    hub.subscribe(three, [b"sh"], shard=True)
+    hub.dispatch([Message(1, b"news", b"hi"), Message(2, b"sh", b"s", None, True), Message(3, b"other", b"x")])
+    assert a.got == [b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"]
+    assert b.got == [b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n"]
+    assert three.got == [b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n", b">3\r\n$8\r\nsmessage\r\n$2\r\nsh\r\n$1\r\ns\r\n"]
+    assert hub.receivers(b"news") == 3 and hub.receivers(b"nope") == 1 and hub.receivers(b"sh", shard=True) == 1
+    assert hub.numsub([b"news", b"x"]) == [b"news", 2, b"x", 0] and hub.numpat() == 1
+    assert hub.channels(None) == [b"news"] and hub.channels(b"n*", shard=True) == []
+    hub.drop(a)
+    hub.drop(three)
+    assert hub.numsub([b"news"]) == [b"news", 0] and hub.channels(None, shard=True) == []
+    assert hub.unsubscribe(a, []) == b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
+
+
+def test_hub_listens_to_the_feed_only_while_someone_subscribes():
+    fsm = CacheStateMachine()
+    feed = Feed(fsm)
+    hub = PubSubHub(feed, lambda: "")
+    s = Sub()
+    assert not fsm.recording
+    hub.psubscribe(s, [b"*"])
+    assert fsm.recording
+    hub.punsubscribe(s, [])
+    assert not fsm.recording
+
+
+def test_keyspace_notifications_follow_the_flags():
+    hub = PubSubHub(None, lambda: "")
+    s = Sub()
+    hub.psubscribe(s, [b"__key*__:*"])
+    events = [KeyEvent(1, "set", b"k"), KeyEvent(2, "expired", b"k"), KeyEvent(3, "new", b"n"), KeyEvent(4, "flushall", None)]
+    hub.dispatch(events, "")
+    assert s.got == []
+    hub.dispatch(events, parse_notify_setting(b"Kx"))
+    assert [m.split(b"\r\n")[6:9:2] for m in s.got] == [[b"__keyspace@0__:k", b"expired"]]
+    s.got.clear()
+    hub.dispatch(events, parse_notify_setting(b"EA"))  # 'A' leaves out 'n' (new), as Redis
+    assert [m.split(b"\r\n")[6:9:2] for m in s.got] == [[b"__keyevent@0__:set", b"k"], [b"__keyevent@0__:expired", b"k"]]
+
+
+def test_subscription_and_pattern_bounds():
+    hub = PubSubHub(None, lambda: "", max_subscriptions=3, max_pattern_bytes=8)
+    s = Sub()
+    hub.subscribe(s, [b"a", b"b"])
+    with pytest.raises(CommandError, match="pubsub.max_pattern_bytes"):
+        hub.psubscribe(s, [b"x" * 9])
+    hub.psubscribe(s, [b"p*"])
+    with pytest.raises(CommandError, match="max_subscriptions_per_client = 3"):
+        hub.subscribe(s, [b"c"])
+
+
+# ------------------------------------------------------------------------ connection
+def _conn(users: tuple = (), **kw) -> tuple[Connection, PubSubHub]:
+    hub = PubSubHub(None, lambda: "")
+    return Connection(pubsub=hub, authenticator=Authenticator("", users), **kw), hub
+
+
+def _run(conn: Connection, data: bytes) -> tuple[list, bytes]:
+    conn.receive_data(data)
+    handed = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        handed.append(event)
+    return handed, conn.data_to_send()
+
+
+def test_resp2_subscribe_mode_refuses_other_commands_and_reset_leaves_it():
+    conn, hub = _conn()
+    handed, out = _run(conn, b"SUBSCRIBE a\r\nSET k v\r\nPING\r\nACL WHOAMI\r\n")
+    assert handed == []
+    assert out == (b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
+                   b"-ERR Can't execute 'set': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed "
+                   b"in this context\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+                   b"-ERR Can't execute 'acl|whoami': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+                   b"allowed in this context\r\n")
+    conn.push(b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nx\r\n")
+    assert conn.unsent_push_bytes > 0
+    assert conn.data_to_send().startswith(b"*3\r\n$7\r\nmessage") and conn.unsent_push_bytes == 0
+    handed, out = _run(conn, b"RESET\r\nGET k\r\n")
+    assert out == b"+RESET\r\n" and [e.spec.name for e in handed] == ["get"]
+    assert hub.numsub([b"a"]) == [b"a", 0]
+
+
+def test_resp3_connections_run_commands_while_subscribed():
+    conn, _ = _conn()
+    _run(conn, b"HELLO 3\r\n")
+    handed, out = _run(conn, b"SUBSCRIBE a\r\nGET k\r\nPING\r\n")
+    assert out == b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n" and [e.spec.name for e in handed] == ["get", "ping"]
+
+
+def test_acl_channel_rules_with_redis_texts():
+    user = parse_user("limited", ["on", "nopass", "~*", "+@all", "resetchannels", "&news.*"])
+    default = parse_user("default", ["on", "nopass", "~*", "&*", "+@all"])
+    conn, _ = _conn((default, user))
+    conn.user, conn.acl_user, conn._acl_open = "limited", user, False
+    denied = b"-NOPERM this user has no permissions to access one of the channels used as arguments\r\n"
+    for command in (b"PUBLISH sports x", b"SUBSCRIBE news.a sports", b"PSUBSCRIBE news.a*", b"SPUBLISH sports x"):
+        assert _run(conn, command + b"\r\n")[1] == denied
+    handed, out = _run(conn, b"PUBLISH news.today x\r\nPSUBSCRIBE news.*\r\n")
+    assert [e.spec.name for e in handed] == ["publish"]
+    conn.complete(handed[0].slot, b":0\r\n")
+    assert out + conn.data_to_send() == b":0\r\n*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:1\r\n"
+    assert not user.unrestricted and default.unrestricted
+
+
+def test_publish_in_transactions_and_scripts_reaches_the_feed():
+    fsm = CacheStateMachine()
+    got: list = []
+    Feed(fsm).add_listener(got.extend)
+    script = b"return redis.call('publish', 'ch', 'from-lua')"
+    import hashlib
+
+    results = fsm.apply(c.Batch(1, [(None, c.Exec((c.Publish(b"ch", b"in-multi"),))),
+                                    (None, c.Eval(hashlib.sha1(script).hexdigest(), script, (), (), 10**6, 1 << 16, 1 << 20))]))
+    assert results == [[0], 0]
+    assert [m.payload for m in fsm.take_items()] == [b"in-multi", b"from-lua"]
+
+
+def test_pubsub_config_section():
+    cfg = config_from_mapping({"pubsub": {"notify_keyspace_events": "Ex", "output_buffer_hard_mb": 4},
+                               "nodes": [{"id": "n1", "raft": "127.0.0.1:7100"}]})
+    assert cfg.pubsub.initial_settings() == (("notify-keyspace-events", b"Ex"),)
+    assert cfg.pubsub.output_buffer_hard_mb == 4 and cfg.pubsub.output_buffer_soft_seconds == 60
+    with pytest.raises(ConfigError, match="pubsub.notify_keyspace_events: invalid event class character"):
+        config_from_mapping({"pubsub": {"notify_keyspace_events": "Q"}, "nodes": [{"id": "n1", "raft": "127.0.0.1:7100"}]})
