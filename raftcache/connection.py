@@ -221,6 +221,7 @@ class Connection:
         self.lib = b""
         self.mode = Mode.NORMAL
         self.tracking = ClientTracking()  # CLIENT TRACKING's options for this connection (tracking.py)
+        self.on_tracking_off: Callable[[], None] = lambda: None  # RESET: the shell frees the node's entries
         self.closing = False  # QUIT or bad input: no more commands; close once replies are out
         self.bad_input = False  # closing because of a protocol error (unread input may follow)
         self.pending = 0  # commands handed out and not completed
@@ -466,6 +467,8 @@ class Connection:
         """RESET (Redis 6.2): discard MULTI and WATCH, leave every subscription, READWRITE,
         RESP2, no name, and the default user (unauthenticated if it has a password)."""
         self.drop_subscriptions()
+        if self.tracking.on:  # RESET turns CLIENT TRACKING off too (Redis's clearClientConnectionState)
+            self.on_tracking_off()
         self._end_multi()
         self.readonly = False
         self.protocol = 2

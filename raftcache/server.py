@@ -221,6 +221,7 @@ class _Connection(asyncio.Protocol):
         self.proto.on_push = self._pushed
         self.soft_limit_since: float | None = None  # over the pub/sub soft limit since then
         self.proto.client_info = lambda: server._client_line(self).rstrip(b"\n")
+        self.proto.on_tracking_off = lambda: server.tracking_off(self)
         self.hold_timer: asyncio.TimerHandle | None = None
         self.first_data = True
         self.transport: asyncio.Transport | None = None
@@ -814,7 +815,7 @@ class RespServer:
         return reply
 
     def tracking_off(self, conn: _Connection) -> None:
-        """The connection closed while tracking: free what the tables held for it."""
+        """The connection closed (or RESET) while tracking: free what the tables held for it."""
         self.tracker.closed(conn.id, conn.proto.tracking)
         self._listen_to_feed()
 
