@@ -134,6 +134,7 @@ class ServerSection:
     max_pending_per_client: int = _opt(10_000, _int_min(1), "pipelined commands in flight per connection before reading pauses")
     debug_commands: bool = _opt(False, _bool, "allow RAFTCACHE DEBUG (fault injection: clock offset); tests only")
     protected_mode: bool = _opt(True, _bool, "without requirepass, refuse clients that are not on loopback (as Redis)")
+    tracking_table_max_keys: int = _opt(1_000_000, _int_min(0), "CLIENT TRACKING: keys remembered per node before the oldest are invalidated (0: no limit)")
     tls_cert_file: str = _opt("", _string, "certificate chain of the client port; when set, the port speaks TLS only")
     tls_key_file: str = _opt("", _string, "private key of tls_cert_file")
     tls_ca_cert_file: str = _opt("", _string, "CA certificates that client certificates must chain to")

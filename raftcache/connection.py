@@ -21,6 +21,9 @@ It owns what belongs to the connection, not to the server or the data:
   Handed-out commands carry the user's rules for scripts (``Command.script_acl``). ACL
   WHOAMI/LIST/USERS/GETUSER/CAT/LOG are answered here;
 * READONLY / READWRITE (stale local reads), QUIT;
+* CLIENT TRACKING's per-connection state (``tracking``, a ``tracking.ClientTracking``; the
+  one-shot CLIENT CACHING flag is spent here by commands the connection answers itself) and
+  the place of out-of-band pushes in the reply order (``push``);
 * flow control it can judge alone: reading pauses while too many commands are in flight.
 
 ``mode`` is where per-connection modes go (MULTI queueing, subscribe mode): a command that
@@ -56,6 +59,7 @@ from .redis_commands import (
     wrong_arity_message,
 )
 from .resp import OK, Map, RequestParser, SimpleString, encode_error, encode_reply
+from .tracking import ClientTracking
 
 NOAUTH_REPLY = encode_error("NOAUTH", "Authentication required.")  # also NoAuthError's word
 
@@ -216,6 +220,8 @@ class Connection:
         self.name = b""
         self.lib = b""
         self.mode = Mode.NORMAL
+        self.tracking = ClientTracking()  # CLIENT TRACKING's options for this connection (tracking.py)
+        self.on_tracking_off: Callable[[], None] = lambda: None  # RESET: the shell frees the node's entries
         self.closing = False  # QUIT or bad input: no more commands; close once replies are out
         self.bad_input = False  # closing because of a protocol error (unread input may follow)
         self.pending = 0  # commands handed out and not completed
@@ -383,6 +389,8 @@ class Connection:
             return None
         own = self._own.get(spec.name)
         if own is not None:
+            if spec.name != "multi":  # as Redis: CLIENT CACHING lasts one command (or one MULTI ... EXEC)
+                self.tracking.caching = False
             try:
                 reply = own(args)
             except CommandError as err:
@@ -408,11 +416,22 @@ class Connection:
 
     # ----------------------------------------------------------------- pub/sub
     def push(self, data: bytes) -> None:
-        """A message for the client (from the node's PubSubHub): queued in order behind the
-        replies already owed; the shell writes it and enforces the output-buffer limit."""
+        """A message for the client (a pub/sub message from the node's PubSubHub, a CLIENT
+        TRACKING invalidation); the shell writes it and enforces the output-buffer limit.
+        It goes behind every reply already computed and ahead of replies still being
+        computed, as Redis's single thread would order them: a reply computed before the
+        change a push announces must reach the client first (or a client-side cache would
+        keep a value after its invalidation), and one computed later may reflect it."""
         if self.closing:
             return
-        self._replies.append(Slot(data))
+        replies = self._replies
+        i = len(replies)
+        while i and replies[i - 1].data is None:
+            i -= 1
+        if i == len(replies):
+            replies.append(Slot(data))
+        else:
+            replies.insert(i, Slot(data))
         self.unsent_push_bytes += len(data)
         self.on_push()
 
@@ -455,6 +474,8 @@ class Connection:
         """RESET (Redis 6.2): discard MULTI and WATCH, leave every subscription, READWRITE,
         RESP2, no name, and the default user (unauthenticated if it has a password)."""
         self.drop_subscriptions()
+        if self.tracking.on:  # RESET turns CLIENT TRACKING off too (Redis's clearClientConnectionState)
+            self.on_tracking_off()
         self._end_multi()
         self.readonly = False
         self.protocol = 2
@@ -476,6 +497,7 @@ class Connection:
         if name == "exec" or (name == "raftcache" and is_tagged_exec(args)):
             return self._exec(spec, args)
         if name == "discard":
+            self.tracking.caching = False
             self._end_multi()
             self._replies.append(Slot(encode_reply(OK, self.protocol)))
         elif name == "multi":
@@ -622,7 +644,9 @@ class Connection:
         return Map(
             {
                 b"server": b"redis",
-                b"version": b"7.0.0",
+                # redis-py's client-side cache refuses a server whose HELLO says < 7.4; the
+                # tracking served here is Redis 7.0's, which 7.4 keeps unchanged.
+                b"version": b"7.4.0",
                 b"proto": version,
                 b"id": self.id,
                 b"mode": b"standalone",

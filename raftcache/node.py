@@ -52,6 +52,7 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
             script_max_instructions=lim.script_max_instructions,
         ),
         protected_mode=s.protected_mode,
+        tracking_table_max_keys=s.tracking_table_max_keys,
         users=config.users,
         pubsub_hard_limit_bytes=config.pubsub.output_buffer_hard_mb << 20,
         pubsub_soft_limit_bytes=config.pubsub.output_buffer_soft_mb << 20,

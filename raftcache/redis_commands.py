@@ -601,7 +601,7 @@ _SPECS = [
     _local("select", 2, "connection", "Select database 0 (the only one)", ("fast",)),
     _local("auth", -2, "connection", "Authenticate the connection", ("fast", "noauth")),
     _local("hello", -1, "connection", "Handshake (RESP2 only)", ("fast", "noauth")),
-    _local("client", -2, "connection", "CLIENT SETNAME | GETNAME | SETINFO | ID | INFO"),
+    _local("client", -2, "connection", "CLIENT SETNAME | GETNAME | SETINFO | ID | INFO | LIST | TRACKING | CACHING | GETREDIR | TRACKINGINFO"),
     _local("command", -1, "server", "COMMAND [COUNT | DOCS | INFO]"),
     _local("config", -2, "server", "CONFIG GET parameter [parameter ...] | SET parameter value [...] | RESETSTAT | HELP"),
     _local("info", -1, "server", "Server information (server clients memory keyspace stats raft)"),

@@ -238,8 +238,10 @@ class Replica:
         consistency: str = LINEARIZABLE,
         timeout: float | None = None,
         tag: c.SessionTag | None = None,
-    ) -> None:
-        """Execute a command; `on_done(result_or_exception)` is called exactly once."""
+    ) -> tuple[int, int] | None:
+        """Execute a command; `on_done(result_or_exception)` is called exactly once. Returns a
+        write's exactly-once tag ``(client_id, seq)``, the ``origin`` of the change-feed events
+        it causes (CLIENT TRACKING's NOLOOP recognises a connection's own writes by it)."""
         if self._fatal is not None:
             on_done(self._fatal)
             return
@@ -263,6 +265,7 @@ class Replica:
             else:
                 self._reads.append(req)
             self._flush_locked()
+        return (req.client_id, req.seq) if req.client_id is not None else None
 
     def read_local(self, command: Any) -> Any:
         """Answer a read from this replica's state now (stale; no Raft round)."""

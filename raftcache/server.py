@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from . import commands as c
-from .acl import User
+from .acl import User, key_positions
 from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
 from .blocking import Waiter
@@ -68,6 +68,8 @@ from .replica import LINEARIZABLE, Replica
 from .resp import OK, PONG, ErrorReply, Map, NullArray, SimpleString, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
 from .status import to_info
+from .tracking import DEFAULT_MAX_KEYS, Invalidation, Tracker, feed_changes
+from .tracking import Peer as TrackingPeer
 
 if TYPE_CHECKING:
     import ssl
@@ -96,6 +98,7 @@ _CONFIG_SOURCE: dict[bytes, str] = {
     b"save": "persistence is the Raft journal and snapshots",
     b"appendonly": "persistence is the Raft journal and snapshots",
     b"databases": "one database",
+    b"tracking-table-max-keys": "[server] tracking_table_max_keys in the cluster file",
 }
 
 
@@ -165,6 +168,7 @@ class ServerSettings:
     protected_mode: bool = True
     auth_throttle: AuthThrottle = AuthThrottle()
     users: tuple[User, ...] = ()  # ACL users ([[users]]); `default` among them replaces requirepass's
+    tracking_table_max_keys: int = DEFAULT_MAX_KEYS  # CLIENT TRACKING's key table bound (0: none)
     # Pub/sub ([pubsub]): Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`, and bounds
     # on what one connection may subscribe to.
     pubsub_hard_limit_bytes: int = 32 << 20
@@ -218,6 +222,7 @@ class _Connection(asyncio.Protocol):
         self.soft_limit_since: float | None = None  # over the pub/sub soft limit since then
         self.push_flush_pending = False  # pushed messages wait for one write at the end of the burst
         self.proto.client_info = lambda: server._client_line(self).rstrip(b"\n")
+        self.proto.on_tracking_off = lambda: server.tracking_off(self)
         self.hold_timer: asyncio.TimerHandle | None = None
         self.first_data = True
         self.transport: asyncio.Transport | None = None
@@ -233,6 +238,7 @@ class _Connection(asyncio.Protocol):
         # it is answered, as in Redis; the timer answers nil when its timeout passes.
         self.blocked: Waiter | None = None
         self.block_timer: asyncio.TimerHandle | None = None
+        self.track_reads = False  # the command being executed has its reads tracked (CLIENT TRACKING)
 
     @property
     def id(self) -> int:
@@ -261,6 +267,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             return
         server.connections.add(self)
+        server.by_id[self.id] = self
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -271,6 +278,9 @@ class _Connection(asyncio.Protocol):
             self.server.replica.blocking.cancel(self.blocked)
             self._unblock()
         self.server.connections.discard(self)
+        self.server.by_id.pop(self.id, None)
+        if self.proto.tracking.on:
+            self.server.tracking_off(self)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -340,6 +350,10 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ execute
     def _execute(self, command: Command) -> None:
         spec, args, slot = command.spec, command.args, command.slot
+        tracking = self.proto.tracking
+        # Whether this command's reads are remembered for CLIENT TRACKING (spends CLIENT
+        # CACHING's one-shot flag, which CLIENT's own subcommands leave alone, as Redis).
+        self.track_reads = tracking.on and spec.name != "client" and tracking.reads_tracked()
         if command.watches is not None:  # WATCH or EXEC
             self.server.transactions.execute(self, command)
             return
@@ -378,18 +392,58 @@ class _Connection(asyncio.Protocol):
         if spec.name in BLOCKING_COMMANDS:
             self._block(command, spec, cmd, tag)
             return
+        keys = self._tracked_keys(spec, args) if spec.kind is Kind.READ and self.track_reads else None
+        if keys:  # remembered before the read is evaluated (see tracking.py)
+            server.tracker.remember(self.id, keys)
         if spec.kind is Kind.READ and command.readonly:
             self.proto.complete(command.slot, server.render(spec.render, replica.read_local(cmd), command.protocol))
+            if keys:
+                server.send_invalidations(server.tracker.trim())
             return
         render = spec.render
         if type(cmd) is c.Publish:
             # PUBLISH answers the receivers on this node, counted when the reply is rendered:
             # the hub delivered the message on this loop just before (it was queued first).
             render = partial(_receivers, server.pubsub, cmd.channel, cmd.shard)
-        on_done = server.delivery.deliverer(
-            partial(self._complete, command.slot, render, command.protocol, spec.kind.value, time.perf_counter())
+        complete = partial(self._complete, command.slot, render, command.protocol, spec.kind.value, time.perf_counter())
+        if keys:
+            complete = partial(self._tracked_complete, keys, None, complete)
+        elif spec.kind is Kind.WRITE and server.tracker.watching_origins:
+            self._submit_noloop(cmd, complete, tag)
+            return
+        replica.submit(cmd, server.delivery.deliverer(complete), consistency=LINEARIZABLE, tag=tag)
+
+    # ------------------------------------------------------------- CLIENT TRACKING
+    def _tracked_keys(self, spec: Spec, args: list[bytes]) -> list[bytes]:
+        """The keys a read command reads (EVAL_RO: the keys it declares)."""
+        return [args[i] for i in key_positions(spec.name, spec, args) if i < len(args)]
+
+    def _tracked_complete(self, keys: list[bytes] | None, origin: list[Any] | None, complete: Callable[[Any], None],
+                          result: Any) -> None:
+        """On the loop: a tracked read's reply (or a NOLOOP connection's write reply). The keys
+        are remembered again first: a change applied after the read was evaluated comes later
+        on this queue and must find them, even if an earlier change had consumed the entry.
+        Keys dropped to keep the table bounded are invalidated after this reply."""
+        tracker = self.server.tracker
+        if keys:
+            tracker.remember(self.id, keys)
+        if origin is not None:
+            tracker.written(origin[0])
+        complete(result)
+        if keys:
+            self.server.send_invalidations(tracker.trim())
+
+    def _submit_noloop(self, cmd: Any, complete: Callable[[Any], None], tag: c.SessionTag | None,
+                       keys: list[bytes] | None = None) -> None:
+        """Submit a write noting its feed origin, so NOLOOP can recognise the changes it causes."""
+        box: list[Any] = [None]
+        server = self.server
+        origin = server.replica.submit(
+            cmd, server.delivery.deliverer(partial(self._tracked_complete, keys, box, complete)),
+            consistency=LINEARIZABLE, tag=tag,
         )
-        replica.submit(cmd, on_done, consistency=LINEARIZABLE, tag=tag)
+        box[0] = origin
+        server.tracker.wrote(self.id, origin)
 
     def _block(self, command: Command, spec: Spec, cmd: c.DataWrite, tag: c.SessionTag | None) -> None:
         """A blocking pop: attempt now; while the keys are empty, park until a change to one
@@ -611,6 +665,9 @@ class RespServer:
                                 max_pattern_bytes=settings.max_pattern_bytes)
         self.transactions = Transactions(self)
         self.connections: set[_Connection] = set()
+        self.by_id: dict[int, _Connection] = {}  # connections by CLIENT ID
+        self.tracker = Tracker(settings.tracking_table_max_keys)  # CLIENT TRACKING (tracking.py)
+        self._tracking_feed: Callable[[Any], None] | None = None  # our feed listener, while anyone tracks
         self.stats = ServerStats()
         self.command_stats = CommandStats()
         self._ids = itertools.count(1)
@@ -736,6 +793,12 @@ class RespServer:
 
     def _client(self, conn: _Connection, args: list[bytes]) -> Any:
         sub = args[1].upper()
+        tracking = _CLIENT_TRACKING.get(sub)
+        if tracking is not None:
+            arity, handler = tracking
+            if not (len(args) == arity if arity > 0 else len(args) >= -arity):
+                raise CommandError(wrong_arity_message(f"client|{sub.decode().lower()}"))
+            return handler(self, conn, args)
         if sub == b"SETNAME" and len(args) == 3:
             if b" " in args[2] or b"\n" in args[2]:
                 raise CommandError("Client names cannot contain spaces, newlines or special characters.")
@@ -754,6 +817,57 @@ class RespServer:
         if sub == b"LIST" and len(args) == 2:
             return b"".join(self._client_line(c) for c in sorted(self.connections, key=lambda c: c.id))
         raise CommandError(f"unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try CLIENT HELP.")
+
+    # ------------------------------------------------------------- CLIENT TRACKING
+    def _client_tracking(self, conn: _Connection, args: list[bytes]) -> Any:
+        reply = self.tracker.tracking(conn.id, conn.proto.tracking, args, self.by_id.__contains__)
+        self._listen_to_feed()
+        return reply
+
+    def tracking_off(self, conn: _Connection) -> None:
+        """The connection closed (or RESET) while tracking: free what the tables held for it."""
+        self.tracker.closed(conn.id, conn.proto.tracking)
+        self._listen_to_feed()
+
+    def _listen_to_feed(self) -> None:
+        """Listen to the change feed only while some connection tracks: the state machine
+        records feed items only while someone listens. A listener added now sees every entry
+        whose apply starts after this, and a read submitted after this is evaluated after
+        such an entry, so no change to a key read from now on is missed."""
+        feed = self.replica.feed
+        if self.tracker.clients and self._tracking_feed is None:
+            deliver = self.delivery.deliverer(self._invalidate)
+
+            def listener(items: Any) -> None:  # the Raft thread: filter, then hand to the loop
+                changes = feed_changes(items)
+                if changes:
+                    deliver(changes)
+
+            self._tracking_feed = listener
+            feed.add_listener(listener)
+        elif not self.tracker.clients and self._tracking_feed is not None:
+            feed.remove_listener(self._tracking_feed)
+            self._tracking_feed = None
+
+    def _invalidate(self, changes: list[Any]) -> None:
+        """On the loop: an applied entry's changes, in order, after every reply computed
+        before it was applied (one queue carries both)."""
+        self.send_invalidations(self.tracker.apply(changes))
+
+    def send_invalidations(self, invalidations: list[Invalidation]) -> None:
+        tracker, by_id = self.tracker, self.by_id
+        for inv in invalidations:
+            routed = tracker.route(inv, self._tracking_peer)
+            if routed is not None:
+                target = by_id.get(routed[0])
+                if target is not None:
+                    target.proto.push(routed[1])  # its output-buffer limit applies (pub/sub's)
+
+    def _tracking_peer(self, conn_id: int) -> TrackingPeer | None:
+        conn = self.by_id.get(conn_id)
+        if conn is None:
+            return None
+        return TrackingPeer(conn.proto.protocol, conn.proto.subscriptions.total > 0)
 
     def _client_line(self, conn: _Connection) -> bytes:
         age = int(time.monotonic() - conn.created)
@@ -788,6 +902,7 @@ class RespServer:
             b"client-query-buffer-limit": b"%d" % s.max_query_buffer_bytes,
             b"protected-mode": b"yes" if s.protected_mode else b"no",
             b"notify-keyspace-events": _notify_text(memory["notify_keyspace_events"]),
+            b"tracking-table-max-keys": b"%d" % s.tracking_table_max_keys,
             # replicated (eviction.SETTINGS): the same on every node once applied
             b"maxmemory": b"%d" % memory["maxmemory"],
             b"maxmemory-policy": memory["maxmemory_policy"].encode(),
@@ -905,7 +1020,7 @@ class RespServer:
                 "cluster_connections": 0,
                 "maxclients": self.settings.maxclients,
                 "blocked_clients": len(self.replica.blocking),
-                "tracking_clients": 0,
+                "tracking_clients": len(self.tracker.clients),
             },
             "memory": {
                 "used_memory": memory["used_memory"],  # the dataset as accounted (eviction.py)
@@ -937,6 +1052,9 @@ class RespServer:
                 "pubsub_patterns": self.pubsub.numpat(),
                 "pubsub_shardchannels": len(self.pubsub.channels(None, shard=True)),
                 "client_output_buffer_limit_disconnections": self.stats.output_limit_closes,
+                "tracking_total_keys": self.tracker.total_keys,
+                "tracking_total_items": self.tracker.items,
+                "tracking_total_prefixes": self.tracker.total_prefixes,
             },
             "cpu": {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"},
             "cluster": {"cluster_enabled": 0},  # Redis Cluster's sharding protocol, which we do not speak
@@ -1093,7 +1211,7 @@ class Transactions:
         else:
             watches = command.watches
             assert watches is not None
-            watches.when_ready(partial(self._exec, conn, command))
+            watches.when_ready(partial(self._exec, conn, command, conn.track_reads))
 
     def _watch(self, conn: _Connection, command: Command) -> None:
         server, watches, keys = self.server, command.watches, command.args[1:]
@@ -1111,7 +1229,7 @@ class Transactions:
             return
         server.replica.submit(c.WatchIndex(cmd.keys), server.delivery.deliverer(done), consistency=LINEARIZABLE)
 
-    def _exec(self, conn: _Connection, command: Command) -> None:
+    def _exec(self, conn: _Connection, command: Command, track_reads: bool = False) -> None:
         server = self.server
         try:
             tag = _exec_tag(command.args)
@@ -1148,10 +1266,17 @@ class Transactions:
             error = ExecAbortError(f"Transaction discarded because of: it exceeds one Raft entry (raft max_entry_bytes {limit})")
             conn._answer(command.slot, _identity, command.protocol, error)
             return
-        on_done = server.delivery.deliverer(
-            partial(conn._complete, command.slot, render, command.protocol, "write", time.perf_counter())
-        )
-        server.replica.submit(exec_cmd, on_done, consistency=LINEARIZABLE, tag=tag)
+        complete = partial(conn._complete, command.slot, render, command.protocol, "write", time.perf_counter())
+        keys = None
+        if track_reads:  # the transaction's reads, for CLIENT TRACKING
+            keys = [key for spec, args in command.queued if spec.kind is Kind.READ for key in conn._tracked_keys(spec, args)]
+            server.tracker.remember(conn.id, keys)
+        if server.tracker.watching_origins:
+            conn._submit_noloop(exec_cmd, complete, tag, keys)
+            return
+        if keys:
+            complete = partial(conn._tracked_complete, keys, None, complete)
+        server.replica.submit(exec_cmd, server.delivery.deliverer(complete), consistency=LINEARIZABLE, tag=tag)
 
     def _render(self, plan: list[tuple[Callable[[Any], Any], Any]], results: list[Any] | None) -> Any:
         """EXEC's reply: nil if a watched key moved, else one element per queued command."""
@@ -1193,6 +1318,14 @@ def _rss_bytes() -> int:
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+
+# CLIENT's tracking subcommands: name -> (arity, as Redis's "client|..." entries; handler)
+_CLIENT_TRACKING: dict[bytes, tuple[int, Callable[[RespServer, _Connection, list[bytes]], Any]]] = {
+    b"TRACKING": (-3, RespServer._client_tracking),
+    b"CACHING": (3, lambda server, conn, args: Tracker.caching(conn.proto.tracking, args)),
+    b"GETREDIR": (2, lambda server, conn, args: Tracker.getredir(conn.proto.tracking)),
+    b"TRACKINGINFO": (2, lambda server, conn, args: Tracker.info(conn.proto.tracking)),
+}
 
 # CONFIG's subcommands (a table, built once): name -> handler(server, args)
 _CONFIG_SUBCOMMANDS: dict[bytes, Callable[[RespServer, list[bytes]], Any]] = {
