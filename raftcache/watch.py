@@ -286,8 +286,11 @@ class WatchCursor:
     ``next_endpoint()`` picks where to reconnect: the next node in turn, so a watcher
     leaves a node that failed it."""
 
-    def __init__(self, pattern: bytes, endpoints: list[str], start_index: int | None = None, values: bool = False) -> None:
+    def __init__(self, pattern: bytes, endpoints: list[str], start_index: int | None = None, values: bool = False,
+                 *, deadline: float = 15.0, silence_s: float = 3.0) -> None:
         self.pattern = pattern
+        self.deadline = deadline  # give up after this long without a working stream
+        self.silence_s = silence_s  # a stream with no frame (not even progress) this long is dead
         self.values = values
         self.last = start_index
         self.endpoints = endpoints
@@ -295,6 +298,34 @@ class WatchCursor:
         self.endpoint: str | None = None
         self.last_heard = time.monotonic()
         self.resumes = 0  # reconnections after the first
+        self._failing_since: float | None = None
+        self._failures = 0
+
+    def connected(self) -> None:
+        """The stream answered (its greeting arrived): failures so far are forgiven."""
+        self._failing_since = None
+        self._failures = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """The stream broke with `exc`: re-raise what retrying elsewhere cannot cure (a
+        compacted seq, a refused command), else how long to wait before the next node."""
+        from .errors import ClusterError, ProtocolError, StorageError
+
+        if isinstance(exc, WatchCompactedError):
+            raise exc
+        future = isinstance(exc, CommandError) and "ahead of this node" in exc.message
+        if not isinstance(exc, (OSError, ProtocolError, ClusterError, StorageError, EOFError)) and not future:
+            raise exc
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since > self.deadline:
+            from .errors import NoLeaderError
+
+            raise NoLeaderError(f"watch: no node could serve the stream for {self.deadline:g}s (last: {exc})") from exc
+        self._failures += 1
+        # try every node once at once, then back off a little between rounds
+        return 0.0 if self._failures % max(1, len(self.endpoints)) else min(1.0, 0.05 * self._failures)
 
     def command(self) -> list[bytes]:
         args = [b"RAFTCACHE", b"WATCH", self.pattern]
