@@ -212,7 +212,7 @@ def parse_watch(args: list[bytes]) -> WatchRequest:
 
 
 # ----------------------------------------------------------------------------- stream
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: streams are keys of the hub's table
 class WatchStream:
     """One watcher: the next events to deliver from a History, in seq order, each once.
 
@@ -366,3 +366,101 @@ class WatchCursor:
                 self.last = seq
             return None
         raise CommandError(f"unexpected watch frame {frame!r}")
+
+
+# -------------------------------------------------------------------------------- hub
+class Sink:
+    """Where a server-side stream's frames go (the connection's push path)."""
+
+    def push(self, frame: list[Any]) -> bool:  # False: the connection is gone or over its limit
+        raise NotImplementedError
+
+    def fail(self, error: CommandError) -> None:  # the stream ends with this error
+        raise NotImplementedError
+
+
+class WatchHub:
+    """A node's history and its watchers. The Raft thread records applied events
+    (``on_applied``) and wakes the wakers; the event loop then ``pump``s every stream (each
+    pulls what it has not delivered yet) and ``tick``s (progress frames, future-seq
+    deadlines). Nothing here blocks the Raft thread: it appends to the ring and schedules."""
+
+    def __init__(self, history: History, *, values_kept: bool = True, progress_s: float = 0.25,
+                 future_wait_s: float = 5.0, batch: int = 1000) -> None:
+        self.history = history
+        self.values_kept = values_kept
+        self.progress_s = progress_s
+        self.future_wait_s = future_wait_s
+        self.batch = batch  # events pulled per stream per pump (others get their turn)
+        self._streams: dict[WatchStream, Sink] = {}
+        self._wakers: list[Callable[[], None]] = []
+        self.streams_failed = 0
+
+    # -------------------------------------------------------------- Raft thread
+    def on_applied(self, events: Iterable[WatchEvent], through: int | None = None) -> None:
+        self.history.record(events, through)
+        for wake in tuple(self._wakers):
+            wake()
+
+    def reset(self, horizon: int) -> None:
+        self.history.reset(horizon)
+        for wake in tuple(self._wakers):
+            wake()
+
+    def add_waker(self, wake: Callable[[], None]) -> None:
+        self._wakers.append(wake)
+
+    def remove_waker(self, wake: Callable[[], None]) -> None:
+        try:
+            self._wakers.remove(wake)
+        except ValueError:
+            pass
+
+    # --------------------------------------------------------------- event loop
+    def open(self, request: WatchRequest, sink: Sink, now: float) -> WatchStream:
+        """Start a stream (its greeting is the caller's reply); raises CommandError /
+        WatchCompactedError to refuse it."""
+        if request.values and not self.values_kept:
+            raise CommandError("this node's watch history keeps no values ([watch] history_values = false)")
+        stream = WatchStream.open(request, self.history, now=now, future_wait_s=self.future_wait_s)
+        self._streams[stream] = sink
+        return stream
+
+    def close(self, stream: WatchStream) -> None:
+        self._streams.pop(stream, None)
+
+    def pump(self) -> bool:
+        """Deliver what every stream has not seen yet; True if some stream has more."""
+        more = False
+        for stream, sink in list(self._streams.items()):
+            more |= self._pump_one(stream, sink)
+        return more
+
+    def _pump_one(self, stream: WatchStream, sink: Sink) -> bool:
+        try:
+            frames = stream.pull(self.history, self.batch)
+        except CommandError as err:
+            self._fail(stream, sink, err)
+            return False
+        for frame in frames:
+            if not sink.push(frame):
+                self.close(stream)
+                return False
+        return stream.position < self.history.applied and not stream.waiting_until
+
+    def tick(self, now: float, leader_known: bool) -> None:
+        """Progress frames (only while a leader is known: a node cut off from the cluster
+        goes quiet, and a near-cache stops trusting it), and future-seq deadlines."""
+        for stream, sink in list(self._streams.items()):
+            if stream.expired(now):
+                self._fail(stream, sink, stream.future_error(self.history))
+            elif leader_known and not stream.waiting_until and not sink.push(stream.progress()):
+                self.close(stream)
+
+    def _fail(self, stream: WatchStream, sink: Sink, err: CommandError) -> None:
+        self.close(stream)
+        self.streams_failed += 1
+        sink.fail(err)
+
+    def __len__(self) -> int:
+        return len(self._streams)

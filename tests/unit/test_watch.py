@@ -180,3 +180,54 @@ def test_cursor_tracks_the_last_seq_and_resumes_elsewhere() -> None:
     assert cursor.command() == [b"RAFTCACHE", b"WATCH", b"k*", b"FROM", b"15", b"VALUES"]
     with pytest.raises(WatchCompactedError):
         cursor.feed(ErrorReply.from_parts("COMPACTED", "required seq 15 has been compacted (oldest available 40); re-read"))
+
+
+class ListSink:
+    def __init__(self, room: int = 10**9) -> None:
+        self.frames: list[list] = []
+        self.error: CommandError | None = None
+        self.room = room
+
+    def push(self, frame: list) -> bool:
+        if len(self.frames) >= self.room:
+            return False
+        self.frames.append(frame)
+        return True
+
+    def fail(self, error: CommandError) -> None:
+        self.error = error
+
+
+def test_hub_pumps_streams_wakes_and_drops_a_sink_over_its_limit() -> None:
+    from raftcache.watch import WatchHub
+
+    woken: list[int] = []
+    hub = WatchHub(History(), progress_s=0.1, future_wait_s=1.0, batch=3)
+    hub.add_waker(lambda: woken.append(1))
+    fast, slow = ListSink(), ListSink(room=2)
+    hub.open(WatchRequest(b"a*", None, False), fast, now=0)
+    hub.open(WatchRequest(b"*", None, False), slow, now=0)
+    hub.on_applied([ev(1, b"a1"), ev(2, b"b"), ev(3, b"a2"), ev(4, b"a3")])
+    assert woken == [1]
+    while hub.pump():
+        pass
+    assert [f[1] for f in fast.frames] == [1, 3, 4]
+    assert len(hub) == 1  # the slow one went over its limit: dropped (its connection closes)
+    hub.tick(1.0, leader_known=True)
+    assert fast.frames[-1] == [b"progress", 4]
+    hub.tick(2.0, leader_known=False)
+    assert fast.frames[-1] == [b"progress", 4] and len(fast.frames) == 4  # quiet without a leader
+
+
+def test_hub_refuses_values_it_does_not_keep_and_times_out_future_seqs() -> None:
+    from raftcache.watch import WatchHub
+
+    hub = WatchHub(History(), values_kept=False, future_wait_s=1.0)
+    with pytest.raises(CommandError, match="keeps no values"):
+        hub.open(WatchRequest(b"*", None, True), ListSink(), now=0)
+    sink = ListSink()
+    hub.open(WatchRequest(b"*", 99, False), sink, now=0)
+    hub.tick(0.5, leader_known=True)
+    assert sink.frames == [] and sink.error is None  # waiting: no progress claims yet
+    hub.tick(1.5, leader_known=True)
+    assert sink.error is not None and "ahead of this node" in sink.error.message and len(hub) == 0
