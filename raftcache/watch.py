@@ -335,6 +335,11 @@ class WatchCursor:
             args.append(b"VALUES")
         return args
 
+    def rewind(self) -> None:
+        """The next stream starts on the node of the last one, as a first connection."""
+        self._turn = max(0, self._turn - 1)
+        self.endpoint = None
+
     def next_endpoint(self) -> str:
         endpoint = self.endpoints[self._turn % len(self.endpoints)]
         self._turn += 1
@@ -394,16 +399,27 @@ class WatchHub:
         self.batch = batch  # events pulled per stream per pump (others get their turn)
         self._streams: dict[WatchStream, Sink] = {}
         self._wakers: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[list[WatchEvent]], None]] = []
         self.streams_failed = 0
 
     # -------------------------------------------------------------- Raft thread
-    def on_applied(self, events: Iterable[WatchEvent], through: int | None = None) -> None:
+    def on_applied(self, events: list[WatchEvent], through: int | None = None) -> None:
         self.history.record(events, through)
+        if events:
+            for listener in tuple(self._listeners):
+                listener(events)
         for wake in tuple(self._wakers):
             wake()
 
+    def add_listener(self, listener: Callable[[list[WatchEvent]], None]) -> None:
+        """`listener(events)` on the Raft thread, right after they are recorded (an embedded
+        near-cache invalidates there: nothing can read the old value after that)."""
+        self._listeners.append(listener)
+
     def reset(self, horizon: int) -> None:
         self.history.reset(horizon)
+        for listener in tuple(self._listeners):
+            listener([WatchEvent(horizon, "flushall", b"")])  # anything may have changed
         for wake in tuple(self._wakers):
             wake()
 

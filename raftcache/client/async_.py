@@ -75,9 +75,12 @@ class AsyncClient(ClientBase, AsyncTransactions):
         self._near_task: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------------- watch
-    async def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
-        """``Client.watch`` as an async iterator (``async for event in client.watch("cfg:*")``)."""
-        cursor = self._watch_cursor(pattern, start_index, values)
+    def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
+        """``Client.watch`` as an async iterator (``async for event in client.watch("cfg:*")``);
+        with no `start_index`, from when the iteration starts."""
+        return self._watch_events(self._watch_cursor(pattern, start_index, values))
+
+    async def _watch_events(self, cursor: WatchCursor) -> AsyncIterator[WatchEvent]:
         async for event in self._stream(cursor):
             yield self._watch_out(event)
 

@@ -129,13 +129,36 @@ class Client(ClientBase, Transactions):
     # -------------------------------------------------------------------- watch
     def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> Iterator[WatchEvent]:
         """Changes of the keys matching the glob `pattern`, after seq `start_index` (None:
-        from now), as ``WatchEvent(seq, event, key, value)``; resumes through another node
-        by itself when its node fails (from the last seq seen: nothing missed, nothing
+        after this call), as ``WatchEvent(seq, event, key, value)``; resumes through another
+        node by itself when its node fails (from the last seq seen: nothing missed, nothing
         twice). Raises WatchCompactedError when the resume point has left every history."""
         cursor = self._watch_cursor(pattern, start_index, values)
+        if start_index is None:
+            self._start_now(cursor)
+        return self._watch_events(cursor)
+
+    def _watch_events(self, cursor: WatchCursor) -> Iterator[WatchEvent]:
         for event in self._stream(cursor):
             if event is not None:
                 yield self._watch_out(event)
+
+    def _start_now(self, cursor: WatchCursor) -> None:
+        """Pin "from now" to this moment: the seq a node reports for a stream opened now."""
+        while cursor.last is None:
+            conn = None
+            try:
+                conn = _Connection(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
+                conn.sock.sendall(encode_command(*cursor.command()))
+                cursor.feed(conn.frames(cursor.silence_s)[0])  # the greeting
+                cursor.connected()
+            except Exception as exc:
+                pause = cursor.failed(exc)
+                if pause:
+                    time.sleep(pause)
+            finally:
+                if conn is not None:
+                    conn.close()
+        cursor.rewind()
 
     def _stream(self, cursor: WatchCursor, near: Any = None) -> Iterator[WatchEvent | None]:
         """The stream's events (None after each batch of frames, so a caller can stop),
