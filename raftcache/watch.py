@@ -300,11 +300,13 @@ class WatchCursor:
         self.resumes = 0  # reconnections after the first
         self._failing_since: float | None = None
         self._failures = 0
+        self._compacted: set[str] = set()  # nodes that said our seq left their history
 
     def connected(self) -> None:
         """The stream answered (its greeting arrived): failures so far are forgiven."""
         self._failing_since = None
         self._failures = 0
+        self._compacted.clear()
 
     def failed(self, exc: BaseException) -> float:
         """The stream broke with `exc`: re-raise what retrying elsewhere cannot cure (a
@@ -312,7 +314,12 @@ class WatchCursor:
         from .errors import ClusterError, ProtocolError, StorageError
 
         if isinstance(exc, WatchCompactedError):
-            raise exc
+            # Histories are node-local: another node (one that did not restart from a
+            # snapshot) may still hold the seq. Raise once every node has said no.
+            self._compacted.add(self.endpoint or "")
+            if len(self._compacted) >= len(set(self.endpoints)):
+                raise exc
+            return 0.0
         future = isinstance(exc, CommandError) and "ahead of this node" in exc.message
         if not isinstance(exc, (OSError, ProtocolError, ClusterError, StorageError, EOFError)) and not future:
             raise exc
