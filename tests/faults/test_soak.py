@@ -6,10 +6,12 @@
 The run is cut into segments of about a minute; each segment runs the mixed workload,
 the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py) and
 the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py) and the
-eviction workload (a cache at its maxmemory, tests/faults/eviction.py) through a random
+eviction workload (a cache at its maxmemory, tests/faults/eviction.py) and the watch
+workload (writers and resuming RAFTCACHE WATCH streams, tests/faults/watch.py) through a random
 sequence of faults, heals, and is verified (linearizability, lost and duplicated writes,
 counters, the bank's atomicity, every queued item consumed once or still queued, evicted
-keys gone whole and the limit kept, convergence) before the next one starts.
+keys gone whole and the limit kept, every change watched once and in log order, convergence)
+before the next one starts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.faults.bank import BankWorkload
 from tests.faults.eviction import EvictionWorkload
 from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
 from tests.faults.queue import QueueWorkload
+from tests.faults.watch import WatchWorkload
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
 # The suite-wide 300 s test timeout would cut the soak short: allow its length plus healing.
@@ -101,6 +104,7 @@ def test_random_fault_mix(tmp_path):
             evict = EvictionWorkload(lambda: cluster.endpoints, workers=1, seed=segment, prefix=f"s{segment}:ev:",
                                      headroom=1 << 20, value_bytes=(2048, 6144)).start()
             queue = QueueWorkload(lambda: cluster.endpoints, consumers=3, seed=segment, prefix=f"s{segment}:").start()
+            watch = WatchWorkload(lambda: cluster.endpoints, writers=1, watchers=2, seed=segment, prefix=f"s{segment}:wt:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
             try:
@@ -121,7 +125,10 @@ def test_random_fault_mix(tmp_path):
                         try:
                             queue.stop()
                         finally:
-                            evict.stop()
+                            try:
+                                evict.stop()
+                            finally:
+                                watch.stop()
 
             def heal_network_and_clocks():
                 if network is not None:
@@ -134,4 +141,7 @@ def test_random_fault_mix(tmp_path):
                   after=heal_network_and_clocks, bank=bank, queue=queue)
             problems = evict.check(cluster)
             print(evict.summary(), flush=True)
+            assert not problems, "\n".join(problems[:20])
+            problems = watch.check()
+            print(watch.summary(), flush=True)
             assert not problems, "\n".join(problems[:20])
