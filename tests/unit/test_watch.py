@@ -231,3 +231,20 @@ def test_hub_refuses_values_it_does_not_keep_and_times_out_future_seqs() -> None
     assert sink.frames == [] and sink.error is None  # waiting: no progress claims yet
     hub.tick(1.5, leader_known=True)
     assert sink.error is not None and "ahead of this node" in sink.error.message and len(hub) == 0
+
+
+def test_cursor_tries_every_node_before_giving_up_on_a_compacted_seq() -> None:
+    cursor = WatchCursor(b"*", ["a:1", "b:2"], start_index=5)
+    err = WatchCompactedError("required seq 5 has been compacted (oldest available 9)")
+    cursor.next_endpoint()
+    assert cursor.failed(err) == 0.0  # b may still hold it (its history did not restart)
+    cursor.next_endpoint()
+    with pytest.raises(WatchCompactedError):
+        cursor.failed(err)
+    cursor = WatchCursor(b"*", ["a:1"], start_index=5, deadline=0.0)
+    cursor.next_endpoint()
+    cursor.failed(ConnectionRefusedError())
+    with pytest.raises(Exception, match="no node could serve"):
+        cursor.failed(ConnectionRefusedError())
+    with pytest.raises(CommandError, match="syntax"):
+        cursor.failed(CommandError("syntax error"))  # a refused command is not cured elsewhere
