@@ -80,7 +80,7 @@ class ClientBase(CacheCommands):
             raise ValueError("start_index must be a seq (an int >= 0) or None")
         retry = self._core.retry
         return WatchCursor(self._key(pattern), self._core.endpoints, start_index, values,
-                           deadline=retry.deadline, silence_s=max(3.0, 3 * self._connect_timeout))
+                           deadline=retry.deadline, silence_s=3.0)
 
     def _near_cursor(self) -> WatchCursor:
         assert self._near is not None
