@@ -69,8 +69,8 @@ def render(section: dict[str, Any]) -> list[str]:
         f"| linearizable GET via a follower | {s['linearizable_get_per_s']:,} |",
         f"| near-cache hit | {s['near_cache_get_per_s']:,} |",
         "", f"Near-cache / linearizable: {s['ratio']}x (goal >= {s['goal']}x); hits {s['hit_share']:.1%} of near-cache GETs.",
-        f"Write (acknowledged by the leader) -> visible in a follower's near-cache: p50 {s['lag_p50_ms']} ms, "
-        f"p99 {s['lag_p99_ms']} ms, max {s['lag_max_ms']} ms over {s['samples']} writes.",
+        (f"Write (acknowledged by the leader) -> visible in a follower's near-cache: p50 {s['lag_p50_ms']} ms, "
+         f"p99 {s['lag_p99_ms']} ms, max {s['lag_max_ms']} ms over {s['samples']} writes."),
     ]
 
 

@@ -37,7 +37,7 @@ from .operations import ClusterOperations, Member
 from .replica import OnDone, Replica, ReplicaOptions, wait_for
 from .status import NodeStatus
 from .transaction import AsyncTransactions, TransactionPipeline, Transactions
-from .watch import History, WatchEvent, WatchHub, WatchRequest, WatchStream, attach_hub
+from .watch import WatchEvent, WatchHub, WatchRequest, WatchStream, attach_hub, watch_hub
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:
@@ -120,8 +120,7 @@ class _Replicated(CacheCommands):
         self._replica = Replica(options, node_id=node_id, clock=clock)
         self._ops = ClusterOperations(self._replica)
         w = watch or WatchSection()
-        self._watch = WatchHub(History(w.history_events, w.history_bytes), values_kept=w.history_values,
-                               progress_s=w.progress_ms / 1000, future_wait_s=w.future_wait_ms / 1000)
+        self._watch = watch_hub(w)
         attach_hub(self._replica, self._watch, values=w.history_values)  # before start: the log replay refills it
         config = near_cache_config(near_cache)
         self._near: NearCache | None = None

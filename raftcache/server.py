@@ -67,6 +67,7 @@ from .replica import LINEARIZABLE, Replica
 from .resp import OK, PONG, ErrorReply, Map, NullArray, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
 from .status import to_info
+from .watch import History, Sink, WatchHub, WatchStream, attach_hub, parse_watch
 
 if TYPE_CHECKING:
     import ssl
@@ -222,6 +223,7 @@ class _Connection(asyncio.Protocol):
         # it is answered, as in Redis; the timer answers nil when its timeout passes.
         self.blocked: Waiter | None = None
         self.block_timer: asyncio.TimerHandle | None = None
+        self.watching: WatchStream | None = None  # RAFTCACHE WATCH: this connection streams
 
     @property
     def id(self) -> int:
@@ -258,6 +260,8 @@ class _Connection(asyncio.Protocol):
         if self.blocked is not None:  # a dead client must not be handed the next element
             self.server.replica.blocking.cancel(self.blocked)
             self._unblock()
+        if self.watching is not None:
+            self.server.watch.close(self.watching)
         self.server.connections.discard(self)
 
     def pause_writing(self) -> None:
@@ -328,6 +332,9 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ execute
     def _execute(self, command: Command) -> None:
         spec, args, slot = command.spec, command.args, command.slot
+        if self.watching is not None:  # a watch stream is all this connection carries now
+            self.proto.complete(slot, _WATCHING)
+            return
         if command.watches is not None:  # WATCH or EXEC
             self.server.transactions.execute(self, command)
             return
@@ -481,6 +488,40 @@ class _Connection(asyncio.Protocol):
         return False
 
 
+class _WatchSink(Sink):
+    """A watch stream's frames onto its connection: RESP3 pushes or RESP2 arrays, after the
+    replies queued before them; a connection whose unsent output passes the limit (it does
+    not read) is closed, and its client resumes elsewhere from its last seq."""
+
+    def __init__(self, conn: _Connection, protocol: int, limit: int) -> None:
+        self.conn = conn
+        self.protocol = protocol
+        self.limit = limit
+
+    def push(self, frame: list[Any]) -> bool:
+        conn = self.conn
+        transport = conn.transport
+        if conn.closing or transport is None:
+            return False
+        if transport.get_write_buffer_size() > self.limit:
+            log.warning("client %s: watch stream over its output limit (%d bytes unsent); closing", conn.peer, self.limit)
+            conn._close()
+            return False
+        data = encode_reply(frame, 2)
+        if self.protocol == 3:
+            data = b">" + data[1:]  # the same elements as a push
+        transport.write(data)
+        return True
+
+    def fail(self, error: CommandError) -> None:
+        conn = self.conn
+        if not conn.closing and conn.transport is not None:
+            conn.transport.write(self.conn.server.render(_identity, error, self.protocol))
+            conn._close()
+
+
+_WATCHING = encode_error("ERR", "this connection carries a RAFTCACHE WATCH stream: send nothing but QUIT (or close it)")
+_WATCH_OUTPUT_LIMIT = 32 << 20  # as Redis's client-output-buffer-limit pubsub hard limit
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
 _FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redis's would overflow)
 BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
@@ -504,8 +545,16 @@ def _null_array(result: Any) -> Any:
 class RespServer:
     """Serves one replica over RESP2."""
 
-    def __init__(self, replica: Replica, settings: ServerSettings, *, node_id: str, peers: dict[str, Peer] | None = None) -> None:
+    def __init__(self, replica: Replica, settings: ServerSettings, *, node_id: str, peers: dict[str, Peer] | None = None,
+                 watch: WatchHub | None = None) -> None:
         self.replica = replica
+        if watch is None:  # attached late: the history starts at what is applied now
+            watch = WatchHub(History())
+            attach_hub(replica, watch)
+        self.watch = watch
+        self._watch_pump_due = False
+        self._watch_ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.settings = settings
         self.node_id = node_id
         self.ops = ClusterOperations(replica, node_id=node_id, peers=peers)
@@ -543,6 +592,7 @@ class RespServer:
             b"BACKUP": self._backup,
             b"INDEX": self.transactions.index,
             b"WATCHED": self.transactions.watched,
+            b"WATCH": self._watch_start,
         }
 
     def render(self, render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
@@ -585,6 +635,7 @@ class RespServer:
         first (a failed handshake closes that connection only)."""
         loop = asyncio.get_running_loop()
         self.delivery = LoopDelivery(loop)
+        self._loop = loop
         self.tls = tls
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=1024, ssl=tls,
@@ -593,12 +644,17 @@ class RespServer:
         sock = self._server.sockets[0].getsockname()
         self.address = f"{sock[0]}:{sock[1]}"
         self._reaper = asyncio.create_task(self._reap())
+        self.watch.add_waker(self._watch_wake)
+        self._watch_ticker = asyncio.create_task(self._watch_ticks())
         log.info("serving RESP on %s", self.address)
 
     async def close(self) -> None:
         self.ops.close()
+        self.watch.remove_waker(self._watch_wake)
         if self._reaper is not None:
             self._reaper.cancel()
+        if self._watch_ticker is not None:
+            self._watch_ticker.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -836,6 +892,38 @@ class RespServer:
             "keyspace": {"db0": f"keys={status.keys},expires={volatile},avg_ttl=0"} if status.keys else {},
             "raft": to_info(status, self.ops.peer_lookup()),  # one registry read for the whole reply
         }
+
+    # ------------------------------------------------------------ RAFTCACHE WATCH
+    def _watch_start(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE WATCH <pattern> [FROM <seq>] [VALUES] (raftcache/watch.py): the reply is
+        the greeting; the stream follows on the connection, which carries nothing else."""
+        request = parse_watch(args)
+        sink = _WatchSink(conn, conn.proto.protocol, _WATCH_OUTPUT_LIMIT)
+        conn.watching = self.watch.open(request, sink, time.monotonic())
+        self._watch_wake()
+        return conn.watching.greeting()
+
+    def _watch_wake(self) -> None:
+        """Any thread (the Raft thread after each applied entry): pump the streams soon, once."""
+        if self._watch_pump_due or self._loop is None:
+            return
+        self._watch_pump_due = True
+        try:
+            self._loop.call_soon_threadsafe(self._watch_pump)
+        except RuntimeError:  # the loop is closed: the node is stopping
+            pass
+
+    def _watch_pump(self) -> None:
+        self._watch_pump_due = False
+        if self.watch.pump():  # more than one batch waiting: let other work run in between
+            self._watch_wake()
+
+    async def _watch_ticks(self) -> None:
+        hub = self.watch
+        while True:
+            await asyncio.sleep(hub.progress_s)
+            if len(hub):
+                hub.tick(time.monotonic(), self.replica.status().leader is not None)
 
     # -------------------------------------------------------------- RAFTCACHE ...
     def _raftcache(self, conn: _Connection, args: list[bytes]) -> Any:

@@ -47,8 +47,10 @@ __all__ = [
     "WatchEvent",
     "WatchRequest",
     "WatchStream",
+    "attach_hub",
     "compacted_error",
     "parse_watch",
+    "watch_hub",
 ]
 
 # What one retained event costs beyond its key and value bytes (the tuple, the seq int, the
@@ -111,10 +113,16 @@ class History:
 
     def reset(self, horizon: int) -> None:
         """The state jumped to `horizon` without its events (restart from a snapshot, or a
-        snapshot installed from the leader): nothing at or before it can be replayed."""
+        snapshot installed from the leader, or a history attached to a running replica):
+        nothing at or before it can be replayed. Events after it already held stay."""
         with self._lock:
-            self._seqs, self._events, self._start, self._bytes = [], [], 0, 0
-            self.horizon = self.applied = horizon
+            live = self._seqs[self._start :]
+            keep = bisect.bisect_right(live, horizon)
+            events = self._events[self._start + keep :]
+            self._seqs, self._events, self._start = live[keep:], events, 0
+            self._bytes = sum(_cost(ev) for ev in events)
+            self.horizon = horizon
+            self.applied = max(self.applied, horizon)
             self.epoch += 1
 
     def _trim_locked(self) -> None:
@@ -256,7 +264,7 @@ class WatchStream:
         matches, values = self._matches, self.request.values
         frames = []
         for ev in events:
-            if matches(ev.key):
+            if matches(ev.key) or ev.event == "flushall":  # FLUSHALL changes every key
                 frame = [b"event", ev.seq, ev.event.encode(), ev.key]
                 if values:
                     frame.append(ev.value)
@@ -381,6 +389,43 @@ class WatchCursor:
 
 
 # -------------------------------------------------------------------------------- hub
+def attach_hub(replica: Any, hub: WatchHub, *, values: bool | None = None) -> None:
+    """Feed `hub` from the replica's change feed (``replica.feed``, feed.py): key events go
+    into the history (PUBLISH messages only move its position: seqs count them too), a
+    ``Gap`` (a snapshot installed) resets it. Attach before ``replica.start()`` so the log
+    replay refills the history; attached later, the history starts at the seq applied now."""
+    from .feed import Gap, KeyEvent
+
+    def listener(items: Any) -> None:
+        events: list[WatchEvent] = []
+        through = None
+        for item in items:
+            kind = type(item)
+            if kind is KeyEvent:
+                events.append(WatchEvent(item.seq, item.event, item.key if item.key is not None else b"", item.value))
+                through = item.seq
+            elif kind is Gap:
+                if events:
+                    hub.on_applied(events, through)
+                    events = []
+                hub.reset(item.seq)
+                through = None
+            else:
+                through = item.seq  # a Message: no key, but a position
+        if events or through is not None:
+            hub.on_applied(events, through)
+
+    replica.feed.add_listener(listener, values=hub.values_kept if values is None else values)
+    # Nothing up to the seq applied now can be replayed; what the listener got since stays.
+    hub.history.reset(replica.fsm.feed_seq)
+
+
+def watch_hub(section: Any) -> WatchHub:
+    """A hub sized by a ``config.WatchSection``."""
+    return WatchHub(History(section.history_events, section.history_bytes), values_kept=section.history_values,
+                    progress_s=section.progress_ms / 1000, future_wait_s=section.future_wait_ms / 1000)
+
+
 class Sink:
     """Where a server-side stream's frames go (the connection's push path)."""
 

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from .. import commands as c
-
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
-from ..transaction import AsyncTransactions
-from .base import ClientBase
 from ..tls import TLS_FIRST_CLOSE
-from .core import Call, Plan, Sleep, as_requested
+from ..transaction import AsyncTransactions
 from ..watch import WatchCursor, WatchEvent
+from .base import ClientBase
+from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
@@ -102,7 +102,7 @@ class AsyncClient(ClientBase, AsyncTransactions):
                             near.heard()
                         if event is not None:
                             yield event
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
                     if near is not None:
                         near.down()
                     if conn is not None:
@@ -142,7 +142,7 @@ class AsyncClient(ClientBase, AsyncTransactions):
                     near.event(event)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # compacted or no node for a while: start over from now
+            except (RaftCacheError, OSError):  # compacted everywhere, or no node for a while: start over from now
                 near.down()
                 await asyncio.sleep(0.5)
 
@@ -195,10 +195,8 @@ class AsyncClient(ClientBase, AsyncTransactions):
     async def close(self) -> None:
         if self._near_task is not None:
             self._near_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._near_task
-            except (asyncio.CancelledError, Exception):
-                pass
             self._near_task = None
         idle, self._idle = self._idle, {}
         for conns in idle.values():

@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands
-from ..near_cache import NearCache, near_cache_config
-from ..watch import WatchCursor, WatchEvent
 from ..config import load_config
+from ..near_cache import NearCache, near_cache_config
 from ..tls import client_context
-from .core import ClientCore, Plan, RetryPolicy
 from ..transaction import TransactionPipeline
+from ..watch import WatchCursor, WatchEvent
+from .core import ClientCore, Plan, RetryPolicy
 from .pipeline import Pipeline
 
 

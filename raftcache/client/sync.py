@@ -10,16 +10,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import commands as c
-
 from ..api import Convert, raise_or_convert
-from ..errors import error_from_resp
+from ..errors import RaftCacheError, error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
-from ..transaction import Transactions
-from .base import ClientBase
 from ..tls import TLS_FIRST_CLOSE
-from .core import Call, Plan, Sleep, as_requested
+from ..transaction import Transactions
 from ..watch import WatchCursor, WatchEvent
+from .base import ClientBase
+from .core import Call, Plan, Sleep, as_requested
 
 
 class _Connection:
@@ -151,7 +150,7 @@ class Client(ClientBase, Transactions):
                 conn.sock.sendall(encode_command(*cursor.command()))
                 cursor.feed(conn.frames(cursor.silence_s)[0])  # the greeting
                 cursor.connected()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
                 pause = cursor.failed(exc)
                 if pause:
                     time.sleep(pause)
@@ -181,7 +180,7 @@ class Client(ClientBase, Transactions):
                         if event is not None:
                             yield event
                     yield None
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
                     if near is not None:
                         near.down()
                     if conn is not None:
@@ -228,7 +227,7 @@ class Client(ClientBase, Transactions):
                 for event in self._stream(cursor, near):
                     if event is not None:
                         near.event(event)
-            except Exception:  # compacted or no node for a while: start over from now
+            except (RaftCacheError, OSError):  # compacted everywhere, or no node for a while: start over from now
                 near.down()
                 self._closed.wait(0.5)
 

@@ -248,3 +248,19 @@ def test_cursor_tries_every_node_before_giving_up_on_a_compacted_seq() -> None:
         cursor.failed(ConnectionRefusedError())
     with pytest.raises(CommandError, match="syntax"):
         cursor.failed(CommandError("syntax error"))  # a refused command is not cured elsewhere
+
+
+def test_reset_keeps_events_after_the_horizon() -> None:
+    h = History()
+    h.record([ev(s) for s in range(1, 10)])
+    h.reset(6)
+    assert h.oldest() == 6 and len(h) == 3 and h.applied == 9
+    stream = WatchStream.open(WatchRequest(b"*", 6, False), h, now=0, future_wait_s=1)
+    assert [f[1] for f in stream.pull(h)] == [7, 8, 9]
+
+
+def test_flushall_reaches_every_pattern() -> None:
+    h = History()
+    h.record([ev(1, b"a"), WatchEvent(2, "flushall", b"")])
+    stream = WatchStream.open(WatchRequest(b"cfg:*", 0, False), h, now=0, future_wait_s=1)
+    assert stream.pull(h) == [[b"event", 2, b"flushall", b""]]
