@@ -224,6 +224,7 @@ class _Connection(asyncio.Protocol):
         self.blocked: Waiter | None = None
         self.block_timer: asyncio.TimerHandle | None = None
         self.watching: WatchStream | None = None  # RAFTCACHE WATCH: this connection streams
+        self.watch_sink: _WatchSink | None = None
 
     @property
     def id(self) -> int:
@@ -450,6 +451,8 @@ class _Connection(asyncio.Protocol):
         data = self.proto.data_to_send()
         if data and not self.closing:
             self.transport.write(data)
+        if self.watch_sink is not None and self.watch_sink.held:
+            self.watch_sink.release()  # stream frames that waited for the replies before them
         if self.proto.finished:
             self._close()
 
@@ -497,27 +500,43 @@ class _WatchSink(Sink):
         self.conn = conn
         self.protocol = protocol
         self.limit = limit
+        self.held: list[bytes] = []  # frames behind replies not yet sent (a pipelined command's)
+        self.held_bytes = 0
 
     def push(self, frame: list[Any]) -> bool:
+        data = encode_reply(frame, 2)
+        if self.protocol == 3:
+            data = b">" + data[1:]  # the same elements as a push
+        return self._write(data)
+
+    def fail(self, error: CommandError) -> None:
+        if self._write(self.conn.server.render(_identity, error, self.protocol)):
+            self.release()
+            self.conn.proto.closing = True  # closes once what is queued has left
+            self.conn._flush()
+
+    def _write(self, data: bytes) -> bool:
         conn = self.conn
         transport = conn.transport
         if conn.closing or transport is None:
             return False
-        if transport.get_write_buffer_size() > self.limit:
+        if transport.get_write_buffer_size() + self.held_bytes > self.limit:
             log.warning("client %s: watch stream over its output limit (%d bytes unsent); closing", conn.peer, self.limit)
             conn._close()
             return False
-        data = encode_reply(frame, 2)
-        if self.protocol == 3:
-            data = b">" + data[1:]  # the same elements as a push
-        transport.write(data)
+        if self.held or conn.proto.replies_queued:
+            self.held.append(data)
+            self.held_bytes += len(data)
+        else:
+            transport.write(data)
         return True
 
-    def fail(self, error: CommandError) -> None:
+    def release(self) -> None:
         conn = self.conn
-        if not conn.closing and conn.transport is not None:
-            conn.transport.write(self.conn.server.render(_identity, error, self.protocol))
-            conn._close()
+        if conn.proto.replies_queued or conn.closing or conn.transport is None:
+            return
+        held, self.held, self.held_bytes = self.held, [], 0
+        conn.transport.write(b"".join(held))
 
 
 _WATCHING = encode_error("ERR", "this connection carries a RAFTCACHE WATCH stream: send nothing but QUIT (or close it)")
@@ -900,6 +919,7 @@ class RespServer:
         request = parse_watch(args)
         sink = _WatchSink(conn, conn.proto.protocol, _WATCH_OUTPUT_LIMIT)
         conn.watching = self.watch.open(request, sink, time.monotonic())
+        conn.watch_sink = sink
         self._watch_wake()
         return conn.watching.greeting()
 
