@@ -504,7 +504,7 @@ class _WatchSink(Sink):
         self.held_bytes = 0
 
     def push(self, frame: list[Any]) -> bool:
-        data = encode_reply(frame, 2)
+        data = encode_reply(frame, self.protocol)
         if self.protocol == 3:
             data = b">" + data[1:]  # the same elements as a push
         return self._write(data)
@@ -522,7 +522,7 @@ class _WatchSink(Sink):
             return False
         if transport.get_write_buffer_size() + self.held_bytes > self.limit:
             log.warning("client %s: watch stream over its output limit (%d bytes unsent); closing", conn.peer, self.limit)
-            conn._close()
+            conn._abort()  # close() would wait for the unsent output to drain, which it never does
             return False
         if self.held or conn.proto.replies_queued:
             self.held.append(data)

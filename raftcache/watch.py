@@ -389,6 +389,11 @@ class WatchCursor:
 
 
 # -------------------------------------------------------------------------------- hub
+# Redis's "new" (a key was created) is always followed by the creating command's own event:
+# a watcher gets one event per change, so it is left out (its seq is skipped).
+SKIPPED_EVENTS = frozenset({"new"})
+
+
 def attach_hub(replica: Any, hub: WatchHub, *, values: bool | None = None) -> None:
     """Feed `hub` from the replica's change feed (``replica.feed``, feed.py): key events go
     into the history (PUBLISH messages only move its position: seqs count them too), a
@@ -401,7 +406,9 @@ def attach_hub(replica: Any, hub: WatchHub, *, values: bool | None = None) -> No
         through = None
         for item in items:
             kind = type(item)
-            if kind is KeyEvent:
+            if kind is KeyEvent and item.event in SKIPPED_EVENTS:
+                through = item.seq
+            elif kind is KeyEvent:
                 events.append(WatchEvent(item.seq, item.event, item.key if item.key is not None else b"", item.value))
                 through = item.seq
             elif kind is Gap:
