@@ -64,7 +64,8 @@ class WatchWorkload:
         self.record = WatchRecord(seen=[[] for _ in range(watchers)], resumes=[0] * watchers)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._workers = Workers()
+        self._workers = Workers()  # watchers
+        self._writers = Workers()
         self._clients: list[Client] = []
         self._done = [threading.Event() for _ in range(watchers)]
 
@@ -77,13 +78,14 @@ class WatchWorkload:
             stream = client.watch(self.prefix + "*", values=True)  # from now: before any write
             self._workers.start(self._watch, w, stream, client)
         for w in range(self.writers):
-            self._workers.start(self._write, w)
+            self._writers.start(self._write, w)
         return self
 
     def stop(self, catch_up_s: float = 30.0) -> None:
         """Stop writing, mark the end through the cluster, let the watchers catch up to it."""
         self._stop.set()
         try:
+            self._writers.join(self.timeout + 30)  # no write of theirs may land after the sentinel
             with Client(self.endpoints(), retry=RetryPolicy(deadline=30)) as client:
                 client.set(self.prefix + SENTINEL, "done")
             deadline = time.monotonic() + catch_up_s
