@@ -282,6 +282,16 @@ class Access(NamedTuple):
     keys: tuple[bytes, ...]
 
 
+# ------------------------------------------------------------------------------ pub/sub
+class Publish(NamedTuple):
+    """PUBLISH / SPUBLISH through the log: the state machine keeps nothing but hands the
+    message to the change feed, so every node delivers it to its subscribers in log order."""
+
+    channel: bytes
+    message: bytes
+    shard: bool = False
+
+
 # ------------------------------------------------------------------------ transactions
 class Exec(NamedTuple):
     """MULTI/EXEC: `ops` (data commands, reads included) applied as one unit, in order, with
@@ -295,7 +305,7 @@ class Exec(NamedTuple):
 WriteCommand = (
     Set | Delete | GetDel | MSet | IncrBy | Append | Expire | Persist | Cas | FlushAll | Sweep | SetMember | RemoveMember
     | GetEx | IncrByFloat | SetRange | MSetNx | Rename | Copy | Exec | Eval | ScriptLoad | ScriptFlush | DataWrite
-    | SetConfig | Access
+    | SetConfig | Access | Publish
 )
 ReadCommand = (
     Get | MGet | Exists | Strlen | Ttl | Keys | Scan | DbSize | Type | Barrier | Members | GetRange | ObjectEncoding
@@ -331,6 +341,7 @@ _OPCODES: dict[type, int] = {
     DataWrite: 50,  # fields: [args] (hashes, lists, sets, sorted sets)
     SetConfig: 51,
     Access: 52,
+    Publish: 53,  # fields: channel, message, shard
 }
 _BY_OPCODE: dict[int, type] = {op: cls for cls, op in _OPCODES.items()}
 WRITE_TYPES = frozenset(_OPCODES)

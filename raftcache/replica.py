@@ -61,6 +61,7 @@ from .errors import (
     SessionExpiredError,
     StorageError,
 )
+from .feed import Feed
 from .lua_runtime import check_runtime as check_lua_runtime
 from .session import ClientSession
 from .snapshot import SnapshotReader, compute_in_child, write_in_child, write_snapshot
@@ -144,6 +145,7 @@ class Replica:
         # Blocking pops wait here, woken by the keys this replica's state machine changes.
         self.blocking = BlockingPops(lambda cmd, tag, done: self.submit(cmd, done, tag=tag), lambda fn: self.raft.call_soon(fn))
         self.fsm.key_listener = self.blocking.key_listener
+        self.feed = Feed(self.fsm)  # the change feed: each applied entry's events (feed.py)
         self._fsm_lock = threading.Lock()  # apply vs. stale reads on other threads
         self._lock = threading.Lock()  # batching state below
         self._writes: deque[_Request] = deque()
@@ -393,7 +395,11 @@ class Replica:
     def _apply(self, payload: bytes) -> list[Any]:
         batch = c.decode_batch(payload)  # MalformedBatch stops the node (consensus)
         with self._fsm_lock:
-            return self.fsm.apply(batch)
+            results = self.fsm.apply(batch)
+            items = self.fsm.take_items()
+        if items:  # right after the entry, on the Raft thread, before its callbacks
+            self.feed.deliver(items)
+        return results
 
     def _on_tick(self) -> None:
         """Raft-thread housekeeping: deadlines, retries and (leader) expiry sweeps."""
@@ -626,6 +632,8 @@ class Replica:
         with self._fsm_lock:
             self.fsm.restore(reader.sections())
         self.blocking.restored()
+        if self.feed.listening:
+            self.feed.gap(self.fsm.feed_seq)
         log.info("restored %d keys from snapshot at index %d", len(self.fsm), h["last"][0])
         return SnapshotMeta(
             last=LogPosition(h["last"][0], h["last"][1], h["last_command"]),

@@ -71,6 +71,7 @@ from .eviction import (
     measure_collection,
     parse_setting,
 )
+from .feed import STORE_COMMANDS, FeedItem, KeyEvent, Message, data_events
 from .redis_float import incr_by_float
 from .redis_semantics import INT64_MAX, INT64_MIN, compile_glob, parse_int64
 
@@ -161,6 +162,7 @@ class CacheStateMachine:
             c.DataWrite: self._data_write,
             c.SetConfig: self._set_config,
             c.Access: self._record_access,
+            c.Publish: self._publish,
         }
         self._readers: dict[type, Callable[[Any], Any]] = {
             c.Get: self._get,
@@ -180,6 +182,13 @@ class CacheStateMachine:
             c.DataRead: self._data_read,
         }
         self.key_listener: Callable[[bytes], None] | None = None  # see _touched
+        # The change feed (feed.py): items are built only while `recording` (a Feed has a
+        # listener), values only while `record_values`; node-local flags, read per entry.
+        self.recording = False
+        self.record_values = False
+        self._items: list[FeedItem] | None = None  # this entry's items, while recording
+        self._origin: tuple[int, int] | None = None  # the tag of the command being applied
+        self._data_args: tuple[bytes, ...] = ()  # the data-type command being applied (its events)
         self.evicted_keys = 0  # node-local statistics (INFO stats), not replicated state
         self.expired_keys = 0
         self.keyspace_hits = 0
@@ -202,6 +211,7 @@ class CacheStateMachine:
         self._order_head = 0  # entries before it are stale (eviction sampling skips them once)
         self._now = 0
         self._revision = 0
+        self._seq = 0  # the feed's item counter: replicated (snapshots, digest), see feed.py
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
         self._members: dict[str, tuple[str, str]] = {}  # raft address -> (id, client address)
         self._tombstones: OrderedDict[bytes, int] = OrderedDict()  # key -> deletion revision, oldest first
@@ -254,12 +264,23 @@ class CacheStateMachine:
         """Apply one replicated batch; one result (value or CommandError) per command."""
         self._now = max(self._now, batch.time_ms)
         self._expire_sessions()
+        self._items = [] if self.recording else None
         self._applying = True
         self._evictor.reset()  # the eviction pool never outlives an entry (not in snapshots)
         try:
             return [self._apply_tagged(tag, command) for tag, command in batch.commands]
         finally:
             self._applying = False
+
+    def take_items(self) -> list[FeedItem]:
+        """The feed items of the entry just applied (empty unless recording); once."""
+        items, self._items = self._items, None
+        return items or []
+
+    @property
+    def feed_seq(self) -> int:
+        """The seq of the last feed item applied (replicated: the same on every replica)."""
+        return self._seq
 
     def read(self, command: Any) -> Any:
         """Answer a read command from the current state; raises CommandError."""
@@ -322,8 +343,10 @@ class CacheStateMachine:
     # ---------------------------------------------------------------- exactly-once
     def _apply_tagged(self, tag: c.SessionTag | None, command: Any) -> Any:
         if tag is None:
+            self._origin = None
             return self._apply_checked(command)
         client_id, seq, ack = tag
+        self._origin = (client_id, seq)
         session = self._sessions.get(client_id)
         if session is None:
             if ack > 1:
@@ -388,6 +411,46 @@ class CacheStateMachine:
         except Exception as exc:  # a bug: every replica hits it alike; keep them in step
             log.exception("state machine failed on %r", command)
             return CommandError(f"internal error applying command: {type(exc).__name__}")
+
+    # ------------------------------------------------------------------- change feed
+    def _note(self, event: str, key: bytes | None) -> None:
+        """One key change for the feed (feed.py): the next seq always (replicated state,
+        so it cannot depend on who listens here), an item only while recording."""
+        self._seq += 1
+        if self._items is not None:
+            self._record(event, key, self._origin)
+
+    def _note_unowned(self, event: str, key: bytes) -> None:
+        """A change no client asked for (expiry, eviction): origin None."""
+        self._seq += 1
+        if self._items is not None:
+            self._record(event, key, None)
+
+    def _record(self, event: str, key: bytes | None, origin: tuple[int, int] | None) -> None:
+        value = None
+        if self.record_values and key is not None:
+            packed = self._values.get(key)
+            if type(packed) is bytes:
+                value = packed[_HEADER:]
+        self._items.append(KeyEvent(self._seq, event, key, origin, value))  # type: ignore[union-attr]
+
+    def _note_data(self, key: bytes) -> None:
+        """The events of the data-type command being applied, for one of its keys."""
+        for event in data_events(self._data_args, key):
+            self._note(event, key)
+
+    def _publish(self, cmd: c.Publish) -> None:
+        """PUBLISH / SPUBLISH: nothing is stored; the message is only a feed item, delivered
+        by every node to its own subscribers when it applies the entry (one order for all)."""
+        self._seq += 1
+        if self._items is not None:
+            self._items.append(Message(self._seq, cmd.channel, cmd.message, self._origin, cmd.shard))
+
+    def _remove_expired(self, key: bytes) -> None:
+        """Drop what is left at `key` (an expired key not swept yet): Redis's lazy expiry, so
+        the feed says ``expired``, once (the sweep will not meet it again)."""
+        if self._remove(key):
+            self._note_unowned("expired", key)
 
     # ------------------------------------------------------------------- key helpers
     def _live(self, key: bytes) -> bytes | Collection | None:
@@ -476,6 +539,7 @@ class CacheStateMachine:
             self._remove(key)
             self._revision += 1
             self.evicted_keys += 1
+            self._note_unowned("evicted", key)
         return True
 
     def _sample_keys(self, count: int, volatile: bool) -> list[bytes]:
@@ -550,16 +614,19 @@ class CacheStateMachine:
             raise ValueTooLargeError()
         self._revision += 1
         rev = self._revision
+        new = old_packed is None
         if old_packed is not None and type(old_packed) is not bytes:
             self._remove(key)
             old_packed = None
         if old_packed is None:
-            if key in self._values:  # expired but not yet swept: this is a new key
-                self._remove(key)
+            if new and key in self._values:  # expired but not yet swept: this is a new key
+                self._remove_expired(key)
             self._order_keys.append(key)
             self._order_revs.append(rev)
             self._values[key] = _header(rev, rev) + value
             self._used += KEY_OVERHEAD + len(key) + len(value)
+            if new:
+                self._note("new", key)
         else:
             self._values[key] = rev.to_bytes(_REV_BYTES, "big") + old_packed[_REV_BYTES:_HEADER] + value
             self._used += len(value) + _HEADER - len(old_packed)
@@ -602,8 +669,11 @@ class CacheStateMachine:
     def _delete_live(self, key: bytes) -> bool:
         """Delete a key; True only if it was live (expired keys are removed silently)."""
         live = self._live(key) is not None
-        if self._remove(key) and live:
-            self._revision += 1
+        if self._remove(key):
+            if live:
+                self._revision += 1
+            else:
+                self._note_unowned("expired", key)
         return live
 
     def _set_expiry(self, key: bytes, when: int | None) -> None:
@@ -658,26 +728,37 @@ class CacheStateMachine:
         if self._values.get(key) is not value:  # new: not stored yet (or an expired one is)
             if not len(value):
                 return
-            self._remove(key)
+            self._remove_expired(key)
             self._insert(key, value)
         elif not len(value):
             self._remove(key)  # Redis deletes a collection that became empty
+            self._note_data(key)
+            self._note("del", key)
             return
         else:
             self._used += self._charge(value)
         value.mod_rev = self._revision
         self._touched(key)
+        self._note_data(key)
 
     def replace(self, key: bytes, value: Collection | None) -> None:
-        self._delete_live(key)
+        existed = self._delete_live(key)
         self._remove(key)
         self._revision += 1
         if value is not None and len(value):
-            self._insert(key, value)
+            self._insert(key, value, announce=not existed)
             self._touched(key)
+            self._note_data(key)
+        elif existed:
+            self._note("del", key)
 
     def delete(self, key: bytes) -> bool:
-        return self._delete_live(key)
+        live = self._delete_live(key)
+        if live:  # a command emptied it (SPOP count >= size: "spop", "del") or stored nothing
+            if self._data_args[:1] and self._data_args[0] not in STORE_COMMANDS:
+                self._note_data(key)
+            self._note("del", key)
+        return live
 
     def draw(self, bound: int) -> int:
         return (self._rng if self._applying else self._local_rng).below(bound)
@@ -708,8 +789,9 @@ class CacheStateMachine:
                 rev = low
         return None
 
-    def _insert(self, key: bytes, value: Collection) -> None:
-        """Store a collection under a key that holds nothing (a new key for SCAN)."""
+    def _insert(self, key: bytes, value: Collection, *, announce: bool = True) -> None:
+        """Store a collection under a key that holds nothing (a new key for SCAN); `announce`:
+        the feed's ``new`` event (Redis's dbAdd; a STORE overwriting a key has none)."""
         rev = self._revision
         value.mod_rev = value.create_rev = rev
         value.acct = None  # measured afresh (a renamed value was charged under its old key)
@@ -717,6 +799,8 @@ class CacheStateMachine:
         self._values[key] = value
         self._order_keys.append(key)
         self._order_revs.append(rev)
+        if announce:
+            self._note("new", key)
 
     def _touched(self, key: bytes) -> None:
         """A key's collection gained or changed elements (blocking pops wake on this)."""
@@ -729,7 +813,11 @@ class CacheStateMachine:
         handler = WRITE_HANDLERS.get(args[0])
         if handler is None:
             raise CommandError(f"unknown command '{args[0].decode('utf-8', 'replace')}'")
-        return handler(self, args)
+        self._data_args = args  # names the events of the keys the handler changes
+        try:
+            return handler(self, args)
+        finally:
+            self._data_args = ()
 
     def _data_read(self, cmd: c.DataRead) -> Any:
         args = cmd.args
@@ -753,19 +841,33 @@ class CacheStateMachine:
             # An absolute expiry already in the past: Redis stores and expires at once.
             self._delete_live(cmd.key)
             self._revision += 1
+            if old is None:
+                self._note("new", cmd.key)
+            self._note("set", cmd.key)
+            self._note("expire", cmd.key)
+            self._note_unowned("expired", cmd.key)
         else:
             self._store(cmd.key, cmd.value, old)
             self._set_expiry(cmd.key, when if when is not None else keep)
+            self._note("set", cmd.key)
+            if when is not None:
+                self._note("expire", cmd.key)
         if cmd.get:
             return None if old is None else old[_HEADER:]
         return True
 
     def _delete(self, cmd: c.Delete) -> int:
-        return sum(self._delete_live(key) for key in cmd.keys)
+        deleted = 0
+        for key in cmd.keys:
+            if self._delete_live(key):
+                deleted += 1
+                self._note("del", key)
+        return deleted
 
     def _getdel(self, cmd: c.GetDel) -> bytes | None:
         old = _string(self._live(cmd.key))
-        self._delete_live(cmd.key)
+        if self._delete_live(cmd.key):
+            self._note("del", cmd.key)
         return None if old is None else old[_HEADER:]
 
     def _mset(self, cmd: c.MSet) -> bool:
@@ -778,6 +880,7 @@ class CacheStateMachine:
             key = pairs[i]
             self._store(key, pairs[i + 1], self._live(key))
             self._set_expiry(key, None)
+            self._note("set", key)
         return True
 
     def _incrby(self, cmd: c.IncrBy) -> int:
@@ -787,12 +890,14 @@ class CacheStateMachine:
         if result > INT64_MAX or result < INT64_MIN:
             raise IntegerOverflowError()
         self._store(cmd.key, b"%d" % result, old)
+        self._note("incrby", cmd.key)
         return result
 
     def _append(self, cmd: c.Append) -> int:
         old = _string(self._live(cmd.key))
         value = cmd.value if old is None else old[_HEADER:] + cmd.value
         self._store(cmd.key, value, old)
+        self._note("append", cmd.key)
         return len(value)
 
     def _expire(self, cmd: c.Expire) -> int:
@@ -811,10 +916,12 @@ class CacheStateMachine:
             return 0
         if when <= self._now:
             self._delete_live(cmd.key)
+            self._note("del", cmd.key)
             return 1
         self._revision += 1
         self._set_expiry(cmd.key, when)
         self._restamp(cmd.key)
+        self._note("expire", cmd.key)
         return 1
 
     def _persist(self, cmd: c.Persist) -> int:
@@ -823,6 +930,7 @@ class CacheStateMachine:
         self._revision += 1
         self._set_expiry(cmd.key, None)
         self._restamp(cmd.key)
+        self._note("persist", cmd.key)
         return 1
 
     def _cas(self, cmd: c.Cas) -> bool:
@@ -832,8 +940,10 @@ class CacheStateMachine:
         if old is None or old[_HEADER:] != cmd.expected:
             return False
         self._store(cmd.key, cmd.new, old)
+        self._note("set", cmd.key)
         if cmd.ttl_ms is not None:
             self._set_expiry(cmd.key, self._absolute(cmd.ttl_ms, None, "cas"))
+            self._note("expire", cmd.key)
         return True
 
     def _flushall(self, cmd: c.FlushAll) -> bool:
@@ -848,6 +958,7 @@ class CacheStateMachine:
         self._watch_floor = self._revision
         self._used = 0
         self._access = AccessTable(self._now)
+        self._note("flushall", None)
         return True
 
     def _getex(self, cmd: c.GetEx) -> bytes | None:
@@ -858,14 +969,17 @@ class CacheStateMachine:
             when = self._getex_when(cmd.amount, cmd)
             if cmd.absolute and when <= self._now:
                 self._delete_live(cmd.key)
+                self._note("del", cmd.key)
             else:
                 self._revision += 1
                 self._set_expiry(cmd.key, when)
                 self._restamp(cmd.key)
+                self._note("expire", cmd.key)
         elif cmd.persist and cmd.key in self._expires:
             self._revision += 1
             self._set_expiry(cmd.key, None)
             self._restamp(cmd.key)
+            self._note("persist", cmd.key)
         return old[_HEADER:]
 
     def _getex_when(self, amount_text: bytes, cmd: c.GetEx) -> int:
@@ -882,6 +996,7 @@ class CacheStateMachine:
         old = _string(self._live(cmd.key))
         value = incr_by_float(None if old is None else old[_HEADER:], cmd.increment)
         self._store(cmd.key, value, old)  # keeps the expiry, as Redis's dbOverwrite
+        self._note("incrbyfloat", cmd.key)
         return value
 
     def _setrange(self, cmd: c.SetRange) -> int:
@@ -897,6 +1012,7 @@ class CacheStateMachine:
         padded = current.ljust(cmd.offset, b"\x00")
         value = padded[: cmd.offset] + cmd.value + padded[end:]
         self._store(cmd.key, value, old)
+        self._note("setrange", cmd.key)
         return len(value)
 
     def _msetnx(self, cmd: c.MSetNx) -> bool:
@@ -911,6 +1027,7 @@ class CacheStateMachine:
             key = pairs[i]
             self._store(key, pairs[i + 1], self._live(key))  # a key named twice: the last value wins
             self._set_expiry(key, None)
+            self._note("set", key)
         return True
 
     def _rename(self, cmd: c.Rename) -> bool:
@@ -923,6 +1040,8 @@ class CacheStateMachine:
             return False
         self._move_value(old, cmd.src, cmd.dst, copy=False)
         self._delete_live(cmd.src)
+        self._note("rename_from", cmd.src)
+        self._note("rename_to", cmd.dst)
         return True
 
     def _copy(self, cmd: c.Copy) -> bool:
@@ -932,6 +1051,7 @@ class CacheStateMachine:
         if old is None or (not cmd.replace and self._live(cmd.dst) is not None):
             return False
         self._move_value(old, cmd.src, cmd.dst, copy=True)
+        self._note("copy_to", cmd.dst)
         return True
 
     def _move_value(self, packed: bytes | Collection, src: bytes, dst: bytes, *, copy: bool) -> None:
@@ -965,6 +1085,7 @@ class CacheStateMachine:
             if expires.get(key) == when:
                 self._remove(key)
                 removed += 1
+                self._note_unowned("expired", key)
         self.expired_keys += removed
         if removed:
             self._revision += 1
@@ -1074,6 +1195,8 @@ class CacheStateMachine:
         state = {"now": self._now, "revision": self._revision, "keys": len(self._values)}
         if self._rng.state:  # absent before data types: such snapshots still load
             state["rng"] = self._rng.state
+        if self._seq:  # (absent before the change feed)
+            state["seq"] = self._seq
         yield "state", state
         if self._members and not data_only:
             yield "members", [[raft, node_id, client] for raft, (node_id, client) in self._members.items()]
@@ -1119,6 +1242,7 @@ class CacheStateMachine:
                 self._now = payload["now"]
                 self._revision = payload["revision"]
                 self._rng = Rng(payload.get("rng", 0))
+                self._seq = payload.get("seq", 0)
             elif name == "data":
                 for i in range(0, len(payload), 3):
                     key, packed, when = payload[i], payload[i + 1], payload[i + 2]
@@ -1187,6 +1311,8 @@ class CacheStateMachine:
         h = blake(b"%d:%d:%d" % (total, self._now, self._revision), digest_size=16)
         if self._rng.state:  # (no effect on states from before data types)
             h.update(b"rng:%d" % self._rng.state)
+        if self._seq:  # (no effect on states from before the change feed)
+            h.update(b"seq:%d" % self._seq)
         if self._memory.stored:  # (no effect on states from before maxmemory)
             h.update(b"memory:%r:%d" % (sorted(self._memory.stored.items()), self._used))
         if self._memory.tracks_access:
@@ -1221,7 +1347,7 @@ def _load_collection(row: list[Any]) -> Collection:
 # Commands that never grow the dataset: allowed over maxmemory (Redis: no `denyoom` flag).
 _NEVER_GROW: frozenset[type] = frozenset({
     c.Delete, c.GetDel, c.Expire, c.Persist, c.FlushAll, c.Sweep, c.SetMember, c.RemoveMember, c.ScriptFlush,
-    c.SetConfig, c.Access, c.Rename,
+    c.SetConfig, c.Access, c.Rename, c.Publish,
 })
 # Data-type commands that only remove elements.
 _SHRINKING = frozenset({
