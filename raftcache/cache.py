@@ -127,8 +127,9 @@ class _Replicated(CacheCommands):
         if config is not None:
             self._near = NearCache(config)
             self._watch.add_listener(self._near_events)
-            threading.Thread(target=self._near_heartbeat, name="raftcache-near-cache", daemon=True).start()
         self._replica.start()
+        if self._near is not None:
+            threading.Thread(target=self._near_heartbeat, name="raftcache-near-cache", daemon=True).start()
 
     # ------------------------------------------------------------ watch, near-cache
     def _watch_stream(self, pattern: Any, start_index: int | None, values: bool) -> WatchStream:
@@ -302,7 +303,9 @@ class Cache(_Replicated, Transactions):
         `start_index` (None: from now), in log order, each once. Raises WatchCompactedError
         if `start_index` is older than the history (or a snapshot from the leader replaced
         the state while this iterator lagged)."""
-        stream = self._watch_stream(pattern, start_index, values)
+        return self._watch_iter(self._watch_stream(pattern, start_index, values))  # opened now: "from now" is this call
+
+    def _watch_iter(self, stream: WatchStream) -> Iterator[WatchEvent]:
         wake = threading.Event()
         self._watch.add_waker(wake.set)
         try:
@@ -391,9 +394,11 @@ class AsyncCache(_Replicated, AsyncTransactions):
             near.finish_fill(k, token, value)
         return self._out(value)
 
-    async def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
-        """``Cache.watch`` as an async iterator."""
-        stream = self._watch_stream(pattern, start_index, values)
+    def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
+        """``Cache.watch`` as an async iterator (opened now: "from now" is this call)."""
+        return self._watch_iter(self._watch_stream(pattern, start_index, values))
+
+    async def _watch_iter(self, stream: WatchStream) -> AsyncIterator[WatchEvent]:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
 
