@@ -15,12 +15,13 @@ from typing import Any
 
 
 def _rate(get: Any, keys: list[str], seconds: float) -> float:
-    done, end = 0, time.perf_counter() + seconds
+    done, start = 0, time.perf_counter()
+    end = start + seconds
     while time.perf_counter() < end:
         for key in keys:
             get(key)
         done += len(keys)
-    return done / seconds
+    return done / (time.perf_counter() - start)
 
 
 def measure(leader: str, follower: str, *, seconds: float = 3.0, keys: int = 100, samples: int = 200) -> dict[str, Any]:
@@ -33,9 +34,11 @@ def measure(leader: str, follower: str, *, seconds: float = 3.0, keys: int = 100
         for name in names:  # warm: every key in memory
             near.get(name)
         linearizable = _rate(plain.get, names, seconds)
-        hits0 = near.near_cache.hits
+        stats = near.near_cache
+        hits0, misses0 = stats.hits, stats.misses
         cached = _rate(near.get, names, seconds)
-        hit_share = (near.near_cache.hits - hits0) / max(1, cached * seconds)
+        hits, misses = stats.hits - hits0, stats.misses - misses0
+        hit_share = hits / max(1, hits + misses)
         lags = []
         for i in range(samples):
             near.get("nearbench:lag")
