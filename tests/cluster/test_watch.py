@@ -209,7 +209,8 @@ def test_a_watcher_that_does_not_read_is_disconnected_and_others_are_unaffected(
             w.set(f"big:{i % 5}", value)
         assert w.get("big:0") == value  # writes and other clients never waited for the watcher
 
-    address = "%s:%d" % sock.getsockname()[:2]
+    host, port = sock.getsockname()[:2]
+    address = f"{host}:{port}"
 
     def closed() -> bool:  # the server's view: this socket is never read here
         with node.redis(socket_timeout=5) as r:
