@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from . import commands as c
+from .acl import READ as ACL_READ
 from .acl import User
 from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
@@ -918,7 +919,10 @@ class RespServer:
         the greeting; the stream follows on the connection, which carries nothing else."""
         request = parse_watch(args)
         sink = _WatchSink(conn, conn.proto.protocol, _WATCH_OUTPUT_LIMIT)
-        conn.watching = self.watch.open(request, sink, time.monotonic())
+        user = conn.proto.acl_user
+        # an ACL user limited to some keys sees the changes of those keys only (as it could read them)
+        readable = None if user.allkeys else partial(user.key_allowed, needed=ACL_READ)
+        conn.watching = self.watch.open(request, sink, time.monotonic(), readable)
         conn.watch_sink = sink
         self._watch_wake()
         return conn.watching.greeting()

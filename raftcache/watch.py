@@ -238,12 +238,18 @@ class WatchStream:
     _matches: Callable[[bytes], bool] = field(default=lambda key: True, repr=False)
 
     @classmethod
-    def open(cls, request: WatchRequest, history: History, *, now: float, future_wait_s: float) -> WatchStream:
+    def open(cls, request: WatchRequest, history: History, *, now: float, future_wait_s: float,
+             readable: Callable[[bytes], bool] | None = None) -> WatchStream:
         """A stream after `request.after` (or after what this node applied): raises
-        WatchCompactedError when that is older than the history."""
+        WatchCompactedError when that is older than the history. `readable(key)`: the keys
+        the watcher may read (an ACL user's key patterns); others are left out."""
         after = history.applied if request.after is None else request.after
         history.check_start(after)
-        stream = cls(request, after, history.epoch, _matches=compile_glob(request.pattern))
+        matches = compile_glob(request.pattern)
+        if readable is not None:
+            glob = matches
+            matches = lambda key: glob(key) and readable(key)
+        stream = cls(request, after, history.epoch, _matches=matches)
         if after > history.applied:
             stream.waiting_until = now + future_wait_s
         return stream
@@ -492,12 +498,12 @@ class WatchHub:
             pass
 
     # --------------------------------------------------------------- event loop
-    def open(self, request: WatchRequest, sink: Sink, now: float) -> WatchStream:
+    def open(self, request: WatchRequest, sink: Sink, now: float, readable: Callable[[bytes], bool] | None = None) -> WatchStream:
         """Start a stream (its greeting is the caller's reply); raises CommandError /
-        WatchCompactedError to refuse it."""
+        WatchCompactedError to refuse it. `readable`: see WatchStream.open."""
         if request.values and not self.values_kept:
             raise CommandError("this node's watch history keeps no values ([watch] history_values = false)")
-        stream = WatchStream.open(request, self.history, now=now, future_wait_s=self.future_wait_s)
+        stream = WatchStream.open(request, self.history, now=now, future_wait_s=self.future_wait_s, readable=readable)
         self._streams[stream] = sink
         return stream
 

@@ -264,3 +264,11 @@ def test_flushall_reaches_every_pattern() -> None:
     h.record([ev(1, b"a"), WatchEvent(2, "flushall", b"")])
     stream = WatchStream.open(WatchRequest(b"cfg:*", 0, False), h, now=0, future_wait_s=1)
     assert stream.pull(h) == [[b"event", 2, b"flushall", b""]]
+
+
+def test_a_readable_filter_hides_keys_the_watcher_may_not_read() -> None:
+    h = History()
+    h.record([ev(1, b"cfg:a"), ev(2, b"secret:x"), ev(3, b"cfg:b")])
+    stream = WatchStream.open(WatchRequest(b"*", 0, False), h, now=0, future_wait_s=1,
+                              readable=lambda key: key.startswith(b"cfg:"))
+    assert [f[3] for f in stream.pull(h)] == [b"cfg:a", b"cfg:b"] and stream.position == 3
