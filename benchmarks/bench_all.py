@@ -57,6 +57,10 @@ Sections:
   (/proc), the client's own CPU, the whole machine's busy share, and on raftcache the Raft
   entries committed (ops per entry = the group-commit batch). The report gives ops/s, the
   ratio to redis against the goal (>= 25%), and what bounded each run;
+* near-cache (issue 14, `--only nearcache`, `nearcache_bench.py`): one thread's GET rate
+  from a `raftcache.Client(near_cache=...)` (hits from process memory) vs plain
+  linearizable GETs through a follower (goal >= 50x), and the lag from a SET acknowledged
+  by the leader until a follower's near-cache returns it (p50/p99/max);
 * raft events: while a raftcache cluster runs, `INFO raft` of every node is polled every
   0.2 s; every change of role/term/leader, or a node not answering within 1 s, is listed
   with the phase it happened in (the evidence for elections and stalls).
@@ -122,6 +126,7 @@ sys.path.insert(0, str(HERE))
 
 import eviction_bench
 import feed_bench
+import nearcache_bench
 import types_memory
 from cpu_probe import CpuProbe
 from loadgen import LOOP_NAME, parse_info, percentile, resp_call
@@ -276,7 +281,7 @@ class Bench:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "ceilings": [], "throughput": [], "latency": [],
             "memory": [], "snapshot": {}, "restart": {}, "raft_events": {}, "skipped": [], "notes": [],
-            "issue11": {}, "types": {}, "eviction": {}, "feed": {},
+            "issue11": {}, "types": {}, "eviction": {}, "feed": {}, "nearcache": {},
         }
 
     # -------------------------------------------------------------- helpers
@@ -641,6 +646,19 @@ class Bench:
         finally:
             cluster.stop()
             redis.stop()
+    def nearcache(self) -> None:
+        """Issue 14: near-cache GET rate vs a linearizable GET, and the write -> near-cache lag."""
+        cluster = RaftcacheCluster(self.root / "raftcache-nearcache", self.args.fsync).start()
+        try:
+            leader = cluster.leader()
+            follower = next(n for n in cluster.nodes if n is not leader)
+            out = self.results["nearcache"] = nearcache_bench.measure(
+                f"127.0.0.1:{leader.client_port}", f"127.0.0.1:{follower.client_port}",
+                seconds=1.0 if self.s.quick else 4.0, samples=50 if self.s.quick else 300)
+            print(f"  linearizable GET {out['linearizable_get_per_s']:,}/s, near-cache {out['near_cache_get_per_s']:,}/s "
+                  f"({out['ratio']}x, goal >= 50x); lag p50 {out['lag_p50_ms']} ms p99 {out['lag_p99_ms']} ms", flush=True)
+        finally:
+            cluster.stop()
 
     def expiry_storm(self, cluster: RaftcacheCluster, keys: int) -> dict[str, Any]:
         """`keys` keys that all expire at one instant, and one writer's latency through it
@@ -869,6 +887,8 @@ class Bench:
                     ("types", "data types: memory per element, 1M-member sorted set snapshot and restart (issue 12)", self.types),
                     ("eviction", "maxmemory: hit ratio vs redis, cost of eviction (issue 13)", self.eviction),
                     ("feed", "pub/sub: PUBLISH rate and fan-out latency to 100 subscribers vs redis (issue 14)", self.feed),
+                    ("nearcache", "near-cache: GET from memory vs linearizable GET, write -> near-cache lag (issue 14)",
+                     self.nearcache),
                     ("etcd", "etcd", self.etcd), ("pysyncobj", "raw pysyncobj", self.pysyncobj)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for key, name, fn in sections:
@@ -1222,6 +1242,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         out += render_eviction(res["eviction"])
     if res.get("feed"):
         out += render_feed(res["feed"])
+    if res.get("nearcache"):
+        out += nearcache_bench.render(res["nearcache"])
 
     s = res["snapshot"]
     out += ["", "## raftcache snapshot (RAFTCACHE COMPACT on the leader, one writer running)", ""]
@@ -1281,7 +1303,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts (~2-3 minutes)")
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md / latest.json / logs")
     parser.add_argument("--fsync", choices=["always", "no"], default="always", help="raftcache journal fsync policy")
-    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,eviction,feed,etcd,pysyncobj")
+    parser.add_argument("--only", help="comma-separated sections: loadgen,redis,raftcache,issue11,raftcache-1m,types,eviction,feed,nearcache,etcd,pysyncobj")
     args = parser.parse_args()
 
     def on_term(_signum: int, _frame: Any) -> None:

@@ -20,21 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from . import commands as c
 from .aio import LoopDelivery
 from .api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands, Convert, consistency_level, raise_or_convert
 from .clock import Clock
-from .config import ClusterConfig, load_config
+from .config import ClusterConfig, WatchSection, load_config
 from .consensus import RaftSettings
 from .datatypes.blocking import parse_blocking
 from .errors import ConfigError, OutcomeUnknownError
+from .near_cache import NearCache, near_cache_config
 from .operations import ClusterOperations, Member
 from .replica import OnDone, Replica, ReplicaOptions, wait_for
 from .status import NodeStatus
 from .transaction import AsyncTransactions, TransactionPipeline, Transactions
+from .watch import WatchEvent, WatchHub, WatchRequest, WatchStream, attach_hub, watch_hub
 
 
 def options_from_config(config: ClusterConfig, node_id: str, **overrides: Any) -> tuple[ReplicaOptions, str]:
@@ -90,7 +93,12 @@ class _Replicated(CacheCommands):
         clock: Clock | None = None,
         options: ReplicaOptions | None = None,
         raft: Mapping[str, Any] | None = None,
+        watch: WatchSection | None = None,
+        near_cache: Any = None,
     ) -> None:
+        """`watch`: the watch history's size ([watch] of the cluster file; defaults there);
+        `near_cache`: True, a key count or a NearCacheConfig serves GET from memory (see
+        raftcache.near_cache)."""
         if fsync not in ("always", "no"):
             raise ConfigError("fsync must be 'always' or 'no'")
         if options is None:
@@ -111,7 +119,68 @@ class _Replicated(CacheCommands):
         self._max_entry_bytes = options.raft.max_entry_bytes  # one transaction is one Raft entry
         self._replica = Replica(options, node_id=node_id, clock=clock)
         self._ops = ClusterOperations(self._replica)
+        w = watch or WatchSection()
+        self._watch = watch_hub(w)
+        attach_hub(self._replica, self._watch, values=w.history_values)  # before start: the log replay refills it
+        config = near_cache_config(near_cache)
+        self._near: NearCache | None = None
+        if config is not None:
+            self._near = NearCache(config)
+            self._watch.add_listener(self._near_events)
         self._replica.start()
+        if self._near is not None:
+            threading.Thread(target=self._near_heartbeat, name="raftcache-near-cache", daemon=True).start()
+
+    # ------------------------------------------------------------ watch, near-cache
+    def _watch_stream(self, pattern: Any, start_index: int | None, values: bool) -> WatchStream:
+        if start_index is not None and (isinstance(start_index, bool) or not isinstance(start_index, int) or start_index < 0):
+            raise ValueError("start_index must be a seq (an int >= 0) or None")
+        hub = self._watch
+        if values and not hub.values_kept:
+            raise ConfigError("this cache's watch history keeps no values (watch.history_values = false)")
+        request = WatchRequest(self._key(pattern), start_index, values)
+        return WatchStream.open(request, hub.history, now=time.monotonic(), future_wait_s=hub.future_wait_s)
+
+    def _watch_events(self, stream: WatchStream) -> list[WatchEvent]:
+        """What the stream has not delivered yet (raises on compaction / a future seq not reached)."""
+        if stream.expired(time.monotonic()):
+            raise stream.future_error(self._watch.history)
+        out = []
+        for frame in stream.pull(self._watch.history, self._watch.batch):
+            value = frame[4] if len(frame) > 4 else None
+            event = WatchEvent(frame[1], frame[2].decode(), frame[3], value)
+            if self._decode:
+                event = event._replace(key=self._out(event.key), value=self._out(value))
+            out.append(event)
+        return out
+
+    def _near_events(self, events: list[WatchEvent]) -> None:
+        near = self._near
+        assert near is not None
+        for event in events:
+            near.event(event)
+
+    def _near_heartbeat(self) -> None:
+        """The embedded near-cache trusts this replica while it knows a leader (a replica cut
+        off from the cluster stops applying; its cache stops serving after max_silence_s)."""
+        near = self._near
+        assert near is not None
+        period = min(self._watch.progress_s, near.config.max_silence_s / 4)
+        while not self._replica.closed:
+            if self._replica.status().leader is not None:
+                if not near.serving:
+                    near.up()
+                near.heard()
+            time.sleep(period)
+        near.down()
+
+    @property
+    def near_cache(self) -> NearCache | None:
+        return self._near
+
+    @property
+    def watch_hub(self) -> WatchHub:
+        return self._watch
 
     def pipeline(self, transaction: bool = True) -> TransactionPipeline:
         """A MULTI/EXEC transaction (raftcache.transaction), applied atomically. Embedded
@@ -123,7 +192,9 @@ class _Replicated(CacheCommands):
     @classmethod
     def from_config(cls, path: str, node_id: str, **kwargs: Any) -> Any:
         """A replica for node `node_id` of a cluster TOML file (the same file the server reads)."""
-        options, node_id = options_from_config(load_config(path), node_id)
+        config = load_config(path)
+        options, node_id = options_from_config(config, node_id)
+        kwargs.setdefault("watch", config.watch)
         return cls(options.raft.address, options.raft.peers, node_id=node_id, options=options, **kwargs)
 
     def status(self) -> NodeStatus:
@@ -210,6 +281,43 @@ class Cache(_Replicated, Transactions):
                 raise OutcomeUnknownError("no answer from the local replica")
         return raise_or_convert(box[0], convert)
 
+    def get(self, key: Any, *, consistency: str | None = None) -> Any:
+        """The value or None; with a near-cache and no `consistency`, from memory when held."""
+        near = self._near
+        if near is None or consistency is not None:
+            return super().get(key, consistency=consistency)
+        k = self._key(key)
+        value = near.lookup(k)
+        if value is near.MISS:
+            token = near.begin_fill(k)
+            try:
+                value = self._run(c.Get(k))
+            except BaseException:
+                near.finish_fill(k, token, None, ok=False)
+                raise
+            near.finish_fill(k, token, value)
+        return self._out(value)
+
+    def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> Iterator[WatchEvent]:
+        """Changes of the keys matching the glob `pattern` applied by this replica, after seq
+        `start_index` (None: from now), in log order, each once. Raises WatchCompactedError
+        if `start_index` is older than the history (or a snapshot from the leader replaced
+        the state while this iterator lagged)."""
+        return self._watch_iter(self._watch_stream(pattern, start_index, values))  # opened now: "from now" is this call
+
+    def _watch_iter(self, stream: WatchStream) -> Iterator[WatchEvent]:
+        wake = threading.Event()
+        self._watch.add_waker(wake.set)
+        try:
+            while not self._replica.closed:
+                wake.clear()
+                events = self._watch_events(stream)
+                yield from events
+                if not events and stream.position >= self._watch.history.applied:
+                    wake.wait(self._watch.progress_s)
+        finally:
+            self._watch.remove_waker(wake.set)
+
     def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
         result = wait_for(start, _OPERATION_TIMEOUT_S, "no answer from the local replica")
         if isinstance(result, BaseException):
@@ -268,6 +376,52 @@ class AsyncCache(_Replicated, AsyncTransactions):
             blocking.cancel(waiter)
             raise
         return raise_or_convert(result, convert)
+
+    async def get(self, key: Any, *, consistency: str | None = None) -> Any:
+        """The value or None; with a near-cache and no `consistency`, from memory when held."""
+        near = self._near
+        if near is None or consistency is not None:
+            return await super().get(key, consistency=consistency)
+        k = self._key(key)
+        value = near.lookup(k)
+        if value is near.MISS:
+            token = near.begin_fill(k)
+            try:
+                value = await self._run(c.Get(k))
+            except BaseException:
+                near.finish_fill(k, token, None, ok=False)
+                raise
+            near.finish_fill(k, token, value)
+        return self._out(value)
+
+    def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
+        """``Cache.watch`` as an async iterator (opened now: "from now" is this call)."""
+        return self._watch_iter(self._watch_stream(pattern, start_index, values))
+
+    async def _watch_iter(self, stream: WatchStream) -> AsyncIterator[WatchEvent]:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def waker() -> None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop is closed: the iterator is gone with it
+                pass
+
+        self._watch.add_waker(waker)
+        try:
+            while not self._replica.closed:
+                wake.clear()
+                events = self._watch_events(stream)
+                for event in events:
+                    yield event
+                if not events and stream.position >= self._watch.history.applied:
+                    try:
+                        await asyncio.wait_for(wake.wait(), self._watch.progress_s)
+                    except TimeoutError:
+                        pass
+        finally:
+            self._watch.remove_waker(waker)
 
     async def _operate(self, start: Callable[[OnDone], None], convert: Callable[[Any], Any]) -> Any:
         future, resolve = self._future()

@@ -231,6 +231,17 @@ class PubSubSection:
 
 
 @dataclass(frozen=True)
+class WatchSection:
+    """RAFTCACHE WATCH's node-local history (raftcache/watch.py): output, not replicated state."""
+
+    history_events: int = _opt(100_000, _int_min(1), "recent key events kept for watchers to resume from (about 200 bytes + key + value each)")
+    history_bytes: int = _opt(64 << 20, _int_min(1024), "... and at most this many bytes of them (oldest dropped first)")
+    history_values: bool = _opt(True, _bool, "keep each event's new value (needed by WATCH ... VALUES)")
+    progress_ms: int = _opt(250, _int_min(10), "a watch stream gets a progress frame this often while its node knows a leader")
+    future_wait_ms: int = _opt(5000, _int_min(0), "WATCH FROM a seq this node has not applied yet waits this long for it")
+
+
+@dataclass(frozen=True)
 class NodeSection:
     id: str = _req(_nonempty_string, "node name, unique in the cluster")
     raft: str = _req(_address, "peer (raft) address")
@@ -250,6 +261,7 @@ class ClusterConfig:
     nodes: tuple[NodeSection, ...]
     memory: MemorySection = field(default_factory=MemorySection)
     pubsub: PubSubSection = field(default_factory=PubSubSection)
+    watch: WatchSection = field(default_factory=WatchSection)
     users: tuple[User, ...] = ()  # [[users]]: ACL users, rules already applied
 
     def node(self, node_id: str) -> NodeSection:
@@ -290,6 +302,7 @@ _SECTIONS: dict[str, type] = {
     "limits": LimitsSection,
     "memory": MemorySection,
     "pubsub": PubSubSection,
+    "watch": WatchSection,
 }
 
 

@@ -13,6 +13,8 @@
     │   ├── SessionExpiredError    a retried write whose client session was forgotten
     │   ├── WatchError             a transaction aborted: a WATCHed key changed (EXEC's nil)
     │   ├── ExecAbortError         EXECABORT: a command was refused while queuing
+    │   ├── WatchCompactedError    RAFTCACHE WATCH FROM a seq older than the node's history
+    │   │                          ("COMPACTED ..."): re-read, then watch from a newer seq
     │   ├── NoScriptError          EVALSHA of a script the cluster does not hold ("NOSCRIPT ...")
     │   ├── ScriptError            a script's error reply, with the prefix the script chose
     │   └── WrongPassError, NoAuthError, NoProtoError   connection handshake refusals
@@ -34,6 +36,8 @@ session table and therefore have a stable ``code`` that survives snapshots.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BindError",
@@ -59,6 +63,7 @@ __all__ = [
     "StorageError",
     "SyntaxError_",
     "ValueTooLargeError",
+    "WatchCompactedError",
     "WatchError",
     "ExecAbortError",
     "WrongPassError",
@@ -157,6 +162,22 @@ class WatchError(CommandError):
 
     code = "WATCH"
     default_message = "Watched variable changed."
+
+
+class WatchCompactedError(CommandError):
+    """A watch cannot resume without a gap: the events after the requested seq have left the
+    node's bounded history (etcd's "required revision has been compacted"). Re-read the
+    keys, then watch from ``oldest`` or later (or from now)."""
+
+    code = "COMPACTED"
+    default_message = "required seq has been compacted"
+
+    def __init__(self, message: str | None = None, *, oldest: int | None = None) -> None:
+        super().__init__(message)
+        if oldest is None and message:  # rebuilt from a server's reply: the number is in the text
+            found = re.search(r"oldest available (\d+)", message)
+            oldest = int(found.group(1)) if found else None
+        self.oldest = oldest
 
 
 class ExecAbortError(CommandError):
@@ -279,6 +300,7 @@ _RESP_PREFIXES: dict[type[BaseException], str] = {
     WrongTypeError: "WRONGTYPE",
     OutOfMemoryError: "OOM",
     NoPermissionError: "NOPERM",
+    WatchCompactedError: "COMPACTED",
     NoLeaderError: "CLUSTERDOWN",
     OverloadedError: "TRYAGAIN",
     NodeClosedError: "CLUSTERDOWN",
@@ -314,6 +336,7 @@ _FROM_RESP_PREFIX: dict[str, type[RaftCacheError]] = {
     "WRONGTYPE": WrongTypeError,
     "OOM": OutOfMemoryError,
     "NOPERM": NoPermissionError,
+    "COMPACTED": WatchCompactedError,
 }
 _FROM_ERR_MESSAGE: tuple[tuple[str, type[CommandError]], ...] = (
     (NotIntegerError.default_message, NotIntegerError),

@@ -26,6 +26,7 @@ from .redis_commands import Limits
 from .replica import Replica
 from .server import Peer, RespServer, ServerSettings
 from .tls import reload_server_context, server_context
+from .watch import attach_hub, watch_hub
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +154,11 @@ async def serve_node(config: ClusterConfig, node_id: str) -> int:
                 log.info("SIGHUP: TLS certificate, key and CA files reloaded")
 
         loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    watch = watch_hub(config.watch)
+    attach_hub(replica, watch, values=config.watch.history_values)  # before start: the log replay refills it
     replica.start()
     peers = {n.raft: Peer(n.id, n.raft, n.client) for n in config.nodes}
-    server = RespServer(replica, server_settings(config), node_id=node_id, peers=peers)
+    server = RespServer(replica, server_settings(config), node_id=node_id, peers=peers, watch=watch)
     host, port = node.client.rsplit(":", 1)
     try:
         try:

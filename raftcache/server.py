@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from . import commands as c
+from .acl import READ as ACL_READ
 from .acl import User, key_positions
 from .aio import LoopDelivery
 from .auth import Authenticator, AuthThrottle
@@ -70,6 +71,7 @@ from .stats import CommandStats, ServerStats
 from .status import to_info
 from .tracking import DEFAULT_MAX_KEYS, Invalidation, Tracker, feed_changes
 from .tracking import Peer as TrackingPeer
+from .watch import History, Sink, WatchHub, WatchStream, attach_hub, parse_watch
 
 if TYPE_CHECKING:
     import ssl
@@ -239,6 +241,8 @@ class _Connection(asyncio.Protocol):
         self.blocked: Waiter | None = None
         self.block_timer: asyncio.TimerHandle | None = None
         self.track_reads = False  # the command being executed has its reads tracked (CLIENT TRACKING)
+        self.watching: WatchStream | None = None  # RAFTCACHE WATCH: this connection streams
+        self.watch_sink: _WatchSink | None = None
 
     @property
     def id(self) -> int:
@@ -277,6 +281,8 @@ class _Connection(asyncio.Protocol):
         if self.blocked is not None:  # a dead client must not be handed the next element
             self.server.replica.blocking.cancel(self.blocked)
             self._unblock()
+        if self.watching is not None:
+            self.server.watch.close(self.watching)
         self.server.connections.discard(self)
         self.server.by_id.pop(self.id, None)
         if self.proto.tracking.on:
@@ -354,6 +360,9 @@ class _Connection(asyncio.Protocol):
         # Whether this command's reads are remembered for CLIENT TRACKING (spends CLIENT
         # CACHING's one-shot flag, which CLIENT's own subcommands leave alone, as Redis).
         self.track_reads = tracking.on and spec.name != "client" and tracking.reads_tracked()
+        if self.watching is not None:  # a watch stream is all this connection carries now
+            self.proto.complete(slot, _WATCHING)
+            return
         if command.watches is not None:  # WATCH or EXEC
             self.server.transactions.execute(self, command)
             return
@@ -555,6 +564,8 @@ class _Connection(asyncio.Protocol):
         data = self.proto.data_to_send()
         if data and not self.closing:
             self.transport.write(data)
+        if self.watch_sink is not None and self.watch_sink.held:
+            self.watch_sink.release()  # stream frames that waited for the replies before them
         if self.proto.finished:
             self._close()
 
@@ -593,6 +604,56 @@ class _Connection(asyncio.Protocol):
         return False
 
 
+class _WatchSink(Sink):
+    """A watch stream's frames onto its connection: RESP3 pushes or RESP2 arrays, after the
+    replies queued before them; a connection whose unsent output passes the limit (it does
+    not read) is closed, and its client resumes elsewhere from its last seq."""
+
+    def __init__(self, conn: _Connection, protocol: int, limit: int) -> None:
+        self.conn = conn
+        self.protocol = protocol
+        self.limit = limit
+        self.held: list[bytes] = []  # frames behind replies not yet sent (a pipelined command's)
+        self.held_bytes = 0
+
+    def push(self, frame: list[Any]) -> bool:
+        data = encode_reply(frame, self.protocol)
+        if self.protocol == 3:
+            data = b">" + data[1:]  # the same elements as a push
+        return self._write(data)
+
+    def fail(self, error: CommandError) -> None:
+        if self._write(self.conn.server.render(_identity, error, self.protocol)):
+            self.release()
+            self.conn.proto.closing = True  # closes once what is queued has left
+            self.conn._flush()
+
+    def _write(self, data: bytes) -> bool:
+        conn = self.conn
+        transport = conn.transport
+        if conn.closing or transport is None:
+            return False
+        if transport.get_write_buffer_size() + self.held_bytes > self.limit:
+            log.warning("client %s: watch stream over its output limit (%d bytes unsent); closing", conn.peer, self.limit)
+            conn._abort()  # close() would wait for the unsent output to drain, which it never does
+            return False
+        if self.held or conn.proto.replies_queued:
+            self.held.append(data)
+            self.held_bytes += len(data)
+        else:
+            transport.write(data)
+        return True
+
+    def release(self) -> None:
+        conn = self.conn
+        if conn.proto.replies_queued or conn.closing or conn.transport is None:
+            return
+        held, self.held, self.held_bytes = self.held, [], 0
+        conn.transport.write(b"".join(held))
+
+
+_WATCHING = encode_error("ERR", "this connection carries a RAFTCACHE WATCH stream: send nothing but QUIT (or close it)")
+_WATCH_OUTPUT_LIMIT = 32 << 20  # as Redis's client-output-buffer-limit pubsub hard limit
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
 _FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redis's would overflow)
 BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
@@ -652,8 +713,16 @@ def _null_array(result: Any) -> Any:
 class RespServer:
     """Serves one replica over RESP2."""
 
-    def __init__(self, replica: Replica, settings: ServerSettings, *, node_id: str, peers: dict[str, Peer] | None = None) -> None:
+    def __init__(self, replica: Replica, settings: ServerSettings, *, node_id: str, peers: dict[str, Peer] | None = None,
+                 watch: WatchHub | None = None) -> None:
         self.replica = replica
+        if watch is None:  # attached late: the history starts at what is applied now
+            watch = WatchHub(History())
+            attach_hub(replica, watch)
+        self.watch = watch
+        self._watch_pump_due = False
+        self._watch_ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.settings = settings
         self.node_id = node_id
         self.ops = ClusterOperations(replica, node_id=node_id, peers=peers)
@@ -697,6 +766,7 @@ class RespServer:
             b"BACKUP": self._backup,
             b"INDEX": self.transactions.index,
             b"WATCHED": self.transactions.watched,
+            b"WATCH": self._watch_start,
         }
 
     def render(self, render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
@@ -742,6 +812,7 @@ class RespServer:
         loop = asyncio.get_running_loop()
         self.delivery = LoopDelivery(loop)
         self.pubsub.attach_loop(loop.call_soon_threadsafe)
+        self._loop = loop
         self.tls = tls
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=1024, ssl=tls,
@@ -750,12 +821,17 @@ class RespServer:
         sock = self._server.sockets[0].getsockname()
         self.address = f"{sock[0]}:{sock[1]}"
         self._reaper = asyncio.create_task(self._reap())
+        self.watch.add_waker(self._watch_wake)
+        self._watch_ticker = asyncio.create_task(self._watch_ticks())
         log.info("serving RESP on %s", self.address)
 
     async def close(self) -> None:
         self.ops.close()
+        self.watch.remove_waker(self._watch_wake)
         if self._reaper is not None:
             self._reaper.cancel()
+        if self._watch_ticker is not None:
+            self._watch_ticker.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -1075,6 +1151,41 @@ class RespServer:
             raise CommandError(f"unknown subcommand or wrong number of arguments for '{args[1].decode('utf-8', 'replace')}'. "
                                "Try PUBSUB HELP.")
         return handler(self.pubsub, args)
+    # ------------------------------------------------------------ RAFTCACHE WATCH
+    def _watch_start(self, conn: _Connection, args: list[bytes]) -> Any:
+        """RAFTCACHE WATCH <pattern> [FROM <seq>] [VALUES] (raftcache/watch.py): the reply is
+        the greeting; the stream follows on the connection, which carries nothing else."""
+        request = parse_watch(args)
+        sink = _WatchSink(conn, conn.proto.protocol, _WATCH_OUTPUT_LIMIT)
+        user = conn.proto.acl_user
+        # an ACL user limited to some keys sees the changes of those keys only (as it could read them)
+        readable = None if user.allkeys else partial(user.key_allowed, needed=ACL_READ)
+        conn.watching = self.watch.open(request, sink, time.monotonic(), readable)
+        conn.watch_sink = sink
+        self._watch_wake()
+        return conn.watching.greeting()
+
+    def _watch_wake(self) -> None:
+        """Any thread (the Raft thread after each applied entry): pump the streams soon, once."""
+        if self._watch_pump_due or self._loop is None:
+            return
+        self._watch_pump_due = True
+        try:
+            self._loop.call_soon_threadsafe(self._watch_pump)
+        except RuntimeError:  # the loop is closed: the node is stopping
+            pass
+
+    def _watch_pump(self) -> None:
+        self._watch_pump_due = False
+        if self.watch.pump():  # more than one batch waiting: let other work run in between
+            self._watch_wake()
+
+    async def _watch_ticks(self) -> None:
+        hub = self.watch
+        while True:
+            await asyncio.sleep(hub.progress_s)
+            if len(hub):
+                hub.tick(time.monotonic(), self.replica.status().leader is not None)
 
     # -------------------------------------------------------------- RAFTCACHE ...
     def _raftcache(self, conn: _Connection, args: list[bytes]) -> Any:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from .. import commands as c
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
-from ..transaction import AsyncTransactions
-from .base import ClientBase
 from ..tls import TLS_FIRST_CLOSE
+from ..transaction import AsyncTransactions
+from ..watch import WatchCursor, WatchEvent
+from .base import ClientBase
 from .core import Call, Plan, Sleep, as_requested
 
 
@@ -53,6 +56,11 @@ class _Connection:
         self.fresh = False
         return replies
 
+    async def frames(self, timeout: float) -> list[Any]:
+        """The replies already sent (at least one; waiting up to `timeout` for it)."""
+        frames = await asyncio.wait_for(self.parser.read_replies_async(1, lambda: self.reader.read(1 << 16)), timeout)
+        return frames + self.parser.take(1 << 30)
+
     def close(self) -> None:
         self.writer.close()
 
@@ -64,6 +72,79 @@ class AsyncClient(ClientBase, AsyncTransactions):
     def __init__(self, endpoints: str | Iterable[str], **options: Any) -> None:
         super().__init__(endpoints, **options)
         self._idle: dict[str, list[_Connection]] = {}
+        self._near_task: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------------------- watch
+    def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
+        """``Client.watch`` as an async iterator (``async for event in client.watch("cfg:*")``);
+        with no `start_index`, from when the iteration starts."""
+        return self._watch_events(self._watch_cursor(pattern, start_index, values))
+
+    async def _watch_events(self, cursor: WatchCursor) -> AsyncIterator[WatchEvent]:
+        async for event in self._stream(cursor):
+            yield self._watch_out(event)
+
+    async def _stream(self, cursor: WatchCursor, near: Any = None) -> AsyncIterator[WatchEvent]:
+        conn: _Connection | None = None
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = await _Connection.open(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
+                        conn.writer.write(encode_command(*cursor.command()))
+                    for frame in await conn.frames(cursor.silence_s):
+                        event = cursor.feed(frame)
+                        if frame[0] == b"watching":
+                            cursor.connected()
+                            if near is not None:
+                                near.up()
+                        if near is not None:
+                            near.heard()
+                        if event is not None:
+                            yield event
+                except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
+                    if near is not None:
+                        near.down()
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    pause = cursor.failed(exc)  # raises what another node cannot cure
+                    if pause:
+                        await asyncio.sleep(pause)
+        finally:
+            if near is not None:
+                near.down()
+            if conn is not None:
+                conn.close()
+
+    # --------------------------------------------------------------- near-cache
+    async def _near_get(self, key: bytes) -> Any:
+        near = self._near
+        if self._near_task is None:
+            self._near_task = asyncio.get_running_loop().create_task(self._near_loop())
+            await asyncio.get_running_loop().run_in_executor(None, near.wait_up, self._connect_timeout)
+        value = near.lookup(key)
+        if value is near.MISS:
+            token = near.begin_fill(key)
+            try:
+                value = await self._run(c.Get(key))
+            except BaseException:
+                near.finish_fill(key, token, None, ok=False)
+                raise
+            near.finish_fill(key, token, value)
+        return self._out(value)
+
+    async def _near_loop(self) -> None:
+        near = self._near
+        while True:
+            try:
+                async for event in self._stream(self._near_cursor(), near):
+                    near.event(event)
+            except asyncio.CancelledError:
+                raise
+            except (RaftCacheError, OSError):  # compacted everywhere, or no node for a while: start over from now
+                near.down()
+                await asyncio.sleep(0.5)
 
     # ------------------------------------------------------------------- driving
     async def _drive(self, plan: Plan) -> Any:
@@ -112,6 +193,11 @@ class AsyncClient(ClientBase, AsyncTransactions):
         return from_info(await self._drive(self._status_plan(endpoint)))
 
     async def close(self) -> None:
+        if self._near_task is not None:
+            self._near_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._near_task
+            self._near_task = None
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:

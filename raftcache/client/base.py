@@ -10,9 +10,11 @@ from typing import Any
 
 from ..api import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, CacheCommands
 from ..config import load_config
+from ..near_cache import NearCache, near_cache_config
 from ..tls import client_context
-from .core import ClientCore, Plan, RetryPolicy
 from ..transaction import TransactionPipeline
+from ..watch import WatchCursor, WatchEvent
+from .core import ClientCore, Plan, RetryPolicy
 from .pipeline import Pipeline
 
 
@@ -33,6 +35,7 @@ class ClientBase(CacheCommands):
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         ssl_context: _ssl.SSLContext | None = None,
+        near_cache: Any = None,
     ) -> None:
         """TLS, with redis-py's names: ``ssl=True`` verifies the nodes' certificates against
         ``ssl_ca_certs`` (the system CAs when None) and presents ``ssl_certfile``/``ssl_keyfile``
@@ -52,6 +55,43 @@ class ClientBase(CacheCommands):
         if ssl_context is None and (ssl or ssl_ca_certs or ssl_certfile):
             ssl_context = client_context(ssl_ca_certs, ssl_certfile, ssl_keyfile)
         self._ssl: _ssl.SSLContext | None = ssl_context
+        # near_cache=True / a key count / NearCacheConfig: GET from memory (near_cache.py)
+        config = near_cache_config(near_cache)
+        self._near: NearCache | None = NearCache(config) if config is not None else None
+
+    # ------------------------------------------------------------ watch, near-cache
+    def get(self, key: Any, *, consistency: str | None = None) -> Any:
+        """The value (bytes/str) or None. With a near-cache and no `consistency`, answered from
+        memory when it holds the key (see raftcache.near_cache for how stale it may be);
+        ``consistency="linearizable"`` always asks the cluster."""
+        if self._near is None or consistency is not None:
+            return super().get(key, consistency=consistency)
+        return self._near_get(self._key(key))
+
+    def _near_get(self, key: bytes) -> Any:
+        raise NotImplementedError
+
+    @property
+    def near_cache(self) -> NearCache | None:
+        return self._near
+
+    def _watch_cursor(self, pattern: Any, start_index: int | None, values: bool) -> WatchCursor:
+        if start_index is not None and (isinstance(start_index, bool) or not isinstance(start_index, int) or start_index < 0):
+            raise ValueError("start_index must be a seq (an int >= 0) or None")
+        retry = self._core.retry
+        return WatchCursor(self._key(pattern), self._core.endpoints, start_index, values,
+                           deadline=retry.deadline, silence_s=3.0)
+
+    def _near_cursor(self) -> WatchCursor:
+        assert self._near is not None
+        return WatchCursor(b"*", self._core.endpoints, None, False, deadline=self._core.retry.deadline,
+                           silence_s=self._near.config.max_silence_s)
+
+    def _watch_out(self, event: WatchEvent) -> WatchEvent:
+        if not self._decode:
+            return event
+        value = event.value.decode("utf-8", "replace") if event.value is not None else None
+        return event._replace(key=event.key.decode("utf-8", "replace"), value=value)  # type: ignore[arg-type]
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Any:

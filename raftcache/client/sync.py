@@ -6,16 +6,18 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .. import commands as c
 from ..api import Convert, raise_or_convert
-from ..errors import error_from_resp
+from ..errors import RaftCacheError, error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
-from ..transaction import Transactions
-from .base import ClientBase
 from ..tls import TLS_FIRST_CLOSE
+from ..transaction import Transactions
+from ..watch import WatchCursor, WatchEvent
+from .base import ClientBase
 from .core import Call, Plan, Sleep, as_requested
 
 
@@ -41,6 +43,12 @@ class _Connection:
             raise
         self.fresh = False
         return replies
+
+    def frames(self, timeout: float) -> list[Any]:
+        """The replies already sent (at least one; waiting up to `timeout` for it)."""
+        self.sock.settimeout(timeout)
+        frames = self.parser.read_replies(1, lambda: self.sock.recv(1 << 16))
+        return frames + self.parser.take(1 << 30)
 
     def close(self) -> None:
         try:
@@ -114,6 +122,114 @@ class Client(ClientBase, Transactions):
         super().__init__(endpoints, **options)
         self._pool = _Pool(self._auth, self._connect_timeout, self._ssl)
         self._lock = threading.Lock()  # the core's state (session, leader) is shared by threads
+        self._closed = threading.Event()
+        self._near_thread: threading.Thread | None = None
+
+    # -------------------------------------------------------------------- watch
+    def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> Iterator[WatchEvent]:
+        """Changes of the keys matching the glob `pattern`, after seq `start_index` (None:
+        after this call), as ``WatchEvent(seq, event, key, value)``; resumes through another
+        node by itself when its node fails (from the last seq seen: nothing missed, nothing
+        twice). Raises WatchCompactedError when the resume point has left every history."""
+        cursor = self._watch_cursor(pattern, start_index, values)
+        if start_index is None:
+            self._start_now(cursor)
+        return self._watch_events(cursor)
+
+    def _watch_events(self, cursor: WatchCursor) -> Iterator[WatchEvent]:
+        for event in self._stream(cursor):
+            if event is not None:
+                yield self._watch_out(event)
+
+    def _start_now(self, cursor: WatchCursor) -> None:
+        """Pin "from now" to this moment: the seq a node reports for a stream opened now."""
+        while cursor.last is None:
+            conn = None
+            try:
+                conn = _Connection(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
+                conn.sock.sendall(encode_command(*cursor.command()))
+                cursor.feed(conn.frames(cursor.silence_s)[0])  # the greeting
+                cursor.connected()
+            except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
+                pause = cursor.failed(exc)
+                if pause:
+                    time.sleep(pause)
+            finally:
+                if conn is not None:
+                    conn.close()
+        cursor.rewind()
+
+    def _stream(self, cursor: WatchCursor, near: Any = None) -> Iterator[WatchEvent | None]:
+        """The stream's events (None after each batch of frames, so a caller can stop),
+        reconnecting as the cursor says; `near` (a NearCache) hears the stream's state."""
+        conn: _Connection | None = None
+        try:
+            while not self._closed.is_set():
+                try:
+                    if conn is None:
+                        conn = _Connection(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
+                        conn.sock.sendall(encode_command(*cursor.command()))
+                    for frame in conn.frames(cursor.silence_s):
+                        event = cursor.feed(frame)
+                        if frame[0] == b"watching":
+                            cursor.connected()
+                            if near is not None:
+                                near.up()
+                        if near is not None:
+                            near.heard()
+                        if event is not None:
+                            yield event
+                    yield None
+                except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
+                    if near is not None:
+                        near.down()
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    pause = cursor.failed(exc)  # raises what another node cannot cure
+                    if pause:
+                        self._closed.wait(pause)
+        finally:
+            if near is not None:
+                near.down()
+            if conn is not None:
+                conn.close()
+
+    # --------------------------------------------------------------- near-cache
+    def _near_get(self, key: bytes) -> Any:
+        near = self._near
+        if self._near_thread is None:
+            self._start_near()
+        value = near.lookup(key)
+        if value is near.MISS:
+            token = near.begin_fill(key)
+            try:
+                value = self._run(c.Get(key))
+            except BaseException:
+                near.finish_fill(key, token, None, ok=False)
+                raise
+            near.finish_fill(key, token, value)
+        return self._out(value)
+
+    def _start_near(self) -> None:
+        with self._lock:
+            if self._near_thread is not None:
+                return
+            self._near_thread = threading.Thread(target=self._near_loop, name="raftcache-near-cache", daemon=True)
+        self._near_thread.start()
+        self._near.wait_up(self._connect_timeout)
+
+    def _near_loop(self) -> None:
+        near = self._near
+        while not self._closed.is_set():
+            cursor = self._near_cursor()
+            try:
+                for event in self._stream(cursor, near):
+                    if event is not None:
+                        near.event(event)
+            except (RaftCacheError, OSError):  # compacted everywhere, or no node for a while: start over from now
+                near.down()
+                self._closed.wait(0.5)
 
     # ------------------------------------------------------------------- driving
     def _drive(self, plan: Plan) -> Any:
@@ -146,7 +262,10 @@ class Client(ClientBase, Transactions):
         return from_info(self._drive(self._status_plan(endpoint)))
 
     def close(self) -> None:
+        self._closed.set()
         self._pool.close()
+        if self._near_thread is not None:
+            self._near_thread.join(timeout=self._connect_timeout + 5)
 
     def __enter__(self) -> Client:
         return self

@@ -6,11 +6,13 @@
 The run is cut into segments of about a minute; each segment runs the mixed workload,
 the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py) and
 the queue (LPUSH producers, BLMOVE consumers, LREM when done, tests/faults/queue.py), pub/sub
-(a subscriber on every node, one publisher, tests/faults/pubsub.py) and the
-eviction workload (a cache at its maxmemory, tests/faults/eviction.py) through a random
+(a subscriber on every node, one publisher, tests/faults/pubsub.py), the eviction workload
+(a cache at its maxmemory, tests/faults/eviction.py) and the watch workload (writers and
+resuming RAFTCACHE WATCH streams, tests/faults/watch.py) through a random
 sequence of faults, heals, and is verified (linearizability, lost and duplicated writes,
 counters, the bank's atomicity, every queued item consumed once or still queued, evicted
-keys gone whole and the limit kept, convergence) before the next one starts.
+keys gone whole and the limit kept, every change watched once and in log order, convergence)
+before the next one starts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.faults.eviction import EvictionWorkload
 from tests.faults.harness import FAULT_SECTIONS, Workload, hold, judge, partitioned_cluster
 from tests.faults.pubsub import PubSubWorkload
 from tests.faults.queue import QueueWorkload
+from tests.faults.watch import WatchWorkload
 
 MINUTES = float(os.environ.get("RAFTCACHE_SOAK_MINUTES", "30"))
 # The suite-wide 300 s test timeout would cut the soak short: allow its length plus healing.
@@ -88,6 +91,18 @@ def faults(cluster, rng: random.Random):
     return menu
 
 
+def stop_all(*stops) -> None:
+    """Stop every workload even when one of them fails; the first failure is raised after."""
+    failure = None
+    for stop in stops:
+        try:
+            stop()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others stopped
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
 def test_random_fault_mix(tmp_path):
     minutes = MINUTES
     rng = random.Random(int(os.environ.get("RAFTCACHE_SOAK_SEED", "7")))
@@ -104,6 +119,7 @@ def test_random_fault_mix(tmp_path):
                                      headroom=1 << 20, value_bytes=(2048, 6144)).start()
             queue = QueueWorkload(lambda: cluster.endpoints, consumers=3, seed=segment, prefix=f"s{segment}:").start()
             pubsub = PubSubWorkload(lambda: cluster.endpoints, publishers=1, seed=segment, prefix=f"s{segment}:").start()
+            watch = WatchWorkload(lambda: cluster.endpoints, writers=1, watchers=2, seed=segment, prefix=f"s{segment}:wt:").start()
             workload = Workload(lambda: cluster.endpoints, workers=6, seed=segment, prefix=f"s{segment}:").start()
             started = time.monotonic()
             try:
@@ -115,16 +131,7 @@ def test_random_fault_mix(tmp_path):
                     fault()
                     hold(rng.uniform(1, 5))
             finally:
-                try:
-                    workload.stop()
-                finally:
-                    try:
-                        bank.stop()
-                    finally:
-                        try:
-                            queue.stop()
-                        finally:
-                            evict.stop()
+                stop_all(workload.stop, bank.stop, queue.stop, evict.stop, watch.stop)
             if network is not None:
                 network.heal()  # the pub/sub workload's END marker must reach every subscriber
             pubsub.stop(drain_timeout=90)
@@ -143,4 +150,7 @@ def test_random_fault_mix(tmp_path):
             assert not problems, "\n".join(problems[:20])
             problems = pubsub.check()
             print(pubsub.summary(), flush=True)
+            assert not problems, "\n".join(problems[:20])
+            problems = watch.check()
+            print(watch.summary(), flush=True)
             assert not problems, "\n".join(problems[:20])
