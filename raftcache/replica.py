@@ -130,7 +130,7 @@ def _ignore(result: Any) -> None:
     pass
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: two batches may hold equal fields
 class _IndexBatch:
     """Reads handed to one ``raft.read_index`` call; `index` once it is confirmed."""
 

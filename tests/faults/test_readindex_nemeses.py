@@ -1,9 +1,9 @@
 """Nemeses aimed at ReadIndex reads (consensus/readindex.py): a leader that believes it still
 leads while the majority has moved on must never answer a read from its stale state.
 
-Read-heavy workloads (70% of register operations are GETs) whose clients stay on their node
-through failures ("sticky"), so some keep reading from the deposed leader while the others
-write on the majority side; the linearizability checker then decides (0 stale reads), with
+Read-heavy workloads (70% of register operations are GETs, plus one read-only client per
+node) whose clients stay on their node through failures ("sticky"), so some keep reading
+from the deposed leader while the others write on the majority side; the linearizability checker then decides (0 stale reads), with
 the lost/duplicate-write, counter and convergence checks of every nemesis."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_leader_partitioned_away_while_clients_keep_reading_from_it(tmp_path):
             cl.network.heal()
 
         run_scenario("ReadIndex: leader partitioned away, clients keep reading from it, 5 s", cl, fault,
-                     read_share=0.7, sticky=True)
+                     read_share=0.7, sticky=True, readers=3)
 
 
 def test_leader_paused_past_the_election_timeout_with_reads_queued(cluster):
@@ -42,4 +42,4 @@ def test_leader_paused_past_the_election_timeout_with_reads_queued(cluster):
         leader.resume()
 
     run_scenario("ReadIndex: SIGSTOP leader 6 s with reads queued, SIGCONT", cluster, fault,
-                 read_share=0.7, sticky=True)
+                 read_share=0.7, sticky=True, readers=3)
