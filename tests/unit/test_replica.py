@@ -284,6 +284,27 @@ def test_a_read_takes_the_log_barrier_while_a_key_is_expired_by_the_leaders_cloc
         replica.close()
 
 
+def test_reads_lru_accesses_reach_the_log_without_writes_only_under_an_lru_policy(node):
+    replica, fake = node
+    results = Results()
+    replica.submit(c.Set(b"k", b"v"), results("set"))
+    tick_until(fake, lambda: "set" in results)
+    replica.submit(c.Get(b"k"), results("plain"))
+    tick_until(fake, lambda: "plain" in results)
+    replica.submit(c.SetConfig("maxmemory-policy", b"allkeys-lru"), results("policy"))
+    tick_until(fake, lambda: "policy" in results)
+    replica.submit(c.Get(b"k"), results("lru"))
+    tick_until(fake, lambda: "lru" in results)
+
+    def accesses() -> list[tuple[bytes, ...]]:
+        return [cmd.keys for batch in batches(fake) for _, cmd in batch.commands if type(cmd) is c.Access]
+
+    # under noeviction a read records nothing; under LRU it gets an Access entry of its own
+    # once no write has gone out for a second
+    tick_until(fake, lambda: accesses(), what="an Access entry for the LRU read")
+    assert accesses() == [(b"k",)]
+
+
 def test_run_at_barrier_runs_on_the_consensus_thread_after_the_next_entry(node):
     replica, fake = node
     results = Results()
