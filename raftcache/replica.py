@@ -9,7 +9,9 @@ through the :class:`~raftcache.consensus.Consensus` protocol, pysyncobj by defau
 * **Linearizable reads (ReadIndex)** — no log entry: the reads that arrived are handed to
   ``raft.read_index`` together (one call per burst); once the leader confirmed its
   leadership by a majority round started after they arrived (``consensus/readindex.py``),
-  they run on the Raft thread as soon as this node has applied the index it returned. A
+  they run on the Raft thread as soon as this node has applied the index it returned and
+  answered every write submitted here before them (a pipelined SET then GET on one
+  connection reads its own write, as Redis runs a connection's commands in order). A
   deposed leader's round never confirms, so it can never answer. Time: such a read judges
   TTLs by the leader's clock at confirmation (``ReadIndex.time_ms``), as the entry it no
   longer rides would have; when a key expires between replicated time and that clock (not
@@ -135,6 +137,7 @@ class _IndexBatch:
     """Reads handed to one ``raft.read_index`` call; `index` once it is confirmed."""
 
     reads: list[_Request]
+    after: int  # the writes submitted here up to this number must be answered first
     index: int | None = None
     time_ms: int = 0
 
@@ -179,6 +182,12 @@ class Replica:
         self._index_retry_at = 0.0
         self._index_backoff = 0.0
         self._last_propose_at = time.monotonic()
+        # Writes submitted here, by number, not yet answered (oldest first): a read waits for
+        # the writes submitted before it (a pipelined SET then GET on one connection reads
+        # its own write, as when every read rode the next entry).
+        self._write_number = 0
+        self._open_writes: deque[int] = deque()
+        self._answered_writes: set[int] = set()
         self._entry_ids = 0
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -285,6 +294,8 @@ class Replica:
         if not write and consistency == STALE:
             on_done(self.read_local(command))
             return
+        if write:
+            on_done = self._numbered(on_done)
         req = _Request(command, on_done, time.monotonic() + (timeout or self.options.request_timeout_s))
         if not write and type(command) is not _AtBarrier:
             self._submit_index_read(req)
@@ -303,6 +314,23 @@ class Replica:
             self._flush_locked()
 
     # ------------------------------------------------------------ ReadIndex reads
+    def _numbered(self, on_done: OnDone) -> OnDone:
+        """Number a write; its answer (whatever it is) marks it done for the reads after it."""
+        with self._lock:
+            self._write_number += 1
+            number = self._write_number
+            self._open_writes.append(number)
+
+        def answered(result: Any) -> None:
+            with self._lock:
+                self._answered_writes.add(number)
+                open_writes, done = self._open_writes, self._answered_writes
+                while open_writes and open_writes[0] in done:
+                    done.discard(open_writes.popleft())
+            on_done(result)
+
+        return answered
+
     def _submit_index_read(self, req: _Request) -> None:
         with self._lock:
             self._index_reads.append(req)
@@ -318,7 +346,7 @@ class Replica:
             self._index_asking = False
             if not self._index_reads:
                 return
-            batch = _IndexBatch(self._index_reads)
+            batch = _IndexBatch(self._index_reads, self._write_number)
             self._index_reads = []
             self._index_batches.append(batch)
         self.counters["read_index_calls"] += 1
@@ -345,10 +373,12 @@ class Replica:
         self._answer_applied_reads()
 
     def _answer_applied_reads(self) -> None:
-        """Raft thread: answer the confirmed batches whose index this node has applied."""
+        """Raft thread: answer the confirmed batches whose index this node has applied, once
+        the writes submitted before them are answered."""
         applied = self.raft.applied_index
         with self._lock:
-            ready = [b for b in self._index_batches if b.index is not None and b.index <= applied]
+            first_open = self._open_writes[0] if self._open_writes else self._write_number + 1
+            ready = [b for b in self._index_batches if b.index is not None and b.index <= applied and b.after < first_open]
             if not ready:
                 return
             self._index_batches = [b for b in self._index_batches if b not in ready]
@@ -519,6 +549,8 @@ class Replica:
                 delivered.append((req, exc))
         for req, res in delivered:
             _deliver(req, res)
+        if self._index_batches:
+            self._answer_applied_reads()  # reads that waited for these writes
 
     def _retry_in_new_session(self, req: _Request) -> bool:
         """Our session was forgotten (idle past its TTL, or evicted). A write that was never

@@ -249,6 +249,26 @@ def test_a_read_waits_until_this_node_has_applied_the_index_it_was_given(node):
     assert results["read"] == b"new"
 
 
+def test_a_read_waits_for_the_writes_submitted_before_it_on_this_node(node):
+    """A pipelined SET then GET on one connection: the GET's index may predate the SET's
+    commit, yet it must read the SET (Redis runs a connection's commands in order)."""
+    replica, fake = node
+    results = Results()
+    calls: list = []
+    fake.read_index = calls.append
+    fake.hold = True
+    replica.submit(c.Set(b"k", b"mine"), results("set"))
+    replica.submit(c.Get(b"k"), results("get"))
+    fake.tick()
+    [callback] = calls
+    callback(ReadIndex(fake.applied_index, 0), None)  # confirmed before the SET committed
+    fake.tick()
+    assert "get" not in results and "set" not in results
+    fake.hold = False
+    tick_until(fake, lambda: "get" in results)
+    assert results["set"] is True and results["get"] == b"mine"
+
+
 def test_a_failed_read_index_is_retried_and_never_answered_from_the_failed_attempt(node):
     replica, fake = node
     results = Results()
