@@ -6,9 +6,19 @@ through the :class:`~raftcache.consensus.Consensus` protocol, pysyncobj by defau
 * **Group commit** — writes from every caller queue up; one Raft entry carries many of them
   (up to ``max_batch_commands`` / ``max_batch_bytes``), with ``max_inflight`` entries in
   flight per node. Under load batches grow by themselves; idle, a write goes out at once.
-* **Linearizable reads** — a read waits for the next entry this node proposes (an empty one
-  if no write is pending) and runs right after that entry is applied here. A deposed
-  leader cannot commit it, so it can never answer. ``consistency="stale"`` reads local state.
+* **Linearizable reads (ReadIndex)** — no log entry: the reads that arrived are handed to
+  ``raft.read_index`` together (one call per burst); once the leader confirmed its
+  leadership by a majority round started after they arrived (``consensus/readindex.py``),
+  they run on the Raft thread as soon as this node has applied the index it returned and
+  answered every write submitted here before them (a pipelined SET then GET on one
+  connection reads its own write, as Redis runs a connection's commands in order). A
+  deposed leader's round never confirms, so it can never answer. Time: such a read judges
+  TTLs by the leader's clock at confirmation (``ReadIndex.time_ms``), as the entry it no
+  longer rides would have; when a key expires between replicated time and that clock (not
+  yet swept), the reads take the log-entry barrier instead (see ``_answer_index_reads``).
+  The barrier (the read waits for the next entry this node proposes and runs right after it
+  is applied) also serves ``run_at_barrier`` (backups). ``consistency="stale"`` reads local
+  state.
 * **Exactly-once writes** — each write carries (client id, seq, ack). Proposals whose outcome
   is unknown (timeout, leader change) are retried with the same tag until the request's
   deadline; the state machine answers a retry from its session table.
@@ -48,6 +58,7 @@ from .consensus import (
     LogPosition,
     RaftSettings,
     RaftStatus,
+    ReadIndex,
     Role,
     SnapshotMeta,
     default_factory,
@@ -74,6 +85,10 @@ log = logging.getLogger(__name__)
 
 OnDone = Callable[[Any], None]
 _INLINE_DIGEST_KEYS = 20_000  # above this, hash in a forked child (it takes ~5 µs per key)
+# Reads no longer ride entries, so their LRU/LFU accesses (fsm.take_read_accesses) ride the
+# next write, or, with no write for this long, an entry of their own (only under a policy
+# that uses them).
+_ACCESS_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +133,16 @@ def _ignore(result: Any) -> None:
     pass
 
 
+@dataclass(slots=True, eq=False)  # compared by identity: two batches may hold equal fields
+class _IndexBatch:
+    """Reads handed to one ``raft.read_index`` call; `index` once it is confirmed."""
+
+    reads: list[_Request]
+    after: int  # the writes submitted here up to this number must be answered first
+    index: int | None = None
+    time_ms: int = 0
+
+
 class _AtBarrier(NamedTuple):
     """A 'read' that runs `fn` on the Raft thread right after the next entry is applied here:
     a linearizable point in the log (used for backups)."""
@@ -149,8 +174,22 @@ class Replica:
         self._fsm_lock = threading.Lock()  # apply vs. stale reads on other threads
         self._lock = threading.Lock()  # batching state below
         self._writes: deque[_Request] = deque()
-        self._reads: list[_Request] = []
+        self._reads: list[_Request] = []  # reads waiting for the next entry (the barrier)
         self._inflight: dict[int, _Entry] = {}
+        # ReadIndex reads: queued for the next read_index call, then in flight / waiting for
+        # this node's apply to reach their index (see _ask_read_index).
+        self._index_reads: list[_Request] = []
+        self._index_asking = False  # a read_index call for _index_reads is scheduled
+        self._index_batches: list[_IndexBatch] = []
+        self._index_retry_at = 0.0
+        self._index_backoff = 0.0
+        self._last_propose_at = time.monotonic()
+        # Writes submitted here, by number, not yet answered (oldest first): a read waits for
+        # the writes submitted before it (a pipelined SET then GET on one connection reads
+        # its own write, as when every read rode the next entry).
+        self._write_number = 0
+        self._open_writes: deque[int] = deque()
+        self._answered_writes: set[int] = set()
         self._entry_ids = 0
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -171,7 +210,9 @@ class Replica:
         self.commit_latency = LatencyHistogram()  # propose -> applied here, per Raft entry
         # The Raft member (a Consensus); `consensus` builds it, pysyncobj unless given.
         self.raft = (consensus or default_factory())(
-            options.raft, _StateMachineHooks(self), Events(on_tick=self._on_tick, on_fatal=self._on_fatal)
+            options.raft,
+            _StateMachineHooks(self),
+            Events(on_tick=self._on_tick, on_fatal=self._on_fatal, read_time_ms=self._proposal_clock.now_ms),
         )
 
     # ------------------------------------------------------------------- lifecycle
@@ -215,13 +256,18 @@ class Replica:
         """Answer every pending request: queued ones were never applied; proposed writes
         may have been."""
         with self._lock:
-            queued = list(self._writes) + self._reads
+            queued = list(self._writes) + self._reads + self._index_reads
             proposed: list[_Request] = []
             for entry in self._inflight.values():
                 proposed.extend(entry.writes)
                 queued.extend(entry.reads)
+            for batch in self._index_batches:
+                queued.extend(batch.reads)
+                batch.reads = []
             self._writes.clear()
             self._reads = []
+            self._index_reads = []
+            self._index_batches = []
             self._inflight.clear()
         unknown = OutcomeUnknownError(f"outcome unknown: {error}")
         for req in queued:
@@ -252,7 +298,12 @@ class Replica:
         if not write and consistency == STALE:
             on_done(self.read_local(command))
             return
+        if write:
+            on_done = self._numbered(on_done)
         req = _Request(command, on_done, time.monotonic() + (timeout or self.options.request_timeout_s))
+        if not write and type(command) is not _AtBarrier:
+            self._submit_index_read(req)
+            return
         with self._lock:
             if write:
                 req.size = c.size_hint(command)
@@ -266,6 +317,136 @@ class Replica:
                 self._reads.append(req)
             self._flush_locked()
         return (req.client_id, req.seq) if req.client_id is not None else None
+
+    # ------------------------------------------------------------ ReadIndex reads
+    def _numbered(self, on_done: OnDone) -> OnDone:
+        """Number a write; its answer (whatever it is) marks it done for the reads after it."""
+        with self._lock:
+            self._write_number += 1
+            number = self._write_number
+            self._open_writes.append(number)
+
+        def answered(result: Any) -> None:
+            with self._lock:
+                self._answered_writes.add(number)
+                open_writes, done = self._open_writes, self._answered_writes
+                while open_writes and open_writes[0] in done:
+                    done.discard(open_writes.popleft())
+            on_done(result)
+
+        return answered
+
+    def _submit_index_read(self, req: _Request) -> None:
+        with self._lock:
+            self._index_reads.append(req)
+            if self._index_asking or time.monotonic() < self._index_retry_at:
+                return  # the scheduled call takes it too; or the tick asks after the backoff
+            self._index_asking = True
+        self.raft.call_soon(self._ask_read_index)
+
+    def _ask_read_index(self) -> None:
+        """Raft thread: one read_index call for every read queued so far (they all arrived
+        before it, which is what the round it starts needs)."""
+        with self._lock:
+            self._index_asking = False
+            if not self._index_reads:
+                return
+            batch = _IndexBatch(self._index_reads, self._write_number)
+            self._index_reads = []
+            self._index_batches.append(batch)
+        self.counters["read_index_calls"] += 1
+        self.raft.read_index(lambda result, failure: self._read_index_done(batch, result, failure))
+
+    def _read_index_done(self, batch: _IndexBatch, result: ReadIndex | None, failure: Failure | None) -> None:
+        """Raft thread: the index is confirmed (answer once applied here), or the attempt
+        failed: nothing was answered, so the reads are asked for again after a backoff, until
+        their deadline (then NoLeaderError, as a read that found no quorum always did)."""
+        with self._lock:
+            if batch not in self._index_batches:
+                return  # failed by close() meanwhile
+            if result is None:
+                self._index_batches.remove(batch)
+                self.counters[f"read_index_failed_{(failure or Failure.UNKNOWN).name.lower()}"] += 1
+                for req in batch.reads:
+                    req.failure = failure
+                self._index_reads[:0] = batch.reads
+                self._index_backoff = min(0.2, max(0.01, self._index_backoff * 2))
+                self._index_retry_at = time.monotonic() + self._index_backoff
+                return
+            self._index_backoff = 0.0
+            batch.index, batch.time_ms = result.index, result.time_ms
+        self._answer_applied_reads()
+
+    def _answer_applied_reads(self) -> None:
+        """Raft thread: answer the confirmed batches whose index this node has applied, once
+        the writes submitted before them are answered."""
+        applied = self.raft.applied_index
+        with self._lock:
+            first_open = self._open_writes[0] if self._open_writes else self._write_number + 1
+            ready = [b for b in self._index_batches if b.index is not None and b.index <= applied and b.after < first_open]
+            if not ready:
+                return
+            self._index_batches = [b for b in self._index_batches if b not in ready]
+        for batch in ready:
+            self._answer_index_reads(batch.reads, batch.time_ms)
+
+    def _answer_index_reads(self, reads: list[_Request], leader_ms: int) -> None:
+        """Raft thread, state applied at least up to the read index: answer `reads`.
+
+        Time: a read that rode an entry saw replicated time moved up to its proposer's clock.
+        With no entry, the read is answered as of ``max(replicated time, leader's clock at
+        confirmation)`` (``fsm.read_at``; replicated time itself does not move), so TTL, PTTL,
+        EXISTS and expiry hiding answer as that entry would have made them. One case differs:
+        a key whose expiry falls at or before that time but has not been swept yet would
+        be hidden by this read while replicated time (and so the next write, stamped by any
+        node's clock) still sees it alive. Then these reads take the log-entry barrier (an
+        entry moves replicated time first), exactly as before; it lasts only until the
+        leader's Sweep commits (it proposes one as soon as the earliest expiry is due)."""
+        if not reads:
+            return
+        fsm = self.fsm
+        now_ms = max(leader_ms, fsm.now_ms)
+        due = fsm.next_expiry_ms()
+        if due is not None and due <= now_ms:
+            self.counters["read_index_barrier"] += 1
+            with self._lock:
+                self._reads.extend(reads)
+                self._flush_locked()
+            return
+        delivered: list[tuple[_Request, Any]] = []
+        with self._fsm_lock:  # read_at moves fsm time for the read; stale readers must not see it
+            for req in reads:
+                try:
+                    delivered.append((req, fsm.read_at(req.command, now_ms)))
+                except CommandError as err:
+                    delivered.append((req, err))
+        self.counters["read_index_reads"] += len(delivered)
+        for req, res in delivered:
+            _deliver(req, res)
+
+    def _index_reads_tick_locked(self, now: float) -> list[tuple[_Request, BaseException]]:
+        """Deadlines of ReadIndex reads (queued, in flight or waiting for apply), and the
+        retry after a failed attempt."""
+        expired: list[tuple[_Request, BaseException]] = []
+        self._index_reads = _drop_expired(self._index_reads, now, expired)
+        for batch in self._index_batches:
+            batch.reads = _drop_expired(batch.reads, now, expired)
+        if self._index_reads and not self._index_asking and now >= self._index_retry_at:
+            self._index_asking = True
+            self.raft.call_soon(self._ask_read_index)
+        return expired
+
+    def _flush_accesses_locked(self, now: float) -> None:
+        """With reads but no writes, their LRU/LFU accesses still reach the replicated state."""
+        if self._writes or self._inflight or now - self._last_propose_at < _ACCESS_FLUSH_S:
+            return
+        if not self.fsm.memory_settings.tracks_access:
+            return
+        accesses = self.fsm.take_read_accesses()
+        if accesses:
+            req = _Request(c.Access(accesses), _ignore, now + self.options.request_timeout_s)
+            req.size = sum(len(k) for k in accesses)
+            self._writes.append(req)
 
     def read_local(self, command: Any) -> Any:
         """Answer a read from this replica's state now (stale; no Raft round)."""
@@ -308,6 +489,7 @@ class Replica:
             entry_id = self._entry_ids
             deadline = min([now + opts.entry_timeout_s] + [r.deadline for r in writes] + [r.deadline for r in reads])
             entry = self._inflight[entry_id] = _Entry(writes, reads, deadline, now)
+            self._last_propose_at = now
             self.counters["proposed"] += 1
             refused = self.raft.propose(payload, lambda result, failure, i=entry_id: self._entry_done(i, result, failure))
             if refused is not None:
@@ -372,6 +554,8 @@ class Replica:
                 delivered.append((req, exc))
         for req, res in delivered:
             _deliver(req, res)
+        if self._index_batches:
+            self._answer_applied_reads()  # reads that waited for these writes
 
     def _retry_in_new_session(self, req: _Request) -> bool:
         """Our session was forgotten (idle past its TTL, or evicted). A write that was never
@@ -418,6 +602,9 @@ class Replica:
                     self._requeue_locked(entry, Failure.TIMEOUT)
             if self._writes or self._reads:
                 expired = self._expire_locked(now)
+            if self._index_reads or self._index_batches:
+                expired += self._index_reads_tick_locked(now)
+            self._flush_accesses_locked(now)
             if self.raft.role is Role.LEADER:
                 self._leader_duties_locked(clock_ms)
             else:
@@ -425,6 +612,8 @@ class Replica:
             self._flush_locked()
         for req, error in expired:
             _deliver(req, error)
+        if self._index_batches:
+            self._answer_applied_reads()  # pysyncobj applies entries before it runs tick hooks
 
     def _expire_locked(self, now: float) -> list[tuple[_Request, BaseException]]:
         expired = []
@@ -649,7 +838,7 @@ class Replica:
         raft: RaftStatus = self.raft.status()
         with self._lock:
             inflight = len(self._inflight)
-            queued = len(self._writes) + len(self._reads)
+            queued = len(self._writes) + len(self._reads) + len(self._index_reads)
         return NodeStatus(
             id=self.node_id,
             address=raft.address,
@@ -813,6 +1002,17 @@ def _membership_result(failure: Failure | None, kind: str) -> Any:
     if failure.definite:
         return NoLeaderError(f"membership {kind} not applied: {failure.reason}")
     return OutcomeUnknownError(f"membership {kind}: {failure.reason}; check `raftcache members list`")
+
+
+def _drop_expired(reads: list[_Request], now: float, expired: list[tuple[_Request, BaseException]]) -> list[_Request]:
+    """The reads still within their deadline; the others go to `expired` with their error."""
+    keep = []
+    for req in reads:
+        if req.deadline <= now:
+            expired.append((req, _timeout_error(req)))
+        else:
+            keep.append(req)
+    return keep
 
 
 def _timeout_error(req: _Request) -> BaseException:

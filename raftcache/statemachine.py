@@ -290,6 +290,17 @@ class CacheStateMachine:
         """Answer a read command from the current state; raises CommandError."""
         return self._readers[type(command)](command)
 
+    def read_at(self, command: Any, now_ms: int) -> Any:
+        """Answer a read as if replicated time were ``max(now_ms, now)``, leaving replicated
+        time as it was: a read that rides no entry (ReadIndex) judges TTLs by the leader's
+        clock, as the entry it no longer rides would have moved the time (replica.py)."""
+        saved = self._now
+        self._now = max(saved, now_ms)
+        try:
+            return self._readers[type(command)](command)
+        finally:
+            self._now = saved
+
     def next_expiry_ms(self) -> int | None:
         """The earliest expiry (replicated ms) of any key, None if no key has one: when the
         leader next needs to propose a Sweep. Replicated state, so any new leader knows it."""

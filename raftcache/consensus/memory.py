@@ -14,6 +14,11 @@ a thread of its own instead. Faults are set on the object:
 * ``fail_pending(failure)``: call every pending proposal back with `failure` unapplied;
 * ``refuse_next(failure)``: refuse the next proposal on the spot with `failure`;
 * ``hold = True``: accept proposals but commit none until ``hold`` is cleared.
+
+Read indexes (``read_index``) are answered at the next tick with the applied index (a lone
+node is its own majority), unless ``hold`` or ``lose_proposals`` is set (no majority would
+answer a round: they wait); with no leader they fail with ``Failure.NO_LEADER``, and losing
+leadership fails those waiting with ``Failure.NOT_LEADER``, as the real rounds do.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from .types import (
     ProposalCallback,
     RaftSettings,
     RaftStatus,
+    ReadIndex,
+    ReadIndexCallback,
     Role,
     SnapshotMeta,
     check_member_address,
@@ -50,6 +57,7 @@ class MemoryConsensus:
         self._lock = threading.RLock()
         self._pending: deque[tuple[int, bytes, ProposalCallback]] = deque()
         self._calls: deque[Callable[[], None]] = deque()
+        self._read_waiters: deque[ReadIndexCallback] = deque()
         self._members = {settings.address, *settings.peers}
         self.connected: set[str] = set()  # peers connected_peers() reports
         self._role = Role.LEADER
@@ -109,6 +117,11 @@ class MemoryConsensus:
             self._leader = self.settings.address if leading else None
             if leading:
                 self._term += 1
+            waiting = list(self._read_waiters) if not leading else []
+            if not leading:
+                self._read_waiters.clear()
+        for callback in waiting:  # leadership lost before a round confirmed them
+            callback(None, Failure.NOT_LEADER)
         self._events.on_role(self._role)
 
     def refuse_next(self, failure: Failure) -> None:
@@ -151,7 +164,22 @@ class MemoryConsensus:
                 callback(result, None)
         while self._calls:
             self._calls.popleft()()
+        self._answer_reads()
         self._events.on_tick()
+
+    def _answer_reads(self) -> None:
+        with self._lock:
+            if self.hold or self.lose_proposals or not self._read_waiters:
+                return
+            waiting = list(self._read_waiters)
+            self._read_waiters.clear()
+            leading = self._leader == self.settings.address
+            index = self._applied
+        for callback in waiting:
+            if leading:
+                callback(ReadIndex(index, self._events.read_time_ms()), None)
+            else:
+                callback(None, Failure.NO_LEADER)
 
     # -------------------------------------------------------------------- proposals
     def propose(self, payload: bytes, callback: ProposalCallback) -> Failure | None:
@@ -167,6 +195,19 @@ class MemoryConsensus:
                 self._pending.append((self._last_index, payload, callback))
         self._wake.set()
         return None
+
+    def read_index(self, callback: ReadIndexCallback) -> None:
+        if not self._started or self._closed or self._fatal is not None:
+            self.call_soon(lambda: callback(None, Failure.STOPPED))
+            return
+        with self._lock:
+            self._read_waiters.append(callback)
+        self._wake.set()
+
+    @property
+    def pending_reads(self) -> int:
+        with self._lock:
+            return len(self._read_waiters)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._calls.append(fn)

@@ -21,7 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .types import DoneCallback, Entry, Failure, ProposalCallback, RaftSettings, RaftStatus, Role, SnapshotMeta
+from .types import (
+    DoneCallback,
+    Entry,
+    Failure,
+    ProposalCallback,
+    RaftSettings,
+    RaftStatus,
+    ReadIndexCallback,
+    Role,
+    SnapshotMeta,
+)
 
 
 class StateMachine(Protocol):
@@ -52,6 +62,9 @@ class Events:
     on_tick: Callable[[], None] = _nothing  # every tick (housekeeping: deadlines, retries)
     on_role: Callable[[Role], None] = _nothing  # after a role change
     on_fatal: Callable[[BaseException], None] = _nothing  # the node stopped (storage error)
+    # The leader's clock (ms) when it confirms a read index: handed to the reader with the
+    # index (ReadIndex.time_ms), so reads without a log entry judge expiry by the leader's time.
+    read_time_ms: Callable[[], int] = lambda: 0
 
 
 class Consensus(Protocol):
@@ -71,6 +84,17 @@ class Consensus(Protocol):
         failure)` runs later on the consensus thread, with `failure.definite` telling
         "certainly not applied" from "outcome unknown". Never calls back from inside propose,
         so callers may hold their own locks."""
+        ...
+
+    def read_index(self, callback: ReadIndexCallback) -> None:
+        """Find a read index for reads that arrived before this call (Raft thesis §6.4; see
+        ``readindex.py`` for the rules and the safety argument). Thread-safe. Later, on the
+        consensus thread: ``callback(ReadIndex, None)`` once this node (leader) or the leader
+        (asked by this follower) confirmed its leadership by a majority round that started
+        after the call; the caller must then wait until ``applied_index >= index`` and answer
+        from its own state. Or ``callback(None, failure)``: no leader known, leadership lost
+        before confirming, or the node stopping (never a stale answer; nothing was applied, so
+        every failure is definite and the read may be retried). No log entry, no fsync."""
         ...
 
     def status(self) -> RaftStatus: ...

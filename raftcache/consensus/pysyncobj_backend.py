@@ -27,6 +27,12 @@ What lives here and why (README "What the adapter does" has the longer story):
   child writes a msgpack snapshot of the state machine while the parent keeps ticking.
 * **Per-node peer compression** — the wire compresses at this node's level, not process-wide.
 * **Tuned config** — no 100 ms batching delay, our own deadlines, fast reconnects.
+* **ReadIndex reads** — pysyncobj has no read index; its "has quorum" is TCP connection
+  state. Four message types of our own (``read_index_probe``/``_ack`` between the leader and
+  its peers, ``read_index_request``/``_reply`` from a follower to the leader) carry numbered
+  rounds, kept by ``readindex.py`` (sans I/O; the rules and the safety argument are there);
+  they never reach pysyncobj. It relies on pysyncobj appending a no-op entry on election (so
+  an entry of the leader's own term commits without client writes): checked at start-up.
 
 Threading: pysyncobj runs one tick thread; apply, proposal callbacks and tick hooks run on
 it. :meth:`PysyncobjNode.propose` is thread-safe; other mutations are marshalled onto the tick
@@ -65,6 +71,7 @@ from ..snapshot import remove_partial_files, unlink_quietly, write_in_child
 from ..wal import LogFile, MetaFile
 from . import repairs
 from .protocol import Events, LogStore, MetaStore, StateMachine
+from .readindex import Confirmed, IndexRequests, LeaderReads, follower_acks
 from .types import (
     DEV_SECRET,
     NO_OP_ENTRY,
@@ -74,6 +81,8 @@ from .types import (
     ProposalCallback,
     RaftSettings,
     RaftStatus,
+    ReadIndex,
+    ReadIndexCallback,
     Role,
     SnapshotMeta,
     check_member_address,
@@ -137,6 +146,15 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
     )),
     ("SyncObj._SyncObj__onMessageReceived", lambda: _code_names(SyncObj, "_SyncObj__onMessageReceived"), (
         "_SyncObj__parseChangeClusterRequest",
+    )),
+    # ReadIndex: a new leader appends a no-op of its term (so its reads need no client write to
+    # commit one), and a tick applies committed entries before it runs the tick callbacks
+    # (where applied reads are answered).
+    ("SyncObj._SyncObj__onBecomeLeader", lambda: _code_names(SyncObj, "_SyncObj__onBecomeLeader"), (
+        "NO_OP", "add",
+    )),
+    ("SyncObj._onTick", lambda: _code_names(SyncObj, "_onTick"), (
+        "_SyncObj__applyLogEntries", "_SyncObj__onTickCallbacks",
     )),
     ("SyncObj.__init__", lambda: _init_names(SyncObj), (
         "_SyncObj__raftNextIndex", "_SyncObj__commandsWaitingCommit", "_SyncObj__transport",
@@ -218,6 +236,9 @@ def check_pysyncobj() -> None:
         missing.append("_COMMAND_TYPE.MEMBERSHIP == 2")
     if _BATCH in vars(_COMMAND_TYPE).values():
         missing.append(f"_COMMAND_TYPE without kind {_BATCH}")
+    clash = _READ_INDEX_MESSAGES & _message_constants()
+    if clash:  # pysyncobj grew message types of these names: ours would shadow them
+        missing.append(f"SyncObj messages without {', '.join(sorted(clash))}")
     wire = _wire_problem()
     if wire is not None:
         missing.append(wire)
@@ -567,6 +588,30 @@ def _append_entries_problem(message: dict[str, Any]) -> str | None:
     return None
 
 
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 1 << 63  # not a bool, not negative
+
+
+def _exact_fields(message: dict[str, Any], fields: dict[str, Callable[[Any], bool]]) -> str | None:
+    """None if `message` has exactly `type` and `fields`, each passing its check."""
+    extra = set(message) - {"type", *fields}
+    if extra:
+        return f"unexpected fields {sorted(map(str, extra))}"
+    for name, ok in fields.items():
+        if name not in message or not ok(message[name]):
+            return f"field {name!r} missing or malformed"
+    return None
+
+
+# ReadIndex (readindex.py): handled by PysyncobjNode, never passed to pysyncobj.
+_READ_INDEX_FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "read_index_probe": {"term": _is_count, "round": _is_count},  # leader -> peers
+    "read_index_ack": {"term": _is_count, "round": _is_count},  # peer -> leader
+    "read_index_request": {"id": _is_count},  # follower -> leader
+    "read_index_reply": {"id": _is_count, "ok": lambda v: type(v) is bool, "index": _is_count, "time_ms": _is_count},
+}
+_READ_INDEX_MESSAGES = frozenset(_READ_INDEX_FIELDS)
+
 # What a peer may send once connected, by type: the check each must pass (None: fine).
 # Anything else is dropped before pysyncobj sees it.
 _MESSAGE_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
@@ -577,6 +622,7 @@ _MESSAGE_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "response_vote": lambda message: None,
     "next_node_idx": lambda message: None,
     "timeout_now": lambda message: None,
+    **{kind: (lambda message, f=fields: _exact_fields(message, f)) for kind, fields in _READ_INDEX_FIELDS.items()},
 }
 
 
@@ -652,6 +698,12 @@ class PysyncobjNode:
         self._closing = False
         self._calls: deque[Callable[[], None]] = deque()
         self._refuse_forwarded_until = 0.0  # leadership transfer: refuse commands forwarded to us
+        # ReadIndex (readindex.py): callbacks handed in by read_index (any thread), then the
+        # leader's rounds and the follower's requests (Raft thread only).
+        self._new_reads: deque[ReadIndexCallback] = deque()
+        self._leader_reads = LeaderReads(retry_s=max(0.1, 2 * settings.heartbeat_s))
+        self._index_requests = IndexRequests(retry_s=max(0.5, settings.election_timeout_s[0] / 2))
+        self._index_leader: Any = None  # the node object the request in flight went to
         self._backtrack: repairs.Backtrack | None = None
         self._snapshot: _SnapshotJob | None = None
         # pysyncobj only re-arms its serializer after a SUCCESS or FAILED report; set when a
@@ -826,6 +878,126 @@ class PysyncobjNode:
             self._fail(exc if isinstance(exc, StorageError) else StorageError(f"cannot apply log entry: {exc}"))
             return None
 
+    # ------------------------------------------------------------------- read index
+    def read_index(self, callback: ReadIndexCallback) -> None:
+        """See Consensus.read_index. The round (or the request to the leader) is made on the
+        Raft thread after this call, so after the reads it stands for arrived."""
+        if self._sync is None or self._fatal is not None or self._closing:
+            self.call_soon(lambda: callback(None, Failure.STOPPED))
+            return
+        self._new_reads.append(callback)
+        self.wake()
+
+    def _drive_reads(self) -> None:
+        """Raft thread, every tick: hand new reads to the leader's rounds or to the follower's
+        requests, start a round / send a request when one is due."""
+        sync = self._sync
+        if sync is None:
+            return
+        leading = self._observe_leadership()
+        reads = self._new_reads
+        if leading:
+            for callback in self._index_requests.fail_all():  # asked as a follower: ask again
+                callback(None, Failure.LEADER_CHANGED)
+            while reads:
+                self._leader_reads.add(reads.popleft())
+            self._start_round()
+            return
+        while reads:
+            self._index_requests.add(reads.popleft())
+        leader = sync._getLeader()
+        action = self._index_requests.next_request(None if leader is None else leader.address, time.monotonic())
+        if isinstance(action, tuple):
+            self._index_leader = leader
+            self._send(leader, {"type": "read_index_request", "id": action[1]})
+        elif action:
+            for callback in action:
+                callback(None, Failure.NO_LEADER)
+
+    def _observe_leadership(self) -> bool:
+        """Tell the rounds the current term and role; a change fails the reads not confirmed
+        (a deposed leader never answers them: the replica retries, through the new leader)."""
+        sync = self._sync
+        leading = self._role is Role.LEADER
+        if sync is not None:
+            for waiter in self._leader_reads.observe(sync.raftCurrentTerm, leading):
+                self._fail_read(waiter, Failure.NOT_LEADER)
+        return leading
+
+    def _start_round(self) -> None:
+        sync = self._sync
+        assert sync is not None
+        number = self._leader_reads.start_round(sync.raftCommitIndex, self._own_term_committed(), time.monotonic())
+        if number is not None:
+            probe = {"type": "read_index_probe", "term": sync.raftCurrentTerm, "round": number}
+            for node in sync.otherNodes:
+                self._send(node, probe)
+        self._deliver_reads(self._leader_reads.confirm(self._voters()))  # a lone node is its own majority
+
+    def _own_term_committed(self) -> bool:
+        """Whether the entry at the commit index is of the current term (then every entry any
+        earlier leader committed is at or below the commit index)."""
+        sync = self._sync
+        assert sync is not None
+        view = self._journal.view()
+        pos = repairs.find(view, sync.raftCommitIndex)
+        return pos is not None and view[pos][2] == sync.raftCurrentTerm
+
+    def _voters(self) -> list[str]:
+        sync = self._sync
+        return [] if sync is None else [n.address for n in sync.otherNodes]
+
+    def _deliver_reads(self, confirmed: list[Confirmed]) -> None:
+        if not confirmed:
+            return
+        time_ms = self._events.read_time_ms()  # after the round confirmed, before any answer
+        for batch in confirmed:
+            for waiter in batch.waiters:
+                if callable(waiter):
+                    waiter(ReadIndex(batch.index, time_ms), None)
+                else:  # (node, request id) of a follower
+                    self._send(waiter[0], {"type": "read_index_reply", "id": waiter[1], "ok": True,
+                                           "index": batch.index, "time_ms": time_ms})
+
+    def _fail_read(self, waiter: Any, failure: Failure) -> None:
+        if callable(waiter):
+            waiter(None, failure)
+        else:
+            self._send(waiter[0], {"type": "read_index_reply", "id": waiter[1], "ok": False, "index": 0, "time_ms": 0})
+
+    def _send(self, node: Any, message: dict[str, Any]) -> None:
+        sync = self._sync
+        if sync is not None and node is not None:
+            sync._SyncObj__transport.send(node, message)  # type: ignore[attr-defined]
+
+    def _on_read_index_message(self, node: Any, message: dict[str, Any]) -> None:
+        """One of the four ReadIndex messages (already validated), on the Raft thread."""
+        sync = self._sync
+        assert sync is not None
+        kind = message["type"]
+        leading = self._observe_leadership()
+        if kind == "read_index_probe":
+            if follower_acks(sync.raftCurrentTerm, leading, message["term"]):
+                self._send(node, {"type": "read_index_ack", "term": message["term"], "round": message["round"]})
+        elif kind == "read_index_ack":
+            address = getattr(node, "address", None)
+            self._deliver_reads(self._leader_reads.on_ack(address, message["term"], message["round"], self._voters()))
+        elif kind == "read_index_request":
+            waiter = (node, message["id"])
+            if self._leader_reads.add(waiter):
+                self.wake()  # the round starts at the next tick, after this request arrived
+            else:
+                self._fail_read(waiter, Failure.NOT_LEADER)
+        else:  # read_index_reply
+            waiters = self._index_requests.on_reply(message["id"], message["ok"])
+            if message["ok"]:
+                result = ReadIndex(message["index"], message["time_ms"])
+                for callback in waiters:
+                    callback(result, None)
+            else:
+                for callback in waiters:
+                    callback(None, Failure.NOT_LEADER)
+
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the Raft thread at its next tick (woken at once)."""
         self._calls.append(fn)
@@ -933,6 +1105,10 @@ class PysyncobjNode:
                 fn()
             except Exception:
                 log.exception("raft-thread call failed")
+        try:
+            self._drive_reads()
+        except Exception:
+            log.exception("read index bookkeeping failed")
         if self._journal.payload_bytes > self.settings.snapshot_max_log_bytes and self._snapshot is None:
             self.force_snapshot()
         sync = self._sync
@@ -949,6 +1125,7 @@ class PysyncobjNode:
         sync = self._sync
         if sync is not None:  # pysyncobj becomes candidate before it increments the term
             log.info("role %s (term %s)", self._role.value, sync.raftCurrentTerm + (self._role is Role.CANDIDATE))
+        self._observe_leadership()  # a leader stepping down fails its unconfirmed reads now
         try:
             self._events.on_role(self._role)
         except Exception:
@@ -975,6 +1152,10 @@ class PysyncobjNode:
             return None
         if isinstance(message, dict):
             kind = message.get("type")
+            if kind in _READ_INDEX_MESSAGES:
+                if self._sync is not None:
+                    self._on_read_index_message(node, message)
+                return None
             if kind == "append_entries" and self._sync is not None:
                 repaired, self._backtrack = repairs.repair_append_entries(
                     message,

@@ -49,6 +49,19 @@ class Failure(enum.Enum):
 
 # callback(result, None) once the entry is applied on this node; callback(None, failure) if not.
 ProposalCallback = Callable[[Any, "Failure | None"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndex:
+    """A confirmed read index: every write acknowledged before the read arrived is at or below
+    `index`; `time_ms` is the leader's clock when it confirmed (``Events.read_time_ms``)."""
+
+    index: int
+    time_ms: int
+
+
+# callback(ReadIndex, None) once the leader confirmed an index; callback(None, failure) if not.
+ReadIndexCallback = Callable[["ReadIndex | None", "Failure | None"], None]
 # callback(None) once a membership change or a leadership transfer took effect; or a Failure.
 DoneCallback = Callable[["Failure | None"], None]
 

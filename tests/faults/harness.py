@@ -136,8 +136,12 @@ class Workload:
     """Runs client threads against a set of endpoints until stopped (bounded in ops and time)."""
 
     def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 6, timeout: float = 4.0,
-                 max_ops: int = 200_000, max_seconds: float = 600, seed: int = 1, prefix: str = "") -> None:
+                 max_ops: int = 200_000, max_seconds: float = 600, seed: int = 1, prefix: str = "",
+                 read_share: float = 0.4, sticky: bool = False, readers: int = 0) -> None:
         self.endpoints = endpoints
+        self.readers = readers  # extra clients that only GET registers (after the `workers` ones)
+        self.read_share = read_share  # of register operations: GETs
+        self.sticky = sticky  # a client stays on its node through failures (keeps reading from a cut-off one)
         self.workers = workers
         self.timeout = timeout
         self.max_ops = max_ops
@@ -165,7 +169,7 @@ class Workload:
     def start(self) -> Workload:
         self.started = time.monotonic()
         self.started_wall = time.time()
-        for w in range(self.workers):
+        for w in range(self.workers + self.readers):
             self._workers.start(self._run, w, name=f"client-{w}")
         return self
 
@@ -192,14 +196,14 @@ class Workload:
             endpoints = self.endpoints()
             endpoint = endpoints[home % len(endpoints)]
             conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            choice = rng.random()
+            choice = 0.0 if worker >= self.workers else rng.random()  # readers: registers only
             if choice < 0.7:
                 outcome = self._register_op(worker, rng, conn, seen, counter)
             elif choice < 0.85:
                 outcome = self._append_op(worker, rng, conn, counter)
             else:
                 outcome = self._counter_op(rng, conn)
-            if outcome != "ok":
+            if outcome != "ok" and not self.sticky:
                 home = rng.randrange(len(endpoints))
         for conn in conns.values():
             conn.close()
@@ -212,9 +216,9 @@ class Workload:
             if self._key_ops[key] >= 100:  # retire the key: histories stay small enough to check
                 self._active[self._active.index(key)] = f"{self._prefix}r{next(self._keys)}"
         roll = rng.random()
-        if roll < 0.4:
+        if roll < self.read_share or worker >= self.workers:
             kind, value, args = "read", None, ("GET", key)
-        elif roll < 0.75 or key not in seen:
+        elif roll < self.read_share + (1 - self.read_share) * 7 / 12 or key not in seen:
             value = f"w{worker}-{next(counter)}"
             kind, args = "write", ("SET", key, value)
         else:
@@ -445,7 +449,8 @@ def list_reader(cluster) -> Callable[[str], list[bytes]]:
 def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
                  endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None,
                  bank_workers: int = 0, min_transfers: int = 40, queue_consumers: int = 0,
-                 min_consumed: int = 40) -> Report:
+                 min_consumed: int = 40, read_share: float = 0.4, sticky: bool = False,
+                 readers: int = 0) -> Report:
     """The workload (with ``bank_workers`` the bank's transfers, with ``queue_consumers`` the
     queue's producers and consumers) before, through and after ``fault``: until enough work
     was acknowledged on each side of it; then ``judge``."""
@@ -456,7 +461,8 @@ def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int =
     seed = hash(name) % 1000
     bank = BankWorkload(endpoints, workers=bank_workers, seed=seed).start() if bank_workers else None
     queue = QueueWorkload(endpoints, consumers=queue_consumers, seed=seed).start() if queue_consumers else None
-    workload = Workload(endpoints, workers=workers, seed=seed).start()
+    workload = Workload(endpoints, workers=workers, seed=seed, read_share=read_share, sticky=sticky,
+                        readers=readers).start()
     started = time.monotonic()
     transfers = (lambda: bank.ok_transfers) if bank else (lambda: math.inf)  # no bank: nothing to wait for
     consumed = (lambda: queue.consumed) if queue else (lambda: math.inf)

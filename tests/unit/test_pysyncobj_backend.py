@@ -355,3 +355,99 @@ def test_a_journal_of_the_pickle_format_is_refused_in_one_line_that_says_what_to
     message = str(info.value)
     assert "\n" not in message and "raftcache backup" in message and "raftcache restore --force" in message
     assert (tmp_path / "n1" / "raft.log").read_bytes() == (FIXTURE / "raft.log").read_bytes()  # left untouched
+
+
+# ---------------------------------------------------------------------------- ReadIndex
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "read_index_probe", "term": 3},  # no round
+        {"type": "read_index_probe", "term": 3, "round": 1, "extra": 1},
+        {"type": "read_index_probe", "term": True, "round": 1},  # a bool is not a term
+        {"type": "read_index_ack", "term": 3, "round": -1},
+        {"type": "read_index_ack", "term": "3", "round": 1},
+        {"type": "read_index_request", "id": 1.5},
+        {"type": "read_index_reply", "id": 1, "ok": 1, "index": 5, "time_ms": 0},  # ok must be a bool
+        {"type": "read_index_reply", "id": 1, "ok": True, "index": 5},
+        {"type": "read_index_reply", "id": 1, "ok": True, "index": 1 << 64, "time_ms": 0},
+    ],
+)
+def test_malformed_read_index_messages_are_dropped(message, caplog):
+    node = filtering_node()
+    assert node._filter_incoming(SimpleNamespace(address="127.0.0.1:7102"), message) is None
+    assert "dropped a message from peer 127.0.0.1:7102" in caplog.text
+
+
+def read_index_node(role: Role, *, term: int = 3, commit: int = 5, entry_term: int = 3) -> tuple[PysyncobjNode, list, list]:
+    """A node with a fake pysyncobj: two peers, a journal holding the commit index's entry,
+    and a transport that records what is sent."""
+    sent: list = []
+    peers = [SimpleNamespace(address="b:1"), SimpleNamespace(address="c:1")]
+    node = filtering_node()
+    node._role = role
+    node._events = backend.Events(read_time_ms=lambda: 1234)
+    node._leader_reads = backend.LeaderReads()
+    node._index_requests = backend.IndexRequests()
+    node._new_reads = backend.deque()
+    node.wake = lambda: None  # no tick thread to wake
+    node._journal._entries = [(b"\x01", commit, entry_term)]
+    node._sync = SimpleNamespace(raftCurrentTerm=term, raftCommitIndex=commit, otherNodes=peers,
+                                 _getLeader=lambda: None if role is Role.LEADER else peers[0],
+                                 _SyncObj__transport=SimpleNamespace(send=lambda n, m: sent.append((n.address, m))))
+    return node, peers, sent
+
+
+def test_a_leader_answers_a_read_index_only_after_a_majority_acked_its_numbered_round():
+    node, (b, c), sent = read_index_node(Role.LEADER)
+    answers: list = []
+    node._new_reads.append(lambda result, failure: answers.append((result, failure)))
+    node._drive_reads()
+    assert sent == [(p, {"type": "read_index_probe", "term": 3, "round": 1}) for p in ("b:1", "c:1")]
+    assert answers == []
+    # an ack of an older term, and one for a round never sent, confirm nothing (and never reach pysyncobj)
+    assert node._filter_incoming(b, {"type": "read_index_ack", "term": 2, "round": 1}) is None
+    assert node._filter_incoming(b, {"type": "read_index_ack", "term": 3, "round": 2}) is None
+    assert answers == []
+    assert node._filter_incoming(c, {"type": "read_index_ack", "term": 3, "round": 1}) is None
+    assert answers == [(backend.ReadIndex(5, 1234), None)]
+
+
+def test_a_new_leader_takes_no_index_before_an_entry_of_its_term_commits():
+    node, _, sent = read_index_node(Role.LEADER, term=4, entry_term=3)
+    node._new_reads.append(lambda result, failure: None)
+    node._drive_reads()
+    assert sent == []  # no round yet: the commit index may still lag earlier leaders' entries
+
+
+def test_a_leader_that_steps_down_before_its_round_is_confirmed_fails_the_read():
+    node, (b, _), _ = read_index_node(Role.LEADER)
+    answers: list = []
+    node._new_reads.append(lambda result, failure: answers.append((result, failure)))
+    node._drive_reads()
+    node._role = Role.FOLLOWER
+    node._sync.raftCurrentTerm = 4
+    node._observe_leadership()
+    assert answers == [(None, Failure.NOT_LEADER)]
+    node._filter_incoming(b, {"type": "read_index_ack", "term": 3, "round": 1})
+    assert len(answers) == 1  # the late ack answers nothing
+
+
+def test_a_follower_acks_probes_of_its_term_only_and_asks_the_leader_for_reads():
+    node, (leader, _), sent = read_index_node(Role.FOLLOWER)
+    node._filter_incoming(leader, {"type": "read_index_probe", "term": 3, "round": 7})
+    node._filter_incoming(leader, {"type": "read_index_probe", "term": 2, "round": 8})
+    assert sent == [("b:1", {"type": "read_index_ack", "term": 3, "round": 7})]
+    answers: list = []
+    node._new_reads.append(lambda result, failure: answers.append((result, failure)))
+    node._drive_reads()
+    assert sent[-1] == ("b:1", {"type": "read_index_request", "id": 1})
+    node._filter_incoming(leader, {"type": "read_index_reply", "id": 1, "ok": True, "index": 9, "time_ms": 77})
+    assert answers == [(backend.ReadIndex(9, 77), None)]
+
+
+def test_a_leader_relays_its_confirmed_index_to_the_follower_that_asked():
+    node, (b, c), sent = read_index_node(Role.LEADER)
+    node._filter_incoming(c, {"type": "read_index_request", "id": 4})
+    node._drive_reads()  # the round starts after the request arrived
+    node._filter_incoming(b, {"type": "read_index_ack", "term": 3, "round": 1})
+    assert sent[-1] == ("c:1", {"type": "read_index_reply", "id": 4, "ok": True, "index": 5, "time_ms": 1234})

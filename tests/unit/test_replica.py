@@ -14,7 +14,7 @@ import pytest
 
 from raftcache import commands as c
 from raftcache.clock import Clock, ManualClock
-from raftcache.consensus import Failure, RaftSettings
+from raftcache.consensus import Failure, RaftSettings, ReadIndex
 from raftcache.consensus.memory import MemoryConsensus, memory_consensus
 from raftcache.errors import NodeClosedError, NoLeaderError, OutcomeUnknownError, OverloadedError
 from raftcache.replica import STALE, Replica, ReplicaOptions
@@ -212,19 +212,117 @@ def test_closing_fails_queued_requests_as_not_applied_and_proposed_ones_as_unkno
 
 
 # ------------------------------------------------------------------------ read barrier
-def test_a_linearizable_read_is_answered_only_after_the_next_entry_applies(node):
+def test_a_linearizable_read_proposes_no_entry_and_sees_the_writes_before_its_index(node):
     replica, fake = node
     results = Results()
     replica.submit(c.Set(b"k", b"old"), results("old"))
     tick_until(fake, lambda: "old" in results)
-    replica.submit(c.Set(b"k", b"new"), results("new"))  # in flight
-    replica.submit(c.Get(b"k"), results("read"))  # waits for the entry after it
-    assert "read" not in results
-    fake.tick()  # "new" applies; the read rides the next entry, not yet applied
-    assert results["new"] is True and "read" not in results
-    assert fake.pending == 1
+    proposed = replica.counters["proposed"]
+    replica.submit(c.Set(b"k", b"new"), results("new"))  # in flight when the read arrives
+    replica.submit(c.Get(b"k"), results("read"))
+    assert "read" not in results  # nothing answers on the caller's thread
+    fake.tick()  # "new" commits; the read index, taken after the read arrived, covers it
+    assert results["new"] is True and results["read"] == b"new"
+    assert replica.counters["proposed"] == proposed + 1  # the write's entry only
+    assert replica.counters["read_index_reads"] == 1
+
+
+def test_a_read_waits_until_this_node_has_applied_the_index_it_was_given(node):
+    replica, fake = node
+    results = Results()
+    calls: list = []
+    fake.read_index = calls.append  # the leader's answer arrives when the test says so
+    replica.submit(c.Set(b"k", b"old"), results("old"))
+    tick_until(fake, lambda: "old" in results)
+    replica.submit(c.Get(b"k"), results("read"))
     fake.tick()
+    [callback] = calls
+    fake.hold = True
+    replica.submit(c.Set(b"k", b"new"), results("new"))  # the index the leader will name
+    callback(ReadIndex(fake.applied_index + 1, 0), None)
+    fake.tick()
+    assert "read" not in results  # this node has not applied that index yet
+    fake.hold = False
+    fake.tick()
+    assert results["new"] is True
+    tick_until(fake, lambda: "read" in results)
     assert results["read"] == b"new"
+
+
+def test_a_read_waits_for_the_writes_submitted_before_it_on_this_node(node):
+    """A pipelined SET then GET on one connection: the GET's index may predate the SET's
+    commit, yet it must read the SET (Redis runs a connection's commands in order)."""
+    replica, fake = node
+    results = Results()
+    calls: list = []
+    fake.read_index = calls.append
+    fake.hold = True
+    replica.submit(c.Set(b"k", b"mine"), results("set"))
+    replica.submit(c.Get(b"k"), results("get"))
+    fake.tick()
+    [callback] = calls
+    callback(ReadIndex(fake.applied_index, 0), None)  # confirmed before the SET committed
+    fake.tick()
+    assert "get" not in results and "set" not in results
+    fake.hold = False
+    tick_until(fake, lambda: "get" in results)
+    assert results["set"] is True and results["get"] == b"mine"
+
+
+def test_a_failed_read_index_is_retried_and_never_answered_from_the_failed_attempt(node):
+    replica, fake = node
+    results = Results()
+    calls: list = []
+    real = fake.read_index
+    fake.read_index = calls.append
+    replica.submit(c.Get(b"k"), results("read"))
+    fake.tick()
+    [callback] = calls
+    fake.read_index = real
+    callback(None, Failure.NOT_LEADER)  # leadership lost before the round confirmed
+    assert "read" not in results
+    tick_until(fake, lambda: "read" in results, what="the retry")
+    assert results["read"] is None and replica.counters["read_index_failed_not_leader"] == 1
+
+
+def test_a_read_takes_the_log_barrier_while_a_key_is_expired_by_the_leaders_clock_but_not_swept():
+    """The leader's clock says the key has expired; replicated time (which the next write is
+    judged by) does not yet: the read rides an entry, which moves replicated time first."""
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock)
+    try:
+        results = Results()
+        replica.submit(c.Set(b"k", b"v", ttl_ms=1_000), results("set"))
+        tick_until(fake, lambda: "set" in results)
+        clock.advance(1_500)  # due, and no tick has proposed the Sweep yet
+        replica.submit(c.Get(b"k"), results("read"))
+        tick_until(fake, lambda: "read" in results)
+        assert results["read"] is None
+        assert replica.counters["read_index_barrier"] == 1
+        assert fake.applied_payloads and replica.fsm.now_ms >= clock.now_ms()  # the entry moved replicated time
+    finally:
+        replica.close()
+
+
+def test_reads_lru_accesses_reach_the_log_without_writes_only_under_an_lru_policy(node):
+    replica, fake = node
+    results = Results()
+    replica.submit(c.Set(b"k", b"v"), results("set"))
+    tick_until(fake, lambda: "set" in results)
+    replica.submit(c.Get(b"k"), results("plain"))
+    tick_until(fake, lambda: "plain" in results)
+    replica.submit(c.SetConfig("maxmemory-policy", b"allkeys-lru"), results("policy"))
+    tick_until(fake, lambda: "policy" in results)
+    replica.submit(c.Get(b"k"), results("lru"))
+    tick_until(fake, lambda: "lru" in results)
+
+    def accesses() -> list[tuple[bytes, ...]]:
+        return [cmd.keys for batch in batches(fake) for _, cmd in batch.commands if type(cmd) is c.Access]
+
+    # under noeviction a read records nothing; under LRU it gets an Access entry of its own
+    # once no write has gone out for a second
+    tick_until(fake, lambda: accesses(), what="an Access entry for the LRU read")
+    assert accesses() == [(b"k",)]
 
 
 def test_run_at_barrier_runs_on_the_consensus_thread_after_the_next_entry(node):
