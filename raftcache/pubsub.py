@@ -13,7 +13,7 @@ Threading: the Feed listener runs on the Raft thread and only queues each entry'
 all run on the loop thread. The hub listens to the Feed only while this node has a
 subscription, so with no subscriber the state machine builds no items at all.
 
-Patterns use Redis's glob syntax, matched without backtracking (``glob_matcher``): a
+Patterns use Redis's glob syntax, matched without backtracking (``redis_semantics.compile_glob``): a
 pattern is split at its ``*``s into fixed-length segments found left to right, so a hostile
 pattern (``*a*a*a...b``) costs linear time, never exponential.
 """
@@ -21,20 +21,19 @@ pattern (``*a*a*a...b``) costs linear time, never exponential.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .errors import CommandError
 from .feed import Feed, FeedItem, Gap, KeyEvent, Message
+from .redis_semantics import compile_glob
 
 __all__ = [
     "NOTIFY_ERROR",
     "PubSubHub",
     "Subscriber",
     "Subscriptions",
-    "glob_matcher",
     "notify_flags",
     "parse_notify_setting",
     "push_bytes",
@@ -73,89 +72,6 @@ def notify_flags(text: str) -> tuple[frozenset[str], bool, bool]:
     """(class letters, keyspace channel on, keyevent channel on) of a stored setting."""
     letters = set(text.replace("A", _ALL))
     return frozenset(letters & set(_CLASS_LETTERS)), "K" in letters, "E" in letters
-
-
-# ------------------------------------------------------------------------ glob matching
-_STAR = object()
-
-
-def _byte(c: int) -> str:
-    return f"\\x{c:02x}"
-
-
-def _tokens(pattern: bytes) -> list[Any]:
-    """One regex piece per byte a token matches, or _STAR (Redis's stringmatchlen syntax)."""
-    out: list[Any] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == 0x2A:
-            if not out or out[-1] is not _STAR:
-                out.append(_STAR)
-        elif c == 0x3F:
-            out.append(".")
-        elif c == 0x5B:
-            i += 1
-            negate = i < n and pattern[i] == 0x5E
-            if negate:
-                i += 1
-            items: list[str] = []
-            while True:
-                if i < n and pattern[i] == 0x5C and n - i >= 2:
-                    i += 1
-                    items.append(_byte(pattern[i]))
-                elif i >= n or pattern[i] == 0x5D:
-                    break
-                elif n - i >= 3 and pattern[i + 1] == 0x2D:
-                    lo, hi = sorted((pattern[i], pattern[i + 2]))
-                    items.append(f"{_byte(lo)}-{_byte(hi)}")
-                    i += 2
-                else:
-                    items.append(_byte(pattern[i]))
-                i += 1
-            out.append(("[" + ("^" if negate else "") + "".join(items) + "]") if items else ("." if negate else "(?!)"))
-        elif c == 0x5C:
-            if i + 1 < n:
-                i += 1
-            out.append(_byte(pattern[i]))
-        else:
-            out.append(_byte(c))
-        i += 1
-    return out
-
-
-def glob_matcher(pattern: bytes) -> Callable[[bytes], bool]:
-    """A predicate for Redis's glob syntax that never backtracks across ``*``: the segments
-    between stars match exactly one byte per token, so placing each one at its leftmost
-    match in turn is exact, and the cost is linear in the subject per segment."""
-    tokens = _tokens(pattern)
-    segments: list[list[str]] = [[]]
-    for token in tokens:
-        if token is _STAR:
-            segments.append([])
-        else:
-            segments[-1].append(token)
-    if len(segments) == 1:
-        whole = re.compile("".join(segments[0]).encode(), re.DOTALL)
-        return lambda s: whole.fullmatch(s) is not None
-    first = re.compile("".join(segments[0]).encode(), re.DOTALL)
-    last = re.compile("".join(segments[-1]).encode(), re.DOTALL)
-    middle = [re.compile("".join(seg).encode(), re.DOTALL) for seg in segments[1:-1] if seg]
-    head, tail = len(segments[0]), len(segments[-1])
-
-    def matches(s: bytes) -> bool:
-        end = len(s) - tail
-        if end < head or first.match(s) is None or last.fullmatch(s, end) is None:
-            return False
-        pos = head
-        for seg in middle:
-            found = seg.search(s, pos, end)
-            if found is None:
-                return False
-            pos = found.end()
-        return True
-
-    return matches
 
 
 # ------------------------------------------------------------------------ wire shapes
@@ -258,7 +174,7 @@ class PubSubHub:
                 mine[pattern] = None
                 entry = self._patterns.get(pattern)
                 if entry is None:
-                    entry = self._patterns[pattern] = (glob_matcher(pattern), {})
+                    entry = self._patterns[pattern] = (compile_glob(pattern), {})
                 entry[1][sub] = None
             out.append(push_bytes((b"psubscribe", pattern, sub.subscriptions.count), sub.protocol))
         self._update_listening()
@@ -325,7 +241,7 @@ class PubSubHub:
 
     # ------------------------------------------------------------------ PUBSUB
     def channels(self, pattern: bytes | None, *, shard: bool = False) -> list[bytes]:
-        matches = glob_matcher(pattern) if pattern is not None else None
+        matches = compile_glob(pattern) if pattern is not None else None
         table = self._shard if shard else self._channels
         return [ch for ch in table if matches is None or matches(ch)]
 

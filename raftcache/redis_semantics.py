@@ -32,18 +32,18 @@ def parse_int64(value: bytes) -> int:
 
 
 def _byte(c: int) -> str:
-    return "\\x%02x" % c
+    return f"\\x{c:02x}"
 
 
-def glob_to_regex(pattern: bytes) -> str:
-    """Translate a Redis glob into an equivalent (DOTALL, fullmatch) regex source."""
-    out: list[str] = []
+def glob_tokens(pattern: bytes) -> list[str | None]:
+    """Redis's glob as regex pieces, one per byte a token matches, and None for a run of ``*``."""
+    out: list[str | None] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == 0x2A:  # '*'
-            if not out or out[-1] != ".*":
-                out.append(".*")
+            if not out or out[-1] is not None:
+                out.append(None)
         elif c == 0x3F:  # '?'
             out.append(".")
         elif c == 0x5B:  # '['
@@ -76,14 +76,51 @@ def glob_to_regex(pattern: bytes) -> str:
         else:
             out.append(_byte(c))
         i += 1
-    return "".join(out)
+    return out
+
+
+def glob_to_regex(pattern: bytes) -> str:
+    """The glob as one (DOTALL, fullmatch) regex: a backtracking reference for tests; matching
+    uses `compile_glob`."""
+    return "".join(".*" if token is None else token for token in glob_tokens(pattern))
+
+
+def _regex(pieces: list[str]) -> re.Pattern[bytes]:
+    return re.compile("".join(pieces).encode("ascii"), re.DOTALL)
 
 
 @lru_cache(maxsize=256)
 def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
-    """A predicate: does a key match this Redis glob?"""
+    """A predicate: does a key match this Redis glob? It never backtracks across ``*`` (a
+    regex of ``*a*a*...b`` is exponential on a long key, and KEYS, SCAN MATCH, ACL key and
+    channel patterns, PSUBSCRIBE and WATCH all match client-given patterns): the segments
+    between stars match one byte per token, so placing each at its leftmost match in turn is
+    exact, and the cost is linear in the subject per segment."""
     if pattern == b"*":
         return lambda key: True
-    regex = re.compile(glob_to_regex(pattern).encode("ascii"), re.DOTALL)
-    fullmatch = regex.fullmatch
-    return lambda key: fullmatch(key) is not None
+    segments: list[list[str]] = [[]]
+    for token in glob_tokens(pattern):
+        if token is None:
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    if len(segments) == 1:
+        whole = _regex(segments[0]).fullmatch
+        return lambda key: whole(key) is not None
+    first, last = _regex(segments[0]).match, _regex(segments[-1]).fullmatch
+    middle = [_regex(seg).search for seg in segments[1:-1] if seg]
+    head, tail = len(segments[0]), len(segments[-1])
+
+    def matches(key: bytes) -> bool:
+        end = len(key) - tail
+        if end < head or first(key) is None or last(key, end) is None:
+            return False
+        pos = head
+        for search in middle:
+            found = search(key, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
+
+    return matches

@@ -6,6 +6,7 @@ ACL channel rules with Redis 7.0's texts, and the config section."""
 from __future__ import annotations
 
 import random
+import re
 import time
 
 import pytest
@@ -17,8 +18,8 @@ from raftcache.config import config_from_mapping
 from raftcache.connection import NEED_DATA, Connection
 from raftcache.errors import CommandError, ConfigError
 from raftcache.feed import Feed, Gap, KeyEvent, Message
-from raftcache.pubsub import NOTIFY_ERROR, PubSubHub, glob_matcher, parse_notify_setting
-from raftcache.redis_semantics import compile_glob
+from raftcache.pubsub import NOTIFY_ERROR, PubSubHub, parse_notify_setting
+from raftcache.redis_semantics import compile_glob, glob_to_regex
 from raftcache.statemachine import CacheStateMachine
 
 
@@ -27,14 +28,15 @@ from raftcache.statemachine import CacheStateMachine
                                      b"*a*b*c", b"\\*x", b"[", b"[]", b"[^]", b"a**b", b"*?*", b"?", b"[a\\]]*"])
 def test_glob_matcher_agrees_with_redis_globbing(pattern):
     rnd = random.Random(pattern)
-    fast, reference = glob_matcher(pattern), compile_glob(pattern)
+    fast = compile_glob(pattern)
+    reference = re.compile(glob_to_regex(pattern).encode(), re.DOTALL).fullmatch  # backtracking, plain
     for _ in range(2000):
         s = bytes(rnd.choice(b"abcehlo*x?[]") for _ in range(rnd.randint(0, 9)))
-        assert fast(s) == reference(s), s
+        assert fast(s) == (reference(s) is not None), s
 
 
 def test_glob_matcher_has_no_exponential_case():
-    matches = glob_matcher(b"*a" * 40 + b"b")
+    matches = compile_glob(b"*a" * 40 + b"b")
     started = time.process_time()
     assert not matches(b"a" * 50_000)
     assert time.process_time() - started < 1.0
