@@ -58,6 +58,7 @@ from .redis_commands import (
     unknown_command_message,
     wrong_arity_message,
 )
+from .redis_semantics import REDIS_VERSION
 from .resp import OK, Map, RequestParser, SimpleString, encode_error, encode_reply
 from .tracking import ClientTracking
 
@@ -650,9 +651,7 @@ class Connection:
         return Map(
             {
                 b"server": b"redis",
-                # redis-py's client-side cache refuses a server whose HELLO says < 7.4; the
-                # tracking served here is Redis 7.0's, which 7.4 keeps unchanged.
-                b"version": b"7.4.0",
+                b"version": REDIS_VERSION.encode(),
                 b"proto": version,
                 b"id": self.id,
                 b"mode": b"standalone",

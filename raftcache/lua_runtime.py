@@ -40,6 +40,7 @@ from typing import Any
 from lupa import lua51 as _lupa
 
 from .errors import CommandError, ConsensusBackendError
+from .redis_semantics import REDIS_VERSION
 from .resp import ErrorReply, Map, NullArray, SimpleString
 from .script_shebang import sha1hex
 
@@ -321,7 +322,7 @@ class LuaRun:
         max_instructions: int,
         seed: int,
         sha: str = "",
-        version: str = "7.2.4",
+        version: str = REDIS_VERSION,
     ) -> None:
         self.sha = sha
         self._call = call

@@ -15,6 +15,11 @@ from functools import lru_cache
 
 from .errors import NotIntegerError
 
+# The Redis version every surface reports (HELLO, INFO, Lua's redis.REDIS_VERSION). Clients gate
+# features on it: redis-py's client-side cache refuses a server below 7.4; the commands served
+# are Redis 7.0's semantics (README: "Compatibility"), which 7.4 keeps.
+REDIS_VERSION = "7.4.0"
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 

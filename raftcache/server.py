@@ -65,6 +65,7 @@ from .redis_commands import (
     unknown_command_message,
     wrong_arity_message,
 )
+from .redis_semantics import REDIS_VERSION
 from .replica import LINEARIZABLE, Replica
 from .resp import OK, PONG, ErrorReply, Map, NullArray, SimpleString, encode_error, encode_reply
 from .stats import CommandStats, ServerStats
@@ -83,7 +84,6 @@ log = logging.getLogger(__name__)
 # The Redis release whose commands, replies and error strings ours follow (for the commands
 # we implement; README lists the rest). 7.2 is the first with CLIENT SETINFO, which redis-py
 # sends on connect and which we answer.
-REDIS_VERSION = "7.2.4"
 RUN_ID = secrets.token_hex(20)  # random per process start, as Redis's run_id (40 hex digits)
 _OS = f"{platform.system()} {platform.release()} {platform.machine()}"
 _ARCH_BITS = struct.calcsize("P") * 8

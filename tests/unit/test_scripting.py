@@ -12,6 +12,7 @@ from raftcache import commands as c
 from raftcache.errors import CommandError, NoScriptError, ScriptError, resp_prefix
 from raftcache.lua_runtime import SCRIPT_MAX_MEMORY, check_runtime
 from raftcache.redis_commands import Limits, build_command, lookup
+from raftcache.redis_semantics import REDIS_VERSION
 from raftcache.resp import OK, ErrorReply, SimpleString, encode_reply
 from raftcache.script_shebang import sha1hex
 from raftcache.statemachine import CacheStateMachine
@@ -149,7 +150,7 @@ def test_redis_helpers(node):
     assert node("EVAL", "redis.log(redis.LOG_WARNING, 'hello', 'log') return 1", 0) == 1
     assert line(node("EVAL", "redis.log(99, 'x')", 0)).startswith("ERR Invalid log level.")
     assert line(node("EVAL", "redis.setresp(4)", 0)).startswith("ERR RESP version must be 2 or 3.")
-    assert node("EVAL", "return redis.REDIS_VERSION", 0) == b"7.2.4"
+    assert node("EVAL", "return redis.REDIS_VERSION", 0) == REDIS_VERSION.encode() == b"7.4.0"
 
 
 def test_cjson_and_bit(node):
