@@ -331,12 +331,6 @@ class Connection:
         return b"".join(out)  # type: ignore[arg-type]
 
     @property
-    def replies_queued(self) -> bool:
-        """Replies handed out or queued and not yet returned by data_to_send (a push written
-        now would overtake them)."""
-        return bool(self._replies)
-
-    @property
     def finished(self) -> bool:
         """Closing, with every reply handed out by data_to_send: close the transport now."""
         return self.closing and not self._replies

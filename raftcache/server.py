@@ -242,7 +242,6 @@ class _Connection(asyncio.Protocol):
         self.block_timer: asyncio.TimerHandle | None = None
         self.track_reads = False  # the command being executed has its reads tracked (CLIENT TRACKING)
         self.watching: WatchStream | None = None  # RAFTCACHE WATCH: this connection streams
-        self.watch_sink: _WatchSink | None = None
 
     @property
     def id(self) -> int:
@@ -564,8 +563,6 @@ class _Connection(asyncio.Protocol):
         data = self.proto.data_to_send()
         if data and not self.closing:
             self.transport.write(data)
-        if self.watch_sink is not None and self.watch_sink.held:
-            self.watch_sink.release()  # stream frames that waited for the replies before them
         if self.proto.finished:
             self._close()
 
@@ -605,55 +602,33 @@ class _Connection(asyncio.Protocol):
 
 
 class _WatchSink(Sink):
-    """A watch stream's frames onto its connection: RESP3 pushes or RESP2 arrays, after the
-    replies queued before them; a connection whose unsent output passes the limit (it does
-    not read) is closed, and its client resumes elsewhere from its last seq."""
+    """A watch stream's frames onto its connection, through the connection's one push path:
+    RESP3 pushes or RESP2 arrays, behind the replies already computed, under the pub/sub
+    output-buffer limits (a watcher that does not read is dropped; its client resumes
+    elsewhere from its last seq)."""
 
-    def __init__(self, conn: _Connection, protocol: int, limit: int) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self.conn = conn
-        self.protocol = protocol
-        self.limit = limit
-        self.held: list[bytes] = []  # frames behind replies not yet sent (a pipelined command's)
-        self.held_bytes = 0
 
     def push(self, frame: list[Any]) -> bool:
-        data = encode_reply(frame, self.protocol)
-        if self.protocol == 3:
+        conn, proto = self.conn, self.conn.proto
+        if conn.closing or conn.transport is None or proto.closing:
+            return False
+        data = encode_reply(frame, proto.protocol)
+        if proto.protocol == 3:
             data = b">" + data[1:]  # the same elements as a push
-        return self._write(data)
-
-    def fail(self, error: CommandError) -> None:
-        if self._write(self.conn.server.render(_identity, error, self.protocol)):
-            self.release()
-            self.conn.proto.closing = True  # closes once what is queued has left
-            self.conn._flush()
-
-    def _write(self, data: bytes) -> bool:
-        conn = self.conn
-        transport = conn.transport
-        if conn.closing or transport is None:
-            return False
-        if transport.get_write_buffer_size() + self.held_bytes > self.limit:
-            log.warning("client %s: watch stream over its output limit (%d bytes unsent); closing", conn.peer, self.limit)
-            conn._abort()  # close() would wait for the unsent output to drain, which it never does
-            return False
-        if self.held or conn.proto.replies_queued:
-            self.held.append(data)
-            self.held_bytes += len(data)
-        else:
-            transport.write(data)
+        proto.push(data)
         return True
 
-    def release(self) -> None:
-        conn = self.conn
-        if conn.proto.replies_queued or conn.closing or conn.transport is None:
+    def fail(self, error: CommandError) -> None:
+        conn, proto = self.conn, self.conn.proto
+        if conn.closing or conn.transport is None or proto.closing:
             return
-        held, self.held, self.held_bytes = self.held, [], 0
-        conn.transport.write(b"".join(held))
+        proto.push(conn.server.render(_identity, error, proto.protocol))
+        proto.disconnect()  # closes once what is queued has left
 
 
 _WATCHING = encode_error("ERR", "this connection carries a RAFTCACHE WATCH stream: send nothing but QUIT (or close it)")
-_WATCH_OUTPUT_LIMIT = 32 << 20  # as Redis's client-output-buffer-limit pubsub hard limit
 _LINGER_S = 2.0  # how long a connection closed for bad input keeps draining
 _FOREVER_MS = 100 * 365 * 86400 * 1000  # a longer timeout waits as 0 does (Redis's would overflow)
 BLOCKING_COMMANDS = frozenset(name.decode() for name in BLOCKING)
@@ -1156,12 +1131,11 @@ class RespServer:
         """RAFTCACHE WATCH <pattern> [FROM <seq>] [VALUES] (raftcache/watch.py): the reply is
         the greeting; the stream follows on the connection, which carries nothing else."""
         request = parse_watch(args)
-        sink = _WatchSink(conn, conn.proto.protocol, _WATCH_OUTPUT_LIMIT)
+        sink = _WatchSink(conn)
         user = conn.proto.acl_user
         # an ACL user limited to some keys sees the changes of those keys only (as it could read them)
         readable = None if user.allkeys else partial(user.key_allowed, needed=ACL_READ)
         conn.watching = self.watch.open(request, sink, time.monotonic(), readable)
-        conn.watch_sink = sink
         self._watch_wake()
         return conn.watching.greeting()
 
