@@ -112,6 +112,16 @@ class OutputReader:
         return self.text
 
 
+def no_retry() -> Any:
+    """A redis-py retry policy of no retries, for a client that is expected to be refused:
+    redis-py >= 6 retries every ConnectionError (AuthenticationError and TLS handshake failures
+    included) ten times with backoff, so one expected refusal would otherwise cost seconds."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Ports the OS reports free (held open together so they are distinct)."""
     sockets = []
