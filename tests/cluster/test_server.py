@@ -11,16 +11,14 @@ import time
 import pytest
 import redis
 
-from tests.helpers import ServerCluster, wait_until
+from tests.helpers import wait_until
 
 _prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("server")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture
