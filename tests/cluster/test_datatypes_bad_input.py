@@ -10,7 +10,6 @@ import time
 import pytest
 import redis
 
-
 # One call per data-type command with a key at position 1, against a key holding a string.
 WRONG_TYPE_CALLS = [
     ("HSET", "s", "f", "v"), ("HGET", "s", "f"), ("HGETALL", "s"), ("HDEL", "s", "f"), ("HINCRBY", "s", "f", "1"),

@@ -10,7 +10,6 @@ import threading
 import time
 from typing import Any
 
-
 from tests.faults.harness import FAULT_SECTIONS, hold, partitioned_cluster, run_scenario
 from tests.helpers import ServerCluster, wait_until
 
