@@ -112,6 +112,16 @@ class OutputReader:
         return self.text
 
 
+def no_retry() -> Any:
+    """A redis-py retry policy of no retries, for a client that is expected to be refused:
+    redis-py >= 6 retries every ConnectionError (AuthenticationError and TLS handshake failures
+    included) ten times with backoff, so one expected refusal would otherwise cost seconds."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Ports the OS reports free (held open together so they are distinct)."""
     sockets = []
@@ -189,9 +199,15 @@ class EmbeddedNode(_Process):
         self.proc: subprocess.Popen[str] | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
+        self._started: Future[Any] = Future()
         self._lock = threading.Lock()
 
     def start(self) -> EmbeddedNode:
+        self.spawn()
+        return self.wait_started()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (`wait_started` waits)."""
         cmd = [sys.executable, "-m", "tests.cluster.embedded_node", "--address", self.address]
         for peer in self.peers:
             cmd += ["--peer", peer]
@@ -206,8 +222,11 @@ class EmbeddedNode(_Process):
         log.close()
         started: Future[Any] = Future()
         self._pending = {0: started}
+        self._started = started
         threading.Thread(target=self._read_replies, args=(self.proc,), daemon=True).start()
-        started.result(timeout=30)
+
+    def wait_started(self) -> EmbeddedNode:
+        self._started.result(timeout=30)
         return self
 
     def _read_replies(self, proc: subprocess.Popen[str]) -> None:
@@ -275,8 +294,10 @@ class EmbeddedCluster:
             self.nodes.append(EmbeddedNode(address, peers, root / f"n{i}.log", data_dir, **options))
 
     def start(self) -> EmbeddedCluster:
+        for node in self.nodes:  # all at once: their start-ups overlap (each costs ~a second)
+            node.spawn()
         for node in self.nodes:
-            node.start()
+            node.wait_started()
         for node in self.nodes:
             node.call("wait_ready", 20, timeout=30)
         return self
@@ -356,12 +377,19 @@ class ServerNode(_Process):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerNode:
+        self.spawn()
+        return self.wait_started()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (`wait_started` waits)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*self.exec_prefix, sys.executable, "-m", "raftcache", "serve", "--config", str(self.config), "--node", self.id],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )
         log.close()
+
+    def wait_started(self) -> ServerNode:
         wait_until(self._accepting, 30, 0.05, f"{self.id} to accept connections")
         return self
 
@@ -421,8 +449,10 @@ class ServerCluster:
         return [n.client_address for n in self.nodes]
 
     def start(self) -> ServerCluster:
+        for node in self.nodes:  # all at once: their start-ups overlap (each costs ~a second)
+            node.spawn()
         for node in self.nodes:
-            node.start()
+            node.wait_started()
         leader = self.leader()
         # fully formed: every node follows that leader (a late starter may not have heard of it yet)
         wait_until(lambda: all(n.info()["raft_leader_id"] == leader.id for n in self.nodes), 30, 0.05, "every node to follow the leader")

@@ -98,12 +98,25 @@ def _plain(reply: object) -> object:
 
 def state(client: redis.Redis) -> dict[bytes, tuple[bytes, object, bool]]:
     """Every key's (type, contents, has an expiry); contents in a comparable form (a set's
-    and a hash's elements sorted; a list's and a sorted set's in their order)."""
+    and a hash's elements sorted; a list's and a sorted set's in their order). Read in two
+    pipelines (types, then contents and expiries): the same reads, two round trips."""
+    keys = client.keys("*")
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = [kind.encode() if isinstance(kind, str) else kind for kind in pipe.execute()]
+    pipe = client.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds):
+        command, _ = _CONTENTS[kind]
+        if command:
+            pipe.execute_command(*command[:1], key, *command[1:])
+        pipe.pttl(key)
+    replies = iter(pipe.execute())
     out = {}
-    for key in client.keys("*"):
-        kind = client.type(key)
-        kind = kind.encode() if isinstance(kind, str) else kind
-        out[key] = (kind, _CONTENTS[kind](client, key), client.pttl(key) >= 0)
+    for key, kind in zip(keys, kinds):
+        command, comparable = _CONTENTS[kind]
+        contents = comparable(next(replies)) if command else None
+        out[key] = (kind, contents, next(replies) >= 0)
     return out
 
 
@@ -111,13 +124,18 @@ def _pairs(flat_list: list) -> list:
     return sorted(zip(flat_list[0::2], flat_list[1::2]))
 
 
+def _as_is(reply: object) -> object:
+    return reply
+
+
+# type -> (the read of its contents, key inserted after the first word; how to compare them)
 _CONTENTS = {
-    b"string": lambda client, key: client.get(key),
-    b"hash": lambda client, key: _pairs(client.execute_command("HGETALL", key)),
-    b"list": lambda client, key: client.execute_command("LRANGE", key, 0, -1),
-    b"set": lambda client, key: sorted(client.execute_command("SMEMBERS", key)),
-    b"zset": lambda client, key: client.execute_command("ZRANGE", key, 0, -1, "WITHSCORES"),
-    b"none": lambda client, key: None,  # expired between KEYS and TYPE
+    b"string": (("GET",), _as_is),
+    b"hash": (("HGETALL",), _pairs),
+    b"list": (("LRANGE", 0, -1), _as_is),
+    b"set": (("SMEMBERS",), sorted),
+    b"zset": (("ZRANGE", 0, -1, "WITHSCORES"), _as_is),
+    b"none": ((), _as_is),  # expired between KEYS and TYPE
 }
 
 

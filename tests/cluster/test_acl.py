@@ -18,7 +18,7 @@ import redis
 
 from tests.cluster.differential import HAVE_REDIS_SERVER, REDIS_SERVER
 from tests.faults import netns
-from tests.helpers import ServerCluster, free_ports, wait_until, write_cluster_config
+from tests.helpers import ServerCluster, free_ports, no_retry, wait_until, write_cluster_config
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -249,7 +249,8 @@ def test_acl_introspection(cluster):
     with as_user(node, "reader") as r, pytest.raises(redis.exceptions.NoPermissionError):
         r.set("k", "v")
     with pytest.raises(redis.exceptions.AuthenticationError):
-        redis.Redis(host=node.host, port=node.port, username="reader", password="bad", socket_timeout=10).ping()
+        redis.Redis(host=node.host, port=node.port, username="reader", password="bad", socket_timeout=10,
+                    retry=no_retry()).ping()
     with admin(node) as a:
         log = a.acl_log()
         assert [(e["reason"], e["object"], e["username"], e["context"]) for e in log[:2]] == [
@@ -264,7 +265,8 @@ def test_wrong_user_or_password(cluster):
     node = follower(cluster)
     for username, password in (("nobody", "x"), ("reader", "bad"), (None, "bad")):
         with pytest.raises(redis.exceptions.AuthenticationError, match="invalid username-password pair or user is disabled"):
-            redis.Redis(host=node.host, port=node.port, username=username, password=password, socket_timeout=10).ping()
+            redis.Redis(host=node.host, port=node.port, username=username, password=password, socket_timeout=10,
+                        retry=no_retry()).ping()
 
 
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli not installed")
@@ -333,7 +335,8 @@ def test_protected_mode_counts_a_default_user_with_a_password(tmp_path, net):
                                               {"name": "cfg", "rules": USERS["cfg"]}])
     node = c.nodes[0]
     try:
-        with redis.Redis(host=node.host, port=node.port, socket_timeout=10) as r, pytest.raises(redis.AuthenticationError):
+        with redis.Redis(host=node.host, port=node.port, socket_timeout=10, retry=no_retry()) as r, \
+                pytest.raises(redis.AuthenticationError):
             r.get("k")
         with as_user(node, "cfg") as r:
             assert r.set("config:p", "1") and r.acl_whoami() == "cfg"

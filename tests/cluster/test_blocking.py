@@ -15,14 +15,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.cluster.differential import HAVE_REDIS_SERVER
-from tests.helpers import ServerCluster, ServerNode, Workers, wait_until
+from tests.helpers import ServerNode, Workers, wait_until
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("blocking")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import redis
 from raftcache import AsyncCache, AsyncClient, Cache, Client
 from raftcache.errors import CommandError, WrongTypeError
 from tests.cluster.differential import HAVE_REDIS_SERVER
-from tests.helpers import ServerCluster, free_ports, wait_until
+from tests.helpers import free_ports, wait_until
 
 # (method, args, kwargs), run in order with short timeouts; keys get a per-run prefix
 CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
@@ -84,10 +84,8 @@ async def _run_async(client: Any, prefix: str) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("blocking_api")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from raftcache import AsyncCache, AsyncClient, Cache, Client
 from raftcache.errors import IntegerOverflowError, NotIntegerError, SyntaxError_
-from tests.helpers import ServerCluster, free_ports
+from tests.helpers import free_ports
 
 INT64_MAX = 2**63 - 1
 
@@ -155,10 +155,8 @@ def check(outcomes: list[Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("conformance")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 def test_cache(tmp_path):

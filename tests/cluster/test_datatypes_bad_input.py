@@ -10,8 +10,6 @@ import time
 import pytest
 import redis
 
-from tests.helpers import ServerCluster
-
 # One call per data-type command with a key at position 1, against a key holding a string.
 WRONG_TYPE_CALLS = [
     ("HSET", "s", "f", "v"), ("HGET", "s", "f"), ("HGETALL", "s"), ("HDEL", "s", "f"), ("HINCRBY", "s", "f", "1"),
@@ -29,10 +27,8 @@ ZSET_WRONG_TYPE_CALLS = [
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = ServerCluster(tmp_path_factory.mktemp("bad-input")).start()
-    yield c
-    c.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture

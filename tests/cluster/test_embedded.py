@@ -14,12 +14,23 @@ from tests.helpers import EmbeddedCluster, EmbeddedNode, RemoteError, Workers, f
 
 @pytest.fixture
 def cluster(tmp_path):
+    """A cluster of the test's own, for tests that kill, pause or change members."""
     cl = EmbeddedCluster(tmp_path).start()
     yield cl
     cl.close()
 
 
-def test_writes_through_one_are_read_linearizably_through_the_others(cluster):
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One cluster for the tests that only read and write (each its own keys): a cluster
+    start costs seconds, and these tests need no fresh one."""
+    cl = EmbeddedCluster(tmp_path_factory.mktemp("embedded")).start()
+    yield cl
+    cl.close()
+
+
+def test_writes_through_one_are_read_linearizably_through_the_others(shared):
+    cluster = shared
     a, b, c = cluster.nodes
     # Each write is acknowledged by one node and must be visible to an immediate read on
     # another: a follower answering from its local (possibly lagging) state would miss some.
@@ -35,7 +46,8 @@ def test_writes_through_one_are_read_linearizably_through_the_others(cluster):
     assert c.call("get", "log") == b"xy"
 
 
-def test_cas_through_different_nodes(cluster):
+def test_cas_through_different_nodes(shared):
+    cluster = shared
     a, b, c = cluster.nodes
     a.call("set", "lock", "free")
     assert b.call("cas", "lock", "free", "owner-b") is True
@@ -43,7 +55,8 @@ def test_cas_through_different_nodes(cluster):
     assert a.call("get", "lock") == b"owner-b"
 
 
-def test_concurrent_cas_has_exactly_one_winner(cluster):
+def test_concurrent_cas_has_exactly_one_winner(shared):
+    cluster = shared
     cluster.nodes[0].call("set", "slot", "0")
     futures = [n.call_async("cas", "slot", "0", f"won-by-{i}") for i, n in enumerate(cluster.nodes * 4)]
     results = [f.result(timeout=30) for f in futures]
@@ -51,8 +64,10 @@ def test_concurrent_cas_has_exactly_one_winner(cluster):
     assert cluster.nodes[2].call("get", "slot") == f"won-by-{results.index(True)}".encode()
 
 
-def test_one_second_ttl_is_gone_everywhere_about_a_second_later(cluster):
+def test_one_second_ttl_is_gone_everywhere_about_a_second_later(shared):
+    cluster = shared
     a, b, c = cluster.nodes
+    others = a.call("dbsize")  # keys the other tests on this shared cluster left
     start = time.monotonic()
     a.call("set", "session", "token", ttl=1)
     assert b.call("get", "session") == b"token"
@@ -63,13 +78,14 @@ def test_one_second_ttl_is_gone_everywhere_about_a_second_later(cluster):
     assert 0.9 <= elapsed <= 2.5, elapsed
     # ...and physically removed everywhere by the leader's replicated sweep
     for node in cluster.nodes:
-        wait_until(lambda n=node: n.call("dbsize", consistency="stale") == 0, timeout=5, what="sweep")
+        wait_until(lambda n=node: n.call("dbsize", consistency="stale") == others, timeout=5, what="sweep")
     cluster.converged()
 
 
-def test_retried_write_is_applied_once(cluster):
+def test_retried_write_is_applied_once(shared):
     """A client that lost the answer retries with the same (client id, seq): through any node,
     the retry gets the first answer and the state changes once (INCR and APPEND stay exact)."""
+    cluster = shared
     a, b, c = cluster.nodes
     client_id = 0x5EED
     first = a.call("submit_tagged", "IncrBy", ["hits", 10], [client_id, 1, 1])

@@ -12,7 +12,7 @@ import redis
 from raftcache import AsyncClient, Cache, Client
 from raftcache.errors import CommandError, WrongTypeError
 from tests.cluster.differential import HAVE_REDIS_SERVER
-from tests.helpers import ServerCluster, free_ports
+from tests.helpers import free_ports
 
 pytestmark = pytest.mark.skipif(not HAVE_REDIS_SERVER, reason="redis-server is not installed")
 
@@ -102,10 +102,8 @@ def _unprefixed(result: Any, prefix: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("lists_api")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import redis
 
 from raftcache.server import DENIED_PROTECTED_MODE
 from tests.faults import netns
-from tests.helpers import ServerCluster
+from tests.helpers import ServerCluster, no_retry
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -76,7 +76,7 @@ def test_protected_mode_off_or_a_password_lets_them_in(tmp_path, net):
     cluster = start(tmp_path / "pass", net, {"requirepass": "a-password"})
     node = cluster.nodes[0]
     try:
-        with redis.Redis(host=node.host, port=node.port, socket_timeout=10) as r:
+        with redis.Redis(host=node.host, port=node.port, socket_timeout=10, retry=no_retry()) as r:
             with pytest.raises(redis.AuthenticationError):
                 r.get("k")
         with redis.Redis(host=node.host, port=node.port, password="a-password", socket_timeout=10) as r:

@@ -8,7 +8,7 @@ import socket
 import pytest
 import redis
 
-from tests.helpers import ServerCluster, wait_until
+from tests.helpers import ServerCluster, no_retry, wait_until
 
 LIMITS = {
     "server": {"maxclients": 300, "frame_timeout_s": 1.0, "requirepass": ""},
@@ -167,13 +167,14 @@ def test_requirepass_needs_auth(tmp_path):
     cl = ServerCluster(tmp_path, size=1, sections={"server": {"requirepass": "s3cret"}}).start()
     try:
         port = cl.nodes[0].port
-        assert talk(port, b"GET k\r\n", timeout=1) .startswith(b"-NOAUTH Authentication required.")
+        # QUIT (allowed before AUTH) closes the connection, so `talk` returns without waiting out its timeout
+        assert talk(port, b"GET k\r\nQUIT\r\n", timeout=1) == b"-NOAUTH Authentication required.\r\n+OK\r\n"
         assert talk(port, b"AUTH wrong\r\nQUIT\r\n", timeout=2) == b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n"
         assert talk(port, b"AUTH s3cret\r\nSET k v\r\nGET k\r\nQUIT\r\n", timeout=2) == b"+OK\r\n+OK\r\n$1\r\nv\r\n+OK\r\n"
         with redis.Redis(port=port, password="s3cret") as r:
             assert r.get("k") == b"v"
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=port, password="nope").ping()
+            redis.Redis(port=port, password="nope", retry=no_retry()).ping()
         # before AUTH, Redis 7's tighter limits apply: a big unauthenticated frame is refused
         assert talk(port, b"*100\r\n", timeout=2) == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
     finally:

@@ -13,7 +13,6 @@ import redis
 
 from raftcache import Client
 from raftcache.errors import CommandError
-from tests.helpers import ServerCluster
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex")  # redis-py's own opinion
 
@@ -21,10 +20,8 @@ _prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("strings")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from raftcache import AsyncClient, Client, RetryPolicy
 from tests.cluster.certs import CA
-from tests.helpers import REPO, ServerCluster, wait_until
+from tests.helpers import REPO, ServerCluster, no_retry, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,6 +39,9 @@ def tls_node(root: Path, ca: CA, auth_clients: str, *, expired: bool = False) ->
 
 
 def tls_redis(node, ca: CA, cert=None, **kwargs) -> redis.Redis:
+    # one attempt: a refused handshake is what several tests expect, and redis-py's own
+    # retries would repeat it ten times with backoff
+    kwargs.setdefault("retry", no_retry())
     return redis.Redis(host="127.0.0.1", port=node.port, ssl=True, ssl_ca_certs=str(ca.cert_path),
                        ssl_certfile=str(cert.cert) if cert else None, ssl_keyfile=str(cert.key) if cert else None,
                        socket_timeout=10, **kwargs)
@@ -109,14 +110,14 @@ def test_wrong_protocol_either_way_is_a_clean_error_and_the_node_keeps_serving(t
     tls_node_, plain_node = cluster.nodes[0], plain.nodes[0]
     try:
         # plain text on the TLS port: the handshake fails, the connection closes
-        with redis.Redis(host="127.0.0.1", port=tls_node_.port, socket_timeout=10) as r:
+        with redis.Redis(host="127.0.0.1", port=tls_node_.port, socket_timeout=10, retry=no_retry()) as r:
             with pytest.raises(redis.ConnectionError):
                 r.ping()
         assert served_by(tls_node_, ca)
         # TLS on the plain port: closed at the ClientHello, at once rather than after a timeout
         started = time.monotonic()
         with redis.Redis(host="127.0.0.1", port=plain_node.port, ssl=True, ssl_ca_certs=str(ca.cert_path), socket_timeout=10,
-                         retry=Retry(NoBackoff(), 0)) as r:  # one attempt: redis-py's own retries back off for seconds
+                         retry=no_retry()) as r:  # one attempt: redis-py's own retries back off for seconds
             with pytest.raises(redis.ConnectionError):
                 r.ping()
         assert time.monotonic() - started < 3
@@ -173,7 +174,8 @@ def test_expired_or_untrusted_server_certificate_is_refused_by_clients(tmp_path)
         with tls_redis(node, ca) as r:
             with pytest.raises(redis.ConnectionError, match="certificate has expired"):
                 r.ping()
-        with redis.Redis(host="127.0.0.1", port=node.port, ssl=True, ssl_ca_certs=str(rogue.cert_path), socket_timeout=10) as r:
+        with redis.Redis(host="127.0.0.1", port=node.port, ssl=True, ssl_ca_certs=str(rogue.cert_path), socket_timeout=10,
+                         retry=no_retry()) as r:
             with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
                 r.ping()
         with Client(node.client_address, ssl=True, ssl_ca_certs=str(ca.cert_path), retry=RetryPolicy(deadline=1)) as client:

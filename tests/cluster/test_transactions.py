@@ -15,16 +15,13 @@ import redis
 
 from raftcache import AsyncClient, Client, WatchError
 from raftcache.errors import NotIntegerError
-from tests.helpers import ServerCluster
 
 _prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("transactions")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 @pytest.fixture(scope="module")

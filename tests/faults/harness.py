@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -446,14 +446,17 @@ def list_reader(cluster) -> Callable[[str], list[bytes]]:
     return lrange
 
 
-def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int = 400, workers: int = 6,
-                 endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None,
+def run_scenario(name: str, cluster, fault: Callable[[], None] | Sequence[Callable[[], None]], *, min_ok: int = 400,
+                 workers: int = 6, endpoints: Callable[[], list[str]] | None = None, after: Callable[[], None] | None = None,
                  bank_workers: int = 0, min_transfers: int = 40, queue_consumers: int = 0,
                  min_consumed: int = 40, read_share: float = 0.4, sticky: bool = False,
                  readers: int = 0) -> Report:
     """The workload (with ``bank_workers`` the bank's transfers, with ``queue_consumers`` the
     queue's producers and consumers) before, through and after ``fault``: until enough work
-    was acknowledged on each side of it; then ``judge``."""
+    was acknowledged on each side of it; then ``judge``. ``fault`` may be a sequence of
+    faults: one cluster and one history through all of them (a cluster start, the warm-up and
+    the checks are paid once), with the load flowing again before each next one."""
+    faults = [fault] if callable(fault) else list(fault)
     from tests.faults.bank import BankWorkload  # (bank.py and queue.py import this module)
     from tests.faults.queue import QueueWorkload
 
@@ -472,7 +475,11 @@ def run_scenario(name: str, cluster, fault: Callable[[], None], *, min_ok: int =
 
     try:
         wait_until(flowing(150, min_transfers // 4, min_consumed // 4), 30, 0.05, "load before the fault")
-        fault()
+        for i, one in enumerate(faults):
+            if i:
+                wait_until(flowing(workload.ok_ops + 150, transfers() + min_transfers // 4, consumed() + min_consumed // 4),
+                           60, 0.05, f"load to flow again before fault {i + 1}")
+            one()
         wait_until(flowing(workload.ok_ops + 300, transfers() + min_transfers, consumed() + min_consumed), 60, 0.05,
                    "load to flow after the fault")
     finally:

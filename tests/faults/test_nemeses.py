@@ -10,62 +10,75 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
 from tests.faults.harness import FAULT_SECTIONS, hold, partitioned_cluster, run_scenario
 from tests.helpers import ServerCluster, wait_until
 
 
-def test_kill_leader(cluster):
-    def fault():
+# The kill -9 and SIGSTOP faults run in sequence, one cluster and one history per kind (a
+# cluster start, the warm-up and the checks paid once; the load flows again before each next
+# fault). The soak (-m soak) runs long random mixes of all of them.
+def kill_leader(cluster) -> None:
+    leader = cluster.leader()
+    leader.kill()
+    hold(3)
+    leader.start()
+
+
+def kill_follower(cluster) -> None:
+    follower = next(n for n in cluster.nodes if n is not cluster.leader())
+    follower.kill()
+    hold(3)
+    follower.start()
+
+
+def kill_all_together(cluster) -> None:
+    for node in cluster.nodes:
+        node.kill()
+    for node in cluster.nodes:
+        node.start()
+
+
+def kill_all_staggered(cluster) -> None:
+    for node in cluster.nodes:
+        node.kill()
+        hold(0.5)
+    for node in reversed(cluster.nodes):
+        node.start()
+        hold(1.5)
+
+
+def kill_the_leader_three_times_in_a_row(cluster) -> None:
+    for _ in range(3):
         leader = cluster.leader()
         leader.kill()
-        hold(3)
+        hold(1)
         leader.start()
-
-    run_scenario("kill -9 leader, restart after 3 s", cluster, fault)
-
-
-def test_kill_follower(cluster):
-    def fault():
-        follower = next(n for n in cluster.nodes if n is not cluster.leader())
-        follower.kill()
-        hold(3)
-        follower.start()
-
-    run_scenario("kill -9 follower, restart after 3 s", cluster, fault)
+        cluster.leader()  # a new leader before the next blow
 
 
-def test_kill_all_together(cluster):
-    def fault():
-        for node in cluster.nodes:
-            node.kill()
-        for node in cluster.nodes:
-            node.start()
-
-    run_scenario("kill -9 all nodes, restart together", cluster, fault)
+def pause_leader_past_the_election_timeout(cluster) -> None:
+    leader = cluster.leader()
+    leader.pause()  # SIGSTOP: it still believes it leads when it wakes up
+    hold(4)  # > election timeout: the others elect a new leader meanwhile
+    leader.resume()
 
 
-def test_kill_all_staggered(cluster):
-    def fault():
-        for node in cluster.nodes:
-            node.kill()
-            hold(0.5)
-        for node in reversed(cluster.nodes):
-            node.start()
-            hold(1.5)
-
-    run_scenario("kill -9 all nodes one by one, restart staggered", cluster, fault)
+def pause_follower_with_forwarded_writes_in_flight(cluster) -> None:
+    follower = next(n for n in cluster.nodes if n is not cluster.leader())
+    follower.pause()  # its forwarded proposals and clients' requests hang
+    hold(4)
+    follower.resume()
 
 
-def test_pause_leader_past_the_election_timeout(cluster):
-    def fault():
-        leader = cluster.leader()
-        leader.pause()  # SIGSTOP: it still believes it leads when it wakes up
-        hold(4)  # > election timeout: the others elect a new leader meanwhile
-        leader.resume()
+def test_kill9_of_the_leader_a_follower_all_together_all_staggered_and_the_leader_in_a_row(cluster):
+    kills = (kill_leader, kill_follower, kill_all_together, kill_all_staggered, kill_the_leader_three_times_in_a_row)
+    run_scenario("kill -9: leader (restart after 3 s), follower (3 s), all together, all one by one with a "
+                 "staggered restart, the leader three times in a row", cluster, [lambda f=f: f(cluster) for f in kills])
 
-    run_scenario("SIGSTOP leader 4 s, SIGCONT", cluster, fault)
+
+def test_sigstop_of_the_leader_and_of_a_follower(cluster):
+    pauses = (pause_leader_past_the_election_timeout, pause_follower_with_forwarded_writes_in_flight)
+    run_scenario("SIGSTOP leader 4 s, SIGCONT; SIGSTOP follower 4 s, SIGCONT", cluster, [lambda f=f: f(cluster) for f in pauses])
 
 
 def test_snapshots_under_load(tmp_path):
@@ -216,74 +229,38 @@ def test_clock_jump_on_the_leader_with_ttl_keys(cluster):
             assert r.get("ttl:short") is None, "a 3 s key did not expire"
 
 
-def test_pause_follower_with_forwarded_writes_in_flight(cluster):
-    def fault():
-        follower = next(n for n in cluster.nodes if n is not cluster.leader())
-        follower.pause()  # its forwarded proposals and clients' requests hang
-        hold(4)
-        follower.resume()
-
-    run_scenario("SIGSTOP follower 4 s, SIGCONT", cluster, fault)
-
-
-def test_rapid_leader_kills(cluster):
-    def fault():
-        for _ in range(3):
-            leader = cluster.leader()
-            leader.kill()
-            hold(1)
-            leader.start()
-            cluster.leader()  # a new leader before the next blow
-
-    run_scenario("kill -9 the leader three times in a row", cluster, fault)
-
-
 # ------------------------------------------------------------------ network partitions
-@pytest.fixture
-def partitioned(tmp_path):
+def partition_the_leader_into_the_minority(cl) -> None:
+    leader = cl.leader()
+    cl.network.isolate(cl.nodes.index(leader))  # clients still reach it; its peers do not
+    hold(5)
+    cl.network.heal()
+
+
+def partition_a_follower_away_from_the_leader(cl) -> None:
+    leader = cl.leader()
+    follower = next(n for n in cl.nodes if n is not leader)
+    cl.network.isolate(cl.nodes.index(follower))
+    hold(5)
+    cl.network.heal()
+
+
+def partition_flapping(cl) -> None:
+    import random
+
+    rng = random.Random(3)
+    for _ in range(4):
+        cl.network.isolate(rng.randrange(3))
+        hold(2.5)
+        cl.network.heal()
+        hold(1)
+
+
+def test_partitions_leader_in_the_minority_then_in_the_majority_then_flapping(tmp_path):
     with partitioned_cluster(tmp_path, FAULT_SECTIONS) as cl:
-        yield cl
-
-
-def test_partition_with_the_leader_in_the_minority(partitioned):
-    cl = partitioned
-
-    def fault():
-        leader = cl.leader()
-        cl.network.isolate(cl.nodes.index(leader))  # clients still reach it; its peers do not
-        hold(5)
-        cl.network.heal()
-
-    run_scenario("partition: leader alone in the minority, 5 s", cl, fault)
-
-
-def test_partition_with_the_leader_in_the_majority(partitioned):
-    cl = partitioned
-
-    def fault():
-        leader = cl.leader()
-        follower = next(n for n in cl.nodes if n is not leader)
-        cl.network.isolate(cl.nodes.index(follower))
-        hold(5)
-        cl.network.heal()
-
-    run_scenario("partition: a follower cut off, leader in the majority, 5 s", cl, fault)
-
-
-def test_partition_flapping(partitioned):
-    cl = partitioned
-
-    def fault():
-        import random
-
-        rng = random.Random(3)
-        for _ in range(4):
-            cl.network.isolate(rng.randrange(3))
-            hold(2.5)
-            cl.network.heal()
-            hold(1)
-
-    run_scenario("partitions flapping: a random node cut off 4 times", cl, fault)
+        parts = (partition_the_leader_into_the_minority, partition_a_follower_away_from_the_leader, partition_flapping)
+        run_scenario("partitions: leader alone in the minority 5 s; a follower cut off, leader in the majority, 5 s; "
+                     "a random node cut off 4 times", cl, [lambda f=f: f(cl) for f in parts])
 
 
 def test_deposed_leader_catching_up_by_snapshot_acknowledges_none_of_its_own_writes(tmp_path):
