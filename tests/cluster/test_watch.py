@@ -175,6 +175,9 @@ def test_client_watch_resumes_through_another_node_after_kill_9(cluster):
             finally:
                 stop.set()
         victim.start()
+    # leave the module's cluster whole: a restarted node answers from seq 0 until it caught up
+    caught_up = next_seq(cluster.leader())
+    wait_until(lambda: next_seq(victim) >= caught_up, 30, 0.05, "the restarted node to catch up")
     assert [e.key for e in seen] == [b"kill:%d" % i for i in range(60)]  # each once, in order
     seqs = [e.seq for e in seen]
     assert seqs == sorted(set(seqs))
@@ -183,8 +186,7 @@ def test_client_watch_resumes_through_another_node_after_kill_9(cluster):
 
 def test_async_client_watch(cluster):
     async def run() -> list:
-        node = cluster.nodes[0]
-        start = next_seq(node)
+        start = next_seq(cluster.leader())
         async with AsyncClient(cluster.endpoints) as client:
             await client.set("aw:1", "a")
             await client.delete("aw:1")
@@ -226,9 +228,11 @@ def test_near_cache_serves_from_memory_and_sees_writes_through_another_node(clus
     follower = next(n for n in cluster.nodes if n is not leader)
     with Client([follower.client_address], near_cache=100) as reader, Client([leader.client_address]) as writer:
         writer.set("nc:k", "v1")
-        assert reader.get("nc:k") == b"v1"
-        assert reader.get("nc:k") == b"v1"
+        assert reader.get("nc:k") == b"v1"  # starts the stream; served from memory once it is up
         near = reader.near_cache
+        wait_until(lambda: near.serving, 5, 0.02, "the near-cache's stream to be up")
+        assert reader.get("nc:k") == b"v1"
+        assert reader.get("nc:k") == b"v1"
         assert near.hits >= 1
         writer.set("nc:k", "v2")  # through another node
         wait_until(lambda: reader.get("nc:k") == b"v2", 5, 0.005, "the near-cache to see the write")
