@@ -1140,8 +1140,11 @@ class RespServer:
         return conn.watching.greeting()
 
     def _watch_wake(self) -> None:
-        """Any thread (the Raft thread after each applied entry): pump the streams soon, once."""
-        if self._watch_pump_due or self._loop is None:
+        """Any thread (the Raft thread after each applied entry): pump the streams soon, once.
+        With no stream open, nothing: a wake-up per applied entry costs the loop a self-pipe
+        write and a turn. No event is lost: the history records an entry before this is
+        called, and `open` registers its stream before it wakes the pump itself."""
+        if self._watch_pump_due or self._loop is None or not self.watch:
             return
         self._watch_pump_due = True
         try:

@@ -87,7 +87,11 @@ class History:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._seqs: list[int] = []
-        self._events: list[WatchEvent] = []
+        # Plain (seq, event, key, value) tuples, not WatchEvents: an exact tuple of atoms is
+        # untracked by the cyclic GC at its first collection, a NamedTuple never is. 100,000
+        # tracked events churning through the ring made every node run a full collection
+        # (hundreds of ms with a million keys) every ~25,000 changes: the expiry storm's stall.
+        self._events: list[tuple[int, str, bytes, bytes | None]] = []
         self._start = 0  # index of the oldest retained event (the prefix is dropped lazily)
         self._bytes = 0
         self.horizon = 0  # every event with seq > horizon is held (or not applied yet)
@@ -95,19 +99,21 @@ class History:
         self.epoch = 0  # bumped by reset(): a stream that straddles one may have a gap
 
     # -------------------------------------------------------------- Raft thread
-    def record(self, events: Iterable[WatchEvent], through: int | None = None) -> None:
-        """Events of applied entries, in apply order; `through` (>= their seqs): every event
-        up to it is now recorded (an entry may change no key)."""
+    def record(self, events: Iterable[tuple[int, str, bytes, bytes | None]], through: int | None = None) -> None:
+        """Events of applied entries, in apply order, as (seq, event, key, value) tuples (or
+        WatchEvents); `through` (>= their seqs): every event up to it is now recorded (an
+        entry may change no key)."""
         with self._lock:
             seqs, kept = self._seqs, self._events
             last = seqs[-1] if len(seqs) > self._start else self.horizon
             for ev in events:
-                if ev.seq <= last:
+                seq = ev[0]
+                if seq <= last:
                     continue  # replayed twice (a log repair re-applies): already held
-                seqs.append(ev.seq)
-                kept.append(ev)
+                seqs.append(seq)
+                kept.append(ev if type(ev) is tuple else tuple(ev))  # type: ignore[arg-type]
                 self._bytes += _cost(ev)
-                last = ev.seq
+                last = seq
             self.applied = max(self.applied, last, through or 0)
             self._trim_locked()
 
@@ -130,7 +136,7 @@ class History:
         while live > self.max_events or (self._bytes > self.max_bytes and live > 1):
             ev = self._events[self._start]
             self._bytes -= _cost(ev)
-            self.horizon = ev.seq
+            self.horizon = ev[0]
             self._events[self._start] = None  # type: ignore[call-overload]  # free it now
             self._start += 1
             live -= 1
@@ -149,7 +155,7 @@ class History:
                 raise compacted_error(seq, self.horizon)
             seqs = self._seqs
             i = bisect.bisect_right(seqs, seq, lo=self._start)
-            out = self._events[i : i + limit]
+            out = [WatchEvent._make(ev) for ev in self._events[i : i + limit]]
             if i + limit >= len(seqs):
                 return out, max(seq, self.applied)
             return out, out[-1].seq
@@ -172,8 +178,9 @@ class History:
         return self.horizon
 
 
-def _cost(ev: WatchEvent) -> int:
-    return EVENT_OVERHEAD_BYTES + len(ev.key) + (len(ev.value) if ev.value is not None else 0)
+def _cost(ev: tuple[int, str, bytes, bytes | None]) -> int:
+    value = ev[3]
+    return EVENT_OVERHEAD_BYTES + len(ev[2]) + (len(value) if value is not None else 0)
 
 
 # ---------------------------------------------------------------------------- command
@@ -408,14 +415,14 @@ def attach_hub(replica: Any, hub: WatchHub, *, values: bool | None = None) -> No
     from .feed import Gap, KeyEvent
 
     def listener(items: Any) -> None:
-        events: list[WatchEvent] = []
+        events: list[tuple[int, str, bytes, bytes | None]] = []  # plain tuples: see History
         through = None
         for item in items:
             kind = type(item)
             if kind is KeyEvent and item.event in SKIPPED_EVENTS:
                 through = item.seq
             elif kind is KeyEvent:
-                events.append(WatchEvent(item.seq, item.event, item.key if item.key is not None else b"", item.value))
+                events.append((item.seq, item.event, item.key if item.key is not None else b"", item.value))
                 through = item.seq
             elif kind is Gap:
                 if events:
@@ -468,11 +475,12 @@ class WatchHub:
         self.streams_failed = 0
 
     # -------------------------------------------------------------- Raft thread
-    def on_applied(self, events: list[WatchEvent], through: int | None = None) -> None:
+    def on_applied(self, events: list[tuple[int, str, bytes, bytes | None]], through: int | None = None) -> None:
         self.history.record(events, through)
-        if events:
+        if events and self._listeners:
+            watch_events = [WatchEvent._make(ev) for ev in events]
             for listener in tuple(self._listeners):
-                listener(events)
+                listener(watch_events)
         for wake in tuple(self._wakers):
             wake()
 
