@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Alternating A/B runs of two raftcache installs (e.g. two venvs built from two commits), so
 # that a noisy shared machine hits both alike. Each run starts `raftcache up` with
-# cluster.example.toml in a fresh temp dir, drives the leader with redis-benchmark, stops it.
+# a minimal three-node cluster file in a fresh temp dir, drives the leader with redis-benchmark, stops it.
 #
 #   benchmarks/ab_pairs.sh VENV_A VENV_B [PAIRS]      # e.g. .venv-main .venv-branch 7
 #
@@ -9,18 +9,30 @@
 # (ops/s) and SET -c 1 p50 (ms).
 set -euo pipefail
 A=$1 B=$2 PAIRS=${3:-7}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 UP=""
 trap '[ -n "$UP" ] && kill -TERM "$UP" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 run() {  # $1: venv -> "set get p16 c1p50"
-  rm -rf "$WORK/run" && mkdir "$WORK/run" && cp "$HERE/cluster.example.toml" "$WORK/run/cluster.toml"
+  rm -rf "$WORK/run" && mkdir "$WORK/run"
+  # A minimal cluster file both installs understand (the example file gains sections that an
+  # older install refuses): three nodes, fsync per batch, everything else at its default.
+  {
+    printf '[cluster]\nsecret = "ab-pairs-secret-for-loopback-only"\nfsync = "always"\n'
+    for i in 1 2 3; do
+      printf '\n[[nodes]]\nid = "n%d"\nraft = "127.0.0.1:%d"\nclient = "127.0.0.1:%d"\ndata_dir = "data/n%d"\n' "$i" $((7100 + i)) $((7000 + i)) "$i"
+    done
+  } > "$WORK/run/cluster.toml"
   setsid "$1/bin/raftcache" up --config "$WORK/run/cluster.toml" > "$WORK/run/up.log" 2>&1 &
   UP=$!
-  for _ in $(seq 1 120); do grep -q "<- leader" "$WORK/run/up.log" && break; sleep 0.25; done
-  local port
-  port=$(grep "<- leader" "$WORK/run/up.log" | awk '{print $2}' | cut -d: -f2)
+  # The leader's client port, from the cluster itself (the banner may be buffered or stale).
+  local port=""
+  for _ in $(seq 1 120); do
+    port=$("$1/bin/raftcache" status --config "$WORK/run/cluster.toml" --json 2>/dev/null |
+      python3 -c 'import json, sys; print(next(n["client"] for n in json.load(sys.stdin) if n["role"] == "leader").rsplit(":", 1)[1])' 2>/dev/null) && break
+    sleep 0.25
+  done
+  [ -n "$port" ] || { echo "no leader after 30 s: see $WORK/run/up.log" >&2; exit 1; }
   rps() { redis-benchmark -p "$port" "$@" -q 2>&1 | tr '\r' '\n' | awk '/requests per second/ {printf "%d", $2}'; }
   local set get p16 c1
   set=$(rps -t set -c 50 -n 40000)

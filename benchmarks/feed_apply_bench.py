@@ -1,5 +1,6 @@
 """The change feed's cost on the apply path: state-machine apply time per command with
-nobody listening, with a listener, and with a listener that asks for values.
+nobody listening, with a listener, with a listener that asks for values, and with a
+node's watch history attached (what every server node runs: watch.attach_hub).
 
     python benchmarks/feed_apply_bench.py            # this tree
     PYTHONPATH=/path/to/older/tree python benchmarks/feed_apply_bench.py --no-feed
@@ -36,6 +37,12 @@ def run(mode: str) -> float:
         feed = Feed(fsm)
         if mode in ("listener", "values"):
             feed.add_listener(lambda items: None, values=mode == "values")
+        elif mode == "history":
+            from types import SimpleNamespace
+
+            from raftcache.watch import History, WatchHub, attach_hub
+
+            attach_hub(SimpleNamespace(feed=feed, fsm=fsm), WatchHub(History(100_000, 64 << 20)), values=True)
     batches = _batches()
     start = time.process_time()
     for batch in batches:
@@ -51,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-feed", action="store_true", help="a tree without raftcache.feed (the baseline)")
     args = parser.parse_args()
-    modes = ["no-feed"] if args.no_feed else ["silent", "listener", "values"]
+    modes = ["no-feed"] if args.no_feed else ["silent", "listener", "values", "history"]
     for mode in modes:
         print(f"{mode:9s} {min(run(mode) for _ in range(9)):.2f} us/command")
 
