@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raftcache.resp import NEED_DATA, ReplyParser, encode_command
-from tests.faults.workload import ClientWorkload, Crew, RespConn, classify
+from tests.faults.workload import ClientWorkload, RespConn, classify
 from tests.helpers import wait_until
 
 DISCONNECT = "|"  # a segment boundary in a subscriber's record
@@ -54,7 +54,7 @@ class PubSubWorkload(ClientWorkload):
         self.channel = f"{prefix}feed"
         self.max_messages = max_messages
         self.record = PubSubRecord()
-        self._publishing = Crew()  # stopped first; the workload's own crew is the subscribers
+        self._publishing = self._new_crew()  # stopped first; the workload's own crew is the subscribers
         self._ready: list[threading.Event] = []
 
     def _launch(self) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from raftcache import Client, RetryPolicy
 from raftcache.errors import WatchCompactedError
-from tests.faults.workload import ClientWorkload, Crew, classify
+from tests.faults.workload import ClientWorkload, classify
 
 SENTINEL = "end"
 
@@ -60,7 +60,7 @@ class WatchWorkload(ClientWorkload):
         self.seed = seed
         self.prefix = prefix
         self.record = WatchRecord(seen=[[] for _ in range(watchers)], resumes=[0] * watchers)
-        self._watching = Crew()  # they end at the sentinel; the workload's own crew is the writers
+        self._watching = self._new_crew()  # they end at the sentinel; the workload's own crew is the writers
         self._clients: list[Client] = []
         self._done = [threading.Event() for _ in range(watchers)]
 

@@ -145,7 +145,8 @@ class ClientWorkload:
         self.max_ops = max_ops  # operations over all the clients that count them (``_take_op``)
         self._ops = 0
         self._lock = threading.Lock()
-        self._crew = Crew()
+        self._crew = Crew()  # the clients stop() stops; a workload stopped in phases adds crews
+        self._crews = [self._crew]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Self:
@@ -157,13 +158,20 @@ class ClientWorkload:
         self._crew.stop(self._join_timeout())
 
     def raise_errors(self) -> None:
-        """Re-raise the first exception a client thread raised (stop() does too)."""
-        self._crew.raise_errors()
+        """Re-raise the first exception a client thread of any crew raised (stop() does too)."""
+        for crew in self._crews:
+            crew.raise_errors()
 
     @property
     def ok_ops(self) -> int:
         """Acknowledged operations (of a workload whose record counts ``outcomes``)."""
         return self.record.outcomes["ok"]
+
+    def _new_crew(self) -> Crew:
+        """Another group of threads, stopped on its own (e.g. publishers before subscribers)."""
+        crew = Crew()
+        self._crews.append(crew)
+        return crew
 
     def _prepare(self) -> None:
         """Set-up before any client runs (nothing by default)."""
