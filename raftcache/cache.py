@@ -141,8 +141,9 @@ class _Replicated(CacheCommands):
         request = WatchRequest(self._key(pattern), start_index, values)
         return WatchStream.open(request, hub.history, now=time.monotonic(), future_wait_s=hub.future_wait_s)
 
-    def _watch_events(self, stream: WatchStream) -> list[WatchEvent]:
-        """What the stream has not delivered yet (raises on compaction / a future seq not reached)."""
+    def _watch_step(self, stream: WatchStream) -> tuple[list[WatchEvent], bool]:
+        """What the stream has not delivered yet (raises on compaction / a future seq not
+        reached), and whether its iterator should then wait for the next change."""
         if stream.expired(time.monotonic()):
             raise stream.future_error(self._watch.history)
         out = []
@@ -152,7 +153,7 @@ class _Replicated(CacheCommands):
             if self._decode:
                 event = event._replace(key=self._out(event.key), value=self._out(value))
             out.append(event)
-        return out
+        return out, not out and stream.position >= self._watch.history.applied
 
     def _near_events(self, events: list[WatchEvent]) -> None:
         near = self._near
@@ -287,16 +288,7 @@ class Cache(_Replicated, Transactions):
         if near is None or consistency is not None:
             return super().get(key, consistency=consistency)
         k = self._key(key)
-        value = near.lookup(k)
-        if value is near.MISS:
-            token = near.begin_fill(k)
-            try:
-                value = self._run(c.Get(k))
-            except BaseException:
-                near.finish_fill(k, token, None, ok=False)
-                raise
-            near.finish_fill(k, token, value)
-        return self._out(value)
+        return self._out(near.through(k, lambda: self._run(c.Get(k))))
 
     def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> Iterator[WatchEvent]:
         """Changes of the keys matching the glob `pattern` applied by this replica, after seq
@@ -311,9 +303,9 @@ class Cache(_Replicated, Transactions):
         try:
             while not self._replica.closed:
                 wake.clear()
-                events = self._watch_events(stream)
+                events, idle = self._watch_step(stream)
                 yield from events
-                if not events and stream.position >= self._watch.history.applied:
+                if idle:
                     wake.wait(self._watch.progress_s)
         finally:
             self._watch.remove_waker(wake.set)
@@ -383,16 +375,7 @@ class AsyncCache(_Replicated, AsyncTransactions):
         if near is None or consistency is not None:
             return await super().get(key, consistency=consistency)
         k = self._key(key)
-        value = near.lookup(k)
-        if value is near.MISS:
-            token = near.begin_fill(k)
-            try:
-                value = await self._run(c.Get(k))
-            except BaseException:
-                near.finish_fill(k, token, None, ok=False)
-                raise
-            near.finish_fill(k, token, value)
-        return self._out(value)
+        return self._out(await near.through_async(k, lambda: self._run(c.Get(k))))
 
     def watch(self, pattern: Any, start_index: int | None = None, *, values: bool = False) -> AsyncIterator[WatchEvent]:
         """``Cache.watch`` as an async iterator (opened now: "from now" is this call)."""
@@ -412,10 +395,10 @@ class AsyncCache(_Replicated, AsyncTransactions):
         try:
             while not self._replica.closed:
                 wake.clear()
-                events = self._watch_events(stream)
+                events, idle = self._watch_step(stream)
                 for event in events:
                     yield event
-                if not events and stream.position >= self._watch.history.applied:
+                if idle:
                     try:
                         await asyncio.wait_for(wake.wait(), self._watch.progress_s)
                     except TimeoutError:

@@ -27,15 +27,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["NearCache", "NearCacheConfig", "near_cache_config"]
+from .errors import RaftCacheError
+
+__all__ = ["NEAR_RESTART_ERRORS", "NEAR_RESTART_S", "NearCache", "NearCacheConfig", "near_cache_config"]
 
 _MISSING: Any = object()
 # Events that change every key at once rather than one (the feed's names for FLUSHALL/FLUSHDB).
 FLUSH_EVENTS = frozenset({"flushall", "flushdb"})
+# A client's stream gave up (its seq compacted on every node, or no node for the retry
+# deadline): the near-cache (already dropped) starts a new stream from now after this pause.
+NEAR_RESTART_ERRORS = (RaftCacheError, OSError)
+NEAR_RESTART_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +68,8 @@ def near_cache_config(option: Any) -> NearCacheConfig | None:
 
 class NearCache:
     """See the module docstring. ``lookup`` -> value or ``MISS``; fills go through
-    ``begin_fill`` / ``finish_fill``; the stream's driver calls ``up``, ``heard``,
-    ``invalidate``, ``down``."""
+    ``begin_fill`` / ``finish_fill`` (or ``fill``, or whole reads through ``through`` /
+    ``through_async``); the stream's driver calls ``up``, ``heard``, ``event``, ``down``."""
 
     MISS: Any = _MISSING
 
@@ -176,9 +182,51 @@ class NearCache:
             while len(data) > self.config.max_keys:
                 data.popitem(last=False)
 
+    def fill(self, key: bytes) -> Fill:
+        """``with near.fill(key) as fill: fill.value = <the GET>``: stored on a clean exit,
+        nothing when the GET raised."""
+        return Fill(self, key, self.begin_fill(key))
+
+    # The owners' GET, written once: sync (Client, Cache) and async (AsyncClient, AsyncCache)
+    # differ only in awaiting `fetch` (the linearizable GET of the key).
+    def through(self, key: bytes, fetch: Callable[[], Any]) -> Any:
+        """The value from memory, else from `fetch()`, filling the cache with it."""
+        value = self.lookup(key)
+        if value is _MISSING:
+            with self.fill(key) as fill:
+                value = fill.value = fetch()
+        return value
+
+    async def through_async(self, key: bytes, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """``through`` for an asyncio owner: `fetch()` is awaited."""
+        value = self.lookup(key)
+        if value is _MISSING:
+            with self.fill(key) as fill:
+                value = fill.value = await fetch()
+        return value
+
     def __len__(self) -> int:
         return len(self._data)
 
     def stats(self) -> dict[str, int]:
         return {"keys": len(self._data), "hits": self.hits, "misses": self.misses,
                 "invalidations": self.invalidations, "drops": self.drops}
+
+
+class Fill:
+    """One GET filling one key (``NearCache.fill``)."""
+
+    __slots__ = ("_key", "_near", "_token", "value")
+
+    def __init__(self, near: NearCache, key: bytes, token: int | None) -> None:
+        self._near = near
+        self._key = key
+        self._token = token
+        self.value: Any = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        # any exception (a failed GET, a cancelled task) fills nothing, and is not swallowed
+        self._near.finish_fill(self._key, self._token, self.value, ok=exc_type is None)

@@ -15,7 +15,9 @@ watch stream, and the client's resume cursor.
   and live delivery are one path and each event is handed out exactly once. A seq ahead of
   what this node applied waits (bounded by a deadline) instead of skipping.
 * ``WatchCursor`` — the client side: the last seq seen, the frames of a stream decoded into
-  events, and where to resume after a failure (any other node, ``FROM`` the last seq).
+  events, and where to resume after a failure (any other node, ``FROM`` the last seq). With
+  a near-cache, the cursor also tells it what the stream does (up, heard from, down, events),
+  so the clients' sync and async drivers only connect, send, read frames and sleep.
 
 Wire format (RESP2 arrays; RESP3 pushes carry the same elements)::
 
@@ -33,12 +35,15 @@ import bisect
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import CommandError, WatchCompactedError
 from .redis_semantics import compile_glob
+
+if TYPE_CHECKING:
+    from .near_cache import NearCache
 
 __all__ = [
     "EVENT_OVERHEAD_BYTES",
@@ -305,7 +310,8 @@ class WatchCursor:
     ``feed(frame)`` turns a frame into a ``WatchEvent`` (or None: greeting, progress) and
     keeps ``last`` (the seq to resume after); a ``WatchCompactedError`` frame raises it.
     ``next_endpoint()`` picks where to reconnect: the next node in turn, so a watcher
-    leaves a node that failed it."""
+    leaves a node that failed it. A driver hands every batch of frames to ``on_frames``
+    and every failure to ``on_failure`` (which says how long to wait, or raises)."""
 
     def __init__(self, pattern: bytes, endpoints: list[str], start_index: int | None = None, values: bool = False,
                  *, deadline: float = 15.0, silence_s: float = 3.0) -> None:
@@ -375,6 +381,36 @@ class WatchCursor:
             self.resumes += 1
         self.endpoint = endpoint
         return endpoint
+
+    # -------------------------------------------------------- the drivers' side
+    def on_frames(self, frames: Iterable[Any], near: NearCache | None = None) -> Iterator[WatchEvent]:
+        """The events of a batch of frames, each handed out as soon as it is decoded (an
+        error frame raises after the events before it: they were seen, and ``last`` says so)."""
+        for frame in frames:
+            event = self.on_frame(frame, near)
+            if event is not None:
+                yield event
+
+    def on_frame(self, frame: Any, near: NearCache | None = None) -> WatchEvent | None:
+        """One frame: its event, if any. The greeting means the stream works (``connected``);
+        `near` hears that the stream is up, that it spoke, and its events."""
+        event = self.feed(frame)
+        if frame[0] == b"watching":
+            self.connected()
+            if near is not None:
+                near.up()
+        if near is not None:
+            near.heard()
+            if event is not None:
+                near.event(event)
+        return event
+
+    def on_failure(self, exc: BaseException, near: NearCache | None = None) -> float:
+        """The stream broke (its connection is closed): `near` stops serving at once; then as
+        ``failed``: how long to wait before the next node, or raise what no node can cure."""
+        if near is not None:
+            near.down()
+        return self.failed(exc)
 
     def feed(self, frame: Any) -> WatchEvent | None:
         """One frame of the stream. Raises the error a ``-...`` frame stands for."""

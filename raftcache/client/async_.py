@@ -11,6 +11,7 @@ from typing import Any
 from .. import commands as c
 from ..api import Convert, raise_or_convert
 from ..errors import error_from_resp
+from ..near_cache import NEAR_RESTART_ERRORS, NEAR_RESTART_S, NearCache
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from ..tls import TLS_FIRST_CLOSE
@@ -84,38 +85,25 @@ class AsyncClient(ClientBase, AsyncTransactions):
         async for event in self._stream(cursor):
             yield self._watch_out(event)
 
-    async def _stream(self, cursor: WatchCursor, near: Any = None) -> AsyncIterator[WatchEvent]:
-        conn: _Connection | None = None
+    async def _stream(self, cursor: WatchCursor, near: NearCache | None = None) -> AsyncIterator[WatchEvent]:
+        """The stream's events, reconnecting as the cursor says; `near` hears the stream's
+        state and events."""
         try:
             while True:
                 try:
-                    if conn is None:
-                        conn = await _Connection.open(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
+                    endpoint = cursor.next_endpoint()
+                    with contextlib.closing(await _Connection.open(endpoint, self._connect_timeout, self._auth, self._ssl)) as conn:
                         conn.writer.write(encode_command(*cursor.command()))
-                    for frame in await conn.frames(cursor.silence_s):
-                        event = cursor.feed(frame)
-                        if frame[0] == b"watching":
-                            cursor.connected()
-                            if near is not None:
-                                near.up()
-                        if near is not None:
-                            near.heard()
-                        if event is not None:
-                            yield event
+                        while True:
+                            for event in cursor.on_frames(await conn.frames(cursor.silence_s), near):
+                                yield event
                 except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
-                    if near is not None:
-                        near.down()
-                    if conn is not None:
-                        conn.close()
-                        conn = None
-                    pause = cursor.failed(exc)  # raises what another node cannot cure
+                    pause = cursor.on_failure(exc, near)
                     if pause:
                         await asyncio.sleep(pause)
         finally:
             if near is not None:
                 near.down()
-            if conn is not None:
-                conn.close()
 
     # --------------------------------------------------------------- near-cache
     async def _near_get(self, key: bytes) -> Any:
@@ -123,28 +111,15 @@ class AsyncClient(ClientBase, AsyncTransactions):
         if self._near_task is None:
             self._near_task = asyncio.get_running_loop().create_task(self._near_loop())
             await asyncio.get_running_loop().run_in_executor(None, near.wait_up, self._connect_timeout)
-        value = near.lookup(key)
-        if value is near.MISS:
-            token = near.begin_fill(key)
-            try:
-                value = await self._run(c.Get(key))
-            except BaseException:
-                near.finish_fill(key, token, None, ok=False)
-                raise
-            near.finish_fill(key, token, value)
-        return self._out(value)
+        return self._out(await near.through_async(key, lambda: self._run(c.Get(key))))
 
     async def _near_loop(self) -> None:
-        near = self._near
         while True:
             try:
-                async for event in self._stream(self._near_cursor(), near):
-                    near.event(event)
-            except asyncio.CancelledError:
-                raise
-            except (RaftCacheError, OSError):  # compacted everywhere, or no node for a while: start over from now
-                near.down()
-                await asyncio.sleep(0.5)
+                async for _ in self._stream(self._near_cursor(), self._near):  # the cursor feeds the near-cache
+                    pass
+            except NEAR_RESTART_ERRORS:
+                await asyncio.sleep(NEAR_RESTART_S)
 
     # ------------------------------------------------------------------- driving
     async def _drive(self, plan: Plan) -> Any:

@@ -7,11 +7,13 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from typing import Any
 
 from .. import commands as c
 from ..api import Convert, raise_or_convert
-from ..errors import RaftCacheError, error_from_resp
+from ..errors import error_from_resp
+from ..near_cache import NEAR_RESTART_ERRORS, NEAR_RESTART_S, NearCache
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
 from ..tls import TLS_FIRST_CLOSE
@@ -146,12 +148,10 @@ class Client(ClientBase, Transactions):
         while cursor.last is None:
             conn = None
             try:
-                conn = _Connection(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
-                conn.sock.sendall(encode_command(*cursor.command()))
-                cursor.feed(conn.frames(cursor.silence_s)[0])  # the greeting
-                cursor.connected()
+                conn = self._open_stream(cursor)
+                cursor.on_frame(conn.frames(cursor.silence_s)[0])  # the greeting
             except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
-                pause = cursor.failed(exc)
+                pause = cursor.on_failure(exc)
                 if pause:
                     time.sleep(pause)
             finally:
@@ -159,57 +159,38 @@ class Client(ClientBase, Transactions):
                     conn.close()
         cursor.rewind()
 
-    def _stream(self, cursor: WatchCursor, near: Any = None) -> Iterator[WatchEvent | None]:
+    def _open_stream(self, cursor: WatchCursor) -> _Connection:
+        conn = _Connection(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
+        try:
+            conn.sock.sendall(encode_command(*cursor.command()))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _stream(self, cursor: WatchCursor, near: NearCache | None = None) -> Iterator[WatchEvent | None]:
         """The stream's events (None after each batch of frames, so a caller can stop),
-        reconnecting as the cursor says; `near` (a NearCache) hears the stream's state."""
-        conn: _Connection | None = None
+        reconnecting as the cursor says; `near` hears the stream's state and events."""
         try:
             while not self._closed.is_set():
                 try:
-                    if conn is None:
-                        conn = _Connection(cursor.next_endpoint(), self._connect_timeout, self._auth, self._ssl)
-                        conn.sock.sendall(encode_command(*cursor.command()))
-                    for frame in conn.frames(cursor.silence_s):
-                        event = cursor.feed(frame)
-                        if frame[0] == b"watching":
-                            cursor.connected()
-                            if near is not None:
-                                near.up()
-                        if near is not None:
-                            near.heard()
-                        if event is not None:
-                            yield event
-                    yield None
+                    with closing(self._open_stream(cursor)) as conn:
+                        while not self._closed.is_set():
+                            yield from cursor.on_frames(conn.frames(cursor.silence_s), near)
+                            yield None
                 except Exception as exc:  # noqa: BLE001 - the cursor decides: it re-raises what another node cannot cure
-                    if near is not None:
-                        near.down()
-                    if conn is not None:
-                        conn.close()
-                        conn = None
-                    pause = cursor.failed(exc)  # raises what another node cannot cure
+                    pause = cursor.on_failure(exc, near)
                     if pause:
                         self._closed.wait(pause)
         finally:
             if near is not None:
                 near.down()
-            if conn is not None:
-                conn.close()
 
     # --------------------------------------------------------------- near-cache
     def _near_get(self, key: bytes) -> Any:
-        near = self._near
         if self._near_thread is None:
             self._start_near()
-        value = near.lookup(key)
-        if value is near.MISS:
-            token = near.begin_fill(key)
-            try:
-                value = self._run(c.Get(key))
-            except BaseException:
-                near.finish_fill(key, token, None, ok=False)
-                raise
-            near.finish_fill(key, token, value)
-        return self._out(value)
+        return self._out(self._near.through(key, lambda: self._run(c.Get(key))))
 
     def _start_near(self) -> None:
         with self._lock:
@@ -220,16 +201,12 @@ class Client(ClientBase, Transactions):
         self._near.wait_up(self._connect_timeout)
 
     def _near_loop(self) -> None:
-        near = self._near
         while not self._closed.is_set():
-            cursor = self._near_cursor()
             try:
-                for event in self._stream(cursor, near):
-                    if event is not None:
-                        near.event(event)
-            except (RaftCacheError, OSError):  # compacted everywhere, or no node for a while: start over from now
-                near.down()
-                self._closed.wait(0.5)
+                for _ in self._stream(self._near_cursor(), self._near):  # the cursor feeds the near-cache
+                    pass
+            except NEAR_RESTART_ERRORS:
+                self._closed.wait(NEAR_RESTART_S)
 
     # ------------------------------------------------------------------- driving
     def _drive(self, plan: Plan) -> Any:

@@ -2,9 +2,10 @@
 as RESP3 pushes on the leader and on followers for writes made through another node, BCAST
 prefixes, OPTIN, NOLOOP (a connection's own write, forwarded to the leader, is not announced
 to it; another client's is), REDIRECT (RESP3 target, broken target), FLUSHALL, MULTI/EXEC and
-READONLY reads, the bounded table, cleanup on disconnect, bad input, and the ordering guarantee
+READONLY reads, the bounded table, cleanup on disconnect, bad input, the ordering guarantee
 under pipelined reads racing writes (a reply holding an old value never follows the push that
-invalidates it)."""
+invalidates it), a read tracked again when its reply leaves, and the null invalidation of a
+follower that installs a snapshot."""
 
 from __future__ import annotations
 
@@ -58,8 +59,11 @@ class Resp3:
         self.sock.close()
 
     def send(self, *args: Any) -> None:
-        parts = [str(a).encode() if not isinstance(a, bytes) else a for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        self.sock.sendall(_command(args))
+
+    def pipeline(self, *commands: tuple[Any, ...]) -> None:
+        """Send `commands` in one write, so the node reads and dispatches them together."""
+        self.sock.sendall(b"".join(_command(args) for args in commands))
 
     def frame(self, timeout: float = 10.0) -> Any:
         self.sock.settimeout(timeout)
@@ -101,6 +105,11 @@ class Resp3:
             if self.pushes:
                 return False
         return not self.pushes
+
+
+def _command(args: tuple[Any, ...]) -> bytes:
+    parts = [str(a).encode() if not isinstance(a, bytes) else a for a in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 def _line(buf: bytes, pos: int) -> tuple[bytes, int] | None:
@@ -173,6 +182,32 @@ def test_default_mode_invalidates_reads_on_any_node_for_writes_through_another(n
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_read_is_tracked_again_when_its_reply_leaves_after_a_write_consumed_it(nodes):
+    """The key is remembered before the read runs and again when its reply is handed back.
+    Pipelined `SET k` + `GET k` from the tracking client itself: the GET's key is in the table
+    before the SET applies, so the SET's change consumes the entry (one push), and the GET
+    then reads the SET's value. Only the re-registration at the reply keeps the key tracked:
+    without it the client would cache that value and never hear of the next write."""
+    reader, writer = Resp3(nodes["leader"]), Resp3(nodes["other"])
+    conclusive = 0
+    try:
+        assert reader.call("CLIENT", "TRACKING", "ON") == "OK"
+        for n in range(10):
+            key = f"rr:{n}"
+            reader.pipeline(("SET", key, "v1"), ("GET", key))
+            assert reader.reply() == "OK"
+            if reader.reply() != b"v1":
+                continue  # the read was served before the SET applied: this round proves nothing
+            conclusive += 1
+            assert invalidated(reader.wait_push()) == [key.encode()]  # the SET consumed the first entry
+            assert writer.call("SET", key, "v2") == "OK"
+            assert invalidated(reader.wait_push(timeout=5)) == [key.encode()], f"{key}: not tracked after its reply"
+    finally:
+        reader.close()
+        writer.close()
+    assert conclusive >= 3, f"only {conclusive} of 10 rounds read the pipelined SET's value"
 
 
 def test_expiry_and_hash_changes_invalidate_too(nodes):
@@ -513,3 +548,48 @@ def test_tracking_replies_and_pushes_match_a_real_redis(real_redis, raftcache):
     ours = _transcript(raftcache.connection_pool.connection_kwargs["port"])
     for step, (t, o) in enumerate(zip(theirs, ours, strict=True)):
         assert o == t, f"step {step}: redis {t!r}, raftcache {o!r}"
+
+
+def test_a_follower_that_installs_a_snapshot_tells_its_tracking_clients_to_drop_everything(tmp_path):
+    """A snapshot from the leader replaces a follower's state without naming the keys that
+    changed: its tracking clients get the null invalidation (as after FLUSHALL). The follower
+    is stopped (SIGSTOP) while the leader writes and compacts its log past the follower's
+    position, until the leader drops the connection to it (what was sent before sits in its
+    socket), so once resumed the follower can only catch up by installing a snapshot."""
+    cl = ServerCluster(tmp_path, sections={"snapshot": {"min_entries": 50}}).start()
+    try:
+        leader = cl.leader()
+        follower = next(n for n in cl.nodes if n is not leader)
+        reader, writer = Resp3(follower), Resp3(leader)
+        try:
+            assert reader.call("CLIENT", "TRACKING", "ON") == "OK"
+            assert reader.call("GET", "snap:k") is None
+            cut_at = int(follower.info()["raft_applied_index"])
+            follower.pause()
+            try:
+                filler = "x" * 4096
+
+                def compacted_past_and_dropped() -> bool:
+                    for i in range(20):  # one at a time: each its own log entry
+                        assert writer.call("SET", f"snap:{i}", filler) == "OK"
+                    assert writer.call("RAFTCACHE", "COMPACT") is not None
+                    info = leader.info()
+                    dropped = follower.id not in info["raft_connected_peers"].split(",")
+                    return dropped and int(info["raft_last_snapshot_index"]) > cut_at + 50
+
+                wait_until(compacted_past_and_dropped, 60, 0.1, "the leader to compact past the stopped follower and drop it")
+                assert writer.call("SET", "snap:k", "new") == "OK"
+                log_at = len(follower.log_text())
+            finally:
+                follower.resume()
+            pushes = []  # the log entries already in the follower's socket may name keys first
+            while not pushes or invalidated(pushes[-1]) is not None:
+                pushes.append(reader.wait_push(timeout=30))
+            assert all(invalidated(p) != [b"snap:k"] for p in pushes), pushes  # that write came in the snapshot
+            assert "from snapshot" in follower.log_text()[log_at:]  # caught up by a snapshot, not the log
+            assert reader.call("GET", "snap:k") == b"new"
+        finally:
+            reader.close()
+            writer.close()
+    finally:
+        cl.close()

@@ -246,6 +246,35 @@ def test_near_cache_serves_from_memory_and_sees_writes_through_another_node(clus
         assert reader.get("nc:k", consistency="linearizable") is None  # explicit: always the cluster
 
 
+def test_async_client_near_cache_serves_from_memory_and_sees_writes(cluster):
+    leader = cluster.leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+
+    async def until(predicate, what: str) -> None:
+        deadline = time.monotonic() + 5
+        while not await predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.005)
+
+    async def run() -> None:
+        async with AsyncClient([follower.client_address], near_cache=100) as reader, \
+                AsyncClient([leader.client_address]) as writer:
+            await writer.set("anc:k", "v1")
+            assert await reader.get("anc:k") == b"v1"  # starts the stream
+            near = reader.near_cache
+            assert near.serving
+            assert await reader.get("anc:k") == b"v1" and near.hits >= 1
+            await writer.set("anc:k", "v2")  # through another node
+
+            async def fresh() -> bool:
+                return await reader.get("anc:k") == b"v2"
+
+            await until(fresh, "the near-cache to see the write")
+            assert await reader.get("anc:k", consistency="linearizable") == b"v2"
+
+    asyncio.run(run())
+
+
 def test_near_cache_is_dropped_while_its_stream_is_down(cluster):
     leader = cluster.leader()
     victim = next(n for n in cluster.nodes if n is not leader)

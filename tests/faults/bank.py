@@ -1,7 +1,7 @@
 """The atomicity workload: a bank whose transfers run as MULTI/EXEC with WATCH and as Lua scripts.
 
 Accounts are string keys holding integer balances; their total never changes. Client threads
-(raw RESP through ``harness.RespConn``, no retries, like the rest of the fault suite) run:
+(raw RESP through ``workload.RespConn``, no retries, like the rest of the fault suite) run:
 
 * a **WATCH transfer**: ``WATCH src dst``, ``MGET src dst``, and if the funds suffice
   ``MULTI``, ``SET src a-x``, ``SET dst b+x``, ``APPEND journal "<id>,"``, ``EXEC``;
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,8 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftcache.resp import ErrorReply
-from tests.faults.harness import RespConn, classify
-from tests.helpers import Workers
+from tests.faults.workload import ClientWorkload, RespConn, classify
 
 # KEYS: source, target, journal; ARGV: amount, transfer id. Reading both balances and the
 # overdraft check happen inside the script, so nothing can change between them and the writes.
@@ -109,38 +107,27 @@ class _Abandoned(Exception):
     """A step before EXEC did not go as planned: the transaction was never submitted."""
 
 
-class BankWorkload:
+class BankWorkload(ClientWorkload):
     """Bank client threads against a set of endpoints until stopped (the interface of
     ``harness.Workload``: start, stop, ``ok_ops``, ``record``)."""
 
     def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 3, accounts: int = 8,
                  balance: int = 100, timeout: float = 4.0, seed: int = 1, prefix: str = "",
-                 max_seconds: float = 600) -> None:
-        self.endpoints = endpoints
+                 max_seconds: float = 600, setup_timeout: float = 60.0) -> None:
+        super().__init__(endpoints, timeout=timeout, max_seconds=max_seconds)
         self.workers = workers
-        self.timeout = timeout
-        self.max_seconds = max_seconds
+        self.setup_timeout = setup_timeout
         self.record = BankRecord([f"{prefix}bank:{i}" for i in range(accounts)], f"{prefix}bank:journal", balance)
         self._seed = seed
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers = Workers()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, setup_timeout: float = 60.0) -> BankWorkload:
-        self._open_accounts(setup_timeout)
+    def _prepare(self) -> None:
+        self._open_accounts(self.setup_timeout)
+
+    def _launch(self) -> None:
         self.record.started, self.record.started_wall = time.monotonic(), time.time()
         for w in range(self.workers):
-            self._workers.start(self._run, w, name=f"bank-{w}")
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._workers.join(self.timeout + 10)
-
-    @property
-    def ok_ops(self) -> int:
-        return self.record.outcomes["ok"]
+            self._spawn(self._run, w, name=f"bank-{w}")
 
     @property
     def ok_transfers(self) -> int:
@@ -175,7 +162,7 @@ class BankWorkload:
             while True:
                 endpoints = self.endpoints()
                 conn = RespConn(endpoints[i % len(endpoints)], self.timeout)
-                outcome, reply = classify(lambda: conn.call(*args))
+                outcome, reply = classify(lambda conn=conn, args=args: conn.call(*args))
                 conn.close()
                 if outcome == "ok":
                     break
@@ -187,45 +174,31 @@ class BankWorkload:
 
     def _run(self, worker: int) -> None:
         rng = random.Random(self._seed * 7919 + worker)
-        conns: dict[str, RespConn] = {}
+        home = self._home(worker, rng)  # sticks to one node, moves on after a failure (as harness.Workload)
         serial = itertools.count()
-        deadline = time.monotonic() + self.max_seconds
-        home = worker  # sticks to one node, moves on after a failure (as harness.Workload)
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            endpoints = self.endpoints()
-            endpoint = endpoints[home % len(endpoints)]
-            conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            roll = rng.random()
-            if roll < 0.7:
-                source, target = rng.sample(range(len(self.record.accounts)), 2)
-                transfer = Transfer(f"{worker}.{next(serial)}", "watch" if roll < 0.35 else "script",
-                                    source, target, rng.randint(1, 40), endpoint, time.monotonic())
-                with self._lock:
-                    self.record.transfers[transfer.id] = transfer
-                run = self._watch_transfer if transfer.via == "watch" else self._script_transfer
-                outcome, reply = run(conn, transfer, rng)
-                with self._lock:
-                    transfer.outcome = outcome
-                    transfer.complete = None if outcome == "unknown" else time.monotonic()
-            else:
-                outcome, reply = self._snapshot(conn, rng)
-            self._note(outcome, reply)
-            if outcome not in ("ok", "refused"):
-                home = rng.randrange(len(endpoints))
-        for conn in conns.values():
-            conn.close()
-
-    def _note(self, outcome: str, reply: Any) -> None:
-        with self._lock:
-            self.record.outcomes[outcome] += 1
-            if isinstance(reply, ErrorReply):
-                self.record.errors[reply.prefix] += 1
-        if outcome == "fail" and reply is None:
-            time.sleep(0.02)  # a dead node refuses at once: don't spin
-
-    def _problem(self, text: str) -> None:
-        with self._lock:
-            self.record.problems.append(text)
+        deadline = self._deadline()
+        try:
+            while self._running(deadline):
+                conn = home.conn()
+                roll = rng.random()
+                if roll < 0.7:
+                    source, target = rng.sample(range(len(self.record.accounts)), 2)
+                    transfer = Transfer(f"{worker}.{next(serial)}", "watch" if roll < 0.35 else "script",
+                                        source, target, rng.randint(1, 40), conn.endpoint, time.monotonic())
+                    with self._lock:
+                        self.record.transfers[transfer.id] = transfer
+                    run = self._watch_transfer if transfer.via == "watch" else self._script_transfer
+                    outcome, reply = run(conn, transfer, rng)
+                    with self._lock:
+                        transfer.outcome = outcome
+                        transfer.complete = None if outcome == "unknown" else time.monotonic()
+                else:
+                    outcome, reply = self._snapshot(conn, rng)
+                self._note(outcome, reply)
+                if outcome not in ("ok", "refused"):
+                    home.move()
+        finally:
+            home.close()
 
     # ----------------------------------------------------------------- operations
     @staticmethod

@@ -15,14 +15,12 @@ keys have none and must never be evicted) and a reader reads recent ones back. C
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.faults.harness import RespConn, classify
-from tests.helpers import Workers
+from tests.faults.workload import ClientWorkload, RespConn, classify
 
 MAXMEMORY_HEADROOM = 64 * 1024  # above what the cluster holds when it starts: ~100 writes fill it
 # A write is judged before it lands (Redis's rule), so the dataset may pass the limit by one
@@ -43,41 +41,31 @@ class EvictionRecord:
     samples: int = 0
 
 
-class EvictionWorkload:
+class EvictionWorkload(ClientWorkload):
     def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 2, timeout: float = 4.0, seed: int = 1,
                  prefix: str = "ev:", max_seconds: float = 600, max_ops: int = 100_000,
                  headroom: int = MAXMEMORY_HEADROOM, value_bytes: tuple[int, int] = (200, 600)) -> None:
         # `headroom` must also hold what the other workloads on the cluster add meanwhile (their
         # keys have no TTL, so they cannot be evicted: past it, every write gets OOM)
-        self.endpoints = endpoints
+        super().__init__(endpoints, timeout=timeout, max_seconds=max_seconds, max_ops=max_ops)
         self.workers = workers
-        self.timeout = timeout
         self.seed = seed
         self.prefix = prefix
-        self.max_seconds = max_seconds
-        self.max_ops = max_ops
         self.headroom = headroom
         self.value_bytes = value_bytes
         self.slack = value_bytes[1] + COMMAND_SLACK  # one command's worth above maxmemory
         self.record = EvictionRecord()
         self.maxmemory = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = Workers()
-        self._ops = 0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> EvictionWorkload:
+    def _prepare(self) -> None:
         self.maxmemory = self._configure()
-        for w in range(self.workers):
-            self._threads.start(self._write, w, name=f"evict-writer-{w}")
-        self._threads.start(self._read, name="evict-reader")
-        self._threads.start(self._sample, name="evict-sampler")
-        return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._threads.join(self.timeout + 10)
+    def _launch(self) -> None:
+        for w in range(self.workers):
+            self._spawn(self._write, w, name=f"evict-writer-{w}")
+        self._spawn(self._read, name="evict-reader")
+        self._spawn(self._sample, name="evict-sampler")
 
     @property
     def ok_writes(self) -> int:
@@ -108,18 +96,12 @@ class EvictionWorkload:
     # ----------------------------------------------------------------- operations
     def _write(self, worker: int) -> None:
         rng = random.Random(self.seed * 7919 + worker)
-        conns: dict[str, RespConn] = {}
-        home, n = worker, 0
-        deadline = time.monotonic() + self.max_seconds
+        home = self._home(worker, rng)
+        n = 0
+        deadline = self._deadline()
         try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                with self._lock:
-                    if self._ops >= self.max_ops:
-                        return
-                    self._ops += 1
-                endpoints = self.endpoints()
-                endpoint = endpoints[home % len(endpoints)]
-                conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
+            while self._running(deadline) and self._take_op():
+                conn = home.conn()
                 n += 1
                 key = f"{self.prefix}{worker}:{n}"
                 value = (f"{key}|" + "v" * rng.randint(*self.value_bytes)).encode()
@@ -127,26 +109,24 @@ class EvictionWorkload:
                 with self._lock:
                     {"ok": self.record.acked, "fail": self.record.failed, "unknown": self.record.unknown}[outcome][key] = value
                 if outcome != "ok":
-                    home = rng.randrange(len(endpoints))
+                    home.move()
         finally:
-            for conn in conns.values():
-                conn.close()
+            home.close()
 
     def _read(self) -> None:
         rng = random.Random(self.seed)
-        conns: dict[str, RespConn] = {}
-        deadline = time.monotonic() + self.max_seconds
+        conns = self._conns()  # reads go to any node
+        deadline = self._deadline()
         try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
+            while self._running(deadline):
                 with self._lock:
                     recent = list(self.record.acked.items())[-50:]
                 if not recent:
-                    self._stop.wait(0.01)
+                    self._pause(0.01)
                     continue
                 key, value = rng.choice(recent)
-                endpoints = self.endpoints()
-                endpoint = rng.choice(endpoints)
-                conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
+                endpoint = rng.choice(self.endpoints())
+                conn = conns.to(endpoint)
                 outcome, reply = classify(lambda c=conn, k=key: c.call("GET", k))
                 if outcome != "ok":
                     continue
@@ -157,15 +137,14 @@ class EvictionWorkload:
                         if reply != value:
                             self.record.problems.append(f"GET {key} via {endpoint}: {reply[:40]!r}, acknowledged {value[:40]!r}")
         finally:
-            for conn in conns.values():
-                conn.close()
+            conns.close()
 
     def _sample(self) -> None:
-        conns: dict[str, RespConn] = {}
+        conns = self._conns(timeout=1.0)  # every node, each time
         try:
-            while not self._stop.wait(0.25):
+            while not self._pause(0.25):
                 for endpoint in self.endpoints():
-                    conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, 1.0))
+                    conn = conns.to(endpoint)
                     outcome, reply = classify(lambda c=conn: c.call("INFO", "memory"))
                     if outcome != "ok":
                         continue
@@ -175,8 +154,7 @@ class EvictionWorkload:
                         if limit and used > limit + self.slack:
                             self.record.problems.append(f"{endpoint}: used_memory {used} > maxmemory {limit} + {self.slack}")
         finally:
-            for conn in conns.values():
-                conn.close()
+            conns.close()
 
     # ---------------------------------------------------------------------- check
     def check(self, cluster) -> list[str]:

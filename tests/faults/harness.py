@@ -26,14 +26,12 @@ LPUSH producers, BLMOVE consumers into their own lists, LREM when done).
 
 from __future__ import annotations
 
-import itertools
-import math
-import json
 import contextlib
+import itertools
+import json
+import math
 import os
 import random
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -42,80 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from raftcache.resp import ErrorReply, ReplyParser, encode_command
 from tests.faults.checker import Op, check_history
-from tests.helpers import ServerCluster, Workers, wait_until
+from tests.faults.workload import ClientWorkload, RespConn, classify
+from tests.helpers import ServerCluster, wait_until
 
 if TYPE_CHECKING:  # bank.py and queue.py import this module
     from tests.faults.bank import BankWorkload
     from tests.faults.queue import QueueWorkload
-
-FAIL_PREFIXES = {"CLUSTERDOWN", "TRYAGAIN", "ERR", "NOAUTH"}
-UNKNOWN_PREFIXES = {"UNKNOWN", "MISCONF"}
-
-
-class NotSent(Exception):
-    """The request never left: definitely not applied."""
-
-
-class NoReply(Exception):
-    """The request was sent but no reply came back: outcome unknown."""
-
-
-class RespConn:
-    """One blocking RESP connection; reconnects lazily."""
-
-    def __init__(self, endpoint: str, timeout: float) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self.parser = ReplyParser()
-
-    def call(self, *args: Any) -> Any:
-        if self.sock is None:
-            host, port = self.endpoint.rsplit(":", 1)
-            try:
-                self.sock = socket.create_connection((host, int(port)), timeout=min(1.0, self.timeout))
-            except OSError as exc:
-                raise NotSent(str(exc)) from None
-            self.sock.settimeout(self.timeout)
-            self.parser = ReplyParser()
-        try:
-            self.sock.sendall(encode_command(*args))
-        except OSError as exc:
-            self.close()
-            raise NoReply(str(exc)) from None  # part of it may have gone out
-        sock = self.sock
-        try:
-            (reply,) = self.parser.read_replies(1, lambda: sock.recv(65536))
-        except OSError as exc:  # ConnectionResetError included: the node closed the connection
-            self.close()
-            raise NoReply(str(exc)) from None
-        return reply
-
-    def close(self) -> None:
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
-
-
-def classify(call: Callable[[], Any]) -> tuple[str, Any]:
-    """(outcome, reply) for one request."""
-    try:
-        reply = call()
-    except NotSent:
-        return "fail", None
-    except NoReply:
-        return "unknown", None
-    if isinstance(reply, ErrorReply):
-        if reply.prefix in UNKNOWN_PREFIXES:
-            return "unknown", reply
-        return "fail", reply
-    return "ok", reply
-
 
 @dataclass
 class Record:
@@ -132,29 +63,22 @@ class Record:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-class Workload:
+class Workload(ClientWorkload):
     """Runs client threads against a set of endpoints until stopped (bounded in ops and time)."""
 
     def __init__(self, endpoints: Callable[[], list[str]], *, workers: int = 6, timeout: float = 4.0,
                  max_ops: int = 200_000, max_seconds: float = 600, seed: int = 1, prefix: str = "",
                  read_share: float = 0.4, sticky: bool = False, readers: int = 0) -> None:
-        self.endpoints = endpoints
+        super().__init__(endpoints, timeout=timeout, max_seconds=max_seconds, max_ops=max_ops)
         self.readers = readers  # extra clients that only GET registers (after the `workers` ones)
         self.read_share = read_share  # of register operations: GETs
         self.sticky = sticky  # a client stays on its node through failures (keeps reading from a cut-off one)
         self.workers = workers
-        self.timeout = timeout
-        self.max_ops = max_ops
-        self.max_seconds = max_seconds
         self.record = Record()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers = Workers()  # stop() re-raises what a client thread raised
         self._keys = itertools.count()
         self._prefix = prefix  # keys of different workloads on one cluster must not meet
         self._active = [f"{prefix}r{next(self._keys)}" for _ in range(4)]
         self._key_ops: Counter[str] = Counter()
-        self._ops = 0
         self._seed = seed
         self.started = time.monotonic()  # reset by start(); append traces are relative to it
         self.started_wall = time.time()
@@ -166,47 +90,32 @@ class Workload:
             self.record.counters[key] = Counter()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> Workload:
+    def _launch(self) -> None:
         self.started = time.monotonic()
         self.started_wall = time.time()
         for w in range(self.workers + self.readers):
-            self._workers.start(self._run, w, name=f"client-{w}")
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._workers.join(self.timeout + 10)
-
-    @property
-    def ok_ops(self) -> int:
-        return self.record.outcomes["ok"]
+            self._spawn(self._run, w, name=f"client-{w}")
 
     def _run(self, worker: int) -> None:
         rng = random.Random(self._seed * 1000 + worker)
-        conns: dict[str, RespConn] = {}
+        home = self._home(worker, rng)  # each client sticks to one node, like a real connection, and moves on failure
         seen: dict[str, Any] = {}  # this worker's last observed value per register
         counter = itertools.count()
-        deadline = time.monotonic() + self.max_seconds
-        home = worker  # each client sticks to one node, like a real connection, and moves on failure
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                if self._ops >= self.max_ops:
-                    return
-                self._ops += 1
-            endpoints = self.endpoints()
-            endpoint = endpoints[home % len(endpoints)]
-            conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            choice = 0.0 if worker >= self.workers else rng.random()  # readers: registers only
-            if choice < 0.7:
-                outcome = self._register_op(worker, rng, conn, seen, counter)
-            elif choice < 0.85:
-                outcome = self._append_op(worker, rng, conn, counter)
-            else:
-                outcome = self._counter_op(rng, conn)
-            if outcome != "ok" and not self.sticky:
-                home = rng.randrange(len(endpoints))
-        for conn in conns.values():
-            conn.close()
+        deadline = self._deadline()
+        try:
+            while self._running(deadline) and self._take_op():
+                conn = home.conn()
+                choice = 0.0 if worker >= self.workers else rng.random()  # readers: registers only
+                if choice < 0.7:
+                    outcome = self._register_op(worker, rng, conn, seen, counter)
+                elif choice < 0.85:
+                    outcome = self._append_op(worker, rng, conn, counter)
+                else:
+                    outcome = self._counter_op(rng, conn)
+                if outcome != "ok" and not self.sticky:
+                    home.move()
+        finally:
+            home.close()
 
     # ----------------------------------------------------------------- operations
     def _register_op(self, worker: int, rng: random.Random, conn: RespConn, seen: dict[str, Any], counter: Any) -> str:
@@ -274,14 +183,6 @@ class Workload:
             if outcome == "ok":
                 self.record.write_completions.append(time.monotonic())
         return outcome
-
-    def _note(self, outcome: str, reply: Any) -> None:
-        with self._lock:
-            self.record.outcomes[outcome] += 1
-            if isinstance(reply, ErrorReply):
-                self.record.errors[reply.prefix] += 1
-        if outcome == "fail" and reply is None:
-            time.sleep(0.02)  # a dead node refuses at once: don't spin (keeps availability meaningful)
 
 
 @dataclass
@@ -381,7 +282,7 @@ def verdict(scenario: str, workload: Workload, *, seconds: float, final_get: Cal
         if not low <= value <= high:
             counter_problems.append(f"{key} = {value}, expected within [{low}, {high}]")
     completions = sorted(rec.write_completions)
-    gap = max((b - a for a, b in zip(completions, completions[1:])), default=seconds)
+    gap = max((b - a for a, b in itertools.pairwise(completions)), default=seconds)
     attempted = sum(rec.outcomes.values())
     report = Report(
         scenario=scenario,

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raftcache.resp import NEED_DATA, ReplyParser, encode_command
-from tests.faults.harness import RespConn, classify
-from tests.helpers import Workers
+from tests.faults.workload import ClientWorkload, RespConn, classify
+from tests.helpers import wait_until
 
 DISCONNECT = "|"  # a segment boundary in a subscriber's record
 END = "end"  # published once the publishers stopped: every subscriber has all before it
@@ -45,49 +45,39 @@ class PubSubRecord:
     published: dict[str, str] = field(default_factory=dict)  # payload -> ok / fail / unknown
 
 
-class PubSubWorkload:
+class PubSubWorkload(ClientWorkload):
     def __init__(self, endpoints: Callable[[], list[str]], *, publishers: int = 2, timeout: float = 3.0, seed: int = 1,
                  prefix: str = "ps:", max_messages: int = 20_000) -> None:
-        self.endpoints = endpoints
+        super().__init__(endpoints, timeout=timeout)
         self.publishers = publishers
-        self.timeout = timeout
         self.seed = seed
         self.channel = f"{prefix}feed"
         self.max_messages = max_messages
         self.record = PubSubRecord()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()  # subscribers
-        self._stop_publishing = threading.Event()
-        self._threads = Workers()
-        self._publishers = Workers()
+        self._publishing = self._new_crew()  # stopped first; the workload's own crew is the subscribers
         self._ready: list[threading.Event] = []
 
-    def start(self) -> PubSubWorkload:
+    def _launch(self) -> None:
         for i, _ in enumerate(self.endpoints()):
             self.record.received[i] = []
             ready = threading.Event()
             self._ready.append(ready)
-            self._threads.start(self._subscribe, i, ready, name=f"ps-sub-{i}")
+            self._spawn(self._subscribe, i, ready, name=f"ps-sub-{i}")
         for ready in self._ready:
             ready.wait(30)
         for w in range(self.publishers):
-            self._publishers.start(self._publish, w, name=f"ps-pub-{w}")
-        return self
+            self._publishing.start(self._publish, w, name=f"ps-pub-{w}")
 
     def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop publishing, publish END, and stop the subscribers once each has it (after
         the faults are healed every subscriber is back and receives it)."""
-        from tests.helpers import wait_until
-
-        self._stop_publishing.set()
         try:
-            self._publishers.join(self.timeout + 10)
+            self._publishing.stop(self._join_timeout())
             wait_until(self._published_end, drain_timeout, 0.1, "the END marker to be published")
             wait_until(lambda: all(END in r for r in self.record.received.values()), drain_timeout, 0.05,
                        "every subscriber to receive END")
         finally:
-            self._stop.set()
-            self._threads.join(self.timeout + 10)
+            super().stop()
 
     def _published_end(self) -> bool:
         conn = RespConn(random.choice(self.endpoints()), self.timeout)
@@ -104,32 +94,32 @@ class PubSubWorkload:
     # ---------------------------------------------------------------- the actors
     def _publish(self, w: int) -> None:
         rng = random.Random(self.seed * 100 + w)
-        conns: dict[str, RespConn] = {}
+        conns = self._conns()
         n = 0
-        while not self._stop_publishing.is_set() and n < self.max_messages:
-            endpoint = rng.choice(self.endpoints())
-            conn = conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            payload = f"p{w}.{n}"
-            n += 1
-            with self._lock:
-                self.record.published[payload] = "pending"
-            outcome, _ = classify(lambda conn=conn, payload=payload: conn.call("PUBLISH", self.channel, payload))
-            with self._lock:
-                self.record.published[payload] = outcome
-            if outcome != "ok":
-                self._stop_publishing.wait(0.05)
-        for conn in conns.values():
-            conn.close()
+        try:
+            while self._publishing.running() and n < self.max_messages:
+                conn = conns.to(rng.choice(self.endpoints()))
+                payload = f"p{w}.{n}"
+                n += 1
+                with self._lock:
+                    self.record.published[payload] = "pending"
+                outcome, _ = classify(lambda conn=conn, payload=payload: conn.call("PUBLISH", self.channel, payload))
+                with self._lock:
+                    self.record.published[payload] = outcome
+                if outcome != "ok":
+                    self._publishing.stopping.wait(0.05)
+        finally:
+            conns.close()
 
     def _subscribe(self, i: int, ready: threading.Event) -> None:
         out = self.record.received[i]
-        while not self._stop.is_set():
+        while self._running():
             endpoint = self.endpoints()[i]
             host, port = endpoint.rsplit(":", 1)
             try:
                 sock = socket.create_connection((host, int(port)), timeout=1.0)
             except OSError:
-                self._stop.wait(0.1)
+                self._pause(0.1)
                 continue
             try:
                 sock.settimeout(self.timeout)
@@ -137,7 +127,7 @@ class PubSubWorkload:
                 parser = ReplyParser()
                 parser.read_replies(1, lambda sock=sock: sock.recv(65536))  # the confirmation: subscribed from here on
                 ready.set()
-                while not self._stop.is_set():
+                while self._running():
                     try:
                         data = sock.recv(65536)
                     except TimeoutError:
@@ -151,9 +141,9 @@ class PubSubWorkload:
                 pass
             finally:
                 sock.close()
-            if not self._stop.is_set():
+            if self._running():
                 out.append(DISCONNECT)
-                self._stop.wait(0.1)
+                self._pause(0.1)
 
     # ---------------------------------------------------------------- the check
     def segments(self) -> list[tuple[int, list[str]]]:

@@ -5,7 +5,7 @@ mine RIGHT LEFT <short timeout>`` into a list of their own, "process" them and `
 1 item`` when done: the reliable-queue pattern the README recommends. A consumer whose call
 went wrong (no reply, an error) looks into its own list (``LRANGE``) and finishes what it
 finds there, as a restarted consumer would: that is how an item moved by a BLMOVE whose reply
-was lost still gets processed. Raw RESP through ``harness.RespConn``, no retries.
+was lost still gets processed. Raw RESP through ``workload.RespConn``, no retries.
 
 Outcomes per call are the harness's (``ok``, ``fail``: certainly not applied, ``unknown``:
 sent, no reply). What the checker (:func:`check_queue`, pure) demands of the final state
@@ -27,16 +27,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from raftcache.resp import ErrorReply
-from tests.faults.harness import RespConn, classify
-from tests.helpers import Workers
+from tests.faults.workload import ClientWorkload, RespConn, classify
 
 OUTCOMES = ("ok", "fail", "unknown")
 
@@ -67,42 +63,31 @@ class QueueRecord:
     started: float = 0.0
 
 
-class QueueWorkload:
+class QueueWorkload(ClientWorkload):
     """Producer and consumer threads (the interface of ``harness.Workload``: start, stop,
     ``ok_ops``, ``record``)."""
 
     def __init__(self, endpoints: Callable[[], list[str]], *, producers: int = 2, consumers: int = 3,
                  timeout: float = 4.0, block_s: float = 0.5, seed: int = 1, prefix: str = "",
                  max_seconds: float = 600) -> None:
-        self.endpoints = endpoints
+        super().__init__(endpoints, timeout=timeout, max_seconds=max_seconds)
         self.producers = producers
         self.consumers = consumers
-        self.timeout = timeout
         self.block_s = block_s  # BLMOVE's timeout: short, so consumers notice stop() and faults
-        self.max_seconds = max_seconds
         self.record = QueueRecord(f"{prefix}q:jobs", [f"{prefix}q:mine:{c}" for c in range(consumers)])
         self._seed = seed
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers = Workers()
         self._final: dict[str, list[str]] | None = None  # the lists check() read
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> QueueWorkload:
+    def _launch(self) -> None:
         self.record.started = time.monotonic()
         for p in range(self.producers):
-            self._workers.start(self._produce, p, name=f"producer-{p}")
+            self._spawn(self._produce, p, name=f"producer-{p}")
         for c in range(self.consumers):
-            self._workers.start(self._consume, c, name=f"consumer-{c}")
-        return self
+            self._spawn(self._consume, c, name=f"consumer-{c}")
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._workers.join(self.timeout + self.block_s + 10)
-
-    @property
-    def ok_ops(self) -> int:
-        return self.record.outcomes["ok"]
+    def _join_timeout(self) -> float:
+        return super()._join_timeout() + self.block_s  # a consumer may be inside a BLMOVE
 
     @property
     def consumed(self) -> int:
@@ -123,51 +108,44 @@ class QueueWorkload:
     # ------------------------------------------------------------------ producers
     def _produce(self, worker: int) -> None:
         rng = random.Random(self._seed * 104_729 + worker)
-        conns: dict[str, RespConn] = {}
+        home = self._home(worker, rng)
         serial = itertools.count()
-        deadline = time.monotonic() + self.max_seconds
-        home = worker
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            endpoints = self.endpoints()
-            endpoint = endpoints[home % len(endpoints)]
-            conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            item = Item(f"p{worker}.{next(serial)}", endpoint=endpoint, invoke=time.monotonic())
-            with self._lock:
-                self.record.items[item.id] = item
-            outcome, reply = classify(lambda conn=conn, item=item: conn.call("LPUSH", self.record.queue_key, item.id))
-            if outcome == "ok" and not isinstance(reply, int):
-                self._problem(f"LPUSH {item.id} answered {reply!r}")
-            with self._lock:
-                item.push = outcome
-            self._note(outcome, reply)
-            if outcome != "ok":
-                home = rng.randrange(len(endpoints))
-            # producers slower than the consumers: the queue drains and consumers block (pacing, not sync)
-            time.sleep(rng.uniform(0.02, 0.12))
-        for conn in conns.values():
-            conn.close()
+        deadline = self._deadline()
+        try:
+            while self._running(deadline):
+                conn = home.conn()
+                item = Item(f"p{worker}.{next(serial)}", endpoint=conn.endpoint, invoke=time.monotonic())
+                with self._lock:
+                    self.record.items[item.id] = item
+                outcome, reply = classify(lambda conn=conn, item=item: conn.call("LPUSH", self.record.queue_key, item.id))
+                if outcome == "ok" and not isinstance(reply, int):
+                    self._problem(f"LPUSH {item.id} answered {reply!r}")
+                with self._lock:
+                    item.push = outcome
+                self._note(outcome, reply)
+                if outcome != "ok":
+                    home.move()
+                # producers slower than the consumers: the queue drains and consumers block (pacing, not sync)
+                time.sleep(rng.uniform(0.02, 0.12))
+        finally:
+            home.close()
 
     # ------------------------------------------------------------------ consumers
     def _consume(self, worker: int) -> None:
         rng = random.Random(self._seed * 15_485_863 + worker)
-        conns: dict[str, RespConn] = {}
+        home = self._home(worker, rng)
         mine = self.record.consumer_keys[worker]
-        deadline = time.monotonic() + self.max_seconds
-        home = worker
+        deadline = self._deadline()
         recover = True  # a consumer starts by finishing what its list holds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            endpoints = self.endpoints()
-            endpoint = endpoints[home % len(endpoints)]
-            conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            if recover:
-                ok = self._recover(conn, worker, mine)
-            else:
-                ok = self._take(conn, worker, mine)
-            recover = not ok
-            if not ok:
-                home = rng.randrange(len(endpoints))
-        for conn in conns.values():
-            conn.close()
+        try:
+            while self._running(deadline):
+                conn = home.conn()
+                ok = self._recover(conn, worker, mine) if recover else self._take(conn, worker, mine)
+                recover = not ok
+                if not ok:
+                    home.move()
+        finally:
+            home.close()
 
     def _take(self, conn: RespConn, worker: int, mine: str) -> bool:
         """One BLMOVE and, if it delivered, the LREM. False when something went wrong."""
@@ -229,19 +207,6 @@ class QueueWorkload:
         if outcome == "ok" and reply not in (0, 1):
             self._problem(f"LREM {mine} 1 {item_id} answered {reply!r}")
         return outcome == "ok"
-
-    # -------------------------------------------------------------------- notes
-    def _note(self, outcome: str, reply: Any) -> None:
-        with self._lock:
-            self.record.outcomes[outcome] += 1
-            if isinstance(reply, ErrorReply):
-                self.record.errors[reply.prefix] += 1
-        if outcome == "fail" and reply is None:
-            time.sleep(0.02)  # a dead node refuses at once: don't spin
-
-    def _problem(self, text: str) -> None:
-        with self._lock:
-            self.record.problems.append(text)
 
 
 # ---------------------------------------------------------------------- the checker

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 
 from raftcache import Client, RetryPolicy
 from raftcache.errors import WatchCompactedError
-from tests.faults.harness import RespConn, classify
-from tests.helpers import Workers
+from tests.faults.workload import ClientWorkload, classify
 
 SENTINEL = "end"
 
@@ -49,50 +48,44 @@ class WatchRecord:
     failures: list[str] = field(default_factory=list)  # watchers that gave up (no node served them)
 
 
-class WatchWorkload:
+class WatchWorkload(ClientWorkload):
     """Writer and watcher threads (``start``, ``stop``, ``ok_writes``, ``check``, ``summary``)."""
 
     def __init__(self, endpoints: Callable[[], list[str]], *, writers: int = 2, watchers: int = 3, keys: int = 4,
                  timeout: float = 4.0, seed: int = 1, prefix: str = "wt:") -> None:
-        self.endpoints = endpoints
+        super().__init__(endpoints, timeout=timeout)
         self.writers = writers
         self.watchers = watchers
         self.keys = keys
-        self.timeout = timeout
         self.seed = seed
         self.prefix = prefix
         self.record = WatchRecord(seen=[[] for _ in range(watchers)], resumes=[0] * watchers)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers = Workers()  # watchers
-        self._writers = Workers()
+        self._watching = self._new_crew()  # they end at the sentinel; the workload's own crew is the writers
         self._clients: list[Client] = []
         self._done = [threading.Event() for _ in range(watchers)]
 
-    def start(self) -> WatchWorkload:
+    def _launch(self) -> None:
         endpoints = self.endpoints()
         for w in range(self.watchers):
             order = endpoints[w % len(endpoints):] + endpoints[: w % len(endpoints)]  # each starts elsewhere
             client = Client(order, retry=RetryPolicy(deadline=60))
             self._clients.append(client)
             stream = client.watch(self.prefix + "*", values=True)  # from now: before any write
-            self._workers.start(self._watch, w, stream, client)
+            self._watching.start(self._watch, w, stream, client)
         for w in range(self.writers):
-            self._writers.start(self._write, w)
-        return self
+            self._spawn(self._write, w)
 
     def stop(self, catch_up_s: float = 30.0) -> None:
         """Stop writing, mark the end through the cluster, let the watchers catch up to it."""
-        self._stop.set()
         try:
-            self._writers.join(self.timeout + 30)  # no write of theirs may land after the sentinel
+            self._crew.stop(self.timeout + 30)  # no write of theirs may land after the sentinel
             with Client(self.endpoints(), retry=RetryPolicy(deadline=30)) as client:
                 client.set(self.prefix + SENTINEL, "done")
             deadline = time.monotonic() + catch_up_s
             for done in self._done:
                 done.wait(max(0.0, deadline - time.monotonic()))
         finally:
-            self._workers.join(catch_up_s + 30)
+            self._watching.join(catch_up_s + 30)
             for client in self._clients:
                 client.close()
 
@@ -102,25 +95,23 @@ class WatchWorkload:
 
     def _write(self, writer: int) -> None:
         rng = random.Random(self.seed * 7919 + writer)
-        conns: dict[str, RespConn] = {}
+        home = self._home(writer, rng)
         serial = itertools.count()
-        home = writer
-        while not self._stop.is_set():
-            endpoints = self.endpoints()
-            endpoint = endpoints[home % len(endpoints)]
-            conn = conns.get(endpoint) or conns.setdefault(endpoint, RespConn(endpoint, self.timeout))
-            key = f"{self.prefix}{writer}:{rng.randrange(self.keys)}"
-            value = f"{writer}.{next(serial)}"
-            outcome, _ = classify(lambda conn=conn, key=key, value=value: conn.call("SET", key, value))
-            with self._lock:
-                self.record.writes[value] = (key, outcome)
-                self.record.order.setdefault(key, []).append(value)
-                self.record.outcomes[outcome] += 1
-            if outcome != "ok":
-                home = rng.randrange(len(endpoints))
-            time.sleep(rng.uniform(0.002, 0.01))
-        for conn in conns.values():
-            conn.close()
+        try:
+            while self._running():
+                conn = home.conn()
+                key = f"{self.prefix}{writer}:{rng.randrange(self.keys)}"
+                value = f"{writer}.{next(serial)}"
+                outcome, _ = classify(lambda conn=conn, key=key, value=value: conn.call("SET", key, value))
+                with self._lock:
+                    self.record.writes[value] = (key, outcome)
+                    self.record.order.setdefault(key, []).append(value)
+                    self.record.outcomes[outcome] += 1
+                if outcome != "ok":
+                    home.move()
+                time.sleep(rng.uniform(0.002, 0.01))
+        finally:
+            home.close()
 
     def _watch(self, w: int, stream, client: Client) -> None:
         seen = self.record.seen[w]

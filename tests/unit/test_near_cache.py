@@ -3,6 +3,8 @@ an invalidation never stores the old value."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from raftcache.near_cache import NearCache, NearCacheConfig, near_cache_config
@@ -90,3 +92,49 @@ def test_config_forms() -> None:
         near_cache_config(0)
     with pytest.raises(TypeError):
         near_cache_config("big")
+
+
+def test_reads_through_fill_once_and_a_failed_get_fills_nothing() -> None:
+    near, _ = cache()
+    calls = []
+
+    def fetch() -> bytes:
+        calls.append(1)
+        return b"v"
+
+    assert near.through(b"k", fetch) == b"v" and near.through(b"k", fetch) == b"v"
+    assert len(calls) == 1 and near.hits == 1
+
+    def broken() -> bytes:
+        raise ConnectionError("no node")
+
+    with pytest.raises(ConnectionError):
+        near.through(b"x", broken)
+    assert near.lookup(b"x") is near.MISS and near.stats()["keys"] == 1
+    fill(near, b"x", b"later")  # the failed fill left nothing in flight to spoil this one
+    assert near.lookup(b"x") == b"later"
+
+
+def test_async_reads_through_and_a_cancelled_get_fills_nothing() -> None:
+    near, _ = cache()
+
+    async def run() -> None:
+        async def fetch() -> bytes:
+            return b"v"
+
+        assert await near.through_async(b"k", fetch) == b"v"
+        assert await near.through_async(b"k", fetch) == b"v" and near.hits == 1
+
+        async def cancelled() -> bytes:
+            raise asyncio.CancelledError
+
+        with pytest.raises(asyncio.CancelledError):
+            await near.through_async(b"c", cancelled)
+        assert near.lookup(b"c") is near.MISS
+
+    asyncio.run(run())
+    token = near.begin_fill(b"c")
+    near.invalidate(b"c")  # no leftover in-flight count: this fill alone is spoiled
+    near.finish_fill(b"c", token, b"old")
+    fill(near, b"c", b"new")
+    assert near.lookup(b"c") == b"new"

@@ -290,3 +290,32 @@ def test_a_readable_filter_hides_keys_the_watcher_may_not_read() -> None:
     stream = WatchStream.open(WatchRequest(b"*", 0, False), h, now=0, future_wait_s=1,
                               readable=lambda key: key.startswith(b"cfg:"))
     assert [f[3] for f in stream.pull(h)] == [b"cfg:a", b"cfg:b"] and stream.position == 3
+
+
+def test_cursor_drives_a_near_cache_through_frames_and_failures() -> None:
+    """What both clients' stream loops rely on: the greeting puts the near-cache up, every
+    frame counts as word from the stream, an event invalidates its key, a failure drops it."""
+    from raftcache.near_cache import NearCache, NearCacheConfig
+
+    near = NearCache(NearCacheConfig(max_keys=10))
+    cursor = WatchCursor(b"*", ["a:1", "b:2"], start_index=None)
+    cursor.next_endpoint()
+    assert near.begin_fill(b"k") is None  # not up yet: nothing may be filled
+    greeting = [b"watching", b"*", 10]
+    assert list(cursor.on_frames([greeting], near)) == [] and near.serving and cursor.last == 10
+    near.finish_fill(b"k", near.begin_fill(b"k"), b"v")
+    near.finish_fill(b"j", near.begin_fill(b"j"), b"w")
+    frames = [[b"progress", 11], [b"event", 12, b"set", b"k"], [b"event", 12, b"set", b"j"]]
+    assert list(cursor.on_frames(frames, near)) == [WatchEvent(12, "set", b"k")]  # the repeat is dropped
+    assert near.lookup(b"k") is near.MISS and near.lookup(b"j") == b"w" and near.invalidations == 1
+    # an error frame raises after the events before it were handed out (and counted in `last`)
+    stream = cursor.on_frames([[b"event", 13, b"del", b"j"], ErrorReply.from_parts("ERR", "boom")], near)
+    assert next(stream) == WatchEvent(13, "del", b"j") and cursor.last == 13
+    with pytest.raises(CommandError, match="boom"):
+        next(stream)
+    assert cursor.on_failure(ConnectionResetError(), near) == 0.0  # the other node at once
+    assert not near.serving and len(near) == 0
+    cursor.next_endpoint()
+    assert cursor.on_frame(greeting) is None  # without a near-cache: the cursor alone
+    with pytest.raises(CommandError, match="syntax"):
+        cursor.on_failure(CommandError("syntax error"), near)
