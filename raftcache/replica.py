@@ -91,6 +91,10 @@ _INLINE_DIGEST_KEYS = 20_000  # above this, hash in a forked child (it takes ~5 
 _ACCESS_FLUSH_S = 1.0
 
 
+_SWEEP_MIN = 64  # the smallest Sweep the apply-time budget shrinks to (progress under any load)
+_SWEEP_SAMPLE_MIN = 32  # entries expiring fewer keys are too small to time
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaOptions:
     raft: RaftSettings
@@ -100,7 +104,8 @@ class ReplicaOptions:
     max_batch_commands: int = 8192
     max_batch_bytes: int = 1 << 20
     clock_interval_s: float = 0.1  # least spacing of the leader's expiry sweeps (see _leader_duties_locked)
-    sweep_limit: int = 1000  # expired keys deleted per Sweep
+    sweep_limit: int = 1000  # most expired keys one Sweep deletes ...
+    sweep_budget_s: float = 0.005  # ... and about this much apply time per Sweep (see _sweep_size)
     # Initial values of replicated settings (the cluster file's [memory]): the leader proposes
     # each one the replicated state has never had set; CONFIG SET changes them afterwards.
     initial_settings: tuple[tuple[str, bytes], ...] = ()
@@ -199,6 +204,8 @@ class Replica:
         self._seeded = False  # initial settings proposed during this leadership
         self._sweeping = False  # a Sweep is queued or in flight
         self._sweep_backlog = False  # the last Sweep hit its limit: more keys are due
+        self._sweep_sent = 0  # the limit of the Sweep in flight
+        self._sweep_key_s = 0.0  # apply time per expired key on this node (moving average; 0: unknown)
         self._next_sweep_ms = 0  # (leader or replicated) time before which no new Sweep is proposed
         self._wake_timer: threading.Timer | None = None  # ticks the Raft thread when a Sweep falls due
         self._wake_at_ms = 0
@@ -582,7 +589,12 @@ class Replica:
     def _apply(self, payload: bytes) -> list[Any]:
         batch = c.decode_batch(payload)  # MalformedBatch stops the node (consensus)
         with self._fsm_lock:
+            expired = self.fsm.expired_keys
+            started = time.perf_counter()
             results = self.fsm.apply(batch)
+            swept = self.fsm.expired_keys - expired
+            if swept >= _SWEEP_SAMPLE_MIN:
+                self._note_sweep_cost((time.perf_counter() - started) / swept)
             items = self.fsm.take_items()
         if items:  # right after the entry, on the Raft thread, before its callbacks
             self.feed.deliver(items)
@@ -664,7 +676,8 @@ class Replica:
         self._sweeping = True
         self._sweep_backlog = False
         self._next_sweep_ms = now_ms + int(opts.clock_interval_s * 1000)
-        sweep = _Request(c.Sweep(opts.sweep_limit), self._swept, time.monotonic() + opts.request_timeout_s)
+        self._sweep_sent = self._sweep_size()
+        sweep = _Request(c.Sweep(self._sweep_sent), self._swept, time.monotonic() + opts.request_timeout_s)
         sweep.size = 16
         self._writes.append(sweep)
 
@@ -691,7 +704,24 @@ class Replica:
     def _swept(self, result: Any) -> None:
         """A Sweep's answer (keys deleted, or an error): a full one means more are due now."""
         with self._lock:
-            self._sweep_backlog = result == self.options.sweep_limit
+            self._sweep_backlog = result == self._sweep_sent
+
+    def _sweep_size(self) -> int:
+        """How many expired keys the next Sweep may delete: as many as fit in
+        `sweep_budget_s` of apply time at the cost per key measured here, within
+        [_SWEEP_MIN, sweep_limit]. Every node applies every Sweep, and a write queued behind
+        one waits for it: a million keys expiring at once must come as many short entries,
+        not a few long ones (the limit is part of the command, so replicas stay identical)."""
+        limit = self.options.sweep_limit
+        if self._sweep_key_s <= 0:
+            return limit
+        return max(min(_SWEEP_MIN, limit), min(limit, int(self.options.sweep_budget_s / self._sweep_key_s)))
+
+    def _note_sweep_cost(self, per_key_s: float) -> None:
+        """Raft thread: one entry's apply time per key it expired (the entry's other
+        commands included, which errs towards smaller Sweeps)."""
+        old = self._sweep_key_s
+        self._sweep_key_s = per_key_s if old <= 0 else 0.7 * old + 0.3 * per_key_s
 
     def _seed_settings_locked(self) -> None:
         """Propose the cluster file's initial settings the replicated state has never had set

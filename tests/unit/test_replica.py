@@ -492,6 +492,27 @@ def test_sweeps_are_spaced_by_the_clock_interval_unless_a_backlog_remains():
         replica.close()
 
 
+def test_sweeps_shrink_to_the_apply_time_budget_measured_on_this_node():
+    """A write queued behind a Sweep waits for it on every node: once a Sweep's apply time
+    per key is known, the next ones delete only what fits the budget (here: nothing fits,
+    so the floor), and a full small Sweep still means a backlog, swept at once."""
+    clock = ManualClock()
+    replica, fake = make_replica(clock=clock, sweep_limit=1000, sweep_budget_s=1e-9)
+    try:
+        results = Results()
+        for i in range(200):
+            replica.submit(c.Set(b"a%d" % i, b"v", ttl_ms=100), results(f"a{i}"))
+        for i in range(200):
+            replica.submit(c.Set(b"b%d" % i, b"v", ttl_ms=400), results(f"b{i}"))
+        tick_until(fake, lambda: "b199" in results)
+        idle(clock, fake, 600, step_ms=5)
+        limits = [sweep.limit for _, sweep in sweeps_in(fake)]
+        assert limits == [1000, 64, 64, 64, 64], limits  # 200 keys unknown cost; then 64+64+64+8
+        assert len(replica.fsm) == 0
+    finally:
+        replica.close()
+
+
 def test_a_new_leader_takes_over_the_expiry_schedule_from_the_replicated_state(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
