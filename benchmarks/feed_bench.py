@@ -117,7 +117,9 @@ class _Subscribers:
             conn.sock.close()
 
 
-def _latency_phase(subs: _Subscribers, publisher: _Conn, messages: int, interval_s: float) -> list[float]:
+def _latency_phase(subs: _Subscribers, publisher: _Conn, messages: int, interval_s: float,
+                   by_port: list[list[float]]) -> list[float]:
+    """Every receipt's latency (ms); `by_port[p]` gets those of subscribers on port p."""
     latencies: list[float] = []
     n = len(subs.conns)
 
@@ -126,6 +128,7 @@ def _latency_phase(subs: _Subscribers, publisher: _Conn, messages: int, interval
         end = 0
         for match in _STAMP.finditer(buffered):
             latencies.append((stamp - int(match.group(1))) / 1e6)
+            by_port[i % len(by_port)].append(latencies[-1])
             subs.counts[i] += 1
             end = match.end()
         subs.pending[i] = buffered[end:]
@@ -189,7 +192,8 @@ def _run(ports: list[int], subscribers: int, seconds: float, latency_messages: i
     subs = _Subscribers(ports, subscribers)
     publisher = _Conn(ports[0])
     try:
-        latencies = _latency_phase(subs, publisher, latency_messages, interval_s)
+        by_port: list[list[float]] = [[] for _ in ports]
+        latencies = _latency_phase(subs, publisher, latency_messages, interval_s, by_port)
         publisher.sock.sendall(_command(b"PUBLISH", CHANNEL, RATE))
         publisher.reply()
         # Every subscriber's RATE marker: the rate phase starts from a clean cut.
@@ -200,14 +204,15 @@ def _run(ports: list[int], subscribers: int, seconds: float, latency_messages: i
     finally:
         publisher.sock.close()
         subs.close()
-    latencies.sort()
-
-    def pct(p: float) -> float | None:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3) if latencies else None
+    def pct(p: float, values: list[float] | None = None) -> float | None:
+        values = sorted(latencies if values is None else values)
+        return round(values[min(len(values) - 1, int(p * len(values)))], 3) if values else None
 
     return {"subscribers": subscribers, "ports": len(ports), "publish_per_s": round(rate), "latency_messages": latency_messages,
-            "fanout_p50_ms": pct(0.50), "fanout_p99_ms": pct(0.99), "fanout_max_ms": round(latencies[-1], 3) if latencies else None,
-            "receipts": len(latencies), "all_delivered": delivered}
+            "fanout_p50_ms": pct(0.50), "fanout_p99_ms": pct(0.99), "fanout_max_ms": round(max(latencies), 3) if latencies else None,
+            "receipts": len(latencies), "all_delivered": delivered,
+            # the publisher is on ports[0] (for raftcache: the leader, see bench_all)
+            "p50_p99_by_port_ms": [[pct(0.50, v), pct(0.99, v)] for v in by_port]}
 
 
 def measure(ports: list[int], subscribers: int = 100, seconds: float = 5.0, latency_messages: int = 200,
