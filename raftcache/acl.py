@@ -155,20 +155,31 @@ _BY_POSITION: dict[str, dict[int, int]] = {
     "copy": {1: READ, 2: WRITE},
     "rename": {1: READ | WRITE, 2: WRITE},
     "renamenx": {1: READ | WRITE, 2: WRITE},
+    "zrangestore": {1: WRITE, 2: READ},
 }
 
 
-def _numkeys_keys(args: list[bytes]) -> list[int]:
-    try:
-        n = int(args[2])
-    except ValueError:
-        return []  # the command answers its own error
-    return list(range(3, 3 + n)) if 0 <= n <= len(args) - 3 else []
+def _numkeys_at(at: int) -> Callable[[list[bytes]], list[int]]:
+    """The keys counted by the argument at `at`, which follow it (EVAL, ZUNION, ...)."""
+
+    def positions(args: list[bytes]) -> list[int]:
+        try:
+            n = int(args[at])
+        except ValueError:
+            return []  # the command answers its own error
+        return list(range(at + 1, at + 1 + n)) if 0 <= n <= len(args) - at - 1 else []
+
+    return positions
+
+
+_numkeys_keys = _numkeys_at(2)
+_numkeys_first = _numkeys_at(1)
 
 
 # Commands whose keys the (first, last, step) triple cannot say.
 _KEY_FINDERS: dict[str, Callable[[list[bytes]], list[int]]] = {
     "eval": _numkeys_keys, "evalsha": _numkeys_keys, "eval_ro": _numkeys_keys, "evalsha_ro": _numkeys_keys,
+    "zunion": _numkeys_first, "zinter": _numkeys_first, "zdiff": _numkeys_first, "zintercard": _numkeys_first,
     "raftcache|index": lambda args: list(range(2, len(args))),
     "raftcache|watched": lambda args: list(range(2, len(args), 2)),
 }

@@ -74,7 +74,7 @@ EVENT_CLASS: dict[str, str] = {
     # sorted sets (z)
     "zadd": "z", "zincr": "z", "zrem": "z", "zremrangebyscore": "z", "zremrangebyrank": "z",
     "zremrangebylex": "z", "zpopmin": "z", "zpopmax": "z", "zunionstore": "z", "zinterstore": "z",
-    "zdiffstore": "z",
+    "zdiffstore": "z", "zrangestore": "z",
     "expired": "x",
     "evicted": "e",
     "new": "n",  # key creation (Redis 7.0's 'n', not part of 'A')
@@ -173,9 +173,11 @@ DATA_EVENTS: dict[bytes, str | Callable[[Sequence[bytes], bytes], tuple[str, ...
     b"zmpop": _direction(lambda a: int(a[1]) + 2, "zpopmin", "zpopmax"),
     b"bzmpop": _direction(lambda a: int(a[2]) + 3, "zpopmin", "zpopmax"),
     b"zunionstore": "zunionstore", b"zinterstore": "zinterstore", b"zdiffstore": "zdiffstore",
+    b"zrangestore": "zrangestore",
 }
 # Commands that replace their destination whole: an empty result deletes it with "del" only.
-STORE_COMMANDS = frozenset({b"sinterstore", b"sunionstore", b"sdiffstore", b"zunionstore", b"zinterstore", b"zdiffstore"})
+STORE_COMMANDS = frozenset({b"sinterstore", b"sunionstore", b"sdiffstore", b"zunionstore", b"zinterstore", b"zdiffstore",
+                            b"zrangestore"})
 
 
 def data_events(args: Sequence[bytes], key: bytes) -> tuple[str, ...]:

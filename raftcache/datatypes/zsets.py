@@ -1,4 +1,5 @@
-"""Sorted sets: the zset type and its command table (Redis 7.0's ZADD ... ZSCAN, ZMPOP).
+"""Sorted sets: the zset type and its command table (Redis 7.0's ZADD ... ZSCAN, ZMPOP, ZUNION,
+ZINTER, ZDIFF, ZINTERCARD, ZRANGESTORE).
 
 A zset is a ``SortedList`` of ``(score, member)`` tuples (the order every reply uses:
 score, then member bytes, as Redis's skiplist and listpack order them) and a dict
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any, NamedTuple, Self
 
 from sortedcontainers import SortedList
@@ -531,13 +533,24 @@ def zrevrank(ks: Keyspace, args: Sequence[bytes]) -> Any:
 _RANK, _SCORE, _LEX = "rank", "score", "lex"
 
 
-def _zrange_generic(ks: Keyspace, args: Sequence[bytes], rangetype: str | None, reverse: bool | None) -> list[bytes]:
-    """zrangeGenericCommand: ZRANGE and its older forms (fixed type/direction where given)."""
+class _Range(NamedTuple):
+    """What zrangeGenericCommand found: the pairs in walk order, and how they were asked for."""
+
+    pairs: Iterable[tuple[float, bytes]]
+    withscores: bool
+    rangetype: str
+
+
+def _zrange_generic(ks: Keyspace, args: Sequence[bytes], rangetype: str | None, reverse: bool | None,
+                    store: bool = False) -> _Range:
+    """zrangeGenericCommand: ZRANGE, its older forms (fixed type/direction where given) and
+    ZRANGESTORE (``store``: the source key follows the destination, WITHSCORES is refused)."""
+    at = 2 if store else 1  # the source key
     withscores, offset, limit = False, 0, -1
-    j = 4
+    j = at + 3
     while j < len(args):
         opt = args[j].upper()
-        if opt == b"WITHSCORES":
+        if not store and opt == b"WITHSCORES":
             withscores = True
         elif opt == b"LIMIT" and len(args) - j - 1 >= 2:
             offset, limit = _long(args[j + 1]), _long(args[j + 2])
@@ -557,22 +570,22 @@ def _zrange_generic(ks: Keyspace, args: Sequence[bytes], rangetype: str | None, 
         raise CommandError("syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX")
     if withscores and rangetype == _LEX:
         raise CommandError("syntax error, WITHSCORES not supported in combination with BYLEX")
-    lo, hi = (args[3], args[2]) if reverse and rangetype != _RANK else (args[2], args[3])
+    lo, hi = (args[at + 2], args[at + 1]) if reverse and rangetype != _RANK else (args[at + 1], args[at + 2])
     if rangetype == _RANK:
         bounds = (_long(lo), _long(hi))
     elif rangetype == _SCORE:
         score_range = parse_score_range(lo, hi)
     else:
         lex_range = parse_lex_range(lo, hi)
-    zset = _get(ks, args[1])
+    zset = _get(ks, args[at])
     if zset is None:
-        return []
+        return _Range((), withscores, rangetype)
     n = len(zset)
     if rangetype == _RANK:
         span = _rank_bounds(bounds[0], bounds[1], n)
         if span is None:
-            return []
-        return _flat(zset.slice(span[0], span[1], reverse), withscores)
+            return _Range((), withscores, rangetype)
+        return _Range(zset.slice(span[0], span[1], reverse), withscores, rangetype)
     if rangetype == _SCORE:
         start, stop = zset.score_span(score_range)
     else:
@@ -581,31 +594,51 @@ def _zrange_generic(ks: Keyspace, args: Sequence[bytes], rangetype: str | None, 
     if reverse:
         start, stop = n - stop, n - start
     start, stop = _limit_window(start, stop, offset, limit, n)
-    return _flat(zset.slice(start, stop, reverse), withscores)
+    return _Range(zset.slice(start, stop, reverse), withscores, rangetype)
+
+
+def _zrange_reply(ks: Keyspace, args: Sequence[bytes], rangetype: str | None, reverse: bool | None) -> list[bytes]:
+    found = _zrange_generic(ks, args, rangetype, reverse)
+    return _flat(found.pairs, found.withscores)
 
 
 def zrange(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
-    return _zrange_generic(ks, args, None, None)
+    return _zrange_reply(ks, args, None, None)
 
 
 def zrevrange(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
-    return _zrange_generic(ks, args, _RANK, True)
+    return _zrange_reply(ks, args, _RANK, True)
 
 
 def zrangebyscore(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
-    return _zrange_generic(ks, args, _SCORE, False)
+    return _zrange_reply(ks, args, _SCORE, False)
 
 
 def zrevrangebyscore(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
-    return _zrange_generic(ks, args, _SCORE, True)
+    return _zrange_reply(ks, args, _SCORE, True)
 
 
 def zrangebylex(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
-    return _zrange_generic(ks, args, _LEX, False)
+    return _zrange_reply(ks, args, _LEX, False)
 
 
 def zrevrangebylex(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
-    return _zrange_generic(ks, args, _LEX, True)
+    return _zrange_reply(ks, args, _LEX, True)
+
+
+def zrangestore(ks: Keyspace, args: Sequence[bytes]) -> int:
+    """ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]: the range,
+    stored whole at dst (no expiry; nothing found deletes dst)."""
+    found = _zrange_generic(ks, args, None, None, store=True)
+    pairs = list(found.pairs)  # taken before dst is replaced: dst may be the source
+    result = ZSet()
+    # Redis sizes a rank range's destination up front (a skiplist past 128 members, keeping
+    # -0 scores); score and lex ranges start as a listpack and convert as members arrive.
+    result._skiplist = found.rangetype == _RANK and len(pairs) > LISTPACK_MAX_ENTRIES
+    for score, member in pairs:
+        result.add(member, score)
+    ks.replace(args[1], result)
+    return len(result)
 
 
 # --------------------------------------------------------------------- ZREMRANGEBY*
@@ -730,9 +763,9 @@ def zrandmember(ks: Keyspace, args: Sequence[bytes]) -> Any:
     return _flat((zset.at(i) for i in chosen), withscores)
 
 
-# ----------------------------------------------------------- ZUNION/ZINTER/ZDIFFSTORE
+# ------------------------------------------- ZUNION/ZINTER/ZDIFF[STORE], ZINTERCARD
 class _Source(NamedTuple):
-    """One input of the STORE forms: a zset, or a set whose members score 1."""
+    """One input of a union, intersection or difference: a zset, or a set whose members score 1."""
 
     length: int
     pairs: Callable[[], Iterable[tuple[float, bytes]]]
@@ -778,77 +811,114 @@ def _weighted(weight: float, score: float) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def _store_generic(ks: Keyspace, args: Sequence[bytes], op: str) -> int:
-    dest, name = args[1], args[0].decode()
-    setnum = parse_int64(args[2])
+# The forms zunionInterDiffGenericCommand serves: STORE into a key, a READ reply, ZINTERCARD.
+_STORE, _READ, _CARD = "store", "read", "card"
+
+
+class _SetOp(NamedTuple):
+    sources: list[_Source]
+    aggregate: Callable[[float, float], float]
+    withscores: bool
+    limit: int  # ZINTERCARD's LIMIT (0: none)
+
+
+def _parse_setop(ks: Keyspace, args: Sequence[bytes], op: str, form: str) -> _SetOp:
+    """The arguments of every form, checked in Redis's order: numkeys, the keys (WRONGTYPE
+    before any option), then the options the form takes: WEIGHTS and AGGREGATE (not DIFF,
+    not ZINTERCARD), WITHSCORES (the read forms), LIMIT (ZINTERCARD)."""
+    numkeys_at = 2 if form == _STORE else 1
+    setnum = parse_int64(args[numkeys_at])
     if setnum < 1:
-        raise CommandError(f"at least 1 input key is needed for '{name}' command")
-    if setnum > len(args) - 3:
+        raise CommandError(f"at least 1 input key is needed for '{args[0].decode()}' command")
+    first = numkeys_at + 1
+    if setnum > len(args) - first:
         raise SyntaxError_()
-    sources = [_source(ks, key) for key in args[3 : 3 + setnum]]
-    aggregate = _AGGREGATES[b"SUM"]
-    j = 3 + setnum
+    sources = [_source(ks, key) for key in args[first : first + setnum]]
+    aggregate, withscores, limit = _AGGREGATES[b"SUM"], False, 0
+    combines = op != "diff" and form != _CARD
+    j = first + setnum
     while j < len(args):
         remaining = len(args) - j
         opt = args[j].upper()
-        if op != "diff" and remaining >= setnum + 1 and opt == b"WEIGHTS":
+        if combines and remaining >= setnum + 1 and opt == b"WEIGHTS":
             weights = [parse_score(w, "weight value is not a float") for w in args[j + 1 : j + 1 + setnum]]
             sources = [s._replace(weight=w) for s, w in zip(sources, weights)]
             j += setnum + 1
-        elif op != "diff" and remaining >= 2 and opt == b"AGGREGATE":
+        elif combines and remaining >= 2 and opt == b"AGGREGATE":
             found = _AGGREGATES.get(args[j + 1].upper())
             if found is None:
                 raise SyntaxError_()
             aggregate = found
             j += 2
+        elif form == _READ and opt == b"WITHSCORES":
+            withscores = True
+            j += 1
+        elif form == _CARD and remaining >= 2 and opt == b"LIMIT":
+            limit = _range_long(args[j + 1], 0, "LIMIT can't be negative")
+            j += 2
         else:
             raise SyntaxError_()
-    result = ZSet()
-    _OPERATIONS[op](sources, aggregate, result)
-    result.convert_if_small()
-    ks.replace(dest, result)
-    return len(result)
+    return _SetOp(sources, aggregate, withscores, limit)
 
 
-def _union(sources: list[_Source], aggregate: Callable[[float, float], float], out: ZSet) -> None:
+def _union(sources: list[_Source], aggregate: Callable[[float, float], float]) -> dict[bytes, float]:
     acc: dict[bytes, float] = {}
     for src in sorted(sources, key=lambda s: s.length):  # Redis's order: smallest first (sums are not associative)
         for score, member in src.pairs():
             value = _weighted(src.weight, score)
             current = acc.get(member)
             acc[member] = value if current is None else aggregate(current, value)
-    _fill(out, acc)
+    return acc
 
 
-def _inter(sources: list[_Source], aggregate: Callable[[float, float], float], out: ZSet) -> None:
+def _inter_members(sources: list[_Source], aggregate: Callable[[float, float], float]) -> Iterator[tuple[bytes, float]]:
+    """(member, score) of the intersection, one at a time (ZINTERCARD's LIMIT stops early)."""
     ordered = sorted(sources, key=lambda s: s.length)
-    acc: dict[bytes, float] = {}
     first, rest = ordered[0], ordered[1:]
-    if first.length:
-        for score, member in first.pairs():
-            value = _weighted(first.weight, score)
-            for src in rest:
-                other = src.find(member)
-                if other is None:
-                    break
-                value = aggregate(value, other * src.weight)
-            else:
-                acc[member] = value
-    _fill(out, acc)
+    if not first.length:
+        return
+    for score, member in first.pairs():
+        value = _weighted(first.weight, score)
+        for src in rest:
+            other = src.find(member)
+            if other is None:
+                break
+            value = aggregate(value, other * src.weight)
+        else:
+            yield member, value
 
 
-def _diff(sources: list[_Source], _aggregate: Callable[[float, float], float], out: ZSet) -> None:
+def _inter(sources: list[_Source], aggregate: Callable[[float, float], float]) -> dict[bytes, float]:
+    return dict(_inter_members(sources, aggregate))
+
+
+def _diff(sources: list[_Source], _aggregate: Callable[[float, float], float]) -> dict[bytes, float]:
     first, rest = sources[0], sources[1:]
-    acc = {m: s for s, m in first.pairs() if all(src.find(m) is None for src in rest)}
-    _fill(out, acc)
-
-
-def _fill(out: ZSet, acc: dict[bytes, float]) -> None:
-    out._scores = acc
-    out._order = SortedList((score, member) for member, score in acc.items())
+    return {m: s for s, m in first.pairs() if all(src.find(m) is None for src in rest)}
 
 
 _OPERATIONS = {"union": _union, "inter": _inter, "diff": _diff}
+
+
+def _combined(ks: Keyspace, args: Sequence[bytes], op: str, form: str) -> tuple[dict[bytes, float], _SetOp]:
+    parsed = _parse_setop(ks, args, op, form)
+    return _OPERATIONS[op](parsed.sources, parsed.aggregate), parsed
+
+
+def _store_generic(ks: Keyspace, args: Sequence[bytes], op: str) -> int:
+    acc, _ = _combined(ks, args, op, _STORE)
+    result = ZSet()
+    result._scores = acc
+    result._order = SortedList((score, member) for member, score in acc.items())
+    result.convert_if_small()
+    ks.replace(args[1], result)
+    return len(result)
+
+
+def _read_generic(ks: Keyspace, args: Sequence[bytes], op: str) -> list[bytes]:
+    # Redis replies from the skiplist it built: scores as computed (-0 included), in order
+    acc, parsed = _combined(ks, args, op, _READ)
+    return _flat(sorted((score, member) for member, score in acc.items()), parsed.withscores)
 
 
 def zunionstore(ks: Keyspace, args: Sequence[bytes]) -> int:
@@ -861,6 +931,24 @@ def zinterstore(ks: Keyspace, args: Sequence[bytes]) -> int:
 
 def zdiffstore(ks: Keyspace, args: Sequence[bytes]) -> int:
     return _store_generic(ks, args, "diff")
+
+
+def zunion(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
+    return _read_generic(ks, args, "union")
+
+
+def zinter(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
+    return _read_generic(ks, args, "inter")
+
+
+def zdiff(ks: Keyspace, args: Sequence[bytes]) -> list[bytes]:
+    return _read_generic(ks, args, "diff")
+
+
+def zintercard(ks: Keyspace, args: Sequence[bytes]) -> int:
+    parsed = _parse_setop(ks, args, "inter", _CARD)
+    found = _inter_members(parsed.sources, parsed.aggregate)
+    return sum(1 for _ in islice(found, parsed.limit or None))
 
 
 # ----------------------------------------------------------------------------- ZSCAN
@@ -883,9 +971,12 @@ def zscan(ks: Keyspace, args: Sequence[bytes]) -> list[Any]:
 
 # ----------------------------------------------------------------------------- table
 _W, _R = True, False
+# numkeys-counted inputs: COMMAND says movablekeys, and acl.key_positions finds them
+_MOVABLE = ("movablekeys",)
+_NONE = (0, 0, 0)
 COMMANDS: list[TypeCommand] = [
-    TypeCommand("zadd", -4, _W, zadd, "Add members to a sorted set, or update their scores", ("denyoom", "fast")),
-    TypeCommand("zincrby", 4, _W, zincrby, "Increment the score of a member of a sorted set", ("denyoom", "fast")),
+    TypeCommand("zadd", -4, _W, zadd, "Add members to a sorted set, or update their scores", ("fast",)),
+    TypeCommand("zincrby", 4, _W, zincrby, "Increment the score of a member of a sorted set", ("fast",)),
     TypeCommand("zrem", -3, _W, zrem, "Remove members from a sorted set", ("fast",)),
     TypeCommand("zscore", 3, _R, zscore, "Get the score of a member", ("fast",)),
     TypeCommand("zmscore", -3, _R, zmscore, "Get the scores of members", ("fast",)),
@@ -894,6 +985,7 @@ COMMANDS: list[TypeCommand] = [
     TypeCommand("zlexcount", 4, _R, zlexcount, "Count the members within a lexicographical range", ("fast",)),
     TypeCommand("zrange", -4, _R, zrange, "Return a range of members by rank, score or lex"),
     TypeCommand("zrevrange", -4, _R, zrevrange, "Return a range of members by rank, high to low"),
+    TypeCommand("zrangestore", -5, _W, zrangestore, "Store a range of members by rank, score or lex", keys=(1, 2, 1)),
     TypeCommand("zrangebyscore", -4, _R, zrangebyscore, "Return a range of members by score"),
     TypeCommand("zrevrangebyscore", -4, _R, zrevrangebyscore, "Return a range of members by score, high to low"),
     TypeCommand("zrangebylex", -4, _R, zrangebylex, "Return a range of members by lex order"),
@@ -905,10 +997,14 @@ COMMANDS: list[TypeCommand] = [
     TypeCommand("zremrangebylex", 4, _W, zremrangebylex, "Remove members within a lex range"),
     TypeCommand("zpopmin", -2, _W, zpopmin, "Remove and return the members with the lowest scores", ("fast",)),
     TypeCommand("zpopmax", -2, _W, zpopmax, "Remove and return the members with the highest scores", ("fast",)),
-    TypeCommand("zmpop", -4, _W, zmpop, "Pop members from the first non-empty sorted set", ("movablekeys",), (0, 0, 0)),
+    TypeCommand("zmpop", -4, _W, zmpop, "Pop members from the first non-empty sorted set", _MOVABLE, _NONE),
     TypeCommand("zrandmember", -2, _R, zrandmember, "Get random members of a sorted set"),
-    TypeCommand("zunionstore", -4, _W, zunionstore, "Store the union of sorted sets", ("denyoom", "movablekeys")),
-    TypeCommand("zinterstore", -4, _W, zinterstore, "Store the intersection of sorted sets", ("denyoom", "movablekeys")),
-    TypeCommand("zdiffstore", -4, _W, zdiffstore, "Store the difference of sorted sets", ("denyoom", "movablekeys")),
+    TypeCommand("zunionstore", -4, _W, zunionstore, "Store the union of sorted sets", _MOVABLE),
+    TypeCommand("zinterstore", -4, _W, zinterstore, "Store the intersection of sorted sets", _MOVABLE),
+    TypeCommand("zdiffstore", -4, _W, zdiffstore, "Store the difference of sorted sets", _MOVABLE),
+    TypeCommand("zunion", -3, _R, zunion, "Add sorted sets", _MOVABLE, _NONE),
+    TypeCommand("zinter", -3, _R, zinter, "Intersect sorted sets", _MOVABLE, _NONE),
+    TypeCommand("zdiff", -3, _R, zdiff, "Subtract sorted sets", _MOVABLE, _NONE),
+    TypeCommand("zintercard", -3, _R, zintercard, "Count the members of an intersection (LIMIT)", _MOVABLE, _NONE),
     TypeCommand("zscan", -3, _R, zscan, "Iterate the members and scores of a sorted set"),
 ]

@@ -2,9 +2,10 @@
 argument conventions). Mixed into ``api.CacheCommands``; each method sends its Redis
 arguments through ``self._data_write``/``self._data_read`` with a result converter.
 
-Results are redis-py's (RESP2) conversions: scores as floats (``score_cast_func`` where
-redis-py takes one), WITHSCORES ranges and pops as lists of ``(member, score)`` tuples,
-ZSCAN as ``(cursor, [(member, score), ...])``; ZRANDMEMBER and ZMPOP as on the wire.
+Results are redis-py's (RESP2) conversions: scores as floats (``score_cast_func`` on the
+methods that return ranges), WITHSCORES ranges, unions, intersections, differences and pops
+as lists of ``(member, score)`` tuples, ZSCAN as ``(cursor, [(member, score), ...])``;
+ZRANDMEMBER and ZMPOP as on the wire.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ ScoreCast = Callable[[Any], Any]
 
 
 class ZSetMethods:
-    """ZADD ... ZSCAN, ZMPOP; see the module docstring for the result conventions."""
+    """ZADD ... ZSCAN, ZMPOP, ZUNION/ZINTER/ZDIFF, ZINTERCARD, ZRANGESTORE; see the module
+    docstring for the result conventions."""
 
     # provided by api.CacheCommands
     _key: Callable[[Any], bytes]
@@ -101,7 +103,17 @@ class ZSetMethods:
         keys = [self._key(k) for k in keys]
         return self._data_write(b"zdiffstore", self._key(dest), len(keys), *keys)
 
+    def zrangestore(self, dest: Any, name: Any, start: Any, end: Any, byscore: bool = False, bylex: bool = False,
+                    desc: bool = False, offset: int | None = None, num: int | None = None) -> Any:
+        """Store zrange's answer (same arguments, no scores asked) at `dest`; its size."""
+        return self._data_write(b"zrangestore", self._key(dest),
+                                *self._range_pieces(name, start, end, desc, byscore, bylex, offset, num))
+
     def _store(self, command: bytes, dest: Any, keys: Iterable[Any] | Mapping[Any, float], aggregate: str | None) -> Any:
+        return self._data_write(command, self._key(dest), *self._combine_pieces(keys, aggregate))
+
+    def _combine_pieces(self, keys: Iterable[Any] | Mapping[Any, float], aggregate: str | None) -> list[Any]:
+        """numkeys key... [WEIGHTS w...] [AGGREGATE a] of the union and intersection commands."""
         weights: list[Any] = []
         if isinstance(keys, Mapping):
             weights = [b"WEIGHTS", *keys.values()]
@@ -111,7 +123,7 @@ class ZSetMethods:
             if aggregate.upper() not in ("SUM", "MIN", "MAX"):
                 raise CommandError("aggregate can be sum, min or max.")
             options = [b"AGGREGATE", aggregate]
-        return self._data_write(command, self._key(dest), len(names), *names, *weights, *options)
+        return [len(names), *names, *weights, *options]
 
     # -- reads
     def zscore(self, name: Any, value: Any, *, consistency: str | None = None) -> Any:
@@ -141,19 +153,25 @@ class ZSetMethods:
                offset: int | None = None, num: int | None = None, *, consistency: str | None = None) -> Any:
         """Members by rank (default), score (`byscore`) or lex (`bylex`); `desc` reverses
         (then `start`/`end` are the high and low bounds); `offset`/`num` page BYSCORE/BYLEX."""
+        if bylex and withscores:
+            raise CommandError("``withscores`` not supported in combination with ``bylex``.")
+        pieces = self._range_pieces(name, start, end, desc, byscore, bylex, offset, num)
+        pieces += [b"WITHSCORES"] * withscores
+        return self._data_read(b"zrange", *pieces, convert=self._members_or_pairs(withscores, score_cast_func),
+                               consistency=consistency)
+
+    def _range_pieces(self, name: Any, start: Any, end: Any, desc: bool, byscore: bool, bylex: bool,
+                      offset: int | None, num: int | None) -> list[Any]:
+        """key start end [BYSCORE|BYLEX] [REV] [LIMIT offset num] of ZRANGE and ZRANGESTORE."""
         if byscore and bylex:
             raise CommandError("``byscore`` and ``bylex`` can not be specified together.")
         if (offset is None) != (num is None):
             raise CommandError("``offset`` and ``num`` must both be specified.")
-        if bylex and withscores:
-            raise CommandError("``withscores`` not supported in combination with ``bylex``.")
         pieces: list[Any] = [self._key(name), start, end]
         pieces += [b"BYSCORE"] * byscore + [b"BYLEX"] * bylex + [b"REV"] * desc
         if offset is not None:
             pieces += [b"LIMIT", int(offset), int(num)]  # type: ignore[arg-type]
-        pieces += [b"WITHSCORES"] * withscores
-        return self._data_read(b"zrange", *pieces, convert=self._members_or_pairs(withscores, score_cast_func),
-                               consistency=consistency)
+        return pieces
 
     def zrevrange(self, name: Any, start: int, end: int, withscores: bool = False, score_cast_func: ScoreCast = float,
                   *, consistency: str | None = None) -> Any:
@@ -216,6 +234,30 @@ class ZSetMethods:
             pieces.append(int(count))
             pieces += [b"WITHSCORES"] * withscores
         return self._data_read(b"zrandmember", *pieces, convert=self._out_list if count is not None else self._out,
+                               consistency=consistency)
+
+    def zunion(self, keys: Iterable[Any] | Mapping[Any, float], aggregate: str | None = None, withscores: bool = False,
+               score_cast_func: ScoreCast = float, *, consistency: str | None = None) -> Any:
+        """The union's members by score (`keys` may map key -> weight); with `withscores`,
+        [(member, score), ...]."""
+        return self._data_read(b"zunion", *self._combine_pieces(keys, aggregate), *[b"WITHSCORES"] * withscores,
+                               convert=self._members_or_pairs(withscores, score_cast_func), consistency=consistency)
+
+    def zinter(self, keys: Iterable[Any] | Mapping[Any, float], aggregate: str | None = None, withscores: bool = False,
+               score_cast_func: ScoreCast = float, *, consistency: str | None = None) -> Any:
+        return self._data_read(b"zinter", *self._combine_pieces(keys, aggregate), *[b"WITHSCORES"] * withscores,
+                               convert=self._members_or_pairs(withscores, score_cast_func), consistency=consistency)
+
+    def zdiff(self, keys: Iterable[Any], withscores: bool = False, score_cast_func: ScoreCast = float,
+              *, consistency: str | None = None) -> Any:
+        """The first set's members found in none of the others, with its scores."""
+        names = [self._key(k) for k in keys]
+        return self._data_read(b"zdiff", len(names), *names, *[b"WITHSCORES"] * withscores,
+                               convert=self._members_or_pairs(withscores, score_cast_func), consistency=consistency)
+
+    def zintercard(self, numkeys: int, keys: list[Any], limit: int = 0, *, consistency: str | None = None) -> Any:
+        """The intersection's size, counting no further than `limit` (0: no limit)."""
+        return self._data_read(b"zintercard", int(numkeys), *(self._key(k) for k in keys), b"LIMIT", int(limit),
                                consistency=consistency)
 
     def zscan(self, name: Any, cursor: int = 0, match: Any = None, count: int | None = None,

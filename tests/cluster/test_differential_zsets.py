@@ -7,6 +7,10 @@ the deletion of emptied sets are hit; a fixed list of edge cases (score parsing,
 and "(" bounds, LIMIT corners, ZADD's flag combinations, the STORE forms, encodings) is
 replayed every run.
 
+ZUNION, ZINTER, ZDIFF, ZINTERCARD and ZRANGESTORE (Redis 6.2/7.0) are in both: the random
+mix (with plain sets as inputs, and wrong numkeys) and the edge list (every error string,
+-0 scores, ZRANGESTORE's destination rules and encodings).
+
 Compared loosely: ZRANDMEMBER's members are random, so its replies compare by shape
 (count, membership, distinctness), not by value. ZSCAN of a skiplist-encoded set walks
 Redis's hash table order, which raftcache does not copy: a whole scan must return the same
@@ -40,9 +44,24 @@ STORE_OPTIONS = st.sampled_from([[], ["WEIGHTS", "2"], ["WEIGHTS", "2", "-1"], [
                                  ["AGGREGATE", "SUM", "WEIGHTS", "0.5", "inf"], ["AGGREGATE", "BOGUS"], ["WEIGHTS", "x", "1"]])
 
 
+READ_OPTIONS = st.lists(st.sampled_from([["WITHSCORES"], ["WEIGHTS", "2"], ["WEIGHTS", "-1", "0.5"], ["AGGREGATE", "MIN"],
+                                         ["AGGREGATE", "MAX"], ["AGGREGATE", "BOGUS"], ["WEIGHTS", "x", "1"], ["LIMIT", "1"]]),
+                        max_size=2).map(lambda opts: [x for o in opts for x in o])
+CARD_OPTIONS = st.sampled_from([[], ["LIMIT", "0"], ["LIMIT", "1"], ["LIMIT", "-1"], ["LIMIT", "x"], ["LIMIT"], ["WITHSCORES"],
+                                ["WEIGHTS", "1"]])
+# numkeys as counted, or one of the wrong ones (0, negative, not a number, more than the keys)
+NUMKEYS = st.sampled_from([None, None, None, "0", "-1", "x", "3"])
+
+
 def _store(name: str) -> st.SearchStrategy[list[str]]:
     keys = st.lists(KEYS, min_size=1, max_size=2)
     return st.tuples(KEYS, keys, STORE_OPTIONS).map(lambda t: [name, t[0], str(len(t[1])), *t[1], *t[2]])
+
+
+def _combine(name: str, options: st.SearchStrategy[list[str]]) -> st.SearchStrategy[list[str]]:
+    """ZUNION/ZINTER/ZDIFF/ZINTERCARD numkeys key... [options]."""
+    keys = st.lists(KEYS, min_size=1, max_size=3)
+    return st.tuples(NUMKEYS, keys, options).map(lambda t: [name, t[0] or str(len(t[1])), *t[1], *t[2]])
 
 
 COMMANDS = st.one_of(
@@ -68,7 +87,13 @@ COMMANDS = st.one_of(
     _store("ZUNIONSTORE"),
     _store("ZINTERSTORE"),
     _store("ZDIFFSTORE"),
+    _combine("ZUNION", READ_OPTIONS),
+    _combine("ZINTER", READ_OPTIONS),
+    _combine("ZDIFF", READ_OPTIONS),
+    _combine("ZINTERCARD", CARD_OPTIONS),
+    flat(cmd("ZRANGESTORE", KEYS, KEYS, st.one_of(INTS, BOUNDS, LEX), st.one_of(INTS, BOUNDS, LEX), RANGE_OPTIONS)),
     cmd("OBJECT", "ENCODING", KEYS),
+    cmd("SADD", KEYS, MEMBERS),  # plain sets are inputs of the union, intersection and difference
     # other types and deletion, so WRONGTYPE and empty-key rules are met
     cmd("SET", KEYS, "v"),
     cmd("DEL", KEYS),
@@ -171,6 +196,51 @@ EDGES = [
     ["ZUNIONSTORE", "dst", "1", "u1"], ["TYPE", "dst"], ["TTL", "dst"], ["ZUNIONSTORE", "u1", "2", "u1", "u1"],
     ["ZRANGE", "u1", "0", "-1", "WITHSCORES"], ["ZINTERSTORE", "u1", "1", "u1", "WEIGHTS", "-1"],
     ["ZRANGE", "u1", "0", "-1", "WITHSCORES"],
+    # the read forms and ZINTERCARD (plain sets count as score 1)
+    ["ZADD", "v1", "1", "a", "2", "b", "3", "c", "0", "z"], ["ZADD", "v2", "10", "b", "20", "c", "30", "d"],
+    ["SADD", "vs", "a", "d", "q"],
+    ["ZUNION", "2", "v1", "v2"], ["ZUNION", "2", "v1", "v2", "WITHSCORES"], ["ZUNION", "1", "v1", "WEIGHTS", "-1", "WITHSCORES"],
+    ["ZUNION", "3", "v1", "v2", "vs", "WEIGHTS", "2", "0.5", "3", "AGGREGATE", "MAX", "WITHSCORES"],
+    ["ZUNION", "2", "v1", "v2", "WEIGHTS", "inf", "-inf", "WITHSCORES"], ["ZUNION", "2", "v1", "v2", "withscores", "weights", "1", "2"],
+    ["ZUNION", "3", "nokey", "v1", "nokey", "AGGREGATE", "min", "WITHSCORES"], ["ZUNION", "1", "nokey", "WITHSCORES"],
+    ["ZINTER", "2", "v1", "v2", "WITHSCORES"], ["ZINTER", "2", "v1", "v2", "AGGREGATE", "MIN", "WITHSCORES"],
+    ["ZINTER", "2", "v2", "vs", "WITHSCORES"], ["ZINTER", "2", "v1", "nokey"], ["ZINTER", "2", "v1", "v1", "WEIGHTS", "1", "2", "WITHSCORES"],
+    ["ZINTER", "2", "v1", "v2", "WEIGHTS", "-inf", "inf", "AGGREGATE", "SUM", "WITHSCORES"],
+    ["ZDIFF", "2", "v1", "v2"], ["ZDIFF", "3", "v1", "v2", "vs", "WITHSCORES"], ["ZDIFF", "1", "nokey"],
+    ["ZDIFF", "2", "vs", "v1", "WITHSCORES"], ["ZDIFF", "2", "v1", "nokey", "WITHSCORES"],
+    ["ZINTERCARD", "2", "v1", "v2"], ["ZINTERCARD", "2", "v1", "v2", "LIMIT", "1"], ["ZINTERCARD", "2", "v1", "v2", "LIMIT", "0"],
+    ["ZINTERCARD", "3", "v1", "v2", "vs"], ["ZINTERCARD", "1", "v1", "LIMIT", "2", "LIMIT", "3"], ["ZINTERCARD", "1", "nokey"],
+    ["ZINTERCARD", "1", "v1", "LIMIT", "9223372036854775807"], ["ZINTERCARD", "1", "v1", "limit", "99999999999999999999"],
+    *([name, *rest] for name in ["ZUNION", "ZINTER", "ZDIFF", "ZINTERCARD"]
+      for rest in [["0", "v1"], ["-1", "v1"], ["x", "v1"], ["3", "v1", "v2"], ["1.5", "v1"], ["99999999999999999999", "v1"],
+                   ["9223372036854775807", "v1"], ["1", "v1", "BOGUS"], ["1", "v1", "WEIGHTS", "2"], ["2", "v1", "v2", "WEIGHTS", "1"],
+                   ["1", "v1", "WEIGHTS", "2", "3"], ["1", "v1", "WEIGHTS", "nan"], ["1", "v1", "AGGREGATE", "avg"],
+                   ["1", "v1", "AGGREGATE"], ["1", "v1", "WITHSCORES"], ["1", "v1", "WITHSCORES", "WITHSCORES"], ["1", "v1", "LIMIT", "1"],
+                   ["1", "v1", "LIMIT", "-1"], ["1", "v1", "LIMIT", "x"], ["1", "v1", "LIMIT"], ["2", "v1", "s"],
+                   ["2", "s", "v1", "WEIGHTS", "x"], ["1", "s", "LIMIT", "-1"], ["1", "s", "BOGUS"]]),
+    # ZRANGESTORE: ZRANGE's ranges, stored (no expiry; nothing found deletes the destination)
+    ["ZRANGESTORE", "dst", "v1", "0", "-1"], ["ZRANGE", "dst", "0", "-1", "WITHSCORES"],
+    ["ZRANGESTORE", "dst", "v1", "(1", "+inf", "BYSCORE", "LIMIT", "1", "1"], ["ZRANGE", "dst", "0", "-1", "WITHSCORES"],
+    ["ZRANGESTORE", "dst", "v1", "+inf", "-inf", "byscore", "rev", "limit", "0", "2"], ["ZRANGE", "dst", "0", "-1", "WITHSCORES"],
+    ["ZRANGESTORE", "dst", "v1", "-2", "-1", "REV"], ["ZRANGE", "dst", "0", "-1", "WITHSCORES"],
+    ["ZADD", "lx", "0", "a", "0", "b", "0", "c", "0", "d"], ["ZRANGESTORE", "dst", "lx", "[b", "+", "BYLEX"],
+    ["ZRANGE", "dst", "0", "-1"], ["ZRANGESTORE", "dst", "lx", "+", "-", "BYLEX", "REV", "LIMIT", "1", "2"], ["ZRANGE", "dst", "0", "-1"],
+    ["ZRANGESTORE", "dst", "v1", "5", "9"], ["EXISTS", "dst"], ["SET", "dst", "v", "EX", "100"],
+    ["ZRANGESTORE", "dst", "v1", "0", "0"], ["TYPE", "dst"], ["TTL", "dst"], ["ZRANGESTORE", "dst", "nokey", "0", "-1"],
+    ["EXISTS", "dst"], ["ZRANGESTORE", "v2", "v2", "1", "2"], ["ZRANGE", "v2", "0", "-1", "WITHSCORES"],
+    *(["ZRANGESTORE", "dst", src, *rest] for src, rest in [
+        ("v1", ["0", "-1", "WITHSCORES"]), ("v1", ["0", "-1", "LIMIT", "0", "1"]), ("v1", ["0", "-1", "BYSCORE", "BYLEX"]),
+        ("v1", ["0", "-1", "REV", "REV"]), ("v1", ["x", "-1"]), ("v1", ["x", "1", "BYSCORE"]), ("v1", ["a", "+", "BYLEX"]),
+        ("v1", ["-inf", "inf", "BYSCORE", "LIMIT", "0"]), ("v1", ["-inf", "inf", "BYSCORE", "LIMIT", "x", "1"]),
+        ("v1", ["[a", "[z", "BYLEX", "WITHSCORES"]), ("s", ["0", "-1"]), ("s", ["x", "-1"]), ("vs", ["0", "-1"])]),
+    ["ZRANGESTORE", "dst", "v1", "0"], ["ZUNION", "1"], ["ZINTER", "1"], ["ZDIFF", "1"], ["ZINTERCARD", "1"],
+    # ZRANGESTORE's encodings: a rank range of 129 is a skiplist from the start (keeping -0)
+    ["ZADD", "b129", *_MANY], ["ZADD", "b129", "-0", "negz"], ["ZSCORE", "b129", "negz"],
+    ["ZRANGESTORE", "r130", "b129", "0", "-1"], ["OBJECT", "ENCODING", "r130"], ["ZSCORE", "r130", "negz"],
+    ["ZRANGESTORE", "r128", "b129", "0", "127"], ["OBJECT", "ENCODING", "r128"], ["ZSCORE", "r128", "negz"],
+    ["ZRANGESTORE", "s130", "b129", "-inf", "+inf", "BYSCORE"], ["OBJECT", "ENCODING", "s130"], ["ZSCORE", "s130", "negz"],
+    ["ZRANGESTORE", "s10", "b129", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "10"], ["OBJECT", "ENCODING", "s10"],
+    ["ZUNION", "1", "b129", "WEIGHTS", "-1", "WITHSCORES"], ["ZINTERCARD", "2", "b129", "r128", "LIMIT", "100"],
     # scan
     ["ZSCAN", "u2", "0"], ["ZSCAN", "u2", "0", "MATCH", "*c*"], ["ZSCAN", "u2", "x"], ["ZSCAN", "u2", "0", "COUNT", "0"],
     ["ZSCAN", "nokey", "0", "COUNT", "0"], ["ZSCAN", "s", "0"], ["ZSCAN", "u2", "0", "BOGUS", "1"],

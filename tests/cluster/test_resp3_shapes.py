@@ -23,6 +23,9 @@ SEQUENCE = [
     ["HSET", "h", "f1", "v1", "f2", "v2"], ["HGETALL", "h"], ["HRANDFIELD", "h", "2", "WITHVALUES"],
     ["HINCRBYFLOAT", "h", "n", "1.5"], ["SADD", "s", "x"], ["SMEMBERS", "s"],
     ["ZADD", "w", "5", "m"], ["ZRANDMEMBER", "w", "1", "WITHSCORES"], ["ZSCAN", "w", "0"], ["ZRANK", "w", "m"],
+    ["ZUNION", "2", "z", "w", "WITHSCORES"], ["ZUNION", "2", "z", "w"], ["ZINTER", "1", "w", "WITHSCORES"],
+    ["ZDIFF", "2", "z", "w", "WITHSCORES"], ["ZDIFF", "1", "missing", "WITHSCORES"], ["ZINTERCARD", "2", "z", "w"],
+    ["ZRANGESTORE", "dst", "w", "0", "-1"],
 ]
 
 

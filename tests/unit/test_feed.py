@@ -153,6 +153,8 @@ def test_evictions_are_evicted_events_without_origin(m):
         ([("zadd", "z", "1", "a")], ("zunionstore", "d", "1", "z"), [("new", b"d"), ("zunionstore", b"d")]),
         ([("zadd", "z", "1", "a"), ("zadd", "d", "1", "x")], ("zinterstore", "d", "2", "z", "d"), [("del", b"d")]),
         ([("zadd", "z", "1", "a"), ("zadd", "d", "1", "x")], ("zdiffstore", "d", "1", "z"), [("zdiffstore", b"d")]),
+        ([("zadd", "z", "1", "a")], ("zrangestore", "d", "z", "0", "-1"), [("new", b"d"), ("zrangestore", b"d")]),
+        ([("zadd", "z", "1", "a"), ("zadd", "d", "1", "x")], ("zrangestore", "d", "z", "5", "9"), [("del", b"d")]),
     ],
 )
 def test_data_type_commands_yield_redis_event_names(m, setup, command, expected):

@@ -16,7 +16,7 @@ from raftcache.datatypes import zsets
 from raftcache.datatypes.base import Collection
 from raftcache.datatypes.zsets import ZSet, format_score, parse_score
 from raftcache.errors import CommandError, WrongTypeError
-from raftcache.resp import NullArray
+from raftcache.resp import NullArray, Pairs
 from raftcache.statemachine import CacheStateMachine
 from tests.helpers import free_ports
 
@@ -243,6 +243,207 @@ def test_store_forms_weights_aggregates_and_sets_as_inputs(m, monkeypatch):
     assert m.r("zrange", "inf", 0, -1, "WITHSCORES") == [b"a", b"0", b"b", b"0"]  # inf + -inf is 0 in Redis
 
 
+# ------------------------------------------ ZUNION/ZINTER/ZDIFF, ZINTERCARD, ZRANGESTORE
+def _scored(m: Machine, key: str) -> list[bytes]:
+    return m.r("zrange", key, 0, -1, "WITHSCORES")
+
+
+def test_read_forms_answer_what_the_store_forms_store(m):
+    m.w("zadd", "k", 1, "a", 2, "b", 3, "c")
+    m.w("zadd", "j", 10, "b", 20, "c", 30, "d")
+    for op, options in [("union", ()), ("union", ("WEIGHTS", 2, 0.5, "AGGREGATE", "MAX")), ("inter", ()),
+                        ("inter", ("AGGREGATE", "min")), ("inter", ("weights", "inf", "-inf")), ("diff", ())]:
+        m.w(f"z{op}store", "out", 2, "k", "j", *options)
+        assert m.r(f"z{op}", 2, "k", "j", *options, "WITHSCORES") == _scored(m, "out"), (op, options)
+        assert m.r(f"z{op}", 2, "k", "j", *options) == m.r("zrange", "out", 0, -1), (op, options)
+    assert m.r("zunion", 2, "k", "j", "WITHSCORES") == [b"a", b"1", b"b", b"12", b"c", b"23", b"d", b"30"]
+    assert m.r("zinter", 2, "k", "j", "withscores", "weights", 1, 2) == [b"b", b"22", b"c", b"43"]  # options any order
+    assert m.r("zdiff", 3, "k", "j", "missing", "WITHSCORES") == [b"a", b"1"]
+    assert m.r("zunion", 1, "missing") == [] and m.r("zinter", 2, "k", "missing", "WITHSCORES") == []
+    assert m.fsm.read(c.Exists((b"missing",))) == 0
+
+
+def test_read_forms_reply_scores_as_computed_and_pairs_in_resp3(m):
+    m.w("zadd", "k", 0, "a", 1, "b")
+    # Redis replies from the skiplist it built: -0 stays -0 (a stored listpack reads it back as 0)
+    assert m.r("zunion", 1, "k", "WEIGHTS", -1, "WITHSCORES") == [b"b", b"-1", b"a", b"-0"]
+    m.w("zunionstore", "out", 1, "k", "WEIGHTS", -1)
+    assert _scored(m, "out") == [b"b", b"-1", b"a", b"0"]
+    assert isinstance(m.r("zunion", 1, "k", "WITHSCORES"), Pairs)  # nested pairs in RESP3, as ZRANGE's
+    assert not isinstance(m.r("zunion", 1, "k"), Pairs)
+
+
+def test_read_forms_take_real_sets_and_refuse_other_types(m, monkeypatch):
+    from raftcache.datatypes import sets
+
+    monkeypatch.setattr(sets, "COLLECTIONS", [FakeSet])
+    m.fsm.replace(b"plain", FakeSet([b"a", b"z"]))
+    m.w("zadd", "k", 1, "a", 2, "b")
+    assert m.r("zunion", 2, "k", "plain", "WITHSCORES") == [b"z", b"1", b"a", b"2", b"b", b"2"]
+    assert m.r("zdiff", 2, "plain", "k") == [b"z"] and m.r("zintercard", 2, "plain", "k") == 1
+    m.fsm.apply(c.Batch(T0, [(None, c.Set(b"s", b"v"))]))
+    for args in [("zunion", 2, "k", "s"), ("zinter", 1, "s"), ("zdiff", 2, "missing", "s"), ("zintercard", 2, "k", "s"),
+                 ("zunion", 1, "s", "WEIGHTS", "x"), ("zintercard", 1, "s", "LIMIT", -1)]:  # WRONGTYPE before options
+        with pytest.raises(WrongTypeError):
+            m.r(*args)
+
+
+def test_zintercard_counts_up_to_its_limit(m):
+    m.w("zadd", "k", *[x for i in range(10) for x in (i, f"m{i}")])
+    m.w("zadd", "j", *[x for i in range(5, 20) for x in (i, f"m{i}")])
+    assert m.r("zintercard", 2, "k", "j") == 5
+    assert m.r("zintercard", 2, "k", "j", "LIMIT", 0) == 5  # 0: no limit
+    assert m.r("zintercard", 2, "k", "j", "limit", 3) == 3
+    assert m.r("zintercard", 2, "k", "j", "LIMIT", 9223372036854775807) == 5
+    assert m.r("zintercard", 2, "k", "j", "LIMIT", 1, "LIMIT", 4) == 4  # the last one counts
+    assert m.r("zintercard", 1, "k") == 10 and m.r("zintercard", 2, "k", "missing") == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("zunion", 0, "k"), "^at least 1 input key is needed for 'zunion' command$"),
+    (("zinter", -1, "k"), "^at least 1 input key is needed for 'zinter' command$"),
+    (("zdiff", 0, "k"), "^at least 1 input key is needed for 'zdiff' command$"),
+    (("zintercard", 0, "k"), "^at least 1 input key is needed for 'zintercard' command$"),
+    (("zunion", 2, "k"), "^syntax error$"),  # more keys than arguments
+    (("zintercard", 3, "k", "j"), "^syntax error$"),
+    (("zdiff", 9223372036854775807, "k"), "^syntax error$"),
+    (("zunion", "x", "k"), "^value is not an integer or out of range$"),
+    (("zintercard", "1.5", "k"), "^value is not an integer or out of range$"),
+    (("zinter", "99999999999999999999", "k"), "^value is not an integer or out of range$"),
+    (("zunion", 2, "k", "j", "WEIGHTS", 1), "^syntax error$"),  # fewer weights than keys
+    (("zunion", 2, "k", "j", "WEIGHTS", 1, 2, 3), "^syntax error$"),  # more
+    (("zinter", 1, "k", "WEIGHTS", "nan"), "^weight value is not a float$"),
+    (("zunion", 1, "k", "WEIGHTS", "1x"), "^weight value is not a float$"),
+    (("zunion", 1, "k", "AGGREGATE", "avg"), "^syntax error$"),
+    (("zunion", 1, "k", "AGGREGATE"), "^syntax error$"),
+    (("zunion", 1, "k", "LIMIT", 1), "^syntax error$"),
+    (("zdiff", 1, "k", "WEIGHTS", 1), "^syntax error$"),  # no WEIGHTS/AGGREGATE for a difference
+    (("zdiff", 1, "k", "AGGREGATE", "SUM"), "^syntax error$"),
+    (("zintercard", 1, "k", "WITHSCORES"), "^syntax error$"),
+    (("zintercard", 1, "k", "WEIGHTS", 1), "^syntax error$"),
+    (("zintercard", 1, "k", "AGGREGATE", "MAX"), "^syntax error$"),
+    (("zintercard", 1, "k", "LIMIT"), "^syntax error$"),
+    (("zintercard", 1, "k", "LIMIT", -1), "^LIMIT can't be negative$"),
+    (("zintercard", 1, "k", "LIMIT", "x"), "^LIMIT can't be negative$"),
+    (("zintercard", 1, "k", "LIMIT", "99999999999999999999"), "^LIMIT can't be negative$"),
+])
+def test_read_form_errors_are_redis_messages(m, args, message):
+    m.w("zadd", "k", 1, "a")
+    m.w("zadd", "j", 1, "a")
+    with pytest.raises(CommandError, match=message):
+        m.r(*args)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("zunionstore", "d", 0, "k"), "^at least 1 input key is needed for 'zunionstore' command$"),
+    (("zdiffstore", "d", 2, "k"), "^syntax error$"),
+    (("zinterstore", "d", 1, "k", "WITHSCORES"), "^syntax error$"),  # no WITHSCORES when storing
+    (("zunionstore", "d", 1, "k", "LIMIT", 1), "^syntax error$"),
+    (("zrangestore", "d", "k", 0, -1, "WITHSCORES"), "^syntax error$"),
+    (("zrangestore", "d", "k", 0, -1, "LIMIT", 0, 1),
+     "^syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX$"),
+    (("zrangestore", "d", "k", 0, -1, "BYSCORE", "BYLEX"), "^syntax error$"),
+    (("zrangestore", "d", "k", 0, -1, "REV", "REV"), "^syntax error$"),
+    (("zrangestore", "d", "k", "x", -1), "^value is not an integer or out of range$"),
+    (("zrangestore", "d", "k", "x", 1, "BYSCORE"), "^min or max is not a float$"),
+    (("zrangestore", "d", "k", "a", "+", "BYLEX"), "^min or max not valid string range item$"),
+    (("zrangestore", "d", "k", "-inf", "inf", "BYSCORE", "LIMIT", "x", 1), "^value is not an integer or out of range$"),
+])
+def test_store_form_errors_are_redis_messages_and_leave_no_trace(m, args, message):
+    m.w("zadd", "k", 1, "a")
+    m.w("zadd", "d", 5, "kept")
+    with pytest.raises(CommandError, match=message):
+        m.w(*args)
+    assert _scored(m, "d") == [b"kept", b"5"]
+
+
+def test_zrangestore_stores_each_kind_of_range(m):
+    m.w("zadd", "k", 1, "a", 2, "b", 3, "c", 4, "d")
+    m.w("zadd", "l", 0, "a", 0, "b", 0, "c")
+    assert m.w("zrangestore", "d", "k", 1, -2) == 2 and _scored(m, "d") == [b"b", b"2", b"c", b"3"]
+    assert m.w("zrangestore", "d", "k", 0, 0, "REV") == 1 and _scored(m, "d") == [b"d", b"4"]
+    assert m.w("zrangestore", "d", "k", "(1", "+inf", "BYSCORE", "LIMIT", 1, 5) == 2
+    assert _scored(m, "d") == [b"c", b"3", b"d", b"4"]
+    assert m.w("zrangestore", "d", "k", "+inf", "-inf", "byscore", "rev", "limit", 0, 2) == 2
+    assert _scored(m, "d") == [b"c", b"3", b"d", b"4"]
+    assert m.w("zrangestore", "d", "l", "(a", "+", "BYLEX") == 2 and m.r("zrange", "d", 0, -1) == [b"b", b"c"]
+    assert m.w("zrangestore", "d", "l", "+", "-", "BYLEX", "REV", "LIMIT", 0, 1) == 1 and m.r("zrange", "d", 0, -1) == [b"c"]
+
+
+def test_zrangestore_replaces_or_deletes_its_destination(m):
+    m.w("zadd", "k", 1, "a", 2, "b")
+    m.fsm.apply(c.Batch(T0, [(None, c.Set(b"s", b"v", ttl_ms=100_000))]))
+    assert m.w("zrangestore", "s", "k", 0, -1) == 2  # another type, with an expiry: replaced, no expiry
+    assert m.fsm.read(c.Ttl(b"s")) == -1 and _scored(m, "s") == [b"a", b"1", b"b", b"2"]
+    assert m.w("zrangestore", "s", "k", 5, 9) == 0  # an empty range deletes it
+    assert m.fsm.read(c.Exists((b"s",))) == 0
+    m.w("zadd", "d", 1, "x")
+    assert m.w("zrangestore", "d", "missing", 0, -1) == 0 and m.fsm.read(c.Exists((b"d",))) == 0
+    assert m.w("zrangestore", "k", "k", 1, 1) == 1 and _scored(m, "k") == [b"b", b"2"]  # onto its own source
+    m.fsm.apply(c.Batch(T0, [(None, c.Set(b"str", b"v"))]))
+    with pytest.raises(WrongTypeError):
+        m.w("zrangestore", "d", "str", 0, -1)
+    with pytest.raises(CommandError, match="not an integer"):  # arguments are checked before the type
+        m.w("zrangestore", "d", "str", "x", -1)
+
+
+def test_zrangestore_encoding_is_sized_as_redis_sizes_it(m):
+    """A rank range of more than 128 members is a skiplist from the start (a -0 score stays
+    -0); a score range starts as a listpack and converts at the 129th member (-0 read as 0)."""
+    m.w("zadd", "k", *[x for i in range(1, 130) for x in (i, f"m{i:03}")])
+    m.w("zadd", "k", "-0", "neg")  # a skiplist keeps the double
+    assert m.r("zscore", "k", "neg") == b"-0"
+    assert m.w("zrangestore", "byrank", "k", 0, -1) == 130
+    assert m.fsm.read(c.ObjectEncoding(b"byrank")) == "skiplist" and m.r("zscore", "byrank", "neg") == b"-0"
+    assert m.w("zrangestore", "byscore", "k", "-inf", "+inf", "BYSCORE") == 130
+    assert m.fsm.read(c.ObjectEncoding(b"byscore")) == "skiplist" and m.r("zscore", "byscore", "neg") == b"0"
+    assert m.w("zrangestore", "small", "k", 0, 127) == 128
+    assert m.fsm.read(c.ObjectEncoding(b"small")) == "listpack" and m.r("zscore", "small", "neg") == b"0"
+    m.w("zadd", "long", 1, "a", 2, "x" * 65)
+    assert m.w("zrangestore", "d", "long", 0, -1) == 2 and m.fsm.read(c.ObjectEncoding(b"d")) == "skiplist"
+
+
+def test_new_commands_are_declared_as_redis_7_0_declares_them():
+    """Redis 7.0.15's COMMAND INFO: arity, flags, legacy key triple; reads take the read path."""
+    from raftcache.redis_commands import Kind, Limits, build_command, command_info, lookup
+
+    expected = {
+        b"zunion": (-3, ["readonly", "movablekeys"], 0, 0, 0), b"zinter": (-3, ["readonly", "movablekeys"], 0, 0, 0),
+        b"zdiff": (-3, ["readonly", "movablekeys"], 0, 0, 0), b"zintercard": (-3, ["readonly", "movablekeys"], 0, 0, 0),
+        b"zrangestore": (-5, ["write", "denyoom"], 1, 2, 1),
+        b"zunionstore": (-4, ["write", "denyoom", "movablekeys"], 1, 1, 1),
+        b"zadd": (-4, ["write", "denyoom", "fast"], 1, 1, 1),
+    }
+    for name, (arity, flags, first, last, step) in expected.items():
+        info = command_info(lookup(name))
+        assert (info[1], [str(f) for f in info[2]], *info[3:6]) == (arity, flags, first, last, step), name
+    for name, kind, command in [(b"zunion", Kind.READ, c.DataRead), (b"zintercard", Kind.READ, c.DataRead),
+                                (b"zrangestore", Kind.WRITE, c.DataWrite)]:
+        spec = lookup(name)
+        assert spec.kind is kind and type(build_command(spec, [name, b"1", b"k", b"k", b"k"], Limits())) is command
+        assert (name in datatypes.READ_HANDLERS) == (kind is Kind.READ)
+
+
+def test_acl_and_tracking_see_the_counted_keys():
+    from raftcache import acl
+    from raftcache.redis_commands import lookup
+
+    def positions(*words: str) -> list[int]:
+        args = [w.encode() for w in words]
+        return acl.key_positions(words[0], lookup(args[0]), args)
+
+    assert positions("zunion", "2", "a", "b", "WEIGHTS", "1", "2") == [2, 3]
+    assert positions("zintercard", "1", "a", "LIMIT", "5") == [2]
+    assert positions("zdiff", "x", "a") == [] and positions("zinter", "3", "a") == []  # the command answers the error
+    assert positions("zrangestore", "dst", "src", "0", "-1") == [1, 2]
+    u = acl.parse_user("u", ["on", "%R~r:*", "%W~w:*", "+@all"])
+    check = lambda *words: u.check(lookup(words[0].encode()), [w.encode() for w in words])
+    assert check("zunion", "2", "r:a", "r:b") is None
+    assert check("zinter", "2", "r:a", "secret", "WITHSCORES") == acl.Denial("key", "secret")
+    assert check("zrangestore", "w:dst", "r:src", "0", "-1") is None
+    assert check("zrangestore", "r:dst", "r:src", "0", "-1") == acl.Denial("key", "r:dst")
+
+
 # ------------------------------------------------------------ replicated randomness
 def _random_session(machine: Machine) -> list[Any]:
     machine.w("zadd", "k", *[x for i in range(50) for x in (i % 5, f"m{i}")])
@@ -378,6 +579,30 @@ def test_api_lex_stores_and_mpop(cache):
     assert cache.zmpop(1, ["v"], min=True) is None
     with pytest.raises(CommandError):
         cache.zadd("w", {"a": "not-a-number"})
+
+
+def test_api_read_forms_and_zrangestore(cache):
+    cache.zadd("ua", {"a": 1, "b": 2, "c": 3})
+    cache.zadd("ub", {"b": 10, "c": 20, "d": 30})
+    assert cache.zunion(["ua", "ub"]) == [b"a", b"b", b"c", b"d"]
+    assert cache.zunion({"ua": 2, "ub": 0.5}, aggregate="MAX", withscores=True) == [
+        (b"a", 2.0), (b"b", 5.0), (b"c", 10.0), (b"d", 15.0)]
+    assert cache.zinter(["ua", "ub"], withscores=True, score_cast_func=int) == [(b"b", 12), (b"c", 23)]
+    assert cache.zinter({"ua": 1, "ub": -1}, aggregate="min") == [b"c", b"b"]
+    assert cache.zdiff(["ua", "ub"], withscores=True) == [(b"a", 1.0)] and cache.zdiff(["ub", "ua"]) == [b"d"]
+    assert cache.zintercard(2, ["ua", "ub"]) == 2 and cache.zintercard(2, ["ua", "ub"], limit=1) == 1
+    assert cache.zrangestore("ur", "ub", "(10", "+inf", byscore=True) == 2
+    assert cache.zrange("ur", 0, -1, withscores=True) == [(b"c", 20.0), (b"d", 30.0)]
+    assert cache.zrangestore("ur", "ua", 0, 0, desc=True) == 1 and cache.zrange("ur", 0, -1) == [b"c"]
+    assert cache.zrangestore("ur", "ub", "+inf", "-inf", byscore=True, desc=True, offset=1, num=1) == 1
+    assert cache.zrange("ur", 0, -1) == [b"c"]
+    assert cache.zrangestore("ur", "nothing", 0, -1) == 0 and cache.zcard("ur") == 0
+    with pytest.raises(CommandError, match="aggregate can be"):
+        cache.zunion(["ua"], aggregate="avg")
+    with pytest.raises(CommandError, match="LIMIT can't be negative"):
+        cache.zintercard(1, ["ua"], limit=-1)
+    with pytest.raises(CommandError, match="at least 1 input key"):
+        cache.zdiff([])
 
 
 @pytest.mark.skipif(b"sadd" not in datatypes.COMMANDS, reason="the sets module is not on this branch")
