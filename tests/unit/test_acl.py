@@ -187,7 +187,8 @@ def test_read_and_write_key_permissions():
     u = user("on", "%R~r:*", "%W~w:*", "~rw:*", "+@all")
     assert allowed(u, "get", "r:1") and not allowed(u, "get", "w:1") and allowed(u, "get", "rw:1")
     assert allowed(u, "del", "w:1") and not allowed(u, "del", "r:1")  # DEL only writes
-    assert not allowed(u, "set", "w:1", "v") and allowed(u, "set", "rw:1", "v")  # SET may read (GET)
+    assert allowed(u, "set", "w:1", "v") and not allowed(u, "set", "r:1", "v")  # SET only writes...
+    assert not allowed(u, "set", "w:1", "v", "GET") and allowed(u, "set", "rw:1", "v", "get")  # ...unless GET
     assert allowed(u, "copy", "r:1", "w:1") and not allowed(u, "copy", "w:1", "r:1")
     assert allowed(u, "expire", "w:1", "10")
     assert user("on", "%RW~*", "+@all").allkeys
