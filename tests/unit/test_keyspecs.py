@@ -183,3 +183,12 @@ def test_writes_that_cannot_grow_memory_are_not_denyoom() -> None:
                                                              "zadd", "set", "lpush", "zunionstore", "lmove")}
     assert {name for name, f in flags.items() if "denyoom" in f} == {"zadd", "set", "lpush", "zunionstore", "lmove"}
     assert all("write" in f for f in flags.values())
+
+
+def test_client_tracking_remembers_every_key_a_read_reads() -> None:
+    """server.py's CLIENT TRACKING asks key_positions which keys a read reads."""
+    for invocation, keys in [("sintercard 2 a b LIMIT 1", [b"a", b"b"]), ("zunion 2 a b", [b"a", b"b"]),
+                             ("eval_ro s 1 a argv", [b"a"]), ("exists a b", [b"a", b"b"])]:
+        args = _args(invocation)
+        spec = lookup(args[0])
+        assert [args[i] for i in acl.key_positions(spec.name, spec, args)] == keys  # type: ignore[union-attr,arg-type]
