@@ -296,6 +296,20 @@ def test_auth_user_pass_then_noperm_texts():
     assert denied == ["command", "key"]
 
 
+def test_auth_with_a_user_while_the_default_user_has_no_password():
+    """Redis 7.0.15: while `default` is nopass only the one-argument AUTH is refused;
+    AUTH <user> <pass> logs in a defined user, and `default` with any password."""
+    users = Authenticator("", [user("on", ">cfg-pw", "~config:*", "+@all", name="cfg")])
+    d = Driver(Connection(authenticator=users, clock=Clock()))
+    wrongpass = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    out = d.feed([resp("AUTH", "pw") + resp("AUTH", "cfg", "cfg-pw") + resp("ACL", "WHOAMI") + resp("AUTH", "cfg", "bad")
+                  + resp("ACL", "WHOAMI") + resp("AUTH", "default", "anything") + resp("ACL", "WHOAMI")
+                  + resp("AUTH", "nobody", "x")])
+    assert out == (b"-ERR AUTH <password> called without any password configured for the default user. Are you sure "
+                   b"your configuration is correct?\r\n+OK\r\n$3\r\ncfg\r\n" + wrongpass + b"$3\r\ncfg\r\n"
+                   b"+OK\r\n$7\r\ndefault\r\n" + wrongpass)
+
+
 def test_hello_auth_with_a_user():
     d, _ = conn()
     out = d.feed([resp("HELLO", "2", "AUTH", "nd", "nd-pw") + resp("ACL", "WHOAMI")])
