@@ -7,6 +7,7 @@ is the same on every replica: the state digests converge), ACL WHOAMI/LIST/CAT/L
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import socket
 import subprocess
@@ -407,3 +408,30 @@ def test_raftcache_client_logs_in_as_a_user(cluster):
             client.set("config:flag", "off")
     with pytest.raises(WrongPassError), Client(cluster.endpoints, username="cfg", password="wrong") as client:
         client.get("config:flag")
+
+
+def test_cli_logs_in_as_a_user(cluster, monkeypatch):
+    """The operator CLI's --user (RAFTCACHE_USER) with --password: AUTH user password on the
+    client connections (key commands) and on the per-node calls (status)."""
+    from click.testing import CliRunner
+
+    from raftcache.cli.main import cli
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, [*args, "--endpoints", ",".join(cluster.endpoints)])
+
+    as_cfg = ("--user", "cfg", "--password", "cfg-pw")
+    assert run("set", "config:cli", "v", *as_cfg).output == "OK\n"
+    denied = run("set", "elsewhere", "v", *as_cfg)
+    assert denied.exit_code == 1 and "no permissions to access one of the keys used as arguments" in denied.output
+    status = run("status", "--json", *as_cfg)
+    assert status.exit_code == 0 and len(json.loads(status.output)) == 3
+    wrong = run("get", "config:cli", "--user", "cfg", "--password", "nope")
+    assert wrong.exit_code == 1 and "invalid username-password pair or user is disabled" in wrong.output
+    monkeypatch.setenv("RAFTCACHE_USER", "reader")
+    monkeypatch.setenv("RAFTCACHE_PASSWORD", "reader-pw")
+    assert run("get", "config:cli").output == "v\n"
+    refused = run("set", "config:cli", "w")
+    assert refused.exit_code == 1 and "no permissions to run the 'set' command" in refused.output
+    with admin(cluster.leader()) as a:
+        assert a.get("config:cli") == b"v" and a.exists("elsewhere") == 0
