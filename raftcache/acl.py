@@ -14,7 +14,8 @@ elsewhere, so commands added to the table (hashes, lists, sets, sorted sets) get
 without being listed here.
 
 ``User.check(spec, args)`` answers None or a ``Denial`` (reason ``command`` or ``key``); the
-connection turns it into Redis 7.0's ``-NOPERM`` text, scripts into the script form.
+connection turns it into Redis 7.0's ``-NOPERM`` text, scripts into the script form. Which
+arguments are keys, and whether each is read or written, is ``keyspecs.py``'s table.
 ``AclLog`` is ``ACL LOG``: recent denials and failed AUTHs, grouped as Redis groups them.
 
 Pure: no I/O, no clock (``AclLog`` is handed the time), so the checker also runs inside the
