@@ -14,7 +14,8 @@ elsewhere, so commands added to the table (hashes, lists, sets, sorted sets) get
 without being listed here.
 
 ``User.check(spec, args)`` answers None or a ``Denial`` (reason ``command`` or ``key``); the
-connection turns it into Redis 7.0's ``-NOPERM`` text, scripts into the script form.
+connection turns it into Redis 7.0's ``-NOPERM`` text, scripts into the script form. Which
+arguments are keys, and whether each is read or written, is ``keyspecs.py``'s table.
 ``AclLog`` is ``ACL LOG``: recent denials and failed AUTHs, grouped as Redis groups them.
 
 Pure: no I/O, no clock (``AclLog`` is handed the time), so the checker also runs inside the
@@ -24,11 +25,12 @@ state machine (a script's ``redis.call``), the same on every replica.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from .keyspecs import READ, WRITE, find_keys
 from .redis_commands import COMMANDS, Kind, Spec, lookup
 from .redis_semantics import compile_glob
 
@@ -143,65 +145,22 @@ def category_members(category: str) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------- key access
-READ, WRITE = 1, 2
-# Write commands whose keys are only written (Redis key specs OW / RM / RW UPDATE without
-# ACCESS); other writes read their keys too and need both permissions, as in Redis.
-_WRITE_ONLY = frozenset({
-    "del", "unlink", "mset", "msetnx", "setex", "psetex", "setnx", "expire", "pexpire", "expireat",
-    "pexpireat", "persist", "append", "setrange",
-})
-# Commands whose key positions differ in access: position -> permissions.
-_BY_POSITION: dict[str, dict[int, int]] = {
-    "copy": {1: READ, 2: WRITE},
-    "rename": {1: READ | WRITE, 2: WRITE},
-    "renamenx": {1: READ | WRITE, 2: WRITE},
-    "zrangestore": {1: WRITE, 2: READ},
-}
-
-
-def _numkeys_at(at: int) -> Callable[[list[bytes]], list[int]]:
-    """The keys counted by the argument at `at`, which follow it (EVAL, ZUNION, ...)."""
-
-    def positions(args: list[bytes]) -> list[int]:
-        try:
-            n = int(args[at])
-        except ValueError:
-            return []  # the command answers its own error
-        return list(range(at + 1, at + 1 + n)) if 0 <= n <= len(args) - at - 1 else []
-
-    return positions
-
-
-_numkeys_keys = _numkeys_at(2)
-_numkeys_first = _numkeys_at(1)
-
-
-# Commands whose keys the (first, last, step) triple cannot say.
-_KEY_FINDERS: dict[str, Callable[[list[bytes]], list[int]]] = {
-    "eval": _numkeys_keys, "evalsha": _numkeys_keys, "eval_ro": _numkeys_keys, "evalsha_ro": _numkeys_keys,
-    "zunion": _numkeys_first, "zinter": _numkeys_first, "zdiff": _numkeys_first, "zintercard": _numkeys_first,
-    "raftcache|index": lambda args: list(range(2, len(args))),
-    "raftcache|watched": lambda args: list(range(2, len(args), 2)),
-}
-
-
-def key_positions(unit: str, spec: Spec, args: list[bytes]) -> list[int]:
-    finder = _KEY_FINDERS.get(unit)
-    if finder is not None:
-        return finder(args)
+def keys_of(unit: str, spec: Spec, args: list[bytes]) -> list[tuple[int, int]]:
+    """(position, READ|WRITE access) of every key the command touches (keyspecs.py). A
+    command the key table does not know falls back to COMMAND's (first, last, step), each
+    key needing both permissions: refusing too much beats letting a key through."""
+    found = find_keys(unit, args)
+    if found is not None:
+        return found
     if not spec.first_key:
         return []
     last = len(args) - 1 if spec.last_key < 0 else min(spec.last_key, len(args) - 1)
-    return list(range(spec.first_key, last + 1, spec.step or 1))
+    return [(i, READ | WRITE) for i in range(spec.first_key, last + 1, spec.step or 1)]
 
 
-def _access(spec: Spec, unit: str, position: int) -> int:
-    by_position = _BY_POSITION.get(unit)
-    if by_position is not None:
-        return by_position.get(position, READ | WRITE)
-    if spec.kind is Kind.WRITE and unit not in SUBCOMMANDS:
-        return WRITE if unit in _WRITE_ONLY else READ | WRITE
-    return READ
+def key_positions(unit: str, spec: Spec, args: list[bytes]) -> list[int]:
+    """The positions of the command's keys (CLIENT TRACKING remembers what a read reads)."""
+    return [i for i, _ in keys_of(unit, spec, args)]
 
 
 # ------------------------------------------------------------------------------- users
@@ -257,8 +216,8 @@ class User:
         if unit not in self.allowed and "noauth" not in spec.flags:
             return Denial("command", unit)
         if not self.allkeys:
-            for i in key_positions(unit, spec, args):
-                if not self.key_allowed(args[i], _access(spec, unit, i)):
+            for i, access in keys_of(unit, spec, args):
+                if not self.key_allowed(args[i], access):
                     return Denial("key", args[i].decode("utf-8", "replace"))
         if not self.allchannels and spec.name in _CHANNEL_ARGS:
             literal, last = _CHANNEL_ARGS[spec.name]

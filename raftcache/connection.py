@@ -592,7 +592,9 @@ class Connection:
     def _auth(self, args: list[bytes]) -> Any:
         if len(args) > 3:
             raise CommandError("syntax error")
-        if not self._auth_users.has_passwords:
+        if len(args) == 2 and not self._auth_users.has_passwords:
+            # Redis refuses only the one-argument form then: AUTH <user> <pass> (and HELLO's
+            # AUTH) still log in, `default` with any password while it is nopass.
             raise CommandError(
                 "AUTH <password> called without any password configured for the default user. "
                 "Are you sure your configuration is correct?"

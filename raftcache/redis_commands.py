@@ -527,9 +527,22 @@ def _build_publish(shard: bool) -> Build:
 
 
 # ---------------------------------------------------------------------------- the table
+# Writes Redis 7.0.15 does not flag `denyoom` (they cannot grow the dataset): COMMAND INFO
+# shows them without it, as Redis does.
+_NO_DENYOOM = frozenset({
+    "blmpop", "blpop", "brpop", "bzmpop", "bzpopmax", "bzpopmin", "del", "eval", "evalsha", "expire", "expireat",
+    "flushall", "flushdb", "getdel", "getex", "hdel", "lmpop", "lpop", "lrem", "ltrim", "persist", "pexpire",
+    "pexpireat", "rename", "renamenx", "rpop", "script", "smove", "spop", "srem", "unlink", "zmpop", "zpopmax",
+    "zpopmin", "zrem", "zremrangebylex", "zremrangebyrank", "zremrangebyscore",
+})
+
+
 def _data(name: str, arity: int, kind: Kind, group: str, summary: str, build: Build, render: Render = _identity,
           flags: tuple[str, ...] = (), keys: tuple[int, int, int] = (1, 1, 1)) -> Spec:
-    base = ("write", "denyoom") if kind is Kind.WRITE else ("readonly",)
+    if kind is Kind.WRITE:
+        base: tuple[str, ...] = ("write",) if name in _NO_DENYOOM else ("write", "denyoom")
+    else:
+        base = ("readonly",)
     return Spec(name, arity, kind, group, summary, build, render, base + flags, *keys)
 
 

@@ -20,7 +20,7 @@ def _percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
 
 
-async def _run(endpoint: str, password: str | None, clients: int, ops: int, value_size: int, read_ratio: float,
+async def _run(endpoint: str, auth: tuple[str, ...], clients: int, ops: int, value_size: int, read_ratio: float,
                pipeline: int, keyspace: int, bar: object, tls: Any = None) -> tuple[list[float], int, int, float]:
     host, port = endpoint.rsplit(":", 1)
     host = host.strip("[]")
@@ -40,8 +40,8 @@ async def _run(endpoint: str, password: str | None, clients: int, ops: int, valu
         async def replies(n: int) -> list[object]:
             return await parser.read_replies_async(n, lambda: reader.read(1 << 16))
 
-        if password:
-            writer.write(encode_command(b"AUTH", password))
+        if auth:
+            writer.write(encode_command(b"AUTH", *auth))
             await replies(1)
         remaining = count
         while remaining:
@@ -93,7 +93,7 @@ def bench(target: Target, clients: int, ops: int, value_size: int, read_ratio: f
                f"{read_ratio:.0%} GET, against the leader {leader}", err=True)
     with click.progressbar(length=ops, label="ops", file=sys.stderr) as bar:
         latencies, errors, done, elapsed = asyncio.run(
-            _run(leader, target.password, clients, ops, value_size, read_ratio, pipeline, keyspace, bar, target.tls)
+            _run(leader, target.auth, clients, ops, value_size, read_ratio, pipeline, keyspace, bar, target.tls)
         )
     ms = 1000
     click.echo(f"ops:        {done} in {elapsed:.2f}s")

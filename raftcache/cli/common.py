@@ -1,5 +1,5 @@
 """What every operator command shares: how to name the cluster (``--config`` or
-``--endpoints``, ``--password``), talking to nodes, and printing (table or JSON)."""
+``--endpoints``, ``--user``/``--password``), talking to nodes, and printing (table or JSON)."""
 
 from __future__ import annotations
 
@@ -32,14 +32,23 @@ class Target:
     config: ClusterConfig | None = None
     names: dict[str, str] = field(default_factory=dict)  # client address -> node id (from config)
     tls: ssl.SSLContext | None = None
+    user: str | None = None  # an ACL user; None: the default user
+
+    @property
+    def auth(self) -> tuple[str, ...]:
+        """AUTH's arguments: ``user password`` for an ACL user, ``password`` for the default
+        user, none without a password (as the client's username=/password=)."""
+        if self.user:
+            return (self.user, self.password or "")
+        return (self.password,) if self.password else ()
 
     def client(self, **kwargs: Any) -> Client:
         kwargs.setdefault("retry", RetryPolicy(deadline=5))
-        return Client(self.endpoints, password=self.password, ssl_context=self.tls, **kwargs)
+        return Client(self.endpoints, username=self.user, password=self.password, ssl_context=self.tls, **kwargs)
 
     def call(self, endpoint: str, *args: Any, timeout: float = 5.0) -> Any:
         """One command to one node; raises OSError if unreachable, our errors on -ERR."""
-        return call_node(endpoint, self.password, *args, timeout=timeout, tls=self.tls)
+        return call_node(endpoint, self.auth, *args, timeout=timeout, tls=self.tls)
 
     def info(self, endpoint: str, timeout: float = 2.0) -> dict[str, str]:
         return parse_info(self.call(endpoint, "INFO", "all", timeout=timeout))
@@ -72,9 +81,10 @@ class Target:
         raise click.ClickException("no leader: " + "; ".join(seen))
 
 
-def call_node(endpoint: str, password: str | None, *args: Any, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> Any:
+def call_node(endpoint: str, auth: tuple[str, ...], *args: Any, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> Any:
+    """`args` on one node, after AUTH `auth` (Target.auth) when there is one."""
     with connect(endpoint, timeout, tls) as sock:
-        requests = ([encode_command(b"AUTH", password)] if password else []) + [encode_command(*args)]
+        requests = ([encode_command(b"AUTH", *auth)] if auth else []) + [encode_command(*args)]
         sock.sendall(b"".join(requests))
         try:
             replies = ReplyParser().read_replies(len(requests), lambda: sock.recv(1 << 20))
@@ -113,7 +123,8 @@ class TlsOptions:
         return None
 
 
-def resolve_target(config_path: str | None, endpoints: str | None, password: str | None, tls: TlsOptions = TlsOptions()) -> Target:
+def resolve_target(config_path: str | None, endpoints: str | None, password: str | None, tls: TlsOptions = TlsOptions(),
+                   user: str | None = None) -> Target:
     if config_path and endpoints:
         raise click.UsageError("give --config or --endpoints, not both")
     if config_path:
@@ -121,12 +132,15 @@ def resolve_target(config_path: str | None, endpoints: str | None, password: str
         nodes = [n for n in config.nodes if n.client]
         if not nodes:
             raise click.ClickException(f"{config_path}: no node has a client address")
+        if password is None and user in (None, "default"):  # requirepass is the default user's password
+            password = config.server.requirepass or None
         return Target(
             endpoints=[n.client for n in nodes],
-            password=password if password is not None else (config.server.requirepass or None),
+            password=password,
             config=config,
             names={n.client: n.id for n in nodes},
             tls=tls.context(config),
+            user=user,
         )
     if endpoints:
         listed = [e.strip() for e in endpoints.split(",") if e.strip()]
@@ -134,25 +148,26 @@ def resolve_target(config_path: str | None, endpoints: str | None, password: str
             host, sep, port = endpoint.rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise click.UsageError(f"--endpoints: {endpoint!r} is not host:port")
-        return Target(endpoints=listed, password=password, tls=tls.context())
+        return Target(endpoints=listed, password=password, tls=tls.context(), user=user)
     raise click.UsageError(
         "say which cluster: --config FILE or --endpoints host:port,... (or RAFTCACHE_CONFIG / RAFTCACHE_ENDPOINTS)"
     )
 
 
 def cluster_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds --config/--endpoints/--password and the TLS flags; passes a resolved `target`."""
+    """Adds --config/--endpoints/--user/--password and the TLS flags; passes a resolved `target`."""
 
     @click.option("--config", "config_path", envvar="RAFTCACHE_CONFIG", metavar="FILE", help="cluster TOML file")
     @click.option("--endpoints", envvar="RAFTCACHE_ENDPOINTS", metavar="HOST:PORT,...", help="client addresses of nodes")
-    @click.option("--password", envvar="RAFTCACHE_PASSWORD", default=None, help="requirepass of the cluster")
+    @click.option("--user", envvar="RAFTCACHE_USER", default=None, help="ACL user to log in as (AUTH user password)")
+    @click.option("--password", envvar="RAFTCACHE_PASSWORD", default=None, help="the --user's password, else requirepass")
     @click.option("--tls", is_flag=True, envvar="RAFTCACHE_TLS", help="connect with TLS (implied by --cacert/--cert, or by a --config whose nodes use TLS)")
     @click.option("--cacert", envvar="RAFTCACHE_CACERT", metavar="FILE", help="CA certificates to verify the nodes with (default: the system's)")
     @click.option("--cert", envvar="RAFTCACHE_CERT", metavar="FILE", help="client certificate (for tls_auth_clients = yes)")
     @click.option("--key", "key_file", envvar="RAFTCACHE_KEY", metavar="FILE", help="private key of --cert")
     @functools.wraps(fn)
-    def wrapper(config_path: str | None, endpoints: str | None, password: str | None, tls: bool, cacert: str | None,
-                cert: str | None, key_file: str | None, **kwargs: Any) -> Any:
+    def wrapper(config_path: str | None, endpoints: str | None, user: str | None, password: str | None, tls: bool,
+                cacert: str | None, cert: str | None, key_file: str | None, **kwargs: Any) -> Any:
         if config_path and endpoints:  # a flag on the command line beats the environment
             ctx = click.get_current_context()
             from_env = click.core.ParameterSource.ENVIRONMENT
@@ -160,7 +175,7 @@ def cluster_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 config_path = None
             elif ctx.get_parameter_source("endpoints") is from_env:
                 endpoints = None
-        target = resolve_target(config_path, endpoints, password, TlsOptions(tls, cacert, cert, key_file))
+        target = resolve_target(config_path, endpoints, password, TlsOptions(tls, cacert, cert, key_file), user)
         try:
             return fn(target=target, **kwargs)
         except OSError as exc:

@@ -7,6 +7,7 @@ is the same on every replica: the state digests converge), ACL WHOAMI/LIST/CAT/L
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from tests.helpers import ServerCluster, free_ports, no_retry, wait_until, write
 pytestmark = pytest.mark.timeout(240)
 
 ADMIN_PW = "admin-password-for-the-default-user"
-PASSWORDS = {"reader": "reader-pw", "cfg": "cfg-pw", "safe": "safe-pw"}
+PASSWORDS = {"reader": "reader-pw", "cfg": "cfg-pw", "safe": "safe-pw", "rw": "rw-pw"}
 
 
 def sha(text: str) -> str:
@@ -35,6 +36,7 @@ USERS = {
     "reader": f"on #{sha('reader-pw')} ~* +@read +@connection",
     "cfg": f"on #{sha('cfg-pw')} ~config:* +@all",
     "safe": f"on #{sha('safe-pw')} ~* &* +@all -@dangerous",
+    "rw": f"on #{sha('rw-pw')} %R~r:* %W~w:* +@all",
 }
 
 
@@ -124,6 +126,21 @@ def _read_reply(reader) -> bytes:
     raise AssertionError(f"unexpected reply line {line!r}")
 
 
+# Commands with movable keys whose one key outside ~config:* must be refused.
+MOVABLE_DENIED = [
+    ("ZUNIONSTORE", "config:d", "2", "config:a", "other"), ("ZINTERSTORE", "config:d", "1", "other"),
+    ("ZDIFFSTORE", "config:d", "2", "config:a", "other"), ("ZUNION", "2", "config:a", "other"),
+    ("SINTERCARD", "2", "config:s", "other"), ("SINTERSTORE", "config:d", "config:s", "other"),
+    ("LMPOP", "2", "other", "config:l", "LEFT"), ("BLMPOP", "0", "2", "config:l", "other", "LEFT"),
+    ("ZMPOP", "1", "other", "MIN"), ("BZMPOP", "0", "2", "config:a", "other", "MIN"),
+    ("EVAL", "return 1", "2", "config:a", "other"), ("EVAL_RO", "return 1", "1", "other"),
+]
+MOVABLE_ALLOWED = [
+    ("ZUNIONSTORE", "config:d", "1", "config:a"), ("SINTERCARD", "1", "config:s"), ("LMPOP", "1", "config:l", "LEFT"),
+    ("EVAL", "return 1", "1", "config:a"),
+]
+KEY_NOPERM = b"-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+
 # Conversations whose every reply must be the same bytes as Redis 7.0's.
 CONVERSATIONS = {
     "read-only user": [("AUTH", "reader", "reader-pw"), ("GET", "ro:k"), ("SET", "ro:k", "v"), ("DEL", "ro:k"),
@@ -140,6 +157,14 @@ CONVERSATIONS = {
                 ("EVAL", "local r = redis.pcall('set', 'other', 'x') return r", "0"),
                 ("EVAL", "redis.call('set', 'config:s', '1') return redis.pcall('get', 'nope')", "0"),
                 ("GET", "config:s")],
+    # the keys a numkeys counts, and a store command's sources: each one is checked
+    "movable keys": [("AUTH", "cfg", "cfg-pw"), ("ZADD", "config:a", "1", "m"), ("SADD", "config:s", "m"),
+                     ("RPUSH", "config:l", "x"), *MOVABLE_DENIED, *MOVABLE_ALLOWED],
+    "read and write keys": [("AUTH", "rw", "rw-pw"), ("ZUNIONSTORE", "w:d", "1", "r:a"), ("ZUNIONSTORE", "r:d", "1", "r:a"),
+                            ("ZUNIONSTORE", "w:d", "1", "w:a"), ("LMPOP", "1", "r:l", "LEFT"), ("SINTERCARD", "1", "w:s"),
+                            ("SINTERCARD", "1", "r:s"), ("EXISTS", "w:x", "r:y"), ("SET", "w:k", "v"),
+                            ("SET", "w:k", "v", "GET"), ("COPY", "r:k", "w:k2"), ("EVAL_RO", "return 1", "1", "r:a"),
+                            ("EVAL", "return 1", "1", "r:a")],
     "wrong passwords": [("AUTH", "reader", "wrong"), ("AUTH", "nobody", "reader-pw"), ("AUTH", "wrong-single"),
                         ("GET", "x"), ("HELLO", "2", "AUTH", "cfg", "nope"), ("AUTH", "cfg", "cfg-pw", "extra")],
 }
@@ -152,6 +177,27 @@ def test_replies_are_redis_bytes(cluster, real_redis_with_users, name):
     ours = converse(follower(cluster).port, commands)
     for words, mine, redis_reply in zip(commands, ours, theirs, strict=True):
         assert mine == redis_reply, words
+
+
+def test_every_key_of_a_movable_keys_command_is_checked(cluster):
+    """The counted keys of ZMPOP, SINTERCARD, LMPOP, EVAL ... and the sources of the STORE
+    commands are keys too: a forbidden one is refused with Redis's NOPERM, and nothing is
+    read or written."""
+    with admin(cluster.leader()) as a:
+        a.delete("other", "config:a", "config:s", "config:l", "config:d")
+        a.zadd("other", {"secret": 1})
+        a.zadd("config:a", {"m": 1})
+        a.sadd("config:s", "m")
+        a.rpush("config:l", "x")
+    commands = [("AUTH", "cfg", "cfg-pw"), *MOVABLE_DENIED, *MOVABLE_ALLOWED]
+    replies = converse(follower(cluster).port, commands)
+    assert replies[0] == b"+OK\r\n"
+    assert replies[1:1 + len(MOVABLE_DENIED)] == [KEY_NOPERM] * len(MOVABLE_DENIED)
+    assert KEY_NOPERM not in replies[1 + len(MOVABLE_DENIED):]
+    with admin(cluster.leader()) as a:
+        assert a.zrange("other", 0, -1, withscores=True) == [(b"secret", 1.0)]  # ZMPOP popped nothing
+        assert a.exists("config:d") == 1  # the allowed ZUNIONSTORE ran
+        a.delete("other", "config:d")
 
 
 def test_read_only_user_through_a_follower(cluster):
@@ -237,7 +283,7 @@ def test_acl_introspection(cluster):
     node = follower(cluster)
     with admin(node) as a:
         assert a.acl_whoami() == "default"
-        assert sorted(a.acl_users()) == ["cfg", "default", "reader", "safe"]
+        assert sorted(a.acl_users()) == ["cfg", "default", "reader", "rw", "safe"]
         listed = a.acl_list()
         assert f"user cfg on #{sha('cfg-pw')} ~config:* resetchannels +@all" in listed
         assert f"user default on #{sha(ADMIN_PW)} ~* &* +@all" in listed
@@ -362,3 +408,30 @@ def test_raftcache_client_logs_in_as_a_user(cluster):
             client.set("config:flag", "off")
     with pytest.raises(WrongPassError), Client(cluster.endpoints, username="cfg", password="wrong") as client:
         client.get("config:flag")
+
+
+def test_cli_logs_in_as_a_user(cluster, monkeypatch):
+    """The operator CLI's --user (RAFTCACHE_USER) with --password: AUTH user password on the
+    client connections (key commands) and on the per-node calls (status)."""
+    from click.testing import CliRunner
+
+    from raftcache.cli.main import cli
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, [*args, "--endpoints", ",".join(cluster.endpoints)])
+
+    as_cfg = ("--user", "cfg", "--password", "cfg-pw")
+    assert run("set", "config:cli", "v", *as_cfg).output == "OK\n"
+    denied = run("set", "elsewhere", "v", *as_cfg)
+    assert denied.exit_code == 1 and "no permissions to access one of the keys used as arguments" in denied.output
+    status = run("status", "--json", *as_cfg)
+    assert status.exit_code == 0 and len(json.loads(status.output)) == 3
+    wrong = run("get", "config:cli", "--user", "cfg", "--password", "nope")
+    assert wrong.exit_code == 1 and "invalid username-password pair or user is disabled" in wrong.output
+    monkeypatch.setenv("RAFTCACHE_USER", "reader")
+    monkeypatch.setenv("RAFTCACHE_PASSWORD", "reader-pw")
+    assert run("get", "config:cli").output == "v\n"
+    refused = run("set", "config:cli", "w")
+    assert refused.exit_code == 1 and "no permissions to run the 'set' command" in refused.output
+    with admin(cluster.leader()) as a:
+        assert a.get("config:cli") == b"v" and a.exists("elsewhere") == 0

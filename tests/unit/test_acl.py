@@ -187,7 +187,8 @@ def test_read_and_write_key_permissions():
     u = user("on", "%R~r:*", "%W~w:*", "~rw:*", "+@all")
     assert allowed(u, "get", "r:1") and not allowed(u, "get", "w:1") and allowed(u, "get", "rw:1")
     assert allowed(u, "del", "w:1") and not allowed(u, "del", "r:1")  # DEL only writes
-    assert not allowed(u, "set", "w:1", "v") and allowed(u, "set", "rw:1", "v")  # SET may read (GET)
+    assert allowed(u, "set", "w:1", "v") and not allowed(u, "set", "r:1", "v")  # SET only writes...
+    assert not allowed(u, "set", "w:1", "v", "GET") and allowed(u, "set", "rw:1", "v", "get")  # ...unless GET
     assert allowed(u, "copy", "r:1", "w:1") and not allowed(u, "copy", "w:1", "r:1")
     assert allowed(u, "expire", "w:1", "10")
     assert user("on", "%RW~*", "+@all").allkeys
@@ -293,6 +294,20 @@ def test_auth_user_pass_then_noperm_texts():
     d.feed([resp("AUTH", "cfg", "cfg-pw") + resp("MGET", "config:a", "x")])
     assert d.out == b"+OK\r\n-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
     assert denied == ["command", "key"]
+
+
+def test_auth_with_a_user_while_the_default_user_has_no_password():
+    """Redis 7.0.15: while `default` is nopass only the one-argument AUTH is refused;
+    AUTH <user> <pass> logs in a defined user, and `default` with any password."""
+    users = Authenticator("", [user("on", ">cfg-pw", "~config:*", "+@all", name="cfg")])
+    d = Driver(Connection(authenticator=users, clock=Clock()))
+    wrongpass = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    out = d.feed([resp("AUTH", "pw") + resp("AUTH", "cfg", "cfg-pw") + resp("ACL", "WHOAMI") + resp("AUTH", "cfg", "bad")
+                  + resp("ACL", "WHOAMI") + resp("AUTH", "default", "anything") + resp("ACL", "WHOAMI")
+                  + resp("AUTH", "nobody", "x")])
+    assert out == (b"-ERR AUTH <password> called without any password configured for the default user. Are you sure "
+                   b"your configuration is correct?\r\n+OK\r\n$3\r\ncfg\r\n" + wrongpass + b"$3\r\ncfg\r\n"
+                   b"+OK\r\n$7\r\ndefault\r\n" + wrongpass)
 
 
 def test_hello_auth_with_a_user():
