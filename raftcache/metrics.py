@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from .stats import GC_PAUSES
+
 if TYPE_CHECKING:  # the exporter is handed a server; importing it here would be a circle
     from .server import RespServer
 
@@ -94,6 +96,21 @@ class NodeCollector:
         buckets, total = replica.commit_latency.cumulative()
         commit.add_metric([server.node_id], buckets, total)
         yield commit
+        applied = HistogramMetricFamily(
+            "raftcache_raft_apply_seconds", "The state machine's time to apply one Raft entry here", labels=["node"]
+        )
+        buckets, total = replica.apply_latency.cumulative()
+        applied.add_metric([server.node_id], buckets, total)
+        yield applied
+        if GC_PAUSES.installed:
+            pauses = HistogramMetricFamily(
+                "raftcache_gc_pause_seconds", "Python's cyclic GC collections, by generation (2: full)",
+                labels=["node", "generation"],
+            )
+            for generation, histogram in enumerate(GC_PAUSES.by_generation):
+                buckets, total = histogram.cumulative()
+                pauses.add_metric([server.node_id, str(generation)], buckets, total)
+            yield pauses
         raft = CounterMetricFamily("raftcache_raft_events", "Proposals, commits and failures", labels=["node", "event"])
         for event, count in sorted(dict(replica.counters).items()):
             raft.add_metric([server.node_id, event], count)

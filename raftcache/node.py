@@ -26,6 +26,7 @@ from .errors import BindError, ConfigError
 from .redis_commands import Limits
 from .replica import Replica
 from .server import Peer, RespServer, ServerSettings
+from .stats import GC_PAUSES
 from .tls import reload_server_context, server_context
 from .watch import attach_hub, watch_hub
 
@@ -203,6 +204,7 @@ FULL_COLLECTION_EVERY = 1000  # young (gen1) collections per full one; Python's 
 def tune_gc() -> None:
     gen0, gen1, _ = gc.get_threshold()
     gc.set_threshold(gen0, gen1, FULL_COLLECTION_EVERY)
+    GC_PAUSES.install()  # raftcache_gc_pause_seconds: what the collections still cost
 
 
 def run_node(config: ClusterConfig, node_id: str) -> int:

@@ -215,6 +215,7 @@ class Replica:
         # proposals, commits, per-failure counts and retried writes (metrics, tests)
         self.counters: Counter[str] = Counter()
         self.commit_latency = LatencyHistogram()  # propose -> applied here, per Raft entry
+        self.apply_latency = LatencyHistogram()  # the state machine's time per entry, here
         # The Raft member (a Consensus); `consensus` builds it, pysyncobj unless given.
         self.raft = (consensus or default_factory())(
             options.raft,
@@ -592,9 +593,11 @@ class Replica:
             expired = self.fsm.expired_keys
             started = time.perf_counter()
             results = self.fsm.apply(batch)
+            elapsed = time.perf_counter() - started
+            self.apply_latency.observe(elapsed)
             swept = self.fsm.expired_keys - expired
             if swept >= _SWEEP_SAMPLE_MIN:
-                self._note_sweep_cost((time.perf_counter() - started) / swept)
+                self._note_sweep_cost(elapsed / swept)
             items = self.fsm.take_items()
         if items:  # right after the entry, on the Raft thread, before its callbacks
             self.feed.deliver(items)

@@ -37,6 +37,33 @@ class LatencyHistogram:
         return out, total
 
 
+class GcPauses:
+    """How long the cyclic GC held the process, per generation (a full collection of a
+    million-key node can stall every thread for hundreds of ms). Counted only once
+    `install`ed: `raftcache serve` does; an embedding application's GC is its own."""
+
+    def __init__(self) -> None:
+        self.by_generation = [LatencyHistogram() for _ in range(3)]
+        self._started = 0.0
+        self.installed = False
+
+    def install(self) -> None:
+        import gc
+
+        if not self.installed:
+            self.installed = True
+            gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+
+GC_PAUSES = GcPauses()  # one per process: the GC is
+
+
 class CommandStats:
     """What the server counts per command; cheap enough for every command."""
 

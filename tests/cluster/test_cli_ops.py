@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -99,17 +100,20 @@ def test_bench_prints_a_summary(cluster):
 def test_metrics_endpoint_is_scraped_and_parsed(cluster):
     from prometheus_client.parser import text_string_to_metric_families
 
-    run("set", "m", "1", cluster=cluster)
+    def scrape(index: int) -> dict[str, Any]:
+        body = urllib.request.urlopen(f"http://{cluster.metrics[index]}/metrics", timeout=5).read().decode()
+        return {f.name: f for f in text_string_to_metric_families(body)}
+
     leader = cluster.leader()
-    index = cluster.nodes.index(leader)
-    body = urllib.request.urlopen(f"http://{cluster.metrics[index]}/metrics", timeout=5).read().decode()
-    families = {f.name: f for f in text_string_to_metric_families(body)}
+    with leader.redis() as r:  # a plain SET, counted by the node that received it
+        assert r.set("m", "1")
+    families = scrape(cluster.nodes.index(leader))
     for name in ("raftcache_raft_term", "raftcache_raft_role", "raftcache_raft_commit_index", "raftcache_raft_applied_index",
                  "raftcache_raft_log_length", "raftcache_snapshots", "raftcache_snapshot_last_duration_seconds",
                  "raftcache_commands", "raftcache_command_duration_seconds", "raftcache_connected_clients",
                  "raftcache_keys", "raftcache_memory_rss_bytes", "raftcache_command_errors", "raftcache_memory_used_bytes",
                  "raftcache_memory_max_bytes", "raftcache_evicted_keys", "raftcache_expired_keys", "raftcache_keyspace_hits",
-                 "raftcache_keyspace_misses"):
+                 "raftcache_keyspace_misses", "raftcache_raft_apply_seconds", "raftcache_gc_pause_seconds"):
         assert name in families, name
     role = {s.labels["role"]: s.value for s in families["raftcache_raft_role"].samples}
     assert role == {"leader": 1.0, "follower": 0.0, "candidate": 0.0}
@@ -117,6 +121,12 @@ def test_metrics_endpoint_is_scraped_and_parsed(cluster):
     writes = [s for s in families["raftcache_command_duration_seconds"].samples
               if s.name.endswith("_count") and s.labels["kind"] == "write"]
     assert writes and writes[0].value >= 1
+    applied = [s for s in families["raftcache_raft_apply_seconds"].samples if s.name.endswith("_count")]
+    assert applied and applied[0].value >= 1  # the SET's entry, at least
+    # `serve` counts its collections; the young generation collects many times at start-up
+    young = [s for s in families["raftcache_gc_pause_seconds"].samples
+             if s.name.endswith("_count") and s.labels["generation"] == "0"]
+    assert young and young[0].value >= 1
 
 
 def test_compact_snapshots_every_node(cluster):
