@@ -132,7 +132,7 @@ def setting_text(value: Any) -> bytes:
 class MemorySettings:
     """The replicated memory settings (only the ones ever set are stored: defaults otherwise)."""
 
-    __slots__ = ("maxmemory", "policy", "samples", "stored")
+    __slots__ = ("maxmemory", "policy", "samples", "stored", "tracks_access")
 
     def __init__(self) -> None:
         self.stored: dict[str, Any] = {}
@@ -153,10 +153,8 @@ class MemorySettings:
         self.maxmemory = self.get("maxmemory")
         self.policy = POLICIES[self.get("maxmemory-policy")]
         self.samples = self.get("maxmemory-samples")
-
-    @property
-    def tracks_access(self) -> bool:
-        return self.policy.order in ("lru", "lfu")
+        # read on every key access and deletion: an attribute, not a property
+        self.tracks_access: bool = self.policy.order in ("lru", "lfu")
 
 
 # ------------------------------------------------------------------------------ accounting
