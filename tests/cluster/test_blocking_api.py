@@ -15,7 +15,7 @@ import redis
 from raftcache import AsyncCache, AsyncClient, Cache, Client, RetryPolicy
 from raftcache.errors import CommandError, WrongTypeError
 from tests.cluster.differential import HAVE_REDIS_SERVER
-from tests.helpers import free_ports, wait_until
+from tests.helpers import LONE_RAFT, free_ports, wait_until
 
 # (method, args, kwargs), run in order with short timeouts; keys get a per-run prefix
 CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
@@ -146,7 +146,7 @@ def test_client_blocks_until_pushed_and_a_retried_served_pop_returns_the_same_el
 
 def test_embedded_cache_matches_redis_py_and_wakes(tmp_path, expected):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s", decode_responses=True) as cache:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s", decode_responses=True) as cache:
         cache.wait_ready(10)
         assert _run_sync(cache, "") == expected[True]
         got: list[Any] = []
@@ -181,7 +181,7 @@ def test_embedded_async_cache_wakes_and_times_out(tmp_path):
     (port,) = free_ports(1)
 
     async def scenario() -> None:
-        cache = AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s")
+        cache = AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s")
         try:
             await cache.wait_ready(10)
             waiting = asyncio.ensure_future(cache.blpop(["a", "b"], timeout=0))
