@@ -20,6 +20,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A lone node elects itself once its first election timeout (1-2 s by default) runs out, and
+# with no peer there is nobody to disagree: for a single-node test cluster that timeout only
+# delays the start. So single-node nodes run with a short one (ServerCluster of size 1 and
+# the embedded `Cache(..., raft=LONE_RAFT)`); clusters of three keep the defaults, which guard
+# against spurious elections on a loaded machine.
+LONE_RAFT_SECTION = {"election_timeout_min_ms": 200, "election_timeout_max_ms": 400}
+LONE_RAFT = {"election_timeout_s": (0.2, 0.4)}
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
     """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
@@ -341,7 +350,7 @@ def write_cluster_config(root: Path, size: int = 3, *, persistent: bool = True, 
     with `hosts` (one address per node, e.g. network namespaces), fixed ports on those hosts."""
     ports = free_ports(2 * size) if hosts is None else [7100, 7000] * size
     lines = []
-    sections = {"cluster": {"secret": "test-secret"}, **(sections or {})}
+    sections = {"cluster": {"secret": "test-secret"}, **({"raft": LONE_RAFT_SECTION} if size == 1 else {}), **(sections or {})}
     for name, values in sections.items():
         for table in values if isinstance(values, list) else [values]:  # a list: [[name]] tables
             lines.append(f"[[{name}]]" if isinstance(values, list) else f"[{name}]")
@@ -484,9 +493,15 @@ class ServerCluster:
         return wait_until(same, timeout, 0.05, "replicas to converge")
 
     def close(self) -> None:
+        # SIGTERM to every node first, then wait: the nodes stop side by side, not one by one
         for node in self.nodes:
             if node.alive:
+                assert node.proc is not None  # (alive says so)
+                node.proc.send_signal(signal.SIGCONT)
+                node.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            if node.proc is not None:
                 try:
-                    node.terminate()
-                except Exception:
+                    node.proc.wait(20)
+                except subprocess.TimeoutExpired:
                     node.kill()

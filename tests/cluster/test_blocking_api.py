@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import redis
 
-from raftcache import AsyncCache, AsyncClient, Cache, Client
+from raftcache import AsyncCache, AsyncClient, Cache, Client, RetryPolicy
 from raftcache.errors import CommandError, WrongTypeError
 from tests.cluster.differential import HAVE_REDIS_SERVER
-from tests.helpers import free_ports, wait_until
+from tests.helpers import LONE_RAFT, free_ports, wait_until
 
 # (method, args, kwargs), run in order with short timeouts; keys get a per-run prefix
 CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
@@ -116,12 +116,13 @@ def test_async_client_matches_redis_py(cluster, expected):
 
 
 def test_client_waits_longer_than_its_attempt_timeout_allows_by_default(cluster):
-    """A blocking call is not cut short (and retried) by the per-attempt socket timeout (7 s
-    by default)."""
-    with Client(cluster.endpoints) as client:
+    """A blocking call is not cut short (and retried) by the per-attempt socket timeout: the
+    client adds the call's own wait to it, nothing to set on the call. (An attempt timeout of
+    1 s instead of the default 7 s, so that the test need not block for over 7 s to show it.)"""
+    with Client(cluster.endpoints, retry=RetryPolicy(attempt_timeout=1.0)) as client:
         start = time.monotonic()
-        assert client.blpop("slow", timeout=8) is None
-        assert 8 <= time.monotonic() - start < 14
+        assert client.blpop("slow", timeout=2) is None
+        assert 2 <= time.monotonic() - start < 2 + 1 + 5  # one attempt: under block + attempt, with slack
 
 
 def test_client_blocks_until_pushed_and_a_retried_served_pop_returns_the_same_element(cluster):
@@ -145,7 +146,7 @@ def test_client_blocks_until_pushed_and_a_retried_served_pop_returns_the_same_el
 
 def test_embedded_cache_matches_redis_py_and_wakes(tmp_path, expected):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s", decode_responses=True) as cache:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s", decode_responses=True) as cache:
         cache.wait_ready(10)
         assert _run_sync(cache, "") == expected[True]
         got: list[Any] = []
@@ -180,7 +181,7 @@ def test_embedded_async_cache_wakes_and_times_out(tmp_path):
     (port,) = free_ports(1)
 
     async def scenario() -> None:
-        cache = AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s")
+        cache = AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s")
         try:
             await cache.wait_ready(10)
             waiting = asyncio.ensure_future(cache.blpop(["a", "b"], timeout=0))

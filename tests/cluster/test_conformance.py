@@ -17,7 +17,7 @@ import pytest
 
 from raftcache import AsyncCache, AsyncClient, Cache, Client
 from raftcache.errors import IntegerOverflowError, NotIntegerError, SyntaxError_
-from tests.helpers import free_ports
+from tests.helpers import LONE_RAFT, free_ports
 
 INT64_MAX = 2**63 - 1
 
@@ -161,14 +161,14 @@ def cluster(emptied_shared_cluster):
 
 def test_cache(tmp_path):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as cache:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as cache:
         check(run_sync(cache))
 
 
 def test_async_cache(tmp_path):
     async def scenario() -> list[Any]:
         (port,) = free_ports(1)
-        async with AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as cache:
+        async with AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as cache:
             return await run_async(cache)
 
     check(asyncio.run(scenario()))

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from raftcache import Cache, OutcomeUnknownError, StorageError
-from tests.helpers import free_ports, wait_until
+from tests.helpers import LONE_RAFT, free_ports, wait_until
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def tiny_disk(tmp_path):
 def test_full_disk_stops_the_node_cleanly_and_keeps_acknowledged_writes(tiny_disk, tmp_path):
     (port,) = free_ports(1)
     data_dir = tiny_disk / "n1"
-    cache = Cache(f"127.0.0.1:{port}", [], data_dir=str(data_dir), secret="s", raft={"snapshot_min_entries": 10**6})
+    cache = Cache(f"127.0.0.1:{port}", [], data_dir=str(data_dir), secret="s", raft={**LONE_RAFT, "snapshot_min_entries": 10**6})
     acked = {}
     try:
         cache.wait_ready(10)
@@ -45,7 +45,7 @@ def test_full_disk_stops_the_node_cleanly_and_keeps_acknowledged_writes(tiny_dis
     copy = tmp_path / "copy"
     shutil.copytree(data_dir, copy)
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(copy), secret="s") as again:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(copy), secret="s") as again:
         again.wait_ready(10)
         values = again.mget(list(acked))
         assert values == [v.encode() for v in acked.values()]

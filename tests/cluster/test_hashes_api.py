@@ -10,7 +10,7 @@ import pytest
 
 from raftcache import AsyncCache, AsyncClient, Cache, Client
 from raftcache.errors import CommandError, IntegerOverflowError, WrongTypeError
-from tests.helpers import ServerCluster, free_ports
+from tests.helpers import LONE_RAFT, ServerCluster, free_ports
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture
 def cache(tmp_path):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as c:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as c:
         c.wait_ready(10)
         yield c
 
@@ -103,7 +103,7 @@ def test_embedded_cache(cache):
 
 def test_embedded_cache_decodes_and_pipelines(tmp_path):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], decode_responses=True) as c:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, decode_responses=True) as c:
         c.wait_ready(10)
         c.hset("h", mapping={"é": "ü", "n": 1})
         assert c.hgetall("h") == {"é": "ü", "n": "1"}
@@ -141,7 +141,7 @@ def test_async_twins(cluster, tmp_path):
             assert await client.hincrbyfloat("ah", "a", 1) == 2.0
             assert await client.hscan("ah") == (0, {b"a": b"2", b"b": b"2"})
         (port,) = free_ports(1)
-        async with AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "a"), secret="s") as c:
+        async with AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "a"), secret="s") as c:
             await c.wait_ready(10)
             assert await c.hset("h", "f", "v") == 1
             assert await c.hgetall("h") == {b"f": b"v"}

@@ -12,7 +12,7 @@ import redis
 from raftcache import AsyncClient, Cache, Client
 from raftcache.errors import CommandError, WrongTypeError
 from tests.cluster.differential import HAVE_REDIS_SERVER
-from tests.helpers import free_ports
+from tests.helpers import LONE_RAFT, free_ports
 
 pytestmark = pytest.mark.skipif(not HAVE_REDIS_SERVER, reason="redis-server is not installed")
 
@@ -134,7 +134,7 @@ def test_async_client_matches_redis_py(cluster, expected):
 
 def test_embedded_cache_matches_redis_py(tmp_path, expected):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s", decode_responses=True) as cache:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s", decode_responses=True) as cache:
         cache.wait_ready(10)
         assert _run_sync(cache, "") == expected[True]
         cache.set("str", "v")

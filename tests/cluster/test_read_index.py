@@ -17,10 +17,8 @@ from tests.helpers import ServerCluster, Workers, wait_until
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cl = ServerCluster(tmp_path_factory.mktemp("readindex")).start()
-    yield cl
-    cl.close()
+def cluster(emptied_shared_cluster):
+    return emptied_shared_cluster  # (conftest.py) this module only reads and writes
 
 
 def commit_indexes(cluster: ServerCluster) -> list[int]:

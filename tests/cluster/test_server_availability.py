@@ -10,19 +10,27 @@ import redis
 from tests.helpers import ServerCluster
 
 
-@pytest.fixture
-def cluster(tmp_path):
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
     # No idle clock entries. One proposed in the few ms between the pause and the SET's arrival
     # holds the single in-flight slot until it times out; the tick that times it out can also be
     # past the SET's deadline, and then the SET, never proposed, rightly gets "not applied"
     # instead of the "outcome unknown" this test is about (seen once in a CI run).
     sections = {"cluster": {"secret": "s", "request_timeout_ms": 1500}, "raft": {"clock_interval_ms": 600_000}}
-    cl = ServerCluster(tmp_path, sections=sections).start()
+    cl = ServerCluster(tmp_path_factory.mktemp("availability"), sections=sections).start()
     yield cl
-    for node in cl.nodes:
-        if node.alive:
-            node.resume()
     cl.close()
+
+
+@pytest.fixture
+def cluster(started):
+    """The module's cluster (a start costs seconds), whole again after each test: every node
+    resumed, one leader, the replicas converged."""
+    yield started
+    for node in started.nodes:
+        node.resume()
+    started.leader()
+    started.converged()
 
 
 def error_of(node, *command) -> tuple[str, float]:

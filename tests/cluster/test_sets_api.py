@@ -11,7 +11,7 @@ import redis
 
 from raftcache import AsyncClient, Cache, Client
 from raftcache.errors import WrongTypeError
-from tests.helpers import free_ports
+from tests.helpers import LONE_RAFT, free_ports
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_async_client_set_methods(endpoint):
 
 def test_embedded_cache_set_methods(tmp_path):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as cache:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as cache:
         cache.wait_ready(10)
         _exercise(cache, "e:")
 

@@ -9,13 +9,13 @@ import pytest
 
 from raftcache import AsyncCache, Cache, ConfigError, NoLeaderError
 from raftcache.errors import NotIntegerError, SyntaxError_, ValueTooLargeError
-from tests.helpers import Workers, free_ports
+from tests.helpers import LONE_RAFT, Workers, free_ports
 
 
 @pytest.fixture
 def cache(tmp_path):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as c:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as c:
         c.wait_ready(10)
         yield c
 
@@ -37,7 +37,7 @@ def test_str_bytes_int_in_bytes_out(cache):
 
 def test_decode_responses_returns_str(tmp_path):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], decode_responses=True) as c:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, decode_responses=True) as c:
         c.wait_ready(10)
         c.set("k", "v")
         assert c.get("k") == "v"
@@ -119,7 +119,7 @@ def test_many_threads_share_one_cache(cache):
 def test_async_twin_has_the_same_methods(tmp_path):
     async def scenario():
         (port,) = free_ports(1)
-        async with AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "a"), secret="s") as c:
+        async with AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "a"), secret="s") as c:
             await c.wait_ready(10)
             assert await c.set("k", "v", ttl=10) is True
             assert await c.get("k") == b"v"
@@ -199,7 +199,7 @@ def test_member_operations_sync_and_async_on_a_single_node(tmp_path):
 
     (port,) = free_ports(1)
     address = f"127.0.0.1:{port}"
-    with Cache(address, [], data_dir=str(tmp_path / "s"), secret="s", node_id="solo") as cache:
+    with Cache(address, [], raft=LONE_RAFT, data_dir=str(tmp_path / "s"), secret="s", node_id="solo") as cache:
         cache.wait_ready(10)
         assert cache.members() == [Member("", address, "", True, True)]
         assert cache.transfer_leader(address) == "solo"  # already the leader: nothing to do
@@ -213,7 +213,7 @@ def test_member_operations_sync_and_async_on_a_single_node(tmp_path):
     async def scenario() -> None:
         (port,) = free_ports(1)
         own = f"127.0.0.1:{port}"
-        async with AsyncCache(own, [], data_dir=str(tmp_path / "a"), secret="s") as c:
+        async with AsyncCache(own, [], raft=LONE_RAFT, data_dir=str(tmp_path / "a"), secret="s") as c:
             await c.wait_ready(10)
             assert [m.raft for m in c.members() if m.leader] == [own]
             assert await c.transfer_leader(own) == own  # no node id given: named by its address
@@ -246,7 +246,7 @@ def test_scripts_on_the_embedded_cache(cache):
 def test_register_script_on_async_cache(tmp_path):
     async def scenario() -> None:
         (port,) = free_ports(1)
-        async with AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "a"), secret="s") as c:
+        async with AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "a"), secret="s") as c:
             await c.wait_ready(10)
             script = c.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
             assert await script(keys=["n"], args=[4]) == 4

@@ -11,11 +11,11 @@ import pytest
 from raftcache import AsyncCache, Cache
 from raftcache.config import WatchSection
 from raftcache.errors import WatchCompactedError
-from tests.helpers import free_ports, wait_until
+from tests.helpers import LONE_RAFT, free_ports, wait_until
 
 
 def open_cache(tmp_path, port: int, **kw) -> Cache:
-    c = Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s", **kw)
+    c = Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s", **kw)
     c.wait_ready(10)
     return c
 
@@ -89,7 +89,7 @@ def test_async_cache_watch(tmp_path):
     (port,) = free_ports(1)
 
     async def run() -> list:
-        cache = AsyncCache(f"127.0.0.1:{port}", [], secret="s")
+        cache = AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, secret="s")
         try:
             await cache.wait_ready(10)
             stream = cache.watch("a:*")

@@ -15,7 +15,7 @@ from raftcache.errors import CommandError, InvalidExpireError, NotIntegerError, 
 from raftcache.redis_commands import Immediate, Limits, build_command, lookup
 from raftcache.resp import RequestParser
 from raftcache.statemachine import CacheStateMachine
-from tests.helpers import free_ports
+from tests.helpers import LONE_RAFT, free_ports
 
 T0 = 1_700_000_000_000
 
@@ -178,7 +178,7 @@ def test_replicas_store_identical_bytes_for_incrbyfloat():
 def test_embedded_cache_has_the_same_methods(tmp_path):
     """The API methods on the embedded Cache (a single in-process node, as test_cache_api)."""
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as cache:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as cache:
         cache.wait_ready(10)
         assert cache.setnx("a", "1") is True and cache.setnx("a", "2") is False
         assert cache.setex("e", 100, "v") is True and 0 < cache.ttl("e") <= 100

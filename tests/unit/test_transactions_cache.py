@@ -9,7 +9,7 @@ import pytest
 
 from raftcache import AsyncCache, WatchError
 from raftcache.errors import CommandError, ExecAbortError, NotIntegerError
-from tests.helpers import free_ports
+from tests.helpers import LONE_RAFT, free_ports
 from tests.unit.test_cache_api import cache  # noqa: F401  (fixture)
 
 
@@ -86,7 +86,7 @@ def test_transaction_retries_until_it_wins_and_is_bounded(cache):  # noqa: F811
 def test_async_cache_transactions(tmp_path):
     async def scenario() -> None:
         (port,) = free_ports(1)
-        async with AsyncCache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path / "n1"), secret="s") as c:
+        async with AsyncCache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path / "n1"), secret="s") as c:
             await c.wait_ready(10)
             async with c.pipeline() as p:
                 p.set("a", "1").incr("a")

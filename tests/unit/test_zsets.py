@@ -18,7 +18,7 @@ from raftcache.datatypes.zsets import ZSet, format_score, parse_score
 from raftcache.errors import CommandError, WrongTypeError
 from raftcache.resp import NullArray, Pairs
 from raftcache.statemachine import CacheStateMachine
-from tests.helpers import free_ports
+from tests.helpers import LONE_RAFT, free_ports
 
 T0 = 1_700_000_000_000
 
@@ -529,7 +529,7 @@ def test_element_memory_is_compact():
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     (port,) = free_ports(1)
-    with Cache(f"127.0.0.1:{port}", [], data_dir=str(tmp_path_factory.mktemp("zsets") / "n1"), secret="s") as client:
+    with Cache(f"127.0.0.1:{port}", [], raft=LONE_RAFT, data_dir=str(tmp_path_factory.mktemp("zsets") / "n1"), secret="s") as client:
         client.wait_ready(10)
         yield client
 
