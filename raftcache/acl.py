@@ -213,7 +213,7 @@ class User:
             inner = lookup(args[5])
             return None if inner is None or not inner.arity_ok(len(args) - 5) else self.check(inner, args[5:])
         unit = unit_of(spec, args)
-        if unit not in self.allowed and "noauth" not in spec.flags:
+        if unit not in self.allowed and "no_auth" not in spec.flags:
             return Denial("command", unit)
         if not self.allkeys:
             for i, access in keys_of(unit, spec, args):

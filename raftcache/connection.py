@@ -358,7 +358,7 @@ class Connection:
             self._queue_doomed |= self.mode is Mode.MULTI  # a refusal while queuing dooms EXEC
             self._error("ERR", wrong_arity_message(spec.name))
             return None
-        if not self.authenticated and "noauth" not in spec.flags:
+        if not self.authenticated and "no_auth" not in spec.flags:
             self._replies.append(Slot(NOAUTH_REPLY))
             return None
         if not self._acl_open:  # checked once, here, where the client connected

@@ -126,7 +126,8 @@ def _direction(at: Callable[[Sequence[bytes]], int], left: str, right: str) -> C
 
 def _move(pop_at: int | None, push_at: int | None) -> Callable[[Sequence[bytes], bytes], tuple[str, ...]]:
     """LMOVE-like: the source gets the pop event, the destination the push event (both, push
-    first as Redis, when they are one list). None: RPOPLPUSH's fixed right pop / left push."""
+    first as Redis, when they are one list; for two lists lists.move changes the destination
+    first, as Redis). None: RPOPLPUSH's fixed right pop / left push."""
 
     def names(args: Sequence[bytes], key: bytes) -> tuple[str, ...]:
         pop = "rpop" if pop_at is None or args[pop_at].upper() == b"RIGHT" else "lpop"

@@ -78,7 +78,7 @@ class Spec:
     summary: str
     build: Build | None = None
     render: Render = _identity
-    flags: tuple[str, ...] = ()  # COMMAND flags ("write", "readonly", "fast", "noauth", ...)
+    flags: tuple[str, ...] = ()  # COMMAND flags, Redis's names ("write", "readonly", "fast", "no_auth", ...)
     first_key: int = 0
     last_key: int = 0
     step: int = 0
@@ -537,10 +537,18 @@ _NO_DENYOOM = frozenset({
 })
 
 
+# Commands Redis flags neither `write` nor `readonly`: EVAL/EVALSHA (a script says what it
+# does), and the SCRIPT and OBJECT containers (their subcommands carry the flags). Their
+# Kind still routes them (EVAL through the log, OBJECT as a read); no code reads these flags.
+_NO_KIND_FLAG = frozenset({"eval", "evalsha", "script", "object"})
+
+
 def _data(name: str, arity: int, kind: Kind, group: str, summary: str, build: Build, render: Render = _identity,
           flags: tuple[str, ...] = (), keys: tuple[int, int, int] = (1, 1, 1)) -> Spec:
-    if kind is Kind.WRITE:
-        base: tuple[str, ...] = ("write",) if name in _NO_DENYOOM else ("write", "denyoom")
+    if name in _NO_KIND_FLAG:
+        base: tuple[str, ...] = ()
+    elif kind is Kind.WRITE:
+        base = ("write",) if name in _NO_DENYOOM else ("write", "denyoom")
     else:
         base = ("readonly",)
     return Spec(name, arity, kind, group, summary, build, render, base + flags, *keys)
@@ -551,6 +559,11 @@ def _local(name: str, arity: int, group: str, summary: str, flags: tuple[str, ..
 
 
 W, R = Kind.WRITE, Kind.READ
+# Redis 7.0.15's flags for the connection commands it serves before AUTH and while busy
+# (a script running), and for those it serves in any state (loading, stale replica).
+_CONNECTION_FLAGS = ("noscript", "loading", "stale", "fast", "no_auth", "allow_busy")
+_ANY_STATE = ("loading", "stale")
+_ANY_STATE_FAST = ("loading", "stale", "fast")
 _ALL_KEYS = (1, -1, 1)
 _NO_KEYS = (0, 0, 0)
 
@@ -606,24 +619,24 @@ _SPECS = [
     _data("evalsha", -3, W, "scripting", "Execute a Lua script server side by its SHA1", _build_eval(True, False), flags=("noscript", "stale", "skip_monitor", "may_replicate", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
     _data("eval_ro", -3, R, "scripting", "Execute a read-only Lua script server side", _build_eval(False, True), flags=("noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
     _data("evalsha_ro", -3, R, "scripting", "Execute a read-only Lua script server side by its SHA1", _build_eval(True, True), flags=("noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"), keys=_NO_KEYS),
-    _data("script", -2, W, "scripting", "SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP", _build_script, _render_script, flags=("noscript",), keys=_NO_KEYS),
+    _data("script", -2, W, "scripting", "SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP", _build_script, _render_script, keys=_NO_KEYS),
     # answered by the connection / node
     _local("ping", -1, "connection", "Ping the server", ("fast",)),
-    _local("echo", 2, "connection", "Echo the given string", ("fast",)),
-    _local("quit", -1, "connection", "Close the connection", ("fast", "noauth")),
-    _local("select", 2, "connection", "Select database 0 (the only one)", ("fast",)),
-    _local("auth", -2, "connection", "Authenticate the connection", ("fast", "noauth")),
-    _local("hello", -1, "connection", "Handshake (RESP2 only)", ("fast", "noauth")),
+    _local("echo", 2, "connection", "Echo the given string", _ANY_STATE_FAST),
+    _local("quit", -1, "connection", "Close the connection", _CONNECTION_FLAGS),
+    _local("select", 2, "connection", "Select database 0 (the only one)", _ANY_STATE_FAST),
+    _local("auth", -2, "connection", "Authenticate the connection", _CONNECTION_FLAGS),
+    _local("hello", -1, "connection", "Handshake (RESP2 only)", _CONNECTION_FLAGS),
     _local("client", -2, "connection", "CLIENT SETNAME | GETNAME | SETINFO | ID | INFO | LIST | TRACKING | CACHING | GETREDIR | TRACKINGINFO"),
-    _local("command", -1, "server", "COMMAND [COUNT | DOCS | INFO]"),
+    _local("command", -1, "server", "COMMAND [COUNT | DOCS | INFO]", _ANY_STATE),
     _local("config", -2, "server", "CONFIG GET parameter [parameter ...] | SET parameter value [...] | RESETSTAT | HELP"),
-    _local("info", -1, "server", "Server information (server clients memory keyspace stats raft)"),
-    _local("readonly", 1, "cluster", "Answer reads from this node's local state (stale, fast)", ("fast",)),
-    _local("readwrite", 1, "cluster", "Back to linearizable reads (the default)", ("fast",)),
+    _local("info", -1, "server", "Server information (server clients memory keyspace stats raft)", _ANY_STATE),
+    _local("readonly", 1, "cluster", "Answer reads from this node's local state (stale, fast)", _ANY_STATE_FAST),
+    _local("readwrite", 1, "cluster", "Back to linearizable reads (the default)", _ANY_STATE_FAST),
     _local("acl", -2, "server", "ACL WHOAMI | LIST | USERS | GETUSER | CAT | LOG | HELP (users come from the cluster file)"),
     _local("raftcache", -2, "server", "RAFTCACHE ONCE | DIGEST | COMPACT | DEBUG: raftcache-specific operations"),
     _local("reset", 1, "connection", "Reset the connection (subscriptions, MULTI, WATCH, READONLY, protocol, user)",
-           ("fast", "noscript", "loading", "stale", "noauth")),
+           _CONNECTION_FLAGS),
 ]
 
 # ------------------------------------------------------------------------ pub/sub
@@ -647,13 +660,15 @@ _PUBSUB_SPECS = [
 # ------------------------------------------------------------------ transactions
 # MULTI/EXEC/DISCARD/WATCH/UNWATCH: queueing is the connection's (connection.py), EXEC and
 # WATCH are carried out by the server (server.py), applied by the state machine (Exec).
+_TRANSACTION_FLAGS = ("noscript", "loading", "stale", "fast", "allow_busy")
 _TRANSACTION_SPECS = [
-    _local("multi", 1, "transactions", "Mark the start of a transaction block", ("fast", "noscript", "loading", "stale")),
-    _local("exec", 1, "transactions", "Execute all commands issued after MULTI, atomically (one Raft entry)", ("noscript", "loading", "stale")),
-    _local("discard", 1, "transactions", "Discard all commands issued after MULTI", ("fast", "noscript", "loading", "stale")),
+    _local("multi", 1, "transactions", "Mark the start of a transaction block", _TRANSACTION_FLAGS),
+    _local("exec", 1, "transactions", "Execute all commands issued after MULTI, atomically (one Raft entry)",
+           ("noscript", "loading", "stale", "skip_slowlog")),
+    _local("discard", 1, "transactions", "Discard all commands issued after MULTI", _TRANSACTION_FLAGS),
     Spec("watch", -2, Kind.LOCAL, "transactions", "Watch keys to abort the next EXEC if they change",
-         flags=("fast", "noscript", "loading", "stale"), first_key=1, last_key=-1, step=1),
-    _local("unwatch", 1, "transactions", "Forget all the watched keys", ("fast", "noscript", "loading", "stale")),
+         flags=_TRANSACTION_FLAGS, first_key=1, last_key=-1, step=1),
+    _local("unwatch", 1, "transactions", "Forget all the watched keys", _TRANSACTION_FLAGS),
 ]
 
 COMMANDS: dict[bytes, Spec] = {spec.name.encode(): spec for spec in _SPECS + _TRANSACTION_SPECS + _PUBSUB_SPECS + _data_specs()}
@@ -677,12 +692,26 @@ def wrong_arity_message(name: str) -> str:
     return f"wrong number of arguments for '{name}' command"
 
 
+# The order Redis 7.0 lists flags in COMMAND's reply (server.c, addReplyCommandFlags). It
+# keeps `may_replicate` to itself, so do we. A flag in neither is a typo: KeyError.
+_FLAG_ORDER = {flag: rank for rank, flag in enumerate((
+    "write", "readonly", "denyoom", "module", "admin", "pubsub", "noscript", "blocking", "loading", "stale",
+    "skip_monitor", "skip_slowlog", "asking", "fast", "no_auth", "no_mandatory_keys", "no_async_loading",
+    "no_multi", "movablekeys", "allow_busy"))}
+_HIDDEN_FLAGS = frozenset({"may_replicate"})
+
+
+def reply_flags(flags: tuple[str, ...]) -> list[str]:
+    """A command's flags as COMMAND INFO lists them: Redis's order, hidden ones left out."""
+    return sorted((f for f in flags if f not in _HIDDEN_FLAGS), key=_FLAG_ORDER.__getitem__)
+
+
 def command_info(spec: Spec) -> list[Any]:
     """A COMMAND reply entry (Redis 7 layout, RESP2)."""
     return [
         spec.name.encode(),
         spec.arity,
-        [SimpleString(f) for f in spec.flags],
+        [SimpleString(f) for f in reply_flags(spec.flags)],
         spec.first_key,
         spec.last_key,
         spec.step,

@@ -56,6 +56,7 @@ __all__ = [
     "NullArray",
     "ReplyParser",
     "RequestParser",
+    "SetReply",
     "SimpleString",
     "encode_command",
     "encode_error",
@@ -884,6 +885,11 @@ class Pairs(list):  # type: ignore[type-arg]
     counted ZPOPMIN): that flat array in RESP2, an array of 2-element arrays in RESP3."""
 
 
+class SetReply(list):  # type: ignore[type-arg]
+    """A set reply (CLIENT TRACKINGINFO's flags): RESP3 ``~``, RESP2 an array, as Redis's
+    addReplySetLen."""
+
+
 def _encode_double3(value: Double, out: list[bytes]) -> None:
     out += (b",", bytes(value), _CRLF)
 
@@ -892,6 +898,12 @@ def _encode_pairs3(value: Pairs, out: list[bytes]) -> None:
     out.append(b"*%d\r\n" % (len(value) // 2))
     for i in range(0, len(value) - 1, 2):
         _encode_array3(value[i : i + 2], out)
+
+
+def _encode_set3(value: SetReply, out: list[bytes]) -> None:
+    out.append(b"~%d\r\n" % len(value))
+    for item in value:
+        _encoder3(item)(item, out)
 
 
 def _encode_map2(value: Map, out: list[bytes]) -> None:
@@ -944,6 +956,7 @@ _REPLY_ENCODERS3: Final[dict[type, Callable[[Any, list[bytes]], None]]] = {
     Map: _encode_map3,
     Double: _encode_double3,
     Pairs: _encode_pairs3,
+    SetReply: _encode_set3,
 }
 
 

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from .errors import CommandError, NotIntegerError, SyntaxError_
 from .feed import Gap, KeyEvent
 from .redis_semantics import parse_int64
-from .resp import OK, Map, encode_reply
+from .resp import OK, Map, SetReply, encode_reply
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
@@ -137,9 +137,9 @@ class ClientTracking:
             return not given
         return True
 
-    def flags(self) -> list[bytes]:
-        """CLIENT TRACKINGINFO's flags, in Redis's order."""
-        out = [b"on" if self.on else b"off"]
+    def flags(self) -> SetReply:
+        """CLIENT TRACKINGINFO's flags, in Redis's order (a set in RESP3, as Redis)."""
+        out = SetReply([b"on" if self.on else b"off"])
         if self.bcast:
             out.append(b"bcast")
         if self.optin:
@@ -280,7 +280,8 @@ class Tracker:
 
     @staticmethod
     def info(state: ClientTracking) -> Map:
-        """CLIENT TRACKINGINFO (flags are a RESP3 set in Redis; an array here)."""
+        """CLIENT TRACKINGINFO: flags, redirect (0: none; -1: tracking off), prefixes (sorted,
+        as Redis's radix tree walks them)."""
         return Map({
             b"flags": state.flags(),
             b"redirect": state.redirect if state.on else -1,

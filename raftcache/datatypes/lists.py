@@ -464,9 +464,11 @@ def move(ks: Keyspace, src: bytes, dst: bytes, src_left: bool, dst_left: bool) -
         target.items.push_left((value,))
     else:
         target.items.push_right((value,))
+    # Redis's order (lmoveHandlePush, then the pop): the destination's events, then the
+    # source's pop and, if it emptied, its del.
+    ks.changed(dst, target)
     if target is not source:
         ks.changed(src, source)  # deletes an emptied source
-    ks.changed(dst, target)
     return value
 
 

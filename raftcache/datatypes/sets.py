@@ -302,8 +302,8 @@ def smove(ks: Keyspace, args: Sequence[bytes]) -> int:
         return 0
     ks.changed(src, source)
     target = target if target is not None else ks.collection_for_write(dst, RedisSet)
-    target.add(member)
-    ks.changed(dst, target)
+    if target.add(member):  # already there: the destination did not change (no sadd, as Redis)
+        ks.changed(dst, target)
     return 1
 
 

@@ -310,3 +310,72 @@ def test_bad_input_gets_clear_errors(cluster):
         assert b"Protocol error: invalid bulk length" in _read_until(s, b"\r\n")
     with client(node) as r:
         assert r.ping()  # the node is unaffected
+
+
+# --------------------------------------------- keyspace events of the moves, against redis-server
+_MOVES: list[tuple[str, ...]] = [
+    ("RPUSH", "km:a", "1", "2", "3"),
+    ("LMOVE", "km:a", "km:b", "LEFT", "RIGHT"),  # a new destination
+    ("LMOVE", "km:a", "km:b", "RIGHT", "LEFT"),
+    ("LMOVE", "km:a", "km:a", "LEFT", "RIGHT"),  # one list: rotated
+    ("RPOPLPUSH", "km:a", "km:c"),  # the source empties: del
+    ("LMOVE", "km:nothing", "km:c", "LEFT", "LEFT"),  # no source: no event
+    ("BLMOVE", "km:b", "km:d", "RIGHT", "LEFT", "0"),
+    ("BLMOVE", "km:b", "km:d", "LEFT", "RIGHT", "0"),  # the source empties
+    ("BRPOPLPUSH", "km:d", "km:d", "0"),
+    ("SADD", "km:s1", "x", "y"),
+    ("SADD", "km:s2", "y"),
+    ("SMOVE", "km:s1", "km:s2", "y"),  # already in the destination: no sadd
+    ("SMOVE", "km:s1", "km:s3", "x"),  # the source empties: srem, del, then sadd
+    ("SMOVE", "km:s2", "km:s2", "y"),  # one set: nothing
+    ("SMOVE", "km:s2", "km:s4", "absent"),
+]
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _served_blmove(r: redis.Redis, port: int) -> None:
+    """A BLMOVE that blocks, then is served by an RPUSH to its source (which it empties)."""
+    got: list[object] = []
+    with redis.Redis(port=port, socket_timeout=10) as blocker:
+        waiter = threading.Thread(target=lambda: got.append(blocker.blmove("km:w", "km:x", 5, "RIGHT", "LEFT")))
+        waiter.start()
+        wait_until(lambda: int(r.info("clients")["blocked_clients"]) == 1, 10, what="BLMOVE to block")
+        r.rpush("km:w", "v")
+        waiter.join(10)
+    assert got == [b"v"]
+
+
+def _move_events(port: int) -> list[tuple[bytes, bytes]]:
+    with redis.Redis(port=port, socket_timeout=10) as r:
+        r.delete(*{part for command in _MOVES for part in command[1:3] if part.startswith("km:")}, "km:w", "km:x")
+        assert r.config_set("notify-keyspace-events", "KEA") is True
+        try:
+            # the setting is replicated: wait for it to reach this node before subscribing
+            wait_until(lambda: _str(next(iter(r.config_get("notify-keyspace-events").values()))) == "AKE", 10)
+            p = r.pubsub()
+            p.psubscribe("__keyspace@0__:km:*", "__keyevent@0__:*")
+            subscribed(p, 2)
+            for command in _MOVES:
+                r.execute_command(*command)
+            _served_blmove(r, port)
+            r.set("km:end", "1")  # the last event: everything before it has arrived
+            events: list[tuple[bytes, bytes]] = []
+            deadline = time.monotonic() + 20
+            while (b"__keyevent@0__:set", b"km:end") not in events and time.monotonic() < deadline:
+                events += [(ch, data) for _, _, ch, data in drain(p, 1, timeout=0.5)]
+            p.close()
+            return events
+        finally:
+            r.config_set("notify-keyspace-events", "")
+
+
+def test_move_commands_notify_what_redis_notifies_in_its_order(real_redis, raftcache):
+    """LMOVE, BLMOVE, RPOPLPUSH, BRPOPLPUSH and SMOVE: the same keyspace and keyevent messages
+    as redis-server 7.0, in the same order (names, the source's del, no-op moves silent)."""
+    theirs = _move_events(real_redis.connection_pool.connection_kwargs["port"])
+    ours = _move_events(raftcache.connection_pool.connection_kwargs["port"])
+    assert theirs[-1] == (b"__keyevent@0__:set", b"km:end")
+    assert ours == theirs

@@ -50,6 +50,7 @@ class Resp3:
     def __init__(self, node: ServerNode, protocol: int = 3) -> None:
         self.sock = socket.create_connection((node.host, node.port), timeout=10)
         self.buf = b""
+        self.last_raw = b""  # the bytes of the last frame read
         self.pushes: list[Push] = []
         if protocol == 3:
             assert self.call("HELLO", "3")[b"proto"] == 3
@@ -71,7 +72,7 @@ class Resp3:
             parsed = _parse(self.buf, 0)
             if parsed is not None:
                 value, end = parsed
-                self.buf = self.buf[end:]
+                self.last_raw, self.buf = self.buf[:end], self.buf[end:]
                 return value
             data = self.sock.recv(65536)
             if not data:
@@ -131,13 +132,14 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int] | None:
         return int(rest), pos
     if kind == b"_":
         return None, pos
-    if kind == b"$":
+    if kind in (b"$", b"="):
         n = int(rest)
         if n < 0:
             return None, pos
         if len(buf) < pos + n + 2:
             return None
-        return buf[pos:pos + n], pos + n + 2
+        skip = 4 if kind == b"=" else 0  # a verbatim string's "txt:"
+        return buf[pos + skip:pos + n], pos + n + 2
     if kind in (b"*", b">", b"~", b"%"):
         n = int(rest)
         if n < 0:
@@ -593,3 +595,60 @@ def test_a_follower_that_installs_a_snapshot_tells_its_tracking_clients_to_drop_
             writer.close()
     finally:
         cl.close()
+
+
+# ------------------------------------------- CLIENT TRACKINGINFO's bytes against a real redis-server
+_TRACKINGINFO_STATES: list[list[tuple[str, ...]]] = [  # commands before CLIENT TRACKINGINFO; "{W}": a peer's id
+    [],
+    [("CLIENT", "TRACKING", "ON")],
+    [("CLIENT", "TRACKING", "ON", "BCAST")],
+    [("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "ti:b", "PREFIX", "ti:a", "NOLOOP")],
+    [("CLIENT", "TRACKING", "ON", "OPTIN")],
+    [("CLIENT", "TRACKING", "ON", "OPTIN"), ("CLIENT", "CACHING", "YES")],
+    [("CLIENT", "TRACKING", "ON", "OPTOUT", "NOLOOP"), ("CLIENT", "CACHING", "NO")],
+    [("CLIENT", "TRACKING", "ON", "REDIRECT", "{W}")],
+    [("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "ti:"), ("CLIENT", "TRACKING", "OFF")],
+]
+
+
+def _raw_reply(client: Resp3, *args: Any) -> bytes:
+    """The bytes of the reply to `args`, as sent (the RESP3 types and the order unparsed)."""
+    client.send(*args)
+    client.reply()
+    return client.last_raw
+
+
+def _trackinginfo_bytes(port: int, protocol: int) -> list[bytes]:
+    out = []
+    for commands in _TRACKINGINFO_STATES:
+        a, w = Resp3(_Address(port), protocol), Resp3(_Address(port), protocol)
+        try:
+            for command in commands:
+                assert a.call(*[str(w.id) if part == "{W}" else part for part in command]) == "OK"
+            out.append(_raw_reply(a, "CLIENT", "TRACKINGINFO").replace(b":%d\r\n" % w.id, b":{W}\r\n"))
+        finally:
+            a.close()
+            w.close()
+    # broken_redirect: the redirect target went away before an invalidation was due
+    a, w, writer = (Resp3(_Address(port), protocol) for _ in range(3))
+    try:
+        assert a.call("CLIENT", "TRACKING", "ON", "REDIRECT", str(w.id)) == "OK"
+        a.call("GET", "ti:gone")
+        w.close()
+        wait_until(lambda: w.id not in _client_ids(a), 10, what="the target to be gone")
+        assert writer.call("SET", "ti:gone", "1") == "OK"
+        wait_until(lambda: b"broken_redirect" in _raw_reply(a, "CLIENT", "TRACKINGINFO"), 10)
+        out.append(_raw_reply(a, "CLIENT", "TRACKINGINFO").replace(b":%d\r\n" % w.id, b":{W}\r\n"))
+    finally:
+        a.close()
+        writer.close()
+    return out
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_trackinginfo_bytes_match_a_real_redis(real_redis, raftcache, protocol):
+    """Flags (a RESP3 set), redirect and prefixes byte for byte, in both protocols."""
+    theirs = _trackinginfo_bytes(real_redis.connection_pool.connection_kwargs["port"], protocol)
+    ours = _trackinginfo_bytes(raftcache.connection_pool.connection_kwargs["port"], protocol)
+    for state, t, o in zip(_TRACKINGINFO_STATES + [["broken redirect"]], theirs, ours, strict=True):
+        assert o == t, f"after {state}: redis {t!r}, raftcache {o!r}"

@@ -25,6 +25,7 @@ from raftcache.resp import (
     NullArray,
     ReplyParser,
     RequestParser,
+    SetReply,
     SimpleString,
     encode_command,
     encode_error,
@@ -694,3 +695,11 @@ def test_read_replies_async_is_the_same_loop():
     assert asyncio.run(ReplyParser().read_replies_async(3, read)) == _THREE_VALUES
     with pytest.raises(ConnectionResetError):
         asyncio.run(ReplyParser().read_replies_async(1, read))
+
+
+def test_a_set_reply_is_an_array_in_resp2_and_a_set_in_resp3():
+    """Redis's addReplySetLen (CLIENT TRACKINGINFO's flags): ``*`` in RESP2, ``~`` in RESP3."""
+    value = SetReply([b"on", b"bcast"])
+    assert encode_reply(value) == b"*2\r\n$2\r\non\r\n$5\r\nbcast\r\n"
+    assert encode_reply(value, 3) == b"~2\r\n$2\r\non\r\n$5\r\nbcast\r\n"
+    assert encode_reply([SetReply([])], 3) == b"*1\r\n~0\r\n"
