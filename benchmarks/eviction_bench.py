@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from raftcache.resp import ErrorReply, ReplyParser, encode_command
+
 ROUND = 100
 
 
@@ -37,46 +39,18 @@ def zipf_trace(keys: int, requests: int, s: float = 1.0, seed: int = 13) -> list
     return [ids[bisect.bisect_left(cumulative, rng.random() * total)] for _ in range(requests)]
 
 
-def _encode(*args: bytes) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
 class _Replies:
-    """Just enough RESP reading for GET/SET/CONFIG replies (bulk, status, error, integer)."""
+    """Replies read with the project's own parser; an error reply raises."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buf = b""
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            data = self.sock.recv(1 << 16)
-            if not data:
-                raise ConnectionError("closed")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        self.parser = ReplyParser()
 
     def read(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                data = self.sock.recv(1 << 16)
-                if not data:
-                    raise ConnectionError("closed")
-                self.buf += data
-            value, self.buf = self.buf[:n], self.buf[n + 2:]
-            return value
-        if kind == b"-":
-            raise RuntimeError(rest.decode(errors="replace"))
-        return rest
+        (reply,) = self.parser.read_replies(1, lambda: self.sock.recv(1 << 16))
+        if type(reply) is ErrorReply:
+            raise RuntimeError(reply.text)
+        return reply
 
 
 def replay(port: int, trace: list[int], value_size: int) -> dict[str, Any]:
@@ -89,7 +63,7 @@ def replay(port: int, trace: list[int], value_size: int) -> dict[str, Any]:
         replies = _Replies(sock)
         for start in range(0, len(trace), ROUND):
             batch = trace[start:start + ROUND]
-            sock.sendall(b"".join(_encode(b"GET", b"key:%d" % k) for k in batch))
+            sock.sendall(b"".join(encode_command(b"GET", b"key:%d" % k) for k in batch))
             misses = []
             for i, k in enumerate(batch):
                 if replies.read() is not None:
@@ -98,7 +72,7 @@ def replay(port: int, trace: list[int], value_size: int) -> dict[str, Any]:
                 else:
                     misses.append(k)
             if misses:
-                sock.sendall(b"".join(_encode(b"SET", b"key:%d" % k, value) for k in misses))
+                sock.sendall(b"".join(encode_command(b"SET", b"key:%d" % k, value) for k in misses))
                 for _ in misses:
                     replies.read()
     return {"requests": len(trace), "hit_ratio": hits / len(trace), "warm_hit_ratio": warm_hits / (len(trace) - half),
@@ -107,7 +81,7 @@ def replay(port: int, trace: list[int], value_size: int) -> dict[str, Any]:
 
 def command(port: int, *args: str) -> Any:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(_encode(*(a.encode() for a in args)))
+        sock.sendall(encode_command(*args))
         return _Replies(sock).read()
 
 
@@ -118,10 +92,10 @@ def used_at(port: int, info: Callable[[int], dict[str, str]], keys: int, value_s
         replies = _Replies(sock)
         for start in range(0, keys, 500):
             batch = range(start, min(keys, start + 500))
-            sock.sendall(b"".join(_encode(b"SET", b"key:%d" % (keys + i), b"v" * value_size) for i in batch))
+            sock.sendall(b"".join(encode_command(b"SET", b"key:%d" % (keys + i), b"v" * value_size) for i in batch))
             for _ in batch:
                 replies.read()
         used = int(info(port)["used_memory"])
-        sock.sendall(_encode(b"FLUSHALL"))
+        sock.sendall(encode_command(b"FLUSHALL"))
         replies.read()
     return used

@@ -24,51 +24,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from raftcache.resp import ErrorReply, ReplyParser, encode_command
+
 CHANNEL = b"feed-bench"
 
 
-def _command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-
-
 class _Conn:
-    """A blocking socket with a reply reader (the publisher's side, and set-up)."""
+    """A blocking socket and the project's own reply parser (the publisher's side, set-up)."""
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        self.parser = ReplyParser()
 
     def reply(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind in (b"*", b">"):
-            return [self.reply() for _ in range(int(rest))]
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                chunk = self.sock.recv(1 << 16)
-                if not chunk:
-                    raise ConnectionError("closed")
-                self.buf += chunk
-            out, self.buf = self.buf[:n], self.buf[n + 2:]
-            return out
-        if kind == b":":
-            return int(rest)
-        if kind == b"-":
-            raise RuntimeError(rest.decode())
-        return rest
+        (reply,) = self.parser.read_replies(1, lambda: self.sock.recv(1 << 16))
+        if type(reply) is ErrorReply:
+            raise RuntimeError(reply.text)
+        return reply
 
 
 RATE = b"rate"  # ends the latency phase
@@ -84,15 +57,17 @@ class _Subscribers:
     def __init__(self, ports: list[int], count: int) -> None:
         self.conns = [_Conn(ports[i % len(ports)]) for i in range(count)]
         for conn in self.conns:
-            conn.sock.sendall(_command(b"SUBSCRIBE", CHANNEL))
+            conn.sock.sendall(encode_command(b"SUBSCRIBE", CHANNEL))
         for conn in self.conns:
             conn.reply()  # the subscribe confirmation
+            if conn.parser.buffered:  # nothing is published before every subscriber is in
+                raise RuntimeError("a subscriber got more than its confirmation")
             conn.sock.setblocking(False)
         self.poller = select.epoll()
         self.by_fd = {conn.sock.fileno(): i for i, conn in enumerate(self.conns)}
         for fd in self.by_fd:
             self.poller.register(fd, select.EPOLLIN)
-        self.pending = [conn.buf for conn in self.conns]  # bytes not yet matched to a message
+        self.pending = [b""] * count  # raw bytes not yet matched to a message
         self.counts = [0] * count
 
     def drain(self, deadline: float, until: Callable[[], bool], on_chunk: Callable[[int, bytes, int], None]) -> None:
@@ -134,7 +109,7 @@ def _latency_phase(subs: _Subscribers, publisher: _Conn, messages: int, interval
         subs.pending[i] = buffered[end:]
 
     for k in range(1, messages + 1):
-        publisher.sock.sendall(_command(b"PUBLISH", CHANNEL, b"t%d" % time.perf_counter_ns()))
+        publisher.sock.sendall(encode_command(b"PUBLISH", CHANNEL, b"t%d" % time.perf_counter_ns()))
         subs.drain(time.monotonic() + 30, lambda k=k: min(subs.counts) >= k, on_chunk)
         publisher.reply()
         time.sleep(interval_s)  # spacing between messages, not synchronisation
@@ -155,7 +130,7 @@ def _rate_phase(subs: _Subscribers, publisher: _Conn, seconds: float) -> tuple[f
 
     def publish() -> None:
         published, depth = 0, 64
-        body = _command(b"PUBLISH", CHANNEL, BODY) * depth
+        body = encode_command(b"PUBLISH", CHANNEL, BODY) * depth
         started = time.monotonic()
         while time.monotonic() - started < seconds:
             publisher.sock.sendall(body)
@@ -164,7 +139,7 @@ def _rate_phase(subs: _Subscribers, publisher: _Conn, seconds: float) -> tuple[f
             published += depth
         result["rate"] = published / (time.monotonic() - started)
         result["published"] = published
-        publisher.sock.sendall(_command(b"PUBLISH", CHANNEL, STOP))
+        publisher.sock.sendall(encode_command(b"PUBLISH", CHANNEL, STOP))
         publisher.reply()
 
     def on_chunk(i: int, chunk: bytes, stamp: int) -> None:
@@ -194,7 +169,7 @@ def _run(ports: list[int], subscribers: int, seconds: float, latency_messages: i
     try:
         by_port: list[list[float]] = [[] for _ in ports]
         latencies = _latency_phase(subs, publisher, latency_messages, interval_s, by_port)
-        publisher.sock.sendall(_command(b"PUBLISH", CHANNEL, RATE))
+        publisher.sock.sendall(encode_command(b"PUBLISH", CHANNEL, RATE))
         publisher.reply()
         # Every subscriber's RATE marker: the rate phase starts from a clean cut.
         def on_marker(i: int, chunk: bytes, stamp: int) -> None:

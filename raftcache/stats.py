@@ -8,6 +8,7 @@ prometheus-client, so the server and the replica count without loading it.
 
 from __future__ import annotations
 
+import gc
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -48,8 +49,6 @@ class GcPauses:
         self.installed = False
 
     def install(self) -> None:
-        import gc
-
         if not self.installed:
             self.installed = True
             gc.callbacks.append(self._on_gc)
