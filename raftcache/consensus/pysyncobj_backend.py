@@ -17,9 +17,17 @@ What lives here and why (README "What the adapter does" has the longer story):
   address, never 0.0.0.0. A non-loopback raft address without a secret is refused
   (``types.check_settings``).
 * **Durable journal** — pysyncobj's mmap journal never fsyncs; we hand it our own
-  (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). The
-  guarded transport syncs the journal before *any* message leaves the node, so no entry is
-  acknowledged (follower ack, or a leader counting itself) before it is on disk.
+  (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). No
+  entry is acknowledged (a follower's ack, or a leader counting itself) before it is on
+  disk. The guarded transport syncs the journal before any message leaves the node, except a
+  leader's append-entries: they leave first, so the leader's fsync overlaps its followers'
+  (Raft thesis §10.2.1). The leader syncs at the end of every tick (before pysyncobj polls
+  for replies) and before it handles any follower's ``next_node_idx``, and pysyncobj counts
+  the leader itself toward a commit only at a tick's start: an entry it counts is on its disk.
+* **Commit index first** — a leader that has just advanced its commit index sends it to the
+  followers before it applies the entries itself (pysyncobj applies first), so followers'
+  subscribers and readers do not wait for the leader's apply; the send after the apply,
+  which would repeat it, is skipped.
 * **Log repairs** — ``repairs.py`` (pure functions) decides; :class:`_GuardedTransport` feeds
   it every incoming message and applies the answer: overlap trimming, the snapshot-offer
   commit cap, backtracking to agreement, late acks, proposals orphaned by a snapshot load.
@@ -135,7 +143,8 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
         "removeNodeFromCluster", "transferLeadership", "isNodeConnected", "addOnTickCallback",
         "destroy", "tick_thread_alive", "raftCurrentTerm", "raftCommitIndex", "raftLastApplied",
         "otherNodes", "_applyCommand", "setCodeVersion", "_SyncObj__doApplyCommand",
-        "_SyncObj__parseChangeClusterRequest", "_SyncObj__doChangeCluster",
+        "_SyncObj__parseChangeClusterRequest", "_SyncObj__doChangeCluster", "_SyncObj__applyLogEntries",
+        "_SyncObj__sendAppendEntries", "_isLeader",
     )),
     # The entry readers _SyncObj replaces must still be the ones pysyncobj calls.
     ("SyncObj._SyncObj__applyLogEntries", lambda: _code_names(SyncObj, "_SyncObj__applyLogEntries"), (
@@ -154,7 +163,8 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
         "NO_OP", "add",
     )),
     ("SyncObj._onTick", lambda: _code_names(SyncObj, "_onTick"), (
-        "_SyncObj__applyLogEntries", "_SyncObj__onTickCallbacks",
+        "_SyncObj__applyLogEntries", "_SyncObj__onTickCallbacks", "_SyncObj__sendAppendEntries",
+        "_checkCommandsToApply", "poll",
     )),
     ("SyncObj.__init__", lambda: _init_names(SyncObj), (
         "_SyncObj__raftNextIndex", "_SyncObj__commandsWaitingCommit", "_SyncObj__transport",
@@ -505,7 +515,7 @@ class _GuardedTransport(TCPTransport):
 
     def send(self, node: Any, message: Any) -> bool:
         node_impl: PysyncobjNode = self._syncObj._raftcache_node
-        if not node_impl._before_send():
+        if not node_impl._before_send(message):
             return False
         return super().send(node, message)
 
@@ -643,6 +653,16 @@ class _SyncObj(SyncObj):
     def propose_batch(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
         self._applyCommand(payload, callback, _BATCH)
 
+    def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802 - pysyncobj's name
+        """pysyncobj's apply step of a tick. A leader with newly committed entries sends the
+        new commit index first (see the module doc), then applies; False tells the tick its
+        send after the apply would only repeat that one."""
+        if self.raftCommitIndex > self.raftLastApplied and self._isLeader():
+            self._SyncObj__sendAppendEntries()
+            SyncObj._SyncObj__applyLogEntries(self)  # type: ignore[attr-defined]
+            return False
+        return SyncObj._SyncObj__applyLogEntries(self)  # type: ignore[attr-defined,no-any-return]
+
     # -- pysyncobj's entry readers, replaced (they unpickle)
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:  # noqa: N802
         kind = command[0]
@@ -736,6 +756,7 @@ class PysyncobjNode:
         self._owner: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_pending = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
 
@@ -1004,18 +1025,27 @@ class PysyncobjNode:
         self.wake()
 
     def wake(self) -> None:
-        """Cut the Raft thread's idle poll short (it sleeps up to 50 ms between ticks)."""
+        """Cut the Raft thread's idle poll short (it sleeps up to 50 ms between ticks). One
+        byte per wake-up, not per caller: while one is pending (written, not yet drained),
+        the tick that drains it will see this caller's work too."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
             os.write(self._wake_w, b"!")
         except (BlockingIOError, OSError):
             pass  # pipe full (a wake-up is pending anyway) or closed
 
     def _drain_wake(self, fd: int, event: int) -> None:
+        """Inside pysyncobj's poll, so a tick follows. The flag is cleared after the pipe
+        is emptied: work queued before the clear is seen by that tick, work queued after it
+        writes a new byte."""
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except (BlockingIOError, OSError):
             pass
+        self._wake_pending = False
 
     # ----------------------------------------------------------------------- status
     def status(self) -> RaftStatus:
@@ -1094,10 +1124,9 @@ class PysyncobjNode:
     def _on_tick(self) -> None:
         if self._fatal is not None:
             return
-        try:
-            self._journal.sync()  # covers a single-node cluster, which never sends
-        except StorageError as exc:
-            self._fail(exc)
+        # Entries appended (and sent) this tick reach the disk before pysyncobj polls for the
+        # followers' replies and before its next commit count; also for a lone node.
+        if not self._sync_journal():
             return
         while self._calls:
             fn = self._calls.popleft()
@@ -1131,10 +1160,16 @@ class PysyncobjNode:
         except Exception:
             log.exception("role hook failed")
 
-    def _before_send(self) -> bool:
-        """Called by the transport before every message: nothing leaves before the disk has it."""
+    def _before_send(self, message: Any = None) -> bool:
+        """Called by the transport before every message: nothing but a leader's append-entries
+        leaves before the disk has the journal (module doc, "Durable journal")."""
         if self._fatal is not None or self._closing:
             return False
+        if type(message) is dict and message.get("type") == "append_entries":
+            return True  # synced by _on_tick before the poll that could read a reply
+        return self._sync_journal()
+
+    def _sync_journal(self) -> bool:
         try:
             self._journal.sync()
         except StorageError as exc:
@@ -1152,6 +1187,8 @@ class PysyncobjNode:
             return None
         if isinstance(message, dict):
             kind = message.get("type")
+            if kind == "next_node_idx" and not self._sync_journal():
+                return None  # a leader counts a follower's ack (and itself) only over a synced journal
             if kind in _READ_INDEX_MESSAGES:
                 if self._sync is not None:
                     self._on_read_index_message(node, message)

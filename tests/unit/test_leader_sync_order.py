@@ -1,0 +1,160 @@
+"""The leader's fsync overlaps its followers' and its commit index goes out before its own
+apply: three real pysyncobj nodes in this process, on loopback, with fsynced journals.
+
+What must hold (pysyncobj_backend's module doc, "Durable journal" and "Commit index first"):
+* a leader never commits past what its own journal has synced (it counts itself);
+* a follower acks only what its journal has synced;
+* the leader's append-entries leave before its own fsync (the overlap is real), and every
+  other message waits for the disk;
+* a follower hears of a commit before the leader applies it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from raftcache.consensus import RaftSettings, Role
+from raftcache.consensus import pysyncobj_backend as backend
+from raftcache.consensus.pysyncobj_backend import PysyncobjNode
+from tests.helpers import free_ports, wait_until
+
+
+class Recorder:
+    """Every sync, send and apply of the three nodes, in one order (one lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[tuple[str, str, Any]] = []  # (node address, what, detail)
+        self.durable: dict[str, int] = {}  # node -> last journal index covered by a sync
+        self.violations: list[str] = []
+
+    def add(self, node: str, what: str, detail: Any) -> None:
+        with self.lock:
+            self.events.append((node, what, detail))
+
+
+class Machine:
+    def __init__(self) -> None:
+        self.applied: list[bytes] = []
+
+    def apply(self, payload: bytes) -> Any:
+        self.applied.append(payload)
+        return len(self.applied)
+
+    def snapshot(self, path: str, meta: Any) -> None:  # never reached: no compaction here
+        raise AssertionError("no snapshot expected")
+
+    def restore(self, path: str) -> Any:
+        raise AssertionError("no snapshot expected")
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Any:
+    rec = Recorder()
+    owners: dict[int, str] = {}  # id(journal) -> node address
+
+    real_sync = backend._Journal.sync
+
+    def sync(journal: backend._Journal) -> None:
+        dirty = journal._file is not None and journal._file.dirty
+        real_sync(journal)
+        node = owners.get(id(journal))
+        if node is not None and dirty and journal.view():
+            rec.durable[node] = journal.view()[-1][1]
+            rec.add(node, "synced", rec.durable[node])
+
+    real_send = backend._GuardedTransport.send
+
+    def send(transport: Any, peer: Any, message: Any) -> bool:
+        node: PysyncobjNode = transport._syncObj._raftcache_node
+        me = node.settings.address
+        ok = real_send(transport, peer, message)
+        if ok and isinstance(message, dict):
+            kind = message.get("type")
+            journal = node._journal
+            last = journal.view()[-1][1] if journal.view() else 0
+            unsynced = journal._file is not None and journal._file.dirty
+            if kind == "append_entries":
+                entries = [e[1] for e in message.get("entries", ())]
+                rec.add(me, "sent entries", (entries, message["commit_index"], unsynced))
+            elif unsynced:
+                rec.violations.append(f"{me} sent {kind} with entries up to {last} not synced")
+        return ok
+
+    real_apply = backend._SyncObj._SyncObj__doApplyCommand
+
+    def apply_entry(sync_obj: Any, command: bytes) -> Any:
+        node: PysyncobjNode = sync_obj._raftcache_node
+        me = node.settings.address
+        if sync_obj._isLeader():
+            with rec.lock:
+                durable = rec.durable.get(me, 0)
+            if sync_obj.raftCommitIndex > durable:
+                rec.violations.append(f"leader {me} committed {sync_obj.raftCommitIndex} with its journal synced only to {durable}")
+            rec.add(me, "leader applies", sync_obj.raftLastApplied + 1)  # pysyncobj counts it after the apply
+        return real_apply(sync_obj, command)
+
+    monkeypatch.setattr(backend._Journal, "sync", sync)
+    monkeypatch.setattr(backend._GuardedTransport, "send", send)
+    monkeypatch.setattr(backend._SyncObj, "_SyncObj__doApplyCommand", apply_entry)
+
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(3)]
+    nodes = []
+    for i, address in enumerate(addresses):
+        settings = RaftSettings(address=address, peers=tuple(a for a in addresses if a != address),
+                                data_dir=str(tmp_path / f"n{i}"), secret="order-test-secret",
+                                election_timeout_s=(0.3, 0.6))
+        node = PysyncobjNode(settings, Machine())
+        owners[id(node._journal)] = address
+        nodes.append(node)
+    try:
+        for node in nodes:
+            node.start()
+        yield rec, nodes
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_the_leader_overlaps_its_fsync_but_never_commits_past_its_own_disk(recorded):
+    rec, nodes = recorded
+    leader = wait_until(lambda: next((n for n in nodes if n.role is Role.LEADER), None), 20, what="a leader")
+    followers = [n for n in nodes if n is not leader]
+    results: list[Any] = []
+    for i in range(40):  # one at a time: each entry's path is its own
+        done = threading.Event()
+
+        def callback(result: Any, failure: Any, done: threading.Event = done) -> None:
+            results.append((result, failure))
+            done.set()
+
+        assert leader.propose(b"entry %d" % i, callback) is None
+        assert done.wait(10), f"entry {i} not committed"
+    assert all(failure is None for _, failure in results)
+    wait_until(lambda: all(len(n._fsm.applied) == len(leader._fsm.applied) for n in followers), 10,
+               what="followers to apply every entry")
+
+    assert rec.violations == []
+    me = leader.settings.address
+    with rec.lock:
+        events = list(rec.events)
+    # The overlap is real: entries left the leader before its journal had synced them.
+    overlapped = [d for node, what, d in events if node == me and what == "sent entries" and d[0] and d[2]]
+    assert len(overlapped) >= 30, overlapped
+    # Commit index first: before the leader applies up to c, it has sent c to its followers.
+    sent_commit = 0
+    checked = 0
+    for node, what, detail in events:
+        if node != me:
+            continue
+        if what == "sent entries":
+            sent_commit = max(sent_commit, detail[1])
+        elif what == "leader applies":
+            assert sent_commit >= detail, f"leader applied {detail} before sending a commit index past {sent_commit}"
+            checked += 1
+    assert checked >= 30
+    # The state machines agree.
+    assert all(n._fsm.applied == leader._fsm.applied for n in followers)
