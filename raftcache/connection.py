@@ -252,7 +252,7 @@ class Connection:
         # (messages) join the reply queue in arrival order, `on_push` tells the shell.
         self.subscriptions = Subscriptions()
         self._pubsub = pubsub
-        self.on_push: Callable[[], None] = lambda: None
+        self.on_push: Callable[[bool], None] = lambda now: None  # now: send at once, not at the end of the burst
         self.unsent_push_bytes = 0  # pushed and still queued here (behind an unanswered reply)
         self._pubsub_own: dict[str, Callable[[list[bytes]], bytes]] = {
             "subscribe": self._subscribe,
@@ -416,9 +416,11 @@ class Connection:
         return Command(spec, args, slot, self.protocol, self.readonly, watches, queued, self._script_acl)
 
     # ----------------------------------------------------------------- pub/sub
-    def push(self, data: bytes) -> None:
+    def push(self, data: bytes, *, now: bool = False) -> None:
         """A message for the client (a pub/sub message from the node's PubSubHub, a CLIENT
-        TRACKING invalidation); the shell writes it and enforces the output-buffer limit.
+        TRACKING invalidation); the shell writes it and enforces the output-buffer limit,
+        at once when `now` (the hub's last push to this connection in a burst), else once at
+        the end of the loop's current callbacks.
         It goes behind every reply already computed and ahead of replies still being
         computed, as Redis's single thread would order them: a reply computed before the
         change a push announces must reach the client first (or a client-side cache would
@@ -434,14 +436,14 @@ class Connection:
         else:
             replies.insert(i, Slot(data))
         self.unsent_push_bytes += len(data)
-        self.on_push()
+        self.on_push(now)
 
     def disconnect(self) -> None:
         """Close once the replies and messages queued so far have left (the node's hub asks:
         it skipped messages by installing a snapshot)."""
         if not self.closing:
             self.closing = True
-            self.on_push()
+            self.on_push(False)
 
     def _hub(self) -> PubSubHub:
         if self._pubsub is None:

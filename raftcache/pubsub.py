@@ -94,8 +94,9 @@ class Subscriber(Protocol):
     protocol: int
     subscriptions: Subscriptions
 
-    def push(self, data: bytes) -> None:
-        """Queue bytes for the client (a message): never blocks."""
+    def push(self, data: bytes, *, now: bool = False) -> None:
+        """Queue bytes for the client (messages): never blocks. `now`: the hub has nothing
+        more for it in this burst, so the bytes may leave at once."""
 
     def disconnect(self) -> None:
         """Close once what is queued has left (the node skipped messages: a snapshot)."""
@@ -283,24 +284,32 @@ class PubSubHub:
         with self._lock:
             queue, self._queue = self._queue, []
             self._scheduled = False
+        burst: dict[Subscriber, list[bytes]] = {}
         for items, setting in queue:
-            self.dispatch(items, setting)
+            self.dispatch(items, setting, burst)
+        _send_burst(burst)
 
-    def dispatch(self, items: Sequence[FeedItem], setting: str = "") -> None:
-        """Deliver one entry's items (loop thread; also called directly by tests)."""
+    def dispatch(self, items: Sequence[FeedItem], setting: str = "",
+                 burst: dict[Subscriber, list[bytes]] | None = None) -> None:
+        """Deliver one entry's items (loop thread; also called directly by tests). With
+        `burst`, each subscriber's messages are collected there, for the caller to send as
+        one push per subscriber (:func:`_send_burst`); without, each is pushed at once."""
         classes, keyspace, keyevent = notify_flags(setting) if setting else (frozenset(), False, False)
         for item in items:
             if type(item) is Gap:
+                if burst:  # what came before the gap leaves before the disconnects
+                    _send_burst(burst)
+                    burst.clear()
                 self._disconnect_all()
             elif type(item) is Message:
-                self.publish_local(item.channel, item.payload, shard=item.shard)
+                self.publish_local(item.channel, item.payload, shard=item.shard, burst=burst)
             elif type(item) is KeyEvent and (keyspace or keyevent) and item.key is not None and item.klass in classes:
                 event = item.event.encode()
                 self.keyspace_notifications += 1
                 if keyspace:
-                    self.publish_local(b"__keyspace@0__:" + item.key, event)
+                    self.publish_local(b"__keyspace@0__:" + item.key, event, burst=burst)
                 if keyevent:
-                    self.publish_local(b"__keyevent@0__:" + event, item.key)
+                    self.publish_local(b"__keyevent@0__:" + event, item.key, burst=burst)
 
     def _disconnect_all(self) -> None:
         """This node installed a snapshot: the messages in between were never applied here
@@ -315,8 +324,10 @@ class PubSubHub:
         for sub in subscribers:
             sub.disconnect()
 
-    def publish_local(self, channel: bytes, payload: bytes, *, shard: bool = False) -> int:
-        """Push one message to this node's subscribers of `channel` (and matching patterns)."""
+    def publish_local(self, channel: bytes, payload: bytes, *, shard: bool = False,
+                      burst: dict[Subscriber, list[bytes]] | None = None) -> int:
+        """Push one message to this node's subscribers of `channel` (and matching patterns),
+        or add it to their share of `burst` (see :meth:`dispatch`)."""
         encoded: dict[int, bytes] = {}
         delivered = 0
         members = (self._shard if shard else self._channels).get(channel)
@@ -326,7 +337,7 @@ class PubSubHub:
                 data = encoded.get(sub.protocol)
                 if data is None:
                     data = encoded[sub.protocol] = push_bytes((kind, channel, payload), sub.protocol)
-                sub.push(data)
+                _deliver(sub, data, burst)
                 delivered += 1
         if not shard:
             for pattern, (matches, subs) in list(self._patterns.items()):
@@ -336,7 +347,22 @@ class PubSubHub:
                         data = pencoded.get(sub.protocol)
                         if data is None:
                             data = pencoded[sub.protocol] = push_bytes((b"pmessage", pattern, channel, payload), sub.protocol)
-                        sub.push(data)
+                        _deliver(sub, data, burst)
                         delivered += 1
         self.messages_delivered += delivered
         return delivered
+
+
+def _deliver(sub: Subscriber, data: bytes, burst: dict[Subscriber, list[bytes]] | None) -> None:
+    if burst is None:
+        sub.push(data)
+    else:
+        burst.setdefault(sub, []).append(data)
+
+
+def _send_burst(burst: dict[Subscriber, list[bytes]]) -> None:
+    """One push per subscriber, in the order each first got a message, sent at once: a
+    subscriber's bytes leave while the hub goes on to the next, instead of all of them
+    waiting for a write pass after the whole burst."""
+    for sub, chunks in burst.items():
+        sub.push(chunks[0] if len(chunks) == 1 else b"".join(chunks), now=True)

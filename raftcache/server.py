@@ -516,7 +516,7 @@ class _Connection(asyncio.Protocol):
         asyncio.get_running_loop().create_task(coroutine).add_done_callback(done)
 
     # ------------------------------------------------------------------- output
-    def _pushed(self) -> None:
+    def _pushed(self, now: bool = False) -> None:
         """A pub/sub message was queued: write it, then judge the output buffer against the
         pub/sub limits (Redis's client-output-buffer-limit pubsub): over the hard limit, or
         over the soft one for longer than its seconds, the connection is dropped at once, its
@@ -524,8 +524,11 @@ class _Connection(asyncio.Protocol):
         slows the apply path (the hub runs on this loop, fed by a queue) or other clients."""
         if self.closing or self.transport is None or self.push_flush_pending:
             return
-        # One write per connection per burst: the hub delivers a whole entry's messages (or
-        # several entries') in one loop callback; a send per message cost a syscall each.
+        if now:  # the hub joined this burst's messages for us into one push: send them
+            self._flush_pushed()
+            return
+        # One write per connection per burst: invalidations come one push per key in one
+        # loop callback; a send per push would cost a syscall each.
         self.push_flush_pending = True
         asyncio.get_running_loop().call_soon(self._flush_pushed)
 

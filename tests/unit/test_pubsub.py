@@ -18,7 +18,7 @@ from raftcache.config import config_from_mapping
 from raftcache.connection import NEED_DATA, Connection
 from raftcache.errors import CommandError, ConfigError
 from raftcache.feed import Feed, Gap, KeyEvent, Message
-from raftcache.pubsub import NOTIFY_ERROR, PubSubHub, parse_notify_setting
+from raftcache.pubsub import NOTIFY_ERROR, PubSubHub, parse_notify_setting, push_bytes
 from raftcache.redis_semantics import compile_glob, glob_to_regex
 from raftcache.statemachine import CacheStateMachine
 
@@ -63,11 +63,13 @@ class Sub:
         self.protocol = protocol
         self.subscriptions = Subscriptions()
         self.got: list[bytes] = []
-
+        self.pushes: list[tuple[bytes, bool]] = []  # (data, now), in order, with disconnects
         self.disconnected = False
 
-    def push(self, data: bytes) -> None:
+    def push(self, data: bytes, *, now: bool = False) -> None:
+        assert not self.disconnected, "pushed after its disconnect"
         self.got.append(data)
+        self.pushes.append((data, now))
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -104,6 +106,35 @@ def test_a_snapshot_install_disconnects_subscribers():
     _run(conn, b"SUBSCRIBE x\r\n")
     conn.disconnect()
     assert conn.closing and conn.finished  # nothing left to send: the shell closes it now
+
+
+def test_a_burst_reaches_each_subscriber_as_one_push_sent_at_once_in_order():
+    hub = PubSubHub(None, lambda: "")
+    wakes: list = []
+    hub.attach_loop(wakes.append)  # the loop callback the Raft thread schedules
+    a, b, idle = Sub(), Sub(3), Sub()
+    hub.subscribe(a, [b"x", b"y"])
+    hub.psubscribe(a, [b"*"])
+    hub.subscribe(b, [b"y"])
+    hub._on_items([Message(1, b"x", b"1"), Message(2, b"y", b"2")])
+    hub._on_items([Message(3, b"y", b"3")])
+    assert len(wakes) == 1  # one loop callback for both entries
+    wakes[0]()
+
+    def msg(kind: bytes, ch: bytes, payload: bytes, proto: int = 2, pat: bytes | None = None) -> bytes:
+        return push_bytes((kind, *([pat] if pat else []), ch, payload), proto)
+
+    assert a.pushes == [(b"".join([msg(b"message", b"x", b"1"), msg(b"pmessage", b"x", b"1", pat=b"*"),
+                                   msg(b"message", b"y", b"2"), msg(b"pmessage", b"y", b"2", pat=b"*"),
+                                   msg(b"message", b"y", b"3"), msg(b"pmessage", b"y", b"3", pat=b"*")]), True)]
+    assert b.pushes == [(msg(b"message", b"y", b"2", 3) + msg(b"message", b"y", b"3", 3), True)]
+    assert idle.pushes == []
+    # A gap (a snapshot installed) inside a burst: what came before it leaves before the disconnect.
+    hub._on_items([Message(4, b"x", b"before")])
+    hub._on_items([Gap(9)])
+    wakes[1]()
+    assert a.pushes[-1] == (msg(b"message", b"x", b"before") + msg(b"pmessage", b"x", b"before", pat=b"*"), True)
+    assert a.disconnected and b.disconnected
 
 
 def test_hub_listens_to_the_feed_only_while_someone_subscribes():
