@@ -17,13 +17,11 @@ What lives here and why (README "What the adapter does" has the longer story):
   address, never 0.0.0.0. A non-loopback raft address without a secret is refused
   (``types.check_settings``).
 * **Durable journal** — pysyncobj's mmap journal never fsyncs; we hand it our own
-  (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). No
-  entry is acknowledged (a follower's ack, or a leader counting itself) before it is on
-  disk. The guarded transport syncs the journal before any message leaves the node, except a
-  leader's append-entries: they leave first, so the leader's fsync overlaps its followers'
-  (Raft thesis §10.2.1). The leader syncs at the end of every tick (before pysyncobj polls
-  for replies) and before it handles any follower's ``next_node_idx``, and pysyncobj counts
-  the leader itself toward a commit only at a tick's start: an entry it counts is on its disk.
+  (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). The
+  guarded transport syncs the journal before *any* message leaves the node, so no entry is
+  acknowledged (follower ack, or a leader counting itself) before it is on disk. (Letting a
+  leader's append-entries leave before its own fsync, Raft thesis §10.2.1, was measured
+  twice and not kept: benchmarks/README.md.)
 * **Commit index first** — a leader that has just advanced its commit index sends it to the
   followers before it applies the entries itself (pysyncobj applies first), so followers'
   subscribers and readers do not wait for the leader's apply; the send after the apply,
@@ -164,7 +162,6 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
     )),
     ("SyncObj._onTick", lambda: _code_names(SyncObj, "_onTick"), (
         "_SyncObj__applyLogEntries", "_SyncObj__onTickCallbacks", "_SyncObj__sendAppendEntries",
-        "_checkCommandsToApply", "poll",
     )),
     ("SyncObj.__init__", lambda: _init_names(SyncObj), (
         "_SyncObj__raftNextIndex", "_SyncObj__commandsWaitingCommit", "_SyncObj__transport",
@@ -515,7 +512,7 @@ class _GuardedTransport(TCPTransport):
 
     def send(self, node: Any, message: Any) -> bool:
         node_impl: PysyncobjNode = self._syncObj._raftcache_node
-        if not node_impl._before_send(message):
+        if not node_impl._before_send():
             return False
         return super().send(node, message)
 
@@ -1124,9 +1121,7 @@ class PysyncobjNode:
     def _on_tick(self) -> None:
         if self._fatal is not None:
             return
-        # Entries appended (and sent) this tick reach the disk before pysyncobj polls for the
-        # followers' replies and before its next commit count; also for a lone node.
-        if not self._sync_journal():
+        if not self._sync_journal():  # covers a single-node cluster, which never sends
             return
         while self._calls:
             fn = self._calls.popleft()
@@ -1160,13 +1155,10 @@ class PysyncobjNode:
         except Exception:
             log.exception("role hook failed")
 
-    def _before_send(self, message: Any = None) -> bool:
-        """Called by the transport before every message: nothing but a leader's append-entries
-        leaves before the disk has the journal (module doc, "Durable journal")."""
+    def _before_send(self) -> bool:
+        """Called by the transport before every message: nothing leaves before the disk has it."""
         if self._fatal is not None or self._closing:
             return False
-        if type(message) is dict and message.get("type") == "append_entries":
-            return True  # synced by _on_tick before the poll that could read a reply
         return self._sync_journal()
 
     def _sync_journal(self) -> bool:
@@ -1187,8 +1179,6 @@ class PysyncobjNode:
             return None
         if isinstance(message, dict):
             kind = message.get("type")
-            if kind == "next_node_idx" and not self._sync_journal():
-                return None  # a leader counts a follower's ack (and itself) only over a synced journal
             if kind in _READ_INDEX_MESSAGES:
                 if self._sync is not None:
                     self._on_read_index_message(node, message)
