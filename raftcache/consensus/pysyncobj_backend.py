@@ -20,12 +20,8 @@ What lives here and why (README "What the adapter does" has the longer story):
   (:class:`_Journal` over a ``LogStore``/``MetaStore``: ``wal.LogFile``/``wal.MetaFile``). The
   guarded transport syncs the journal before *any* message leaves the node, so no entry is
   acknowledged (follower ack, or a leader counting itself) before it is on disk. (Letting a
-  leader's append-entries leave before its own fsync, Raft thesis §10.2.1, was measured
-  twice and not kept: benchmarks/README.md.)
-* **Commit index first** — a leader that has just advanced its commit index sends it to the
-  followers before it applies the entries itself (pysyncobj applies first), so followers'
-  subscribers and readers do not wait for the leader's apply; the send after the apply,
-  which would repeat it, is skipped.
+  leader's append-entries leave before its own fsync, Raft thesis §10.2.1, and sending a new
+  commit index before the leader's own apply were measured and not kept: benchmarks/README.md.)
 * **Log repairs** — ``repairs.py`` (pure functions) decides; :class:`_GuardedTransport` feeds
   it every incoming message and applies the answer: overlap trimming, the snapshot-offer
   commit cap, backtracking to agreement, late acks, proposals orphaned by a snapshot load.
@@ -141,8 +137,7 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
         "removeNodeFromCluster", "transferLeadership", "isNodeConnected", "addOnTickCallback",
         "destroy", "tick_thread_alive", "raftCurrentTerm", "raftCommitIndex", "raftLastApplied",
         "otherNodes", "_applyCommand", "setCodeVersion", "_SyncObj__doApplyCommand",
-        "_SyncObj__parseChangeClusterRequest", "_SyncObj__doChangeCluster", "_SyncObj__applyLogEntries",
-        "_SyncObj__sendAppendEntries", "_isLeader",
+        "_SyncObj__parseChangeClusterRequest", "_SyncObj__doChangeCluster",
     )),
     # The entry readers _SyncObj replaces must still be the ones pysyncobj calls.
     ("SyncObj._SyncObj__applyLogEntries", lambda: _code_names(SyncObj, "_SyncObj__applyLogEntries"), (
@@ -161,7 +156,7 @@ _NEEDS: tuple[tuple[str, Callable[[], Any], tuple[str, ...]], ...] = (
         "NO_OP", "add",
     )),
     ("SyncObj._onTick", lambda: _code_names(SyncObj, "_onTick"), (
-        "_SyncObj__applyLogEntries", "_SyncObj__onTickCallbacks", "_SyncObj__sendAppendEntries",
+        "_SyncObj__applyLogEntries", "_SyncObj__onTickCallbacks",
     )),
     ("SyncObj.__init__", lambda: _init_names(SyncObj), (
         "_SyncObj__raftNextIndex", "_SyncObj__commandsWaitingCommit", "_SyncObj__transport",
@@ -649,16 +644,6 @@ class _SyncObj(SyncObj):
 
     def propose_batch(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
         self._applyCommand(payload, callback, _BATCH)
-
-    def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802 - pysyncobj's name
-        """pysyncobj's apply step of a tick. A leader with newly committed entries sends the
-        new commit index first (see the module doc), then applies; False tells the tick its
-        send after the apply would only repeat that one."""
-        if self.raftCommitIndex > self.raftLastApplied and self._isLeader():
-            self._SyncObj__sendAppendEntries()
-            SyncObj._SyncObj__applyLogEntries(self)  # type: ignore[attr-defined]
-            return False
-        return SyncObj._SyncObj__applyLogEntries(self)  # type: ignore[attr-defined,no-any-return]
 
     # -- pysyncobj's entry readers, replaced (they unpickle)
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:  # noqa: N802

@@ -3,6 +3,7 @@ scoped journal factory, the journal over wal.py, and the backend's use of the re
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import struct
@@ -451,3 +452,20 @@ def test_a_leader_relays_its_confirmed_index_to_the_follower_that_asked():
     node._drive_reads()  # the round starts after the request arrived
     node._filter_incoming(b, {"type": "read_index_ack", "term": 3, "round": 1})
     assert sent[-1] == ("c:1", {"type": "read_index_reply", "id": 4, "ok": True, "index": 5, "time_ms": 1234})
+
+
+def test_callers_share_one_pending_wake_byte_and_a_drain_rearms_it():
+    node = PysyncobjNode(SETTINGS, NoStateMachine())  # not started: only its wake pipe is used
+    try:
+        for _ in range(5):
+            node.wake()
+        assert os.read(node._wake_r, 4096) == b"!"  # one byte for five callers
+        node.wake()  # still pending: the drain (in the poll before the next tick) has not run
+        with pytest.raises(BlockingIOError):
+            os.read(node._wake_r, 4096)
+        node._drain_wake(node._wake_r, 0)
+        node.wake()  # after the drain a caller's work needs a new wake-up
+        assert os.read(node._wake_r, 4096) == b"!"
+    finally:
+        os.close(node._wake_r)
+        os.close(node._wake_w)
