@@ -1,0 +1,128 @@
+"""Where one write's time goes: a 3-node cluster whose node processes stamp each stage of a
+PUBLISH (`trace_site/sitecustomize.py`), N subscribers spread over the nodes, one PUBLISH
+through the leader every `--interval-ms`, then the median and p90 of each stage's time
+after the leader received the PUBLISH bytes.
+
+    python benchmarks/write_trace.py [--messages 100] [--subscribers 100] [--interval-ms 10]
+
+The stamps cost a few microseconds each (one os.write), so the totals run a little above an
+untraced run's. A stage of the followers is reported for the first follower to reach it
+and for the last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import feed_bench
+from targets import PROCESSES, RaftcacheCluster
+
+HERE = Path(__file__).resolve().parent
+
+# (label, whose, tag, detail, which): whose "L" is the leader, "F" the followers; which
+# "first"/"last" among the followers; every stage is the first such stamp after the
+# previous stage of the same process (so a follower's second RECEIVE is the commit index).
+STAGES = [
+    ("leader: command handed to the replica", "L", "SUBMIT", None),
+    ("leader: batch proposed to pysyncobj", "L", "PROPOSE", None),
+    ("leader: entry appended (Raft thread)", "L", "APPEND", None),
+    ("leader: fsync starts", "L", "FSYNC", None),
+    ("leader: fsync ends", "L", "FSYNC_END", None),
+    ("followers: append-entries received", "F", "RECEIVE", "append_entries"),
+    ("followers: fsync ends", "F", "FSYNC_END", None),
+    ("leader: first ack read", "L", "RECEIVE", "next_node_idx"),
+    ("leader: apply starts", "L", "APPLY", None),
+    ("leader: apply ends", "L", "APPLY_END", None),
+    ("leader: delivery to its subscribers starts", "L", "DELIVER", None),
+    ("leader: delivery ends", "L", "DELIVER_END", None),
+    ("followers: commit index received", "F", "RECEIVE", "append_entries"),
+    ("followers: apply ends", "F", "APPLY_END", None),
+    ("followers: delivery starts", "F", "DELIVER", None),
+    ("followers: delivery ends", "F", "DELIVER_END", None),
+]
+
+
+def read_stamps(directory: Path) -> dict[int, list[tuple[int, str, str]]]:
+    stamps: dict[int, list[tuple[int, str, str]]] = {}
+    for path in directory.glob("*.trace"):
+        rows = []
+        for line in path.read_text().splitlines():
+            ns, tag, *rest = line.split(" ", 2)
+            if tag == "PATCH-FAILED":
+                raise SystemExit(f"the tracer could not wrap raftcache in pid {path.stem}: {rest}")
+            rows.append((int(ns), tag, rest[0] if rest else ""))
+        stamps[int(path.stem)] = sorted(rows)
+    return stamps
+
+
+def stage_times(stamps: dict[int, list[tuple[int, str, str]]], leader: int, start: int, end: int) -> dict[str, list[float]]:
+    """Per stage, each message's time (ms) after the leader received its bytes."""
+    receipts = [ns for ns, tag, detail in stamps[leader] if tag == "RECV" and start <= ns <= end]
+    out: dict[str, list[float]] = defaultdict(list)
+    for k, t0 in enumerate(receipts):
+        t1 = receipts[k + 1] if k + 1 < len(receipts) else end
+        cursor = {pid: t0 for pid in stamps}
+        for label, whose, tag, detail in STAGES:
+            pids = [leader] if whose == "L" else [pid for pid in stamps if pid != leader]
+            found = []
+            for pid in pids:
+                hit = next((ns for ns, t, d in stamps[pid] if cursor[pid] <= ns < t1 and t == tag and (detail is None or d == detail)), None)
+                if hit is not None:
+                    cursor[pid] = hit + 1
+                    found.append(hit)
+            if whose == "L" and found:
+                out[label].append((found[0] - t0) / 1e6)
+            elif len(found) == len(pids):
+                out[f"{label} (first)"].append((min(found) - t0) / 1e6)
+                out[f"{label} (last)"].append((max(found) - t0) / 1e6)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--interval-ms", type=float, default=10.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="write-trace-") as tmp:
+        traces = Path(tmp) / "stamps"
+        traces.mkdir()
+        os.environ["RAFTCACHE_WRITE_TRACE"] = str(traces)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "trace_site"), os.environ.get("PYTHONPATH")]))
+        cluster = RaftcacheCluster(Path(tmp) / "cluster", "always").start()
+        try:
+            leader = cluster.leader()
+            ports = [leader.client_port] + [n.client_port for n in cluster.nodes if n is not leader]
+            subs = feed_bench._Subscribers(ports, args.subscribers)
+            publisher = feed_bench._Conn(ports[0])
+            try:
+                start = time.perf_counter_ns()
+                latencies = feed_bench._latency_phase(subs, publisher, args.messages, args.interval_ms / 1000, [[] for _ in ports])
+                end = time.perf_counter_ns()
+            finally:
+                subs.close()
+                publisher.sock.close()
+            leader_pid = leader.proc.pid
+        finally:
+            cluster.stop()
+            PROCESSES.stop_all()
+        times = stage_times(read_stamps(traces), leader_pid, start, end)
+    print(f"{args.messages} PUBLISHes, {args.subscribers} subscribers over 3 nodes, one every {args.interval_ms:g} ms; "
+          f"receipt p50 {statistics.median(latencies):.2f} ms\n")
+    print("| stage | p50 ms | p90 ms | messages |\n|---|---:|---:|---:|")
+    for label, values in times.items():
+        values.sort()
+        print(f"| {label} | {statistics.median(values):.2f} | {values[int(0.9 * (len(values) - 1))]:.2f} | {len(values)} |")
+
+
+if __name__ == "__main__":
+    main()
