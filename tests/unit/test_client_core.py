@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -285,3 +286,29 @@ def test_an_aborted_transaction_is_a_watch_error_and_a_queuing_refusal_wins():
     assert isinstance(result, NotIntegerError)  # the refusal while queuing, not EXEC's reply
     (result,) = net.run(core.execute([c.Exec(())]))
     assert isinstance(result, WatchError)
+
+
+def test_when_every_node_fails_the_tls_handshake_the_command_fails_at_once():
+    def tls_refused(request):
+        raise ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+
+    net = FakeNetwork({"a:1": tls_refused, "b:1": tls_refused})
+    core = ClientCore(["a:1", "b:1"], RetryPolicy(deadline=30.0, backoff_base=0.0, jitter=0.0))
+    started = time.monotonic()
+    (result,) = net.run(core.execute([c.Get(b"k")]))
+    assert time.monotonic() - started < 1  # not retried until the 30 s deadline
+    assert isinstance(result, NoLeaderError) and "TLS handshake failed" in str(result)
+    assert len(net.seen) == 2  # one discovery round: each node asked once
+
+    # One node that is merely down (a fault to wait out) keeps the retries going.
+    answers = iter([ConnectionRefusedError("refused"), None])
+
+    def flaky(request):
+        error = next(answers, None)
+        if error is not None:
+            raise error
+        return leader_info("leader") if request[0] == b"INFO" else b"v"
+
+    net = FakeNetwork({"a:1": tls_refused, "b:1": flaky})
+    core = ClientCore(["a:1", "b:1"], RetryPolicy(deadline=30.0, backoff_base=0.0, jitter=0.0))
+    assert net.run(core.execute([c.Get(b"k")])) == [b"v"]
