@@ -13,6 +13,7 @@ and for the last.
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import statistics
 import sys
@@ -67,18 +68,22 @@ def read_stamps(directory: Path) -> dict[int, list[tuple[int, str, str]]]:
 def stage_times(stamps: dict[int, list[tuple[int, str, str]]], leader: int, start: int, end: int) -> dict[str, list[float]]:
     """Per stage, each message's time (ms) after the leader received its bytes."""
     receipts = [ns for ns, tag, detail in stamps[leader] if tag == "RECV" and start <= ns <= end]
+    times = {pid: [row[0] for row in rows] for pid, rows in stamps.items()}  # for bisect
     out: dict[str, list[float]] = defaultdict(list)
     for k, t0 in enumerate(receipts):
         t1 = receipts[k + 1] if k + 1 < len(receipts) else end
-        cursor = {pid: t0 for pid in stamps}
+        cursor = {pid: bisect.bisect_left(times[pid], t0) for pid in stamps}  # row indexes: this message's
+        stop = {pid: bisect.bisect_left(times[pid], t1) for pid in stamps}  # rows, up to the next message
         for label, whose, tag, detail in STAGES:
             pids = [leader] if whose == "L" else [pid for pid in stamps if pid != leader]
             found = []
             for pid in pids:
-                hit = next((ns for ns, t, d in stamps[pid] if cursor[pid] <= ns < t1 and t == tag and (detail is None or d == detail)), None)
-                if hit is not None:
-                    cursor[pid] = hit + 1
-                    found.append(hit)
+                rows = stamps[pid]
+                at = next((i for i in range(cursor[pid], stop[pid])
+                           if rows[i][1] == tag and (detail is None or rows[i][2] == detail)), None)
+                if at is not None:
+                    cursor[pid] = at + 1
+                    found.append(rows[at][0])
             if whose == "L" and found:
                 out[label].append((found[0] - t0) / 1e6)
             elif len(found) == len(pids):

@@ -112,7 +112,7 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: the node's certificate is not trusted ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({getattr(exc, 'reason', None) or exc}; is this a TLS port, and is our certificate accepted?)"
+        return f"TLS handshake failed ({exc.reason or exc}; is this a TLS port, and is our certificate accepted?)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
@@ -163,8 +163,7 @@ class ClientCore:
     leader: str | None = None
     _leader_checked: float = 0.0
     _suspect_until: dict[str, float] = field(default_factory=dict)  # endpoints that just failed
-    _unreachable: dict[str, str] = field(default_factory=dict)  # why each endpoint failed discovery
-    _tls_refused: set[str] = field(default_factory=set)  # endpoints whose last discovery failed in the TLS handshake
+    _unreachable: dict[str, BaseException] = field(default_factory=dict)  # why each endpoint failed discovery
 
     # ------------------------------------------------------------------ execution
     def execute(self, commands: list[Any], *, timeout: float | None = None) -> Plan:
@@ -190,10 +189,10 @@ class ClientCore:
             else:
                 endpoint = yield from self._target(deadline)
             if endpoint is None:
-                reasons = "; ".join(f"{e}: {why}" for e, why in self._unreachable.items()) or "no endpoints"
+                reasons = "; ".join(f"{e}: {_describe(why)}" for e, why in self._unreachable.items()) or "no endpoints"
                 for i in pending:
                     items[i].error = items[i].error or NoLeaderError(f"no node reachable ({reasons})")
-                if self.endpoints and self._tls_refused.issuperset(self.endpoints):
+                if self.endpoints and all(isinstance(self._unreachable.get(e), ssl.SSLError) for e in self.endpoints):
                     # Every node failed the TLS handshake (a plain-text port, an untrusted
                     # certificate): a setting to fix, not a fault to wait out.
                     for i in pending:
@@ -309,14 +308,9 @@ class ClientCore:
             try:
                 (reply,) = yield Call(endpoint, _INFO_RAFT, 1, timeout)
             except self.retry.retry_on as exc:
-                self._unreachable[endpoint] = _describe(exc)
-                if isinstance(exc, ssl.SSLError):
-                    self._tls_refused.add(endpoint)
-                else:
-                    self._tls_refused.discard(endpoint)
+                self._unreachable[endpoint] = exc
                 continue
             self._unreachable.pop(endpoint, None)
-            self._tls_refused.discard(endpoint)
             if isinstance(reply, ErrorReply):  # e.g. NOAUTH: the driver reports it on the real call
                 return endpoint
             status = from_info(parse_info(reply))

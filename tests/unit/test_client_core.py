@@ -290,7 +290,9 @@ def test_an_aborted_transaction_is_a_watch_error_and_a_queuing_refusal_wins():
 
 def test_when_every_node_fails_the_tls_handshake_the_command_fails_at_once():
     def tls_refused(request):
-        raise ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        error = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        error.reason = "WRONG_VERSION_NUMBER"  # as the ssl module sets it on a real handshake failure
+        raise error
 
     net = FakeNetwork({"a:1": tls_refused, "b:1": tls_refused})
     core = ClientCore(["a:1", "b:1"], RetryPolicy(deadline=30.0, backoff_base=0.0, jitter=0.0))
