@@ -1,4 +1,4 @@
-"""Shared test helpers: deadlines instead of sleeps, OS-assigned ports, real processes."""
+"""Shared test helpers: deadlines instead of sleeps, free ports per test worker, real processes."""
 
 from __future__ import annotations
 
@@ -131,19 +131,45 @@ def no_retry() -> Any:
     return Retry(NoBackoff(), 0)
 
 
+# Test ports come from a span below Linux's ephemeral range (32768-60999 by default): a port
+# that `bind(port 0)` hands out is ephemeral, so between the test releasing it and the node
+# binding it, any outgoing connection on the machine (a node dialling a peer, a client) could
+# take it as its source port. Each pytest-xdist worker owns its own slice of the span, so two
+# workers never offer each other's ports, and a run starts at an offset from its PID, so two
+# concurrent runs rarely overlap; every port is still checked free by binding it.
+PORT_SPAN = (12000, 32000)
+_port_cursor = itertools.count()
+
+
+def port_slice(worker: str | None, workers: int) -> range:
+    """The ports the xdist worker named `worker` (``gw0``, ``gw1``, ...; None outside xdist) may offer."""
+    low, high = PORT_SPAN
+    index = int(worker[2:]) if worker else 0
+    width = (high - low) // max(workers, 1)
+    return range(low + index * width, low + (index + 1) * width)
+
+
+def worker_ports() -> range:
+    """This process's slice (pytest-xdist names its workers in the environment)."""
+    return port_slice(os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports the OS reports free (held open together so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """`count` distinct ports of this worker's slice that nothing holds now (not even a closed socket)."""
+    ports = worker_ports()
+    start = os.getpid() * 7919
+    chosen: list[int] = []
+    for _ in range(len(ports)):
+        port = ports[(start + next(_port_cursor)) % len(ports)]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))  # no SO_REUSEADDR: a port in TIME_WAIT is not offered either
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise RuntimeError(f"no {count} free ports in {ports}")
 
 
 class RemoteError(Exception):

@@ -1,7 +1,7 @@
 """Soak: random fault mixes for a long time (30 minutes by default).
 
-    python -m pytest -m soak tests/faults/test_soak.py [-s]
-    RAFTCACHE_SOAK_MINUTES=5 python -m pytest -m soak tests/faults/test_soak.py
+    python -m pytest -m soak -n 0 tests/faults/test_soak.py [-s]   # -n 0: one process, so -s shows progress
+    RAFTCACHE_SOAK_MINUTES=5 python -m pytest -m soak -n 0 tests/faults/test_soak.py
 
 The run is cut into segments of about a minute; each segment runs the mixed workload,
 the bank (transfers by MULTI/EXEC with WATCH and by Lua script, tests/faults/bank.py) and
