@@ -29,7 +29,7 @@ from raftcache.resp import ErrorReply, ReplyParser, encode_command
 CHANNEL = b"feed-bench"
 
 
-class _Conn:
+class Conn:
     """A blocking socket and the project's own reply parser (the publisher's side, set-up)."""
 
     def __init__(self, port: int) -> None:
@@ -51,11 +51,11 @@ _STAMP = re.compile(rb"\$\d+\r\nt(\d+)\r\n")
 _FIXED = len(b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(CHANNEL), CHANNEL, BODY))
 
 
-class _Subscribers:
+class Subscribers:
     """Every subscriber socket, read by one epoll loop; raw bytes kept with their stamps."""
 
     def __init__(self, ports: list[int], count: int) -> None:
-        self.conns = [_Conn(ports[i % len(ports)]) for i in range(count)]
+        self.conns = [Conn(ports[i % len(ports)]) for i in range(count)]
         for conn in self.conns:
             conn.sock.sendall(encode_command(b"SUBSCRIBE", CHANNEL))
         for conn in self.conns:
@@ -92,7 +92,7 @@ class _Subscribers:
             conn.sock.close()
 
 
-def _latency_phase(subs: _Subscribers, publisher: _Conn, messages: int, interval_s: float,
+def latency_phase(subs: Subscribers, publisher: Conn, messages: int, interval_s: float,
                    by_port: list[list[float]]) -> list[float]:
     """Every receipt's latency (ms); `by_port[p]` gets those of subscribers on port p."""
     latencies: list[float] = []
@@ -118,7 +118,7 @@ def _latency_phase(subs: _Subscribers, publisher: _Conn, messages: int, interval
     return latencies
 
 
-def _rate_phase(subs: _Subscribers, publisher: _Conn, seconds: float) -> tuple[float, bool]:
+def _rate_phase(subs: Subscribers, publisher: Conn, seconds: float) -> tuple[float, bool]:
     """PUBLISH pipelined 64 deep for `seconds` from a thread, while this one counts the
     subscribers' fixed-size messages by their bytes (parsing them here would measure this
     Python process, not the server), up to the STOP message."""
@@ -164,11 +164,11 @@ def _rate_phase(subs: _Subscribers, publisher: _Conn, seconds: float) -> tuple[f
 
 
 def _run(ports: list[int], subscribers: int, seconds: float, latency_messages: int, interval_s: float) -> dict[str, Any]:
-    subs = _Subscribers(ports, subscribers)
-    publisher = _Conn(ports[0])
+    subs = Subscribers(ports, subscribers)
+    publisher = Conn(ports[0])
     try:
         by_port: list[list[float]] = [[] for _ in ports]
-        latencies = _latency_phase(subs, publisher, latency_messages, interval_s, by_port)
+        latencies = latency_phase(subs, publisher, latency_messages, interval_s, by_port)
         publisher.sock.sendall(encode_command(b"PUBLISH", CHANNEL, RATE))
         publisher.reply()
         # Every subscriber's RATE marker: the rate phase starts from a clean cut.

@@ -107,11 +107,11 @@ def main() -> None:
         try:
             leader = cluster.leader()
             ports = [leader.client_port] + [n.client_port for n in cluster.nodes if n is not leader]
-            subs = feed_bench._Subscribers(ports, args.subscribers)
-            publisher = feed_bench._Conn(ports[0])
+            subs = feed_bench.Subscribers(ports, args.subscribers)
+            publisher = feed_bench.Conn(ports[0])
             try:
                 start = time.perf_counter_ns()
-                latencies = feed_bench._latency_phase(subs, publisher, args.messages, args.interval_ms / 1000, [[] for _ in ports])
+                latencies = feed_bench.latency_phase(subs, publisher, args.messages, args.interval_ms / 1000, [[] for _ in ports])
                 end = time.perf_counter_ns()
             finally:
                 subs.close()

@@ -286,30 +286,35 @@ class PubSubHub:
             self._scheduled = False
         burst: dict[Subscriber, list[bytes]] = {}
         for items, setting in queue:
-            self.dispatch(items, setting, burst)
+            self._collect(items, setting, burst)
         _send_burst(burst)
 
-    def dispatch(self, items: Sequence[FeedItem], setting: str = "",
-                 burst: dict[Subscriber, list[bytes]] | None = None) -> None:
-        """Deliver one entry's items (loop thread; also called directly by tests). With
-        `burst`, each subscriber's messages are collected there, for the caller to send as
-        one push per subscriber (:func:`_send_burst`); without, each is pushed at once."""
+    def dispatch(self, items: Sequence[FeedItem], setting: str = "") -> None:
+        """Deliver one entry's items now (loop thread): what the Raft thread's queue does for
+        each drain, for one entry."""
+        burst: dict[Subscriber, list[bytes]] = {}
+        self._collect(items, setting, burst)
+        _send_burst(burst)
+
+    def _collect(self, items: Sequence[FeedItem], setting: str, burst: dict[Subscriber, list[bytes]]) -> None:
+        """Add one entry's messages to each subscriber's share of `burst`, for the caller to
+        send as one push per subscriber (:func:`_send_burst`). A gap sends what came before
+        it, then disconnects every subscriber."""
         classes, keyspace, keyevent = notify_flags(setting) if setting else (frozenset(), False, False)
         for item in items:
             if type(item) is Gap:
-                if burst:  # what came before the gap leaves before the disconnects
-                    _send_burst(burst)
-                    burst.clear()
+                _send_burst(burst)
+                burst.clear()
                 self._disconnect_all()
             elif type(item) is Message:
-                self.publish_local(item.channel, item.payload, shard=item.shard, burst=burst)
+                self._publish(item.channel, item.payload, item.shard, burst)
             elif type(item) is KeyEvent and (keyspace or keyevent) and item.key is not None and item.klass in classes:
                 event = item.event.encode()
                 self.keyspace_notifications += 1
                 if keyspace:
-                    self.publish_local(b"__keyspace@0__:" + item.key, event, burst=burst)
+                    self._publish(b"__keyspace@0__:" + item.key, event, False, burst)
                 if keyevent:
-                    self.publish_local(b"__keyevent@0__:" + event, item.key, burst=burst)
+                    self._publish(b"__keyevent@0__:" + event, item.key, False, burst)
 
     def _disconnect_all(self) -> None:
         """This node installed a snapshot: the messages in between were never applied here
@@ -324,10 +329,9 @@ class PubSubHub:
         for sub in subscribers:
             sub.disconnect()
 
-    def publish_local(self, channel: bytes, payload: bytes, *, shard: bool = False,
-                      burst: dict[Subscriber, list[bytes]] | None = None) -> int:
-        """Push one message to this node's subscribers of `channel` (and matching patterns),
-        or add it to their share of `burst` (see :meth:`dispatch`)."""
+    def _publish(self, channel: bytes, payload: bytes, shard: bool, burst: dict[Subscriber, list[bytes]]) -> None:
+        """Add one message to the share in `burst` of this node's subscribers of `channel`
+        (and of the patterns that match it)."""
         encoded: dict[int, bytes] = {}
         delivered = 0
         members = (self._shard if shard else self._channels).get(channel)
@@ -337,7 +341,7 @@ class PubSubHub:
                 data = encoded.get(sub.protocol)
                 if data is None:
                     data = encoded[sub.protocol] = push_bytes((kind, channel, payload), sub.protocol)
-                _deliver(sub, data, burst)
+                burst.setdefault(sub, []).append(data)
                 delivered += 1
         if not shard:
             for pattern, (matches, subs) in list(self._patterns.items()):
@@ -347,17 +351,9 @@ class PubSubHub:
                         data = pencoded.get(sub.protocol)
                         if data is None:
                             data = pencoded[sub.protocol] = push_bytes((b"pmessage", pattern, channel, payload), sub.protocol)
-                        _deliver(sub, data, burst)
+                        burst.setdefault(sub, []).append(data)
                         delivered += 1
         self.messages_delivered += delivered
-        return delivered
-
-
-def _deliver(sub: Subscriber, data: bytes, burst: dict[Subscriber, list[bytes]] | None) -> None:
-    if burst is None:
-        sub.push(data)
-    else:
-        burst.setdefault(sub, []).append(data)
 
 
 def _send_burst(burst: dict[Subscriber, list[bytes]]) -> None:

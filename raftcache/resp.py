@@ -900,23 +900,27 @@ def _encode_pairs3(value: Pairs, out: list[bytes]) -> None:
         _encode_array3(value[i : i + 2], out)
 
 
-def _encode_set3(value: SetReply, out: list[bytes]) -> None:
-    out.append(b"~%d\r\n" % len(value))
-    for item in value:
-        _encoder3(item)(item, out)
-
-
 def _encode_map2(value: Map, out: list[bytes]) -> None:
     _encode_array([part for pair in value.items() for part in pair], out)
 
 
-def _encode_array3(value: list[Any] | tuple[Any, ...], out: list[bytes]) -> None:
-    out.append(b"*%d\r\n" % len(value))
-    for item in value:
-        if type(item) is bytes:
-            out += (_bulk_header(len(item)), item, _CRLF)
-        else:
-            _encoder3(item)(item, out)  # (a Double is a bytes subclass: looked up by type)
+def _aggregate3(marker: bytes) -> Callable[[Any, list[bytes]], None]:
+    """The encoder of a RESP3 array (``*``) or set (``~``): a count, then each element."""
+    header = marker + b"%d\r\n"
+
+    def encode(value: Any, out: list[bytes]) -> None:
+        out.append(header % len(value))
+        for item in value:
+            if type(item) is bytes:
+                out += (_bulk_header(len(item)), item, _CRLF)
+            else:
+                _encoder3(item)(item, out)  # (a Double is a bytes subclass: looked up by type)
+
+    return encode
+
+
+_encode_array3 = _aggregate3(b"*")
+_encode_set3 = _aggregate3(b"~")
 
 
 def _encode_map3(value: Map, out: list[bytes]) -> None:

@@ -62,13 +62,11 @@ class Sub:
 
         self.protocol = protocol
         self.subscriptions = Subscriptions()
-        self.got: list[bytes] = []
-        self.pushes: list[tuple[bytes, bool]] = []  # (data, now), in order, with disconnects
+        self.pushes: list[tuple[bytes, bool]] = []  # (data, now), in order
         self.disconnected = False
 
     def push(self, data: bytes, *, now: bool = False) -> None:
         assert not self.disconnected, "pushed after its disconnect"
-        self.got.append(data)
         self.pushes.append((data, now))
 
     def disconnect(self) -> None:
@@ -83,9 +81,10 @@ def test_hub_delivers_messages_patterns_and_shard_channels():
     hub.subscribe(three, [b"news"])
     hub.subscribe(three, [b"sh"], shard=True)
     hub.dispatch([Message(1, b"news", b"hi"), Message(2, b"sh", b"s", None, True), Message(3, b"other", b"x")])
-    assert a.got == [b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"]
-    assert b.got == [b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n"]
-    assert three.got == [b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n", b">3\r\n$8\r\nsmessage\r\n$2\r\nsh\r\n$1\r\ns\r\n"]
+    assert a.pushes == [(b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n", True)]
+    assert b.pushes == [(b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n", True)]
+    # one entry's messages to one subscriber: one push
+    assert three.pushes == [(b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n>3\r\n$8\r\nsmessage\r\n$2\r\nsh\r\n$1\r\ns\r\n", True)]
     assert hub.receivers(b"news") == 3 and hub.receivers(b"nope") == 1 and hub.receivers(b"sh", shard=True) == 1
     assert hub.numsub([b"news", b"x"]) == [b"news", 2, b"x", 0] and hub.numpat() == 1
     assert hub.channels(None) == [b"news"] and hub.channels(b"n*", shard=True) == []
@@ -101,7 +100,7 @@ def test_a_snapshot_install_disconnects_subscribers():
     hub.subscribe(a, [b"x"])
     hub.psubscribe(b, [b"*"])
     hub.dispatch([Message(1, b"x", b"before"), Gap(5)])
-    assert a.got and a.disconnected and b.disconnected and not idle.disconnected
+    assert a.pushes and a.disconnected and b.disconnected and not idle.disconnected
     conn, _ = _conn()
     _run(conn, b"SUBSCRIBE x\r\n")
     conn.disconnect()
@@ -155,12 +154,19 @@ def test_keyspace_notifications_follow_the_flags():
     hub.psubscribe(s, [b"__key*__:*"])
     events = [KeyEvent(1, "set", b"k"), KeyEvent(2, "expired", b"k"), KeyEvent(3, "new", b"n"), KeyEvent(4, "flushall", None)]
     hub.dispatch(events, "")
-    assert s.got == []
+    assert s.pushes == []
     hub.dispatch(events, parse_notify_setting(b"Kx"))
-    assert [m.split(b"\r\n")[6:9:2] for m in s.got] == [[b"__keyspace@0__:k", b"expired"]]
-    s.got.clear()
+    assert pmessages(s) == [(b"__keyspace@0__:k", b"expired")]
+    s.pushes.clear()
     hub.dispatch(events, parse_notify_setting(b"EA"))  # 'A' leaves out 'n' (new), as Redis
-    assert [m.split(b"\r\n")[6:9:2] for m in s.got] == [[b"__keyevent@0__:set", b"k"], [b"__keyevent@0__:expired", b"k"]]
+    assert pmessages(s) == [(b"__keyevent@0__:set", b"k"), (b"__keyevent@0__:expired", b"k")]
+
+
+def pmessages(sub: Sub) -> list[tuple[bytes, bytes]]:
+    """(channel, payload) of each RESP2 pmessage in a subscriber's pushes."""
+    fields = b"".join(data for data, _ in sub.pushes).split(b"\r\n")
+    assert fields[-1] == b"" and (len(fields) - 1) % 9 == 0
+    return [(fields[i + 6], fields[i + 8]) for i in range(0, len(fields) - 1, 9)]
 
 
 def test_subscription_and_pattern_bounds():
