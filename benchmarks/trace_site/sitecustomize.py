@@ -35,6 +35,7 @@ def _install(directory: str) -> None:
     try:
         from raftcache import pubsub, replica, server
         from raftcache.consensus import pysyncobj_backend as backend
+        from raftcache.consensus import wire
 
         def kind(message: object) -> str:
             return str(message.get("type")) if isinstance(message, dict) else "?"
@@ -45,6 +46,15 @@ def _install(directory: str) -> None:
         wrap(backend._Journal, "add", "APPEND", lambda journal, command, index, term: str(index))
         wrap(backend._GuardedTransport, "send", "SEND", lambda transport, node, message: kind(message))
         wrap(backend.PysyncobjNode, "_filter_incoming", "RECEIVE", lambda node, peer, message: kind(message))
+        wrap(wire.WireSession, "receive", "WIRE_IN", lambda session, data: str(len(data)))
+        original_write = backend._write
+
+        def write(conn: object, data: bytes) -> None:  # module-level: the wire's send looks it up per call
+            if data:
+                stamp("WIRE_OUT", str(len(data)))
+            original_write(conn, data)
+
+        backend._write = write
         wrap(backend.PysyncobjNode, "_apply", "APPLY", end=True)
         wrap(pubsub.PubSubHub, "_drain", "DELIVER", end=True)
         original_sync = backend._Journal.sync
