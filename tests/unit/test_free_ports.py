@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from tests.helpers import PORT_SPAN, free_ports, port_slice, worker_ports
 
 
 def ephemeral_range() -> range:
-    low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
     return range(int(low), int(high) + 1)
 
 
