@@ -86,6 +86,8 @@ class ServerStats:
     connections_received: int = 0
     rejected_connections: int = 0
     commands_processed: int = 0
+    reads_processed: int = 0  # reads from client sockets (INFO's total_reads_processed)
+    writes_processed: int = 0  # writes to client sockets (total_writes_processed)
     protocol_errors: int = 0
     auth_failures: int = 0  # failed AUTH / HELLO AUTH (INFO's acl_access_denied_auth)
     acl_denied_cmd: int = 0  # NOPERM for a command (acl_access_denied_cmd)

@@ -4,6 +4,7 @@ every node: every command, Redis's replies and error strings, binary data, TTLs,
 from __future__ import annotations
 
 import itertools
+import socket
 import shutil
 import subprocess
 import time
@@ -327,3 +328,33 @@ def test_config_resetstat_restarts_the_counts(r):
     assert before >= 5
     assert r.config_resetstat() is True
     assert r.info("stats")["total_commands_processed"] < before
+
+
+def _read_until(sock, end: bytes, count: int = 1) -> bytes:
+    data = b""
+    while data.count(end) < count:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "the node closed the connection"
+        data += chunk
+    return data
+
+
+def _writes_processed(sock) -> int:
+    sock.sendall(b"INFO stats\r\n")
+    reply = _read_until(sock, b"tracking_total_prefixes:")
+    reply += _read_until(sock, b"\r\n") if not reply.endswith(b"\r\n") else b""
+    return int(reply.split(b"total_writes_processed:")[1].split(b"\r\n")[0])
+
+
+@pytest.mark.parametrize("node", [0, 1])
+def test_pipelined_replies_completed_together_leave_in_one_write(cluster, k, node):
+    """16 SETs sent in one packet commit in one or two entries; their replies complete in
+    the same delivery bursts and each burst's replies leave in one write (a syscall each
+    before: 16 writes). INFO's total_writes_processed counts the node's writes; nothing else
+    uses this node meanwhile."""
+    with socket.create_connection(("127.0.0.1", cluster.nodes[node].port), timeout=10) as sock:
+        before = _writes_processed(sock)
+        sock.sendall(b"".join(b"SET %s %d\r\n" % (k(f"p{i}").encode(), i) for i in range(16)))
+        assert _read_until(sock, b"+OK\r\n", 16) == b"+OK\r\n" * 16
+        writes = _writes_processed(sock) - before - 1  # the first INFO's own reply was written after it counted
+        assert 1 <= writes <= 3, writes
