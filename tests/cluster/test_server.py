@@ -4,8 +4,8 @@ every node: every command, Redis's replies and error strings, binary data, TTLs,
 from __future__ import annotations
 
 import itertools
-import socket
 import shutil
+import socket
 import subprocess
 import time
 
