@@ -758,9 +758,13 @@ class RespServer:
         """The end of a delivery burst: one write per connection that got replies in it."""
         completed, self.completed = self.completed, {}
         for conn in completed:
-            if not conn.closing:
+            if conn.closing:
+                continue
+            try:
                 conn._flush()
                 conn._update_reading()
+            except Exception:  # one broken connection must not hold the others' replies
+                log.exception("client %s: writing replies failed", conn.peer)
 
     def render(self, render: Callable[[Any], Any], result: Any, protocol: int) -> bytes:
         """A result (or exception) as reply bytes; counts error replies."""
