@@ -29,9 +29,10 @@ from targets import PROCESSES, RaftcacheCluster
 
 HERE = Path(__file__).resolve().parent
 
-# (label, whose, tag, detail, which): whose "L" is the leader, "F" the followers; which
-# "first"/"last" among the followers; every stage is the first such stamp after the
-# previous stage of the same process (so a follower's second RECEIVE is the commit index).
+# (label, whose, tag, detail): whose "L" is the leader, "F" the followers (reported for the
+# first and the last to reach the stage); detail, if given, must match the stamp's. Every
+# stage is the first such stamp after the previous stage of the same process (so a
+# follower's second RECEIVE is the commit index).
 STAGES = [
     ("leader: command handed to the replica", "L", "SUBMIT", None),
     ("leader: batch proposed to pysyncobj", "L", "PROPOSE", None),

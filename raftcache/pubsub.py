@@ -284,16 +284,14 @@ class PubSubHub:
         with self._lock:
             queue, self._queue = self._queue, []
             self._scheduled = False
-        burst: dict[Subscriber, list[bytes]] = {}
-        for items, setting in queue:
-            self._collect(items, setting, burst)
-        _send_burst(burst)
+        self.deliver(queue)
 
-    def dispatch(self, items: Sequence[FeedItem], setting: str = "") -> None:
-        """Deliver one entry's items now (loop thread): what the Raft thread's queue does for
-        each drain, for one entry."""
+    def deliver(self, entries: Sequence[tuple[Sequence[FeedItem], str]]) -> None:
+        """Loop thread: deliver entries' items (each with the notify setting it was applied
+        under) as one burst, one push per subscriber (:func:`_send_burst`)."""
         burst: dict[Subscriber, list[bytes]] = {}
-        self._collect(items, setting, burst)
+        for items, setting in entries:
+            self._collect(items, setting, burst)
         _send_burst(burst)
 
     def _collect(self, items: Sequence[FeedItem], setting: str, burst: dict[Subscriber, list[bytes]]) -> None:

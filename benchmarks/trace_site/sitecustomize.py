@@ -20,11 +20,15 @@ def _install(directory: str) -> None:
     def stamp(tag: str, detail: str = "") -> None:
         os.write(fd, f"{now()} {tag} {detail}\n".encode())
 
-    def wrap(owner: type, name: str, tag: str, detail=None, end: bool = False) -> None:
+    def wrap(owner: object, name: str, tag: str, detail=None, end: bool = False) -> None:
+        """Stamp `tag` on every call of owner.name (a class or a module); `detail(*args)`
+        gives the stamp's detail, or None for a call not worth a stamp."""
         original = getattr(owner, name)
 
         def wrapped(*args, **kwargs):
-            stamp(tag, detail(*args) if detail else "")
+            text = detail(*args) if detail else ""
+            if text is not None:
+                stamp(tag, text)
             result = original(*args, **kwargs)
             if end:
                 stamp(tag + "_END")
@@ -47,14 +51,8 @@ def _install(directory: str) -> None:
         wrap(backend._GuardedTransport, "send", "SEND", lambda transport, node, message: kind(message))
         wrap(backend.PysyncobjNode, "_filter_incoming", "RECEIVE", lambda node, peer, message: kind(message))
         wrap(wire.WireSession, "receive", "WIRE_IN", lambda session, data: str(len(data)))
-        original_write = backend._write
-
-        def write(conn: object, data: bytes) -> None:  # module-level: the wire's send looks it up per call
-            if data:
-                stamp("WIRE_OUT", str(len(data)))
-            original_write(conn, data)
-
-        backend._write = write
+        # module-level: the wire's send looks it up per call; empty writes are not messages
+        wrap(backend, "_write", "WIRE_OUT", lambda conn, data: str(len(data)) if data else None)
         wrap(backend.PysyncobjNode, "_apply", "APPLY", end=True)
         wrap(pubsub.PubSubHub, "_drain", "DELIVER", end=True)
         original_sync = backend._Journal.sync

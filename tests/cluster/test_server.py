@@ -12,6 +12,8 @@ import time
 import pytest
 import redis
 
+from raftcache.client.core import parse_info
+from raftcache.resp import ReplyParser
 from tests.helpers import wait_until
 
 _prefixes = itertools.count()
@@ -330,20 +332,10 @@ def test_config_resetstat_restarts_the_counts(r):
     assert r.info("stats")["total_commands_processed"] < before
 
 
-def _read_until(sock, end: bytes, count: int = 1) -> bytes:
-    data = b""
-    while data.count(end) < count:
-        chunk = sock.recv(1 << 16)
-        assert chunk, "the node closed the connection"
-        data += chunk
-    return data
-
-
-def _writes_processed(sock) -> int:
+def _writes_processed(sock, parser: ReplyParser) -> int:
     sock.sendall(b"INFO stats\r\n")
-    reply = _read_until(sock, b"tracking_total_prefixes:")
-    reply += _read_until(sock, b"\r\n") if not reply.endswith(b"\r\n") else b""
-    return int(reply.split(b"total_writes_processed:")[1].split(b"\r\n")[0])
+    (reply,) = parser.read_replies(1, lambda: sock.recv(1 << 16))
+    return int(parse_info(reply)["total_writes_processed"])
 
 
 @pytest.mark.parametrize("node", [0, 1])
@@ -352,11 +344,12 @@ def test_pipelined_replies_completed_together_leave_in_one_write(cluster, k, nod
     the same delivery bursts and each burst's replies leave in one write (a syscall each
     before: 16 writes). INFO's total_writes_processed counts the node's writes; nothing else
     uses this node meanwhile."""
+    parser = ReplyParser()
     with socket.create_connection(("127.0.0.1", cluster.nodes[node].port), timeout=10) as sock:
-        before = _writes_processed(sock)
+        before = _writes_processed(sock, parser)
         sock.sendall(b"".join(b"SET %s %d\r\n" % (k(f"p{i}").encode(), i) for i in range(16)))
-        assert _read_until(sock, b"+OK\r\n", 16) == b"+OK\r\n" * 16
-        writes = _writes_processed(sock) - before - 1  # the first INFO's own reply was written after it counted
+        assert parser.read_replies(16, lambda: sock.recv(1 << 16)) == ["OK"] * 16
+        writes = _writes_processed(sock, parser) - before - 1  # the first INFO's own reply was written after it counted
         assert 1 <= writes <= 3, writes
 
 

@@ -80,7 +80,7 @@ def test_hub_delivers_messages_patterns_and_shard_channels():
     hub.psubscribe(b, [b"n*"])
     hub.subscribe(three, [b"news"])
     hub.subscribe(three, [b"sh"], shard=True)
-    hub.dispatch([Message(1, b"news", b"hi"), Message(2, b"sh", b"s", None, True), Message(3, b"other", b"x")])
+    hub.deliver([([Message(1, b"news", b"hi"), Message(2, b"sh", b"s", None, True), Message(3, b"other", b"x")], "")])
     assert a.pushes == [(b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n", True)]
     assert b.pushes == [(b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n", True)]
     # one entry's messages to one subscriber: one push
@@ -99,7 +99,7 @@ def test_a_snapshot_install_disconnects_subscribers():
     a, b, idle = Sub(), Sub(), Sub()
     hub.subscribe(a, [b"x"])
     hub.psubscribe(b, [b"*"])
-    hub.dispatch([Message(1, b"x", b"before"), Gap(5)])
+    hub.deliver([([Message(1, b"x", b"before"), Gap(5)], "")])
     assert a.pushes and a.disconnected and b.disconnected and not idle.disconnected
     conn, _ = _conn()
     _run(conn, b"SUBSCRIBE x\r\n")
@@ -153,12 +153,12 @@ def test_keyspace_notifications_follow_the_flags():
     s = Sub()
     hub.psubscribe(s, [b"__key*__:*"])
     events = [KeyEvent(1, "set", b"k"), KeyEvent(2, "expired", b"k"), KeyEvent(3, "new", b"n"), KeyEvent(4, "flushall", None)]
-    hub.dispatch(events, "")
+    hub.deliver([(events, "")])
     assert s.pushes == []
-    hub.dispatch(events, parse_notify_setting(b"Kx"))
+    hub.deliver([(events, parse_notify_setting(b"Kx"))])
     assert pmessages(s) == [(b"__keyspace@0__:k", b"expired")]
     s.pushes.clear()
-    hub.dispatch(events, parse_notify_setting(b"EA"))  # 'A' leaves out 'n' (new), as Redis
+    hub.deliver([(events, parse_notify_setting(b"EA"))])  # 'A' leaves out 'n' (new), as Redis
     assert pmessages(s) == [(b"__keyevent@0__:set", b"k"), (b"__keyevent@0__:expired", b"k")]
 
 
