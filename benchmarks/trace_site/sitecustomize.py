@@ -1,6 +1,7 @@
 """Stage stamps for `write_trace.py`, loaded by node processes started with this directory
 on PYTHONPATH and RAFTCACHE_WRITE_TRACE=<dir>: each stage of a write appends one line
-``<perf_counter_ns> <tag> <detail>`` to <dir>/<pid>.trace. perf_counter is CLOCK_MONOTONIC
+``<perf_counter_ns> <tag> <detail>`` to <dir>/<pid>.trace (and once, ``RAFT_TID <native id>``:
+the Raft thread's id, for ``write_trace.py --load``'s scheduler figures). perf_counter is CLOCK_MONOTONIC
 on Linux, so stamps of different processes compare. Wraps a few raftcache internals by
 name; a rename makes it write one PATCH-FAILED line instead of stamps (write_trace.py then
 says so). Without the variable this module does nothing."""
@@ -8,6 +9,7 @@ says so). Without the variable this module does nothing."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 _DIR = os.environ.get("RAFTCACHE_WRITE_TRACE")
@@ -52,12 +54,17 @@ def _install(directory: str) -> None:
         wrap(backend.PysyncobjNode, "_filter_incoming", "RECEIVE", lambda node, peer, message: kind(message))
         wrap(wire.WireSession, "receive", "WIRE_IN", lambda session, data: str(len(data)))
         # module-level: the wire's send looks it up per call; empty writes are not messages
-        wrap(backend, "_write", "WIRE_OUT", lambda conn, data: str(len(data)) if data else None)
+        wrap(backend, "_write", "WIRE_OUT", lambda conn, data: str(len(data)) if data else None, end=True)
         wrap(backend.PysyncobjNode, "_apply", "APPLY", end=True)
         wrap(pubsub.PubSubHub, "_drain", "DELIVER", end=True)
         original_sync = backend._Journal.sync
 
+        raft_thread: list[int] = []
+
         def sync(journal: backend._Journal) -> None:
+            if not raft_thread:  # the journal syncs on the Raft thread only: name it once
+                raft_thread.append(threading.get_native_id())
+                stamp("RAFT_TID", str(raft_thread[0]))
             dirty = journal._file is not None and journal._file.dirty
             if dirty:
                 stamp("FSYNC")
