@@ -33,6 +33,14 @@ TLS_FIRST_CLOSE = (
 )
 
 
+# A TLS-only port closes a plain-text connection at its first bytes (the handshake fails), so
+# a plain-text client sees the same: the connection closed before the first reply.
+PLAIN_FIRST_CLOSE = (
+    "the node closed the connection before its first reply (is its port TLS-only? Then connect "
+    "with TLS: --tls on the command line, ssl=True for Client/AsyncClient)"
+)
+
+
 def protocols_problem(value: str) -> str | None:
     """Why a ``tls_protocols`` value is unusable, or None (a config check)."""
     names = value.split()

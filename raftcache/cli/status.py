@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..client.core import describe_error
 from ..status import from_info
 from .common import Target, cluster_options, human_bytes, human_seconds, print_json, print_table
 
@@ -46,7 +47,7 @@ def node_rows(target: Target) -> list[dict[str, Any]]:
     rows = []
     for endpoint, info in target.info_all().items():
         if isinstance(info, Exception):
-            rows.append({"id": target.names.get(endpoint, ""), "client": endpoint, "role": "unreachable", "error": str(info)})
+            rows.append({"id": target.names.get(endpoint, ""), "client": endpoint, "role": "unreachable", "error": describe_error(info)})
             continue
         status = from_info(info)
         rows.append(
@@ -76,14 +77,15 @@ def node_rows(target: Target) -> list[dict[str, Any]]:
 
 
 def healthy(rows: list[dict[str, Any]]) -> tuple[bool, str]:
-    unreachable = [r["id"] or r["client"] for r in rows if r["role"] == "unreachable"]
+    """(whether the cluster is healthy, the one-line verdict; an unreachable node with its reason)."""
+    unreachable = "; ".join(f"{r['id'] or r['client']} ({r['error']})" for r in rows if r["role"] == "unreachable")
     leaders = {r["id"] for r in rows if r["role"] == "leader"}
     if not leaders:
-        return False, "no leader"
+        return False, "no leader" + (f"; unreachable: {unreachable}" if unreachable else "")
     if len(leaders) > 1:
         return False, f"several nodes claim leadership: {', '.join(sorted(leaders))}"
     if unreachable:
-        return False, f"unreachable: {', '.join(unreachable)}"
+        return False, f"unreachable: {unreachable}"
     return True, f"healthy: leader {leaders.pop()}"
 
 

@@ -108,7 +108,8 @@ def as_requested(command: Any, consistency: str | None) -> Any:
     return StaleRead(command)
 
 
-def _describe(exc: BaseException | None) -> str:
+def describe_error(exc: BaseException | None) -> str:
+    """One line on why a node could not be reached or used (TLS problems said as such)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: the node's certificate is not trusted ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
@@ -189,7 +190,7 @@ class ClientCore:
             else:
                 endpoint = yield from self._target(deadline)
             if endpoint is None:
-                reasons = "; ".join(f"{e}: {_describe(why)}" for e, why in self._unreachable.items()) or "no endpoints"
+                reasons = "; ".join(f"{e}: {describe_error(why)}" for e, why in self._unreachable.items()) or "no endpoints"
                 for i in pending:
                     items[i].error = items[i].error or NoLeaderError(f"no node reachable ({reasons})")
                 if self.endpoints and all(isinstance(self._unreachable.get(e), ssl.SSLError) for e in self.endpoints):
@@ -275,7 +276,7 @@ class ClientCore:
             return OutcomeUnknownError(f"outcome unknown after {budget:g}s of retries: {cause}")
         if isinstance(cause, RaftCacheError):
             return cause
-        return NoLeaderError(f"no node could serve the command within {budget:g}s: {_describe(cause)}")
+        return NoLeaderError(f"no node could serve the command within {budget:g}s: {describe_error(cause)}")
 
     # ------------------------------------------------------------- leader tracking
     def _lost(self, endpoint: str) -> None:

@@ -140,6 +140,7 @@ def test_unreachable_endpoints_and_bad_config_are_one_clear_line(tmp_path):
     result = run("status", "--endpoints", f"127.0.0.1:{port}")
     assert result.exit_code == 1
     assert "unreachable" in result.output and "no leader" in result.output
+    assert f"no leader; unreachable: 127.0.0.1:{port} (connection refused)" in result.output  # and why
     result = run("get", "k", "--endpoints", f"127.0.0.1:{port}")
     assert result.exit_code != 0 and result.output.startswith("Error: ") and len(result.output.splitlines()) == 1
     bad = tmp_path / "bad.toml"

@@ -127,9 +127,22 @@ def test_wrong_protocol_either_way_is_a_clean_error_and_the_node_keeps_serving(t
         cli = raftcache_cli("get", "k", "--endpoints", plain_node.client_address, "--tls", "--cacert", str(ca.cert_path))
         assert cli.returncode == 1 and "TLS handshake failed" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
         assert time.monotonic() - started < 3  # a setting to fix: no retrying until the 5 s deadline
-        cli = raftcache_cli("get", "k", "--endpoints", tls_node_.client_address)  # plain CLI on the TLS port
+        # plain CLI and clients on the TLS port: the error says what to try
+        cli = raftcache_cli("get", "k", "--endpoints", tls_node_.client_address)
         assert cli.returncode == 1 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
-        assert "Traceback" not in cli.stderr
+        assert "Traceback" not in cli.stderr and "TLS-only? Then connect with TLS: --tls" in cli.stderr, cli.stderr
+        cli = raftcache_cli("status", "--endpoints", tls_node_.client_address)  # one connection per node, no retries
+        assert cli.returncode == 1 and "TLS-only?" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
+        with Client(tls_node_.client_address, retry=RetryPolicy(deadline=1)) as client:
+            with pytest.raises(Exception, match="TLS-only"):
+                client.get("k")
+
+        async def plain_async() -> None:
+            async with AsyncClient(tls_node_.client_address, retry=RetryPolicy(deadline=1)) as client:
+                await client.get("k")
+
+        with pytest.raises(Exception, match="TLS-only"):
+            asyncio.run(plain_async())
         assert tls_node_.alive and plain_node.alive and served_by(tls_node_, ca)
     finally:
         cluster.close()
