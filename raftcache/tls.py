@@ -41,6 +41,11 @@ PLAIN_FIRST_CLOSE = (
 )
 
 
+def first_close(tls: bool) -> str:
+    """What a client says when a node closes a fresh connection before its first reply."""
+    return TLS_FIRST_CLOSE if tls else PLAIN_FIRST_CLOSE
+
+
 def protocols_problem(value: str) -> str | None:
     """Why a ``tls_protocols`` value is unusable, or None (a config check)."""
     names = value.split()

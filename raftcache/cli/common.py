@@ -20,7 +20,7 @@ from ..config import ClusterConfig, load_config
 from ..errors import RaftCacheError, error_from_resp
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import from_info
-from ..tls import PLAIN_FIRST_CLOSE, TLS_FIRST_CLOSE, client_context
+from ..tls import client_context, first_close
 
 
 @dataclass
@@ -89,7 +89,7 @@ def call_node(endpoint: str, auth: tuple[str, ...], *args: Any, timeout: float =
         try:
             replies = ReplyParser().read_replies(len(requests), lambda: sock.recv(1 << 20))
         except ConnectionResetError:  # before any reply: the client's own wording (TLS or not)
-            raise ConnectionResetError(f"{endpoint}: {TLS_FIRST_CLOSE if tls else PLAIN_FIRST_CLOSE}") from None
+            raise ConnectionResetError(f"{endpoint}: {first_close(tls is not None)}") from None
     for reply in replies:
         if isinstance(reply, ErrorReply):
             raise error_from_resp(reply.prefix, reply.message)

@@ -14,7 +14,7 @@ from ..errors import error_from_resp
 from ..near_cache import NEAR_RESTART_ERRORS, NEAR_RESTART_S, NearCache
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
-from ..tls import PLAIN_FIRST_CLOSE, TLS_FIRST_CLOSE
+from ..tls import first_close
 from ..transaction import AsyncTransactions
 from ..watch import WatchCursor, WatchEvent
 from .base import ClientBase
@@ -52,8 +52,7 @@ class _Connection:
             replies = await self.parser.read_replies_async(count, lambda: self.reader.read(1 << 16))
         except ConnectionResetError:
             if self.fresh:  # closed before its first reply: a certificate refused, or TLS expected
-                tls = self.writer.get_extra_info("ssl_object") is not None
-                raise ConnectionResetError(TLS_FIRST_CLOSE if tls else PLAIN_FIRST_CLOSE) from None
+                raise ConnectionResetError(first_close(self.writer.get_extra_info("ssl_object") is not None)) from None
             raise
         self.fresh = False
         return replies

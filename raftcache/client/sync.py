@@ -16,7 +16,7 @@ from ..errors import error_from_resp
 from ..near_cache import NEAR_RESTART_ERRORS, NEAR_RESTART_S, NearCache
 from ..resp import ErrorReply, ReplyParser, encode_command
 from ..status import NodeStatus, from_info
-from ..tls import PLAIN_FIRST_CLOSE, TLS_FIRST_CLOSE
+from ..tls import first_close
 from ..transaction import Transactions
 from ..watch import WatchCursor, WatchEvent
 from .base import ClientBase
@@ -41,8 +41,7 @@ class _Connection:
             replies = self.parser.read_replies(count, lambda: self.sock.recv(1 << 16))
         except ConnectionResetError:
             if self.fresh:  # closed before its first reply: a certificate refused, or TLS expected
-                tls = isinstance(self.sock, ssl.SSLSocket)
-                raise ConnectionResetError(TLS_FIRST_CLOSE if tls else PLAIN_FIRST_CLOSE) from None
+                raise ConnectionResetError(first_close(isinstance(self.sock, ssl.SSLSocket))) from None
             raise
         self.fresh = False
         return replies
