@@ -419,8 +419,9 @@ class Connection:
     def push(self, data: bytes, *, now: bool = False) -> None:
         """A message for the client (a pub/sub message from the node's PubSubHub, a CLIENT
         TRACKING invalidation); the shell writes it and enforces the output-buffer limit,
-        at once when `now` (the hub's last push to this connection in a burst), else once at
-        the end of the loop's current callbacks.
+        at once when `now` (the hub's last push to this connection in a burst; a
+        connection's invalidations of one applied entry, joined), else once at the end of
+        the loop's current callbacks.
         It goes behind every reply already computed and ahead of replies still being
         computed, as Redis's single thread would order them: a reply computed before the
         change a push announces must reach the client first (or a client-side cache would

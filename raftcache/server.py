@@ -928,13 +928,22 @@ class RespServer:
         self.send_invalidations(self.tracker.apply(changes))
 
     def send_invalidations(self, invalidations: list[Invalidation]) -> None:
+        """Each target connection gets its invalidations as one push, written at once (its
+        output-buffer limit applies, pub/sub's): so they are on its socket before anything
+        this loop does next, such as writing a reply computed after the write they announce
+        (a linearizable read of it, on any connection, at the end of the delivery burst).
+        Deferred to a later loop callback, a client could see that reply and still serve
+        the old value from its cache."""
         tracker, by_id = self.tracker, self.by_id
+        joined: dict[int, list[bytes]] = {}
         for inv in invalidations:
             routed = tracker.route(inv, self._tracking_peer)
             if routed is not None:
-                target = by_id.get(routed[0])
-                if target is not None:
-                    target.proto.push(routed[1])  # its output-buffer limit applies (pub/sub's)
+                joined.setdefault(routed[0], []).append(routed[1])
+        for conn_id, pushes in joined.items():
+            target = by_id.get(conn_id)
+            if target is not None:
+                target.proto.push(b"".join(pushes), now=True)
 
     def _tracking_peer(self, conn_id: int) -> TrackingPeer | None:
         conn = self.by_id.get(conn_id)

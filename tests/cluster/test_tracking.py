@@ -10,6 +10,7 @@ follower that installs a snapshot."""
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -451,6 +452,63 @@ def test_no_reply_with_an_old_value_follows_its_invalidation(nodes, readonly):
         reader.close()
         writer.close()
     assert replies > 40 * len(keys)
+
+
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's number; CPython 3.11 does not name it
+
+
+def _stamped_read(client: Resp3) -> int:
+    """Read what `client`'s socket holds (at least one byte) into its buffer; the kernel's
+    receive stamp (ns) of the last segment read, i.e. when the node's last write of it
+    reached the socket."""
+    client.sock.settimeout(10)
+    data, ancillary, _flags, _addr = client.sock.recvmsg(1 << 20, socket.CMSG_SPACE(16))
+    assert data, "closed by the server"
+    client.buf += data
+    stamps = [d for level, kind, d in ancillary if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS]
+    assert stamps, "no receive stamp"
+    sec, nsec = struct.unpack("qq", stamps[-1][:16])
+    return sec * 1_000_000_000 + nsec
+
+
+def test_invalidations_leave_before_the_reply_that_says_the_write_is_applied(nodes):
+    """The README's promise, on the wire: once a write is acknowledged to its writer and the
+    tracking connection's node has applied it, the invalidations are already on the cached
+    connection's socket. A write through a follower is acknowledged once that follower has
+    applied it, in the same delivery burst as its invalidations, so the writer's reply is
+    such a moment. The kernel's receive stamps order the node's two writes (loopback
+    delivers within the sender's send()): the pushes must reach the cached socket before the
+    reply reaches the writer's. Until stop 15 pushes were written one loop callback after
+    the burst's replies, and a client quick enough to look between the two could serve the
+    old value from its cache (redis-py's did, once, in a full run)."""
+    keys = [f"hb-wire:{i}".encode() for i in range(20)]
+    node = nodes["follower"]
+    cached, writer = Resp3(node), Resp3(node)
+    for client in (cached, writer):
+        client.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    late = []
+    try:
+        assert cached.call("CLIENT", "TRACKING", "ON") == "OK"
+        for rnd in range(1, 21):
+            cached.pipeline(*[("GET", key) for key in keys])  # tracked: the node remembers them
+            for _ in keys:
+                cached.reply()
+            cached.pushes.clear()
+            writer.send("MSET", *[part for key in keys for part in (key, rnd)])
+            acknowledged_at = _stamped_read(writer)
+            assert writer.reply() == "OK"
+            pushed_at = _stamped_read(cached)
+            seen: set[bytes] = set()
+            while len(seen) < len(keys):
+                frame = cached.frame()
+                assert isinstance(frame, Push), f"a reply without a request: {frame!r}"
+                seen.update(invalidated(frame) or keys)
+            if pushed_at > acknowledged_at:
+                late.append((rnd, round((pushed_at - acknowledged_at) / 1000)))
+    finally:
+        cached.close()
+        writer.close()
+    assert not late, f"(round, us by which the invalidations reached the socket after the writer's reply): {late}"
 
 
 def _write_round(writer: Resp3, keys: list[bytes], n: int) -> None:
