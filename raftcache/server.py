@@ -527,13 +527,15 @@ class _Connection(asyncio.Protocol):
         over the soft one for longer than its seconds, the connection is dropped at once, its
         unsent output discarded. Nothing here waits, so a client that does not read never
         slows the apply path (the hub runs on this loop, fed by a queue) or other clients."""
-        if self.closing or self.transport is None or self.push_flush_pending:
+        if self.closing or self.transport is None:
             return
-        if now:  # the hub joined this burst's messages for us into one push: send them
-            self._flush_pushed()
+        if now:  # joined for us (a burst's messages, an entry's invalidations): send them now,
+            self._flush_pushed()  # even with a deferred flush pending (it finds nothing left)
             return
-        # One write per connection per burst: invalidations come one push per key in one
-        # loop callback; a send per push would cost a syscall each.
+        if self.push_flush_pending:
+            return
+        # The rest (a watch stream's frames, a closing error): one write per connection at
+        # the end of the loop's current callbacks, not a send per push.
         self.push_flush_pending = True
         asyncio.get_running_loop().call_soon(self._flush_pushed)
 
