@@ -147,6 +147,7 @@ def schedstat(pid: int, tid: int) -> tuple[int, int]:
 
 
 def load_run(args: argparse.Namespace, cluster: RaftcacheCluster, traces: Path) -> None:
+    """Trace SETs under load on a started cluster and print the cycle and thread tables."""
     leader = cluster.leader()
     bench = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(leader.client_port), "-t", "set", "-q"]
     subprocess.run([*bench, "-c", "10", "-n", "2000"], check=True, capture_output=True, timeout=120)  # warm-up
@@ -162,9 +163,7 @@ def load_run(args: argparse.Namespace, cluster: RaftcacheCluster, traces: Path) 
     seconds = time.monotonic() - t0
     end = time.perf_counter_ns()
     after = {key: schedstat(*ids) for key, ids in threads.items()}
-    cluster.stop()
-    PROCESSES.stop_all()
-    rows = [r for r in read_stamps(traces)[leader.proc.pid] if start <= r[0] <= end]
+    rows = [r for r in read_stamps(traces)[leader.proc.pid] if start <= r[0] <= end]  # unbuffered: all there
     print(f"redis-benchmark -t set -c {args.load} -n {args.requests} through the leader: "
           f"{out.replace(chr(13), chr(10)).strip().splitlines()[-1].strip()}\n")
     cycles = entry_cycles(rows)
@@ -198,14 +197,10 @@ def main() -> None:
         os.environ["RAFTCACHE_WRITE_TRACE"] = str(traces)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "trace_site"), os.environ.get("PYTHONPATH")]))
         cluster = RaftcacheCluster(Path(tmp) / "cluster", "always").start()
-        if args.load:
-            try:
-                load_run(args, cluster, traces)
-            finally:
-                cluster.stop()
-                PROCESSES.stop_all()
-            return
         try:
+            if args.load:
+                load_run(args, cluster, traces)
+                return
             leader = cluster.leader()
             ports = [leader.client_port] + [n.client_port for n in cluster.nodes if n is not leader]
             subs = feed_bench.Subscribers(ports, args.subscribers)

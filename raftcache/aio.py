@@ -18,9 +18,8 @@ class LoopDelivery:
     ``call_soon_threadsafe`` writes to the loop's self-pipe on every call; under load many
     results complete together, so they are queued and handed over in a single loop callback.
     Calls made on the loop's own thread take the same path (ordering stays simple).
-    ``after_burst`` (if given) runs on the loop once each burst is handed over, with
-    :attr:`in_burst` true only while the burst's receivers run: the RESP server writes each
-    connection's replies of a burst with one write there, not one per reply.
+    ``after_burst`` (if given) runs on the loop once each burst is handed over: the RESP
+    server writes each connection's replies of a burst with one write there, not one per reply.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, after_burst: Callable[[], None] | None = None) -> None:
@@ -29,7 +28,6 @@ class LoopDelivery:
         self._lock = threading.Lock()
         self._scheduled = False
         self._after_burst = after_burst
-        self.in_burst = False
 
     def deliverer(self, fn: Callable[[Any], None]) -> Callable[[Any], None]:
         """A callable, safe from any thread, that runs ``fn(result)`` on the loop."""
@@ -55,15 +53,11 @@ class LoopDelivery:
         with self._lock:
             pending, self._pending = self._pending, []
             self._scheduled = False
-        self.in_burst = True
-        try:
-            for fn, result in pending:
-                try:
-                    fn(result)
-                except Exception:  # one broken receiver must not drop the rest of the burst
-                    log.exception("result delivery failed")
-        finally:
-            self.in_burst = False
+        for fn, result in pending:
+            try:
+                fn(result)
+            except Exception:  # one broken receiver must not drop the rest of the burst
+                log.exception("result delivery failed")
         if self._after_burst is not None:
             try:
                 self._after_burst()

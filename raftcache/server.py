@@ -488,18 +488,14 @@ class _Connection(asyncio.Protocol):
             self.block_timer = None
 
     def _complete(self, slot: Slot, render: Callable[[Any], Any], protocol: int, kind: str, start: float, result: Any) -> None:
-        """On the loop: a replica result for a reply slot. Inside a delivery burst the write
-        waits for the burst's end (:meth:`RespServer._write_completed`): a pipelining client
-        whose 16 replies complete together gets one write, not 16."""
+        """On the loop: a replica result for a reply slot. Always a receiver of a delivery
+        burst (every caller is wrapped in ``server.delivery.deliverer``), so the write waits
+        for the burst's end (:meth:`RespServer._write_completed`): a pipelining client whose
+        16 replies complete together gets one write, not 16."""
         server = self.server
         server.command_stats.latency[kind].observe(time.perf_counter() - start)
-        # _answer inlined: this runs once per data command
         self.proto.complete(slot, server.render(render, result, protocol))
-        if server.delivery.in_burst:
-            server.completed[self] = None
-        elif not self.closing:
-            self._flush()
-            self._update_reading()
+        server.completed[self] = None
 
     def _answer(self, slot: Slot, render: Callable[[Any], Any], protocol: int, result: Any) -> None:
         """On the loop: the result of a handed-out command."""
